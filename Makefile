@@ -1,0 +1,46 @@
+# trialkit — two commands set everything up: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_DB ?= demo.db
+
+.DEFAULT_GOAL := help
+.PHONY: help install run demo test lint typecheck imports pytest bench clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install trialkit with its test tools
+
+demo: $(STAMP) ## Build (or keep) the demo KetHead training trial in demo.db
+	$(BIN)/trialkit demo --db $(DEMO_DB)
+
+run: demo ## Build the demo trial on SQLite and open the terminal UI
+	$(BIN)/trialkit --db $(DEMO_DB) tui
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP) ## mypy --strict over src
+	$(BIN)/mypy
+
+imports: $(STAMP) ## import-linter: domain and services never import a face
+	$(BIN)/lint-imports
+
+pytest: $(STAMP) ## unit, store, service, BDD and TUI tests
+	$(BIN)/pytest
+
+test: lint typecheck imports pytest ## Everything CI runs
+
+bench: $(STAMP) ## Run every benchmark in bench/ and print its figures
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## Remove the environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

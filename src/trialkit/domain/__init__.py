@@ -1,0 +1,1 @@
+"""Pure trial rules: no database, no screen."""

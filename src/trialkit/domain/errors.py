@@ -1,0 +1,53 @@
+"""Domain errors: each carries a user-facing message and the exit status the CLI gives it.
+
+Exit status 2 means the input was invalid; 1 means a rule, a permission or the state of the
+trial refused the action. The faces (CLI, TUI) turn these into a message; nothing else.
+"""
+
+from __future__ import annotations
+
+
+class TrialkitError(Exception):
+    """Base of every error a user may see. ``str(err)`` is the message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(TrialkitError):
+    """The input itself is wrong (a bad value, a bad file, unknown name)."""
+
+    exit_code = 2
+
+
+class ProtocolFileError(InvalidInput):
+    """A protocol file failed to load or validate."""
+
+
+class Refused(TrialkitError):
+    """A rule or the state of the trial refuses the action."""
+
+    exit_code = 1
+
+
+class PermissionDenied(Refused):
+    """The actor's role lacks the permission the action needs."""
+
+
+class AuthenticationFailed(Refused):
+    """Wrong user name or password (never says which)."""
+
+
+class AccountLocked(Refused):
+    """Too many failed sign-ins, or the account is disabled."""
+
+
+class NotFound(InvalidInput):
+    """A named thing (user, participant, site) does not exist."""
+
+
+class IntegrityFailure(Refused):
+    """Verification found tampering or corruption."""
