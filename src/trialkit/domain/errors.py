@@ -11,6 +11,9 @@ class TrialkitError(Exception):
     """Base of every error a user may see. ``str(err)`` is the message."""
 
     exit_code = 1
+    # When True, the transaction commits what the service recorded about the refusal
+    # (a failed sign-in count, an audit event) before the error reaches the user.
+    keep_record = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

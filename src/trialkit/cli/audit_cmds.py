@@ -1,0 +1,73 @@
+"""``trialkit audit verify|log``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from trialkit.cli.context import cli
+
+app = typer.Typer(help="Verify and read the audit trail.", no_args_is_help=True)
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    head: Annotated[str | None, typer.Option(
+        "--head", help="A chain head printed earlier: check the chain still contains it")] = None,
+) -> None:
+    """Recompute the hash chain and compare stored data with the audited state.
+    Prints OK, or the first broken event and why (exit 1)."""
+    from trialkit.domain.errors import IntegrityFailure
+    from trialkit.services.integrity import verify as run_verify
+
+    c = cli(ctx)
+    c.trial()
+    with c.read() as s:
+        report = run_verify(s, expected_head=head)
+    if not report.ok:
+        if c.json:
+            c.emit({"ok": False, "events": report.events, "first_bad_event": report.bad_seq,
+                    "problem": report.problem}, "")
+        raise IntegrityFailure(f"audit trail broken at {report.problem}")
+    c.emit({"ok": True, "events": report.events, "head": report.head},
+           f"OK: {report.events} events, chain head {report.head[:16]}")
+
+
+@app.command("log")
+def log(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user-name", help="Only this user's events")] = None,
+    action: Annotated[str | None, typer.Option("--action", help="Actions starting with this")] = None,
+    entity: Annotated[str | None, typer.Option("--entity", help="user, trial, participant, …")] = None,
+    entity_id: Annotated[str | None, typer.Option("--id", help="One entity's id")] = None,
+    participant: Annotated[str | None, typer.Option("--participant", help="One participant")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the newest N", min=1)] = None,
+) -> None:
+    """Show audit events (monitor, admin, investigator)."""
+    from trialkit.services.audit import log as read_log
+
+    c = cli(ctx)
+    actor = c.actor()
+    if participant:
+        entity, entity_id = "participant", participant
+    with c.read() as s:
+        entries = read_log(s, actor, user=user, action=action, entity=entity,
+                           entity_id=entity_id, limit=limit)
+
+    def text() -> str:
+        lines = []
+        for e in entries:
+            line = (f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.user:<12} {e.role:<12} "
+                    f"{e.action:<18} {e.entity}:{e.entity_id}")
+            if e.reason:
+                line += f"  reason: {e.reason}"
+            lines.append(line)
+            if e.before:
+                lines.append(f"{'':>8}before: {e.before}")
+            if e.after:
+                lines.append(f"{'':>8}after:  {e.after}")
+        return "\n".join(lines) or "No events match."
+
+    c.emit([e.__dict__ for e in entries], text)

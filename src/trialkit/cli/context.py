@@ -1,0 +1,160 @@
+"""What every command needs: the database, the clock, who is acting, and how to print.
+
+Heavy modules (SQLAlchemy, cryptography, Textual) are imported here lazily so that
+``trialkit --help`` starts as fast as Typer itself."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from trialkit.domain.errors import InvalidInput, Refused
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlmodel import Session
+
+    from trialkit.domain.clock import Clock
+    from trialkit.services.actor import Actor
+    from trialkit.services.trial import TrialInfo
+
+DEFAULT_DB = "trialkit.db"
+
+
+def env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def ask_secret(prompt: str, env_name: str) -> str:
+    """A secret from the environment, or typed at a prompt that does not echo."""
+    value = os.environ.get(env_name)
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"no password given: set {env_name} or run in a terminal")
+    return getpass.getpass(prompt)
+
+
+def ask_new_password(prompt: str = "New password: ") -> str:
+    """A new password from TRIALKIT_NEW_PASSWORD, or typed twice at a prompt."""
+    value = os.environ.get("TRIALKIT_NEW_PASSWORD")
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise InvalidInput("no new password given: set TRIALKIT_NEW_PASSWORD or run in a terminal")
+    first = getpass.getpass(prompt)
+    if getpass.getpass("Same password again: ") != first:
+        raise InvalidInput("the two passwords differ; nothing was changed")
+    return first
+
+
+@dataclass
+class Cli:
+    """Options shared by every command (``--db``, ``--user``, ``--json``)."""
+
+    db: str = DEFAULT_DB
+    user: str | None = None
+    json: bool = False
+    training: bool = False
+    _engine: Engine | None = field(default=None, repr=False)
+    _clock: Clock | None = field(default=None, repr=False)
+    _info: TrialInfo | None = field(default=None, repr=False)
+
+    def engine(self, *, must_exist: bool = True, check_schema: bool = True) -> Engine:
+        """The trial database, checked to be reachable and of this trialkit's schema."""
+        if self._engine is None:
+            from trialkit.store.db import check_reachable, make_engine
+            from trialkit.store.schema import check_current
+
+            engine = make_engine(self.db, must_exist=must_exist)
+            check_reachable(engine)
+            if check_schema:
+                check_current(engine)
+            self._engine = engine
+        return self._engine
+
+    def trial(self) -> TrialInfo:
+        if self._info is None:
+            from trialkit.services.trial import trial_info
+            from trialkit.store.db import read_only
+
+            with read_only(self.engine()) as s:
+                self._info = trial_info(s)
+            self.training = self._info.training
+        return self._info
+
+    def clock(self) -> Clock:
+        """Real time, or TRIALKIT_CLOCK in a training trial (a live trial refuses it)."""
+        if self._clock is None:
+            self._clock = resolve_clock(training=self.trial().training)
+        return self._clock
+
+    def actor(self) -> Actor:
+        """Sign the acting user in (name from --user/TRIALKIT_USER, password from
+        TRIALKIT_PASSWORD or a prompt). Every sign-in is audited."""
+        from trialkit.services.auth import login
+        from trialkit.store.db import transaction
+
+        name = self.user or env("TRIALKIT_USER")
+        if name is None:
+            if not sys.stdin.isatty():
+                raise InvalidInput("who is acting? give --user NAME or set TRIALKIT_USER")
+            name = input("User: ").strip()
+        password = ask_secret(f"Password for {name}: ", "TRIALKIT_PASSWORD")
+        clock = self.clock()
+        with transaction(self.engine()) as s:
+            return login(s, name, password, clock=clock)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        from trialkit.store.db import transaction
+
+        with transaction(self.engine()) as s:
+            yield s
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        from trialkit.store.db import read_only
+
+        with read_only(self.engine()) as s:
+            yield s
+
+    def emit(self, doc: Any, human: Callable[[], str] | str) -> None:
+        """One JSON document with --json, else human text (TRAINING marked first)."""
+        if self.json:
+            if isinstance(doc, dict) and self.training:
+                doc = {"training": True} | doc
+            typer.echo(json.dumps(doc, indent=2, default=str, ensure_ascii=False))
+            return
+        if self.training:
+            typer.echo("TRAINING — not for clinical use")
+        typer.echo(human if isinstance(human, str) else human())
+
+
+def resolve_clock(*, training: bool) -> Clock:
+    from trialkit.domain.clock import SystemClock, parse_clock
+
+    stated = env("TRIALKIT_CLOCK")
+    if stated is None:
+        return SystemClock()
+    if not training:
+        raise Refused(
+            "TRIALKIT_CLOCK is set, but this is a live trial: only training trials take a "
+            "stated time; unset it"
+        )
+    return parse_clock(stated)
+
+
+def cli(ctx: typer.Context) -> Cli:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Cli)
+    return obj

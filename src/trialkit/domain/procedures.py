@@ -1,0 +1,176 @@
+"""Randomization procedures: permuted blocks with randomly chosen block sizes.
+
+Permuted blocks keep the arms balanced to the allocation ratio at the end of
+every block, which protects the comparison if a site or stratum stops early.
+Fixed block sizes make the last allocations of a block predictable to anyone
+who has seen the earlier ones, so each block's size is drawn at random from a
+small set and the procedure itself (ratio, block sizes) is sealed with the
+list: blinded roles never see it (SPIRIT 16a, allocation concealment).
+
+Every random choice goes through a :class:`RandomSource`. Production uses the
+operating system's CSPRNG (``secrets``); tests inject a seeded one so the
+statistical checks are reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from trialkit.domain.errors import InvalidInput
+
+PROCEDURE_NAME = "permuted blocks"
+GENERATOR_NAME = "secrets"
+
+
+class RandomSource(Protocol):
+    """A source of uniform integers; the only randomness block generation uses."""
+
+    def randbelow(self, n: int) -> int:
+        """Return a uniform integer in ``[0, n)``."""
+        ...
+
+
+class SystemRandomSource:
+    """The operating system's CSPRNG (``secrets.randbelow``): the production source."""
+
+    def randbelow(self, n: int) -> int:
+        """Return a uniform integer in ``[0, n)`` from the OS CSPRNG."""
+        return secrets.randbelow(n)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One permuted block: its size and the arm codes in allocation order."""
+
+    size: int
+    arms: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.arms) != self.size:
+            raise ValueError(f"block of size {self.size} holds {len(self.arms)} arms")
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _ratio_text(ratio: Sequence[int]) -> str:
+    return ":".join(str(r) for r in ratio)
+
+
+def _validate_ratio_and_sizes(ratio: Sequence[int], block_sizes: Sequence[int]) -> None:
+    if not ratio:
+        raise InvalidInput("the allocation ratio is empty")
+    for part in ratio:
+        if not _is_positive_int(part):
+            raise InvalidInput(
+                f"allocation ratio {_ratio_text(ratio)} must be made of positive whole numbers"
+            )
+    if not block_sizes:
+        raise InvalidInput("at least one block size is needed")
+    unit = sum(ratio)
+    seen: set[int] = set()
+    for size in block_sizes:
+        if not _is_positive_int(size):
+            raise InvalidInput(f"block size {size} must be a positive whole number")
+        if size % unit != 0:
+            raise InvalidInput(
+                f"block size {size} is not a multiple of {unit} (ratio {_ratio_text(ratio)})"
+            )
+        if size in seen:
+            # A repeated size would silently weight the draw towards it.
+            raise InvalidInput(f"block size {size} is listed more than once")
+        seen.add(size)
+
+
+def _validate_arms(arm_codes: Sequence[str], ratio: Sequence[int]) -> None:
+    if len(arm_codes) < 2:
+        raise InvalidInput("a randomization list needs at least two arms")
+    if len(ratio) != len(arm_codes):
+        raise InvalidInput(
+            f"allocation ratio {_ratio_text(ratio)} has {len(ratio)} parts "
+            f"but there are {len(arm_codes)} arms"
+        )
+    if any(not code for code in arm_codes):
+        raise InvalidInput("an arm code is empty")
+    if len(set(arm_codes)) != len(arm_codes):
+        raise InvalidInput(f"arm codes repeat: {', '.join(arm_codes)}")
+
+
+def _shuffle(items: list[str], rng: RandomSource) -> None:
+    """Fisher–Yates in place: every permutation equally likely given a uniform ``rng``."""
+    for i in range(len(items) - 1, 0, -1):
+        j = rng.randbelow(i + 1)
+        items[i], items[j] = items[j], items[i]
+
+
+def _make_block(
+    arm_codes: Sequence[str], ratio: Sequence[int], size: int, rng: RandomSource
+) -> Block:
+    per_unit = size // sum(ratio)
+    arms = [
+        code for code, part in zip(arm_codes, ratio, strict=True) for _ in range(part * per_unit)
+    ]
+    _shuffle(arms, rng)
+    return Block(size=size, arms=tuple(arms))
+
+
+def generate_blocks(
+    arm_codes: Sequence[str],
+    ratio: Sequence[int],
+    block_sizes: Sequence[int],
+    n_slots: int,
+    rng: RandomSource,
+) -> list[Block]:
+    """Generate whole permuted blocks until they hold at least ``n_slots`` allocations.
+
+    Each block's size is drawn uniformly from ``block_sizes``; a block of size
+    ``s`` holds arm ``i`` exactly ``s * ratio[i] / sum(ratio)`` times, in an
+    order shuffled by Fisher–Yates. Only complete blocks are produced, so the
+    list may be longer than ``n_slots`` (by less than the largest block size);
+    cutting a block short would break the balance the procedure guarantees.
+    Extending a list later is another call whose blocks are appended.
+    """
+    _validate_arms(arm_codes, ratio)
+    _validate_ratio_and_sizes(ratio, block_sizes)
+    if not _is_positive_int(n_slots):
+        raise InvalidInput(f"the number of slots must be at least 1, not {n_slots}")
+    blocks: list[Block] = []
+    total = 0
+    while total < n_slots:
+        size = block_sizes[rng.randbelow(len(block_sizes))]
+        blocks.append(_make_block(arm_codes, ratio, size, rng))
+        total += size
+    return blocks
+
+
+def flatten(blocks: Iterable[Block]) -> list[str]:
+    """The arm sequence of the blocks, in allocation order."""
+    return [arm for block in blocks for arm in block.arms]
+
+
+def describe_policy(block_sizes: Sequence[int], ratio: Sequence[int]) -> dict[str, Any]:
+    """The procedure as a plain dict: what is sealed with the list, never shown blinded.
+
+    Block sizes are a set, so they are sorted; the ratio keeps the protocol's arm order.
+    """
+    _validate_ratio_and_sizes(ratio, block_sizes)
+    return {
+        "procedure": PROCEDURE_NAME,
+        "ratio": list(ratio),
+        "block_sizes": sorted(block_sizes),
+        "generator": GENERATOR_NAME,
+    }
+
+
+def policy_hash(block_sizes: Sequence[int], ratio: Sequence[int]) -> str:
+    """SHA-256 hex of the canonical JSON of :func:`describe_policy`, for the signed manifest."""
+    canonical = json.dumps(
+        describe_policy(block_sizes, ratio), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()

@@ -1,0 +1,432 @@
+"""Protocol files: the trial-specific facts (arms, sites, strata, eligibility, dosing, diary
+rules, label text) read from TOML, validated, and refused with one line naming file and field.
+
+Every clinical number the rest of trialkit uses comes from here, never from code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic_core import ErrorDetails
+
+from trialkit.domain.errors import ProtocolFileError
+
+# A field path and what is wrong with it, e.g. ("arms[1].code", "duplicate code 'KET'").
+Problems = Iterator[tuple[str, str]]
+
+# Codes end up in stratum names, CLI options and labels; ids are typed on the command line
+# (``--answer I2_cdh=yes``). Both must survive that without quoting.
+_NAMES = {
+    "code": (re.compile(r"[A-Z][A-Z0-9]{0,9}"), "a capital, then up to 9 capitals or digits"),
+    "id": (re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}"), "a letter, then letters, digits or _"),
+}
+
+# Text a person will read: never empty.
+Text = Annotated[str, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    # strict: a protocol file must say 28, not "28"; TOML arrays become tuples before validation.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class TrialInfo(_Model):
+    id: Text
+    title: Text
+    version: Text
+    protocol_number: Text
+    registry: str | None = None
+
+
+class Arm(_Model):
+    code: str
+    name: Text
+    description: Text
+
+
+class Allocation(_Model):
+    ratio: tuple[int, ...]
+    block_sizes: tuple[int, ...]
+    stratify_by_site: bool = True
+
+
+class Site(_Model):
+    code: str
+    name: Text
+    target: PositiveInt
+
+
+class Level(_Model):
+    code: str
+    name: Text
+
+
+class Factor(_Model):
+    id: str
+    name: Text
+    levels: tuple[Level, ...]
+
+
+class Criterion(_Model):
+    id: str
+    kind: Literal["inclusion", "exclusion"]
+    text: Text
+    # Checked by trialkit from screening data; every other criterion is a yes/no answer.
+    automatic: Literal["age"] | None = None
+
+
+class Eligibility(_Model):
+    age_min: int = Field(ge=0)
+    age_max: int = Field(ge=0)
+    weight_min_kg: PositiveFloat
+    weight_max_kg: PositiveFloat
+    criteria: tuple[Criterion, ...] = ()
+
+
+class Consent(_Model):
+    form_versions: tuple[Text, ...]
+
+
+class Preparation(_Model):
+    """One thing the pharmacy prepares (and labels). Volumes are per kg and shared by all arms,
+    so the arms cannot differ in what a blinded person sees; only the product differs."""
+
+    id: str
+    name: Text
+    kind: Literal["bolus", "infusion"]
+    volume_ml_per_kg: PositiveFloat | None = None
+    rate_ml_per_kg_h: PositiveFloat | None = None
+    hours: PositiveFloat | None = None
+    instructions: str | None = None
+    # Arm code -> product text: the one thing that differs by arm (unblinded, pharmacy only).
+    products: dict[str, Text]
+
+
+class Dosing(_Model):
+    expiry_hours: PositiveInt
+    round_ml: PositiveFloat
+    weight_cap_kg: PositiveFloat | None = None
+    preparations: tuple[Preparation, ...]
+    # Given to every arm, not randomized: shown to the pharmacist as plain text.
+    concomitant: tuple[Text, ...] = ()
+
+
+class Window(_Model):
+    code: Text
+    start: int
+    end: int
+    relative_to: Literal["randomization", "infusion"]
+    primary: bool = False
+
+
+class Diary(_Model):
+    severity_levels: tuple[Text, ...]
+    moderate_severe_levels: tuple[Text, ...]
+    headache_day_min_hours: PositiveFloat
+    headache_day_if_acute_medication: bool
+    proration_min_days: PositiveInt
+    proration_decimals: int = Field(default=1, ge=0)
+    window_days: PositiveInt
+    baseline_min_days: PositiveInt
+    baseline_min_headache_days: int = Field(ge=0)
+    max_day_after_infusion: PositiveInt
+    windows: tuple[Window, ...]
+
+    @property
+    def primary_window(self) -> Window:
+        """The window of the primary outcome (validation guarantees exactly one)."""
+        return next(w for w in self.windows if w.primary)
+
+    @property
+    def baseline_window(self) -> Window:
+        """The window relative to randomization (validation guarantees exactly one)."""
+        return next(w for w in self.windows if w.relative_to == "randomization")
+
+
+class Labels(_Model):
+    product: Text
+    route: Text
+    storage: Text
+    caution: Text
+    sponsor: Text
+    emergency_contact: Text
+
+
+class UI(_Model):
+    idle_lock_minutes: int = 5
+
+
+class Protocol(_Model):
+    trial: TrialInfo
+    arms: tuple[Arm, ...]
+    allocation: Allocation
+    sites: tuple[Site, ...]
+    stratification: tuple[Factor, ...] = ()
+    eligibility: Eligibility
+    consent: Consent
+    dosing: Dosing
+    diary: Diary
+    labels: Labels
+    ui: UI = UI()
+
+    @property
+    def arm_codes(self) -> tuple[str, ...]:
+        """Arm codes in file order (the order of ``allocation.ratio``)."""
+        return tuple(a.code for a in self.arms)
+
+    @property
+    def site_codes(self) -> tuple[str, ...]:
+        """Site codes in file order."""
+        return tuple(s.code for s in self.sites)
+
+    def site(self, code: str) -> Site | None:
+        """The site with this code, or None."""
+        return next((s for s in self.sites if s.code == code), None)
+
+
+@dataclass(frozen=True)
+class LoadedProtocol:
+    """A validated protocol with the exact text it came from and that text's SHA-256."""
+
+    protocol: Protocol
+    text: str
+    sha256: str
+    source: str
+
+
+def load_protocol(path: str | Path) -> LoadedProtocol:
+    """Read, parse and validate a protocol file; any problem raises ``ProtocolFileError``."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ProtocolFileError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ProtocolFileError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    protocol = parse_protocol(text, str(path))
+    return LoadedProtocol(protocol, text, hashlib.sha256(data).hexdigest(), str(path))
+
+
+def protocol_from_text(text: str, source: str = "stored protocol") -> LoadedProtocol:
+    """Validate protocol text kept elsewhere (e.g. in the database); hashes its UTF-8 bytes."""
+    protocol = parse_protocol(text, source)
+    return LoadedProtocol(protocol, text, hashlib.sha256(text.encode("utf-8")).hexdigest(), source)
+
+
+def parse_protocol(text: str, source: str) -> Protocol:
+    """Parse and validate TOML text; the first problem raises ``ProtocolFileError``."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise _error(source, f"not valid TOML: {err}") from None
+    try:
+        protocol = Protocol.model_validate(_tuples(raw))
+    except ValidationError as err:
+        path, problem = _describe(err.errors()[0])
+        raise _error(source, f"{path}: {problem}") from None
+    for path, problem in _problems(protocol):
+        raise _error(source, f"{path}: {problem}")
+    return protocol
+
+
+def _error(source: str, message: str) -> ProtocolFileError:
+    # The message is shown as one line on stderr or in a notification, whatever it contains.
+    return ProtocolFileError(" ".join(f"{source}: {message}".split()))
+
+
+def _tuples(value: Any) -> Any:
+    """TOML arrays as tuples, so strict validation accepts them for the frozen tuple fields."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """('arms', 1, 'code') -> 'arms[1].code'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "(file)"
+
+
+def _describe(err: ErrorDetails) -> tuple[str, str]:
+    """Turn one pydantic error into (field path, short problem in the file's own terms)."""
+    path, kind = _field_path(err["loc"]), err["type"]
+    if kind == "missing":
+        return path, "missing"
+    if kind == "extra_forbidden":
+        return path, "unknown field"
+    if kind in ("model_type", "dict_type"):
+        problem = "should be a table"
+    elif kind == "tuple_type":
+        problem = "should be an array"
+    else:
+        problem = err["msg"].replace("Input should", "should")
+        problem = problem[:1].lower() + problem[1:]
+    shown = _shown(err.get("input"))
+    return path, f"{problem} (got {shown})" if shown else problem
+
+
+def _shown(value: object) -> str | None:
+    """A scalar as written in TOML, for the message; None for tables and arrays."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, str) and len(value) > 40:
+        value = value[:37] + "..."
+    return repr(value) if isinstance(value, str | int | float) else None
+
+
+def _problems(p: Protocol) -> Problems:
+    """Cross-field checks pydantic cannot express, in file order."""
+    if len(p.arms) < 2:
+        yield "arms", f"a controlled trial needs at least 2 arms (got {len(p.arms)})"
+    yield from _named(p.arm_codes, "arms", "code")
+    yield from _check_allocation(p)
+    if not p.sites:
+        yield "sites", "no sites"
+    yield from _named(p.site_codes, "sites", "code")
+    yield from _named([f.id for f in p.stratification], "stratification", "id")
+    for i, factor in enumerate(p.stratification):
+        if not factor.levels:
+            yield f"stratification[{i}].levels", "no levels"
+        yield from _named([lv.code for lv in factor.levels], f"stratification[{i}].levels", "code")
+    yield from _check_eligibility(p)
+    if not p.consent.form_versions:
+        yield "consent.form_versions", "no form versions"
+    yield from _check_dosing(p)
+    yield from _check_diary(p.diary)
+    if p.ui.idle_lock_minutes < 1:
+        yield "ui.idle_lock_minutes", f"must be at least 1 (got {p.ui.idle_lock_minutes})"
+
+
+def _unique(values: Sequence[str], path: str, field: str, what: str) -> Problems:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            yield f"{path}[{i}]" + (f".{field}" if field else ""), f"duplicate {what} {value!r}"
+        seen.add(value)
+
+
+def _named(values: Sequence[str], path: str, field: Literal["code", "id"]) -> Problems:
+    """Codes and ids must be well formed and unique among their siblings."""
+    pattern, rule = _NAMES[field]
+    for i, value in enumerate(values):
+        if not pattern.fullmatch(value):
+            yield f"{path}[{i}].{field}", f"{value!r} is not a valid {field} ({rule})"
+    yield from _unique(values, path, field, field)
+
+
+def _check_allocation(p: Protocol) -> Problems:
+    ratio, blocks = p.allocation.ratio, p.allocation.block_sizes
+    if len(ratio) != len(p.arms):
+        yield "allocation.ratio", f"{len(ratio)} numbers for {len(p.arms)} arms"
+    for i, part in enumerate(ratio):
+        if part < 1:
+            yield f"allocation.ratio[{i}]", f"must be a positive whole number (got {part})"
+    if not blocks:
+        yield "allocation.block_sizes", "no block sizes"
+    # A block must hold every arm in the ratio a whole number of times, or balance is lost.
+    total, shown = sum(ratio), ":".join(map(str, ratio))
+    for i, size in enumerate(blocks):
+        where = f"allocation.block_sizes[{i}]"
+        if size < 1:
+            yield where, f"must be positive (got {size})"
+        elif size % total:
+            yield where, f"{size} is not a multiple of {total} (the ratio {shown})"
+
+
+def _check_eligibility(p: Protocol) -> Problems:
+    e = p.eligibility
+    if e.age_max < e.age_min:
+        yield "eligibility.age_max", f"{e.age_max} is below age_min {e.age_min}"
+    if e.weight_max_kg <= e.weight_min_kg:
+        yield "eligibility.weight_max_kg", f"{e.weight_max_kg:g} is not above weight_min_kg"
+    yield from _named([c.id for c in e.criteria], "eligibility.criteria", "id")
+    # An automatic check passes or fails on its own; phrased as an exclusion it would invert.
+    for i, c in enumerate(e.criteria):
+        if c.automatic is not None and c.kind != "inclusion":
+            yield f"eligibility.criteria[{i}].kind", "an automatic check must be an inclusion"
+    automatic = [c.automatic for c in e.criteria if c.automatic is not None]
+    if len(automatic) != len(set(automatic)):
+        yield "eligibility.criteria", "the same automatic check twice"
+
+
+def _check_dosing(p: Protocol) -> Problems:
+    preps = p.dosing.preparations
+    if not preps:
+        yield "dosing.preparations", "no preparations"
+    yield from _named([prep.id for prep in preps], "dosing.preparations", "id")
+    for i, prep in enumerate(preps):
+        path = f"dosing.preparations[{i}]"
+        for code in p.arm_codes:
+            if code not in prep.products:
+                yield f"{path}.products", f"no product for arm {code!r}"
+        for code in prep.products:
+            if code not in p.arm_codes:
+                yield f"{path}.products.{code}", f"{code!r} is not an arm code"
+        # A bolus is a volume per kg; an infusion a rate per kg over some hours. Not both.
+        needed = ("volume_ml_per_kg",) if prep.kind == "bolus" else ("rate_ml_per_kg_h", "hours")
+        for name in ("volume_ml_per_kg", "rate_ml_per_kg_h", "hours"):
+            given = getattr(prep, name) is not None
+            if given != (name in needed):
+                verb = "missing" if not given else "not used"
+                yield f"{path}.{name}", f"{verb} for kind {prep.kind!r}"
+
+
+def _check_diary(d: Diary) -> Problems:
+    if not d.severity_levels:
+        yield "diary.severity_levels", "no levels"
+    yield from _unique(d.severity_levels, "diary.severity_levels", "", "level")
+    for i, level in enumerate(d.moderate_severe_levels):
+        if level not in d.severity_levels:
+            yield f"diary.moderate_severe_levels[{i}]", f"{level!r} is not one of severity_levels"
+    for name in ("baseline_min_days", "proration_min_days"):
+        if getattr(d, name) > d.window_days:
+            yield f"diary.{name}", f"{getattr(d, name)} is more than window_days {d.window_days}"
+    if d.baseline_min_headache_days > d.baseline_min_days:
+        yield (
+            "diary.baseline_min_headache_days",
+            f"{d.baseline_min_headache_days} is more than baseline_min_days {d.baseline_min_days}",
+        )
+    yield from _check_windows(d)
+
+
+def _check_windows(d: Diary) -> Problems:
+    ws = d.windows
+    yield from _unique([w.code for w in ws], "diary.windows", "code", "code")
+    for i, w in enumerate(ws):
+        path = f"diary.windows[{i}]"
+        if w.end < w.start:
+            yield f"{path}.end", f"{w.end} is before start {w.start}"
+        if w.relative_to == "randomization" and w.end >= 0:
+            yield f"{path}.end", f"{w.end} is not before randomization (day 0)"
+        if w.relative_to == "infusion" and w.end > d.max_day_after_infusion:
+            yield f"{path}.end", f"{w.end} is after max_day_after_infusion"
+        if i == 0:
+            continue
+        prev = ws[i - 1]
+        # Randomization comes before the infusion, so its windows come first in the file.
+        if prev.relative_to == "infusion" and w.relative_to == "randomization":
+            yield f"{path}.relative_to", "windows relative to randomization must come first"
+        elif prev.relative_to == w.relative_to and w.start <= prev.end:
+            yield f"{path}.start", f"{w.start} is not after the end of windows[{i - 1}]"
+    primaries = sum(w.primary for w in ws)
+    if primaries != 1:
+        yield "diary.windows", f"{primaries} primary windows (need exactly one)"
+    baselines = sum(w.relative_to == "randomization" for w in ws)
+    if baselines != 1:
+        yield "diary.windows", f"{baselines} windows relative to randomization (need one baseline)"

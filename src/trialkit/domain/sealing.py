@@ -1,0 +1,392 @@
+"""Sealing: the cryptography that keeps allocation concealed and makes tampering visible.
+
+Allocation concealment means nobody who enrols participants can learn or
+predict the next arm. The database, a dump of it, every blinded screen and
+every log line must be useless for guessing an arm, so:
+
+- each slot of a list is an *envelope*: fixed-length canonical bytes of
+  (list id, stratum, sequence number, arm, random salt), encrypted with a
+  per-list data key under AES-256-GCM. Every field is padded to a fixed
+  width, so envelopes for both arms have identical plaintext and ciphertext
+  lengths and the size of a row says nothing. The slot identity is the
+  associated data, so an envelope copied to another slot fails to open;
+- the data key is wrapped to each unblinded custodian's X25519 public key
+  with HPKE (RFC 9180: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM);
+- a custodian's private key is stored only encrypted (AES-256-GCM) under a
+  key derived from the custodian's password with Argon2id (Scrypt where the
+  OpenSSL build lacks Argon2);
+- each envelope has a *commitment*, SHA-256 of its plaintext. The 16-byte
+  random salt in the plaintext stops anyone hashing both candidate arms to
+  match a commitment. The commitments' Merkle root, with the list identity
+  and the hash of the block policy, forms a *manifest* signed with Ed25519,
+  so any later change to any envelope, its order or the procedure shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import struct
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.backends.openssl.backend import backend as _openssl
+from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from trialkit.domain.errors import AuthenticationFailed, IntegrityFailure, InvalidInput
+
+KEY_LEN = 32
+NONCE_LEN = 12
+TAG_LEN = 16
+SALT_LEN = 16
+
+# Argon2id at the OWASP minimum (19 MiB, 2 passes, 1 lane); Scrypt fallback per OWASP too.
+ARGON2ID_PARAMS: dict[str, Any] = {"alg": "argon2id", "m": 19456, "t": 2, "p": 1}
+SCRYPT_PARAMS: dict[str, Any] = {"alg": "scrypt", "n": 2**17, "r": 8, "p": 1}
+
+_CUSTODIAN_AD = b"trialkit custodian key v1\x00"
+_ENVELOPE_AD = b"trialkit envelope v1\x00"
+_HPKE_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+
+# Envelope plaintext layout: magic, then each text field as a 1-byte length and
+# a zero-padded fixed width, the sequence number, and the salt.
+_MAGIC = b"TKE1"
+LIST_ID_WIDTH = 64
+STRATUM_WIDTH = 128
+ARM_CODE_WIDTH = 32
+_SEQ = struct.Struct(">I")
+ENVELOPE_PLAINTEXT_LEN = (
+    len(_MAGIC)
+    + (1 + LIST_ID_WIDTH)
+    + (1 + STRATUM_WIDTH)
+    + _SEQ.size
+    + (1 + ARM_CODE_WIDTH)
+    + SALT_LEN
+)
+ENVELOPE_CIPHERTEXT_LEN = NONCE_LEN + ENVELOPE_PLAINTEXT_LEN + TAG_LEN
+
+
+# --- custodian keys -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustodianKeys:
+    """A custodian's X25519 key pair as stored: public key raw, private key password-wrapped.
+
+    ``wrapped_private_key`` is ``nonce || AES-256-GCM(raw private key)``; ``kdf`` is
+    canonical JSON naming the KDF, its parameters and the base64 salt.
+    """
+
+    public_key: bytes
+    wrapped_private_key: bytes
+    kdf: str
+
+
+def _password_bytes(password: str) -> bytes:
+    # NFC so the same password typed on different keyboards derives the same key.
+    return unicodedata.normalize("NFC", password).encode("utf-8")
+
+
+def _new_kdf_params() -> dict[str, Any]:
+    params = ARGON2ID_PARAMS if _openssl.argon2_supported() else SCRYPT_PARAMS
+    return {**params, "salt": base64.b64encode(os.urandom(SALT_LEN)).decode("ascii")}
+
+
+def _derive_wrapping_key(password: str, kdf: str) -> bytes:
+    try:
+        params = json.loads(kdf)
+        salt = base64.b64decode(params["salt"], validate=True)
+        if params["alg"] == "argon2id":
+            return Argon2id(
+                salt=salt,
+                length=KEY_LEN,
+                iterations=int(params["t"]),
+                lanes=int(params["p"]),
+                memory_cost=int(params["m"]),
+            ).derive(_password_bytes(password))
+        if params["alg"] == "scrypt":
+            return Scrypt(
+                salt=salt,
+                length=KEY_LEN,
+                n=int(params["n"]),
+                r=int(params["r"]),
+                p=int(params["p"]),
+            ).derive(_password_bytes(password))
+    except (ValueError, KeyError, TypeError) as err:
+        raise IntegrityFailure("the custodian key's KDF parameters are malformed") from err
+    raise IntegrityFailure(f"unknown KDF {params['alg']!r} for the custodian key")
+
+
+def _wrap_private_key(private_key: X25519PrivateKey, password: str) -> CustodianKeys:
+    if not password:
+        raise InvalidInput("a custodian password must not be empty")
+    public_raw = private_key.public_key().public_bytes_raw()
+    kdf = json.dumps(_new_kdf_params(), sort_keys=True, separators=(",", ":"))
+    nonce = os.urandom(NONCE_LEN)
+    sealed = AESGCM(_derive_wrapping_key(password, kdf)).encrypt(
+        nonce, private_key.private_bytes_raw(), _CUSTODIAN_AD + public_raw
+    )
+    return CustodianKeys(public_key=public_raw, wrapped_private_key=nonce + sealed, kdf=kdf)
+
+
+def new_custodian_keys(password: str) -> CustodianKeys:
+    """A fresh X25519 key pair whose private half is wrapped under ``password``."""
+    return _wrap_private_key(X25519PrivateKey.generate(), password)
+
+
+def unwrap_private_key(keys: CustodianKeys, password: str) -> X25519PrivateKey:
+    """The custodian's private key; :class:`AuthenticationFailed` if the password is wrong."""
+    wrapping_key = _derive_wrapping_key(password, keys.kdf)
+    nonce, sealed = keys.wrapped_private_key[:NONCE_LEN], keys.wrapped_private_key[NONCE_LEN:]
+    try:
+        raw = AESGCM(wrapping_key).decrypt(nonce, sealed, _CUSTODIAN_AD + keys.public_key)
+    except InvalidTag as err:
+        # The tag also covers the public key, so a tampered record lands here too.
+        raise AuthenticationFailed("wrong password for the custodian key") from err
+    except ValueError as err:
+        raise IntegrityFailure("the wrapped custodian key is malformed") from err
+    private_key = X25519PrivateKey.from_private_bytes(raw)
+    if private_key.public_key().public_bytes_raw() != keys.public_key:
+        raise IntegrityFailure("the custodian's private key does not match its public key")
+    return private_key
+
+
+def rewrap_private_key(keys: CustodianKeys, old_password: str, new_password: str) -> CustodianKeys:
+    """The same key pair wrapped under ``new_password`` with a fresh salt (password change)."""
+    return _wrap_private_key(unwrap_private_key(keys, old_password), new_password)
+
+
+# --- envelopes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvelopeContent:
+    """What one sealed envelope says: its slot and the arm allocated there."""
+
+    list_id: str
+    stratum: str
+    seq: int
+    arm_code: str
+    salt: bytes
+
+
+def _pack_text(name: str, value: str, width: int, *, allow_empty: bool = False) -> bytes:
+    raw = value.encode("utf-8")
+    if not raw and not allow_empty:
+        raise InvalidInput(f"the {name} must not be empty")
+    if len(raw) > width:
+        raise InvalidInput(
+            f"the {name} {value!r} is too long for an envelope ({len(raw)} bytes, at most {width})"
+        )
+    return bytes([len(raw)]) + raw.ljust(width, b"\x00")
+
+
+def _unpack_text(data: bytes, offset: int, width: int) -> tuple[str, int]:
+    length = data[offset]
+    body = data[offset + 1 : offset + 1 + width]
+    if length > width or any(body[length:]):
+        raise IntegrityFailure("envelope plaintext is malformed")
+    try:
+        return body[:length].decode("utf-8"), offset + 1 + width
+    except UnicodeDecodeError as err:
+        raise IntegrityFailure("envelope plaintext is malformed") from err
+
+
+def _pack_slot(list_id: str, stratum: str, seq: int) -> bytes:
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**32:
+        raise InvalidInput(f"sequence number {seq} is out of range")
+    return (
+        _pack_text("list id", list_id, LIST_ID_WIDTH)
+        + _pack_text("stratum", stratum, STRATUM_WIDTH, allow_empty=True)
+        + _SEQ.pack(seq)
+    )
+
+
+def envelope_plaintext(list_id: str, stratum: str, seq: int, arm_code: str, salt: bytes) -> bytes:
+    """Canonical, fixed-length (:data:`ENVELOPE_PLAINTEXT_LEN`) bytes of one envelope."""
+    if len(salt) != SALT_LEN:
+        raise InvalidInput(f"an envelope salt must be {SALT_LEN} bytes")
+    return (
+        _MAGIC
+        + _pack_slot(list_id, stratum, seq)
+        + _pack_text("arm code", arm_code, ARM_CODE_WIDTH)
+        + salt
+    )
+
+
+def new_envelope_salt() -> bytes:
+    """Sixteen random bytes for :func:`envelope_plaintext`."""
+    return os.urandom(SALT_LEN)
+
+
+def parse_envelope_plaintext(data: bytes) -> EnvelopeContent:
+    """Read back :func:`envelope_plaintext`; :class:`IntegrityFailure` if malformed."""
+    if len(data) != ENVELOPE_PLAINTEXT_LEN or not data.startswith(_MAGIC):
+        raise IntegrityFailure("envelope plaintext is malformed")
+    list_id, offset = _unpack_text(data, len(_MAGIC), LIST_ID_WIDTH)
+    stratum, offset = _unpack_text(data, offset, STRATUM_WIDTH)
+    (seq,) = _SEQ.unpack_from(data, offset)
+    arm_code, offset = _unpack_text(data, offset + _SEQ.size, ARM_CODE_WIDTH)
+    return EnvelopeContent(list_id, stratum, seq, arm_code, data[offset : offset + SALT_LEN])
+
+
+def commitment(plaintext: bytes) -> str:
+    """SHA-256 hex of an envelope's plaintext (salted, so it does not reveal the arm)."""
+    return hashlib.sha256(plaintext).hexdigest()
+
+
+def new_data_key() -> bytes:
+    """A fresh 32-byte AES-256 key for one list."""
+    return os.urandom(KEY_LEN)
+
+
+def _check_data_key(data_key: bytes) -> None:
+    if len(data_key) != KEY_LEN:
+        raise InvalidInput(f"a list data key must be {KEY_LEN} bytes")
+
+
+def seal_envelope(data_key: bytes, plaintext: bytes, list_id: str, stratum: str, seq: int) -> bytes:
+    """``nonce || AES-256-GCM(plaintext)`` bound to its slot; same length for every arm."""
+    _check_data_key(data_key)
+    content = parse_envelope_plaintext(plaintext)
+    if (content.list_id, content.stratum, content.seq) != (list_id, stratum, seq):
+        raise InvalidInput(f"the envelope plaintext is not for {list_id}/{stratum}/{seq}")
+    nonce = os.urandom(NONCE_LEN)
+    ad = _ENVELOPE_AD + _pack_slot(list_id, stratum, seq)
+    return nonce + AESGCM(data_key).encrypt(nonce, plaintext, ad)
+
+
+def open_envelope(
+    data_key: bytes, ciphertext: bytes, list_id: str, stratum: str, seq: int
+) -> bytes:
+    """The plaintext of a sealed envelope; :class:`IntegrityFailure` if altered or moved."""
+    _check_data_key(data_key)
+    ad = _ENVELOPE_AD + _pack_slot(list_id, stratum, seq)
+    try:
+        return AESGCM(data_key).decrypt(ciphertext[:NONCE_LEN], ciphertext[NONCE_LEN:], ad)
+    except (InvalidTag, ValueError) as err:
+        raise IntegrityFailure(
+            f"envelope {seq} of list {list_id} (stratum {stratum!r}) fails its integrity check"
+        ) from err
+
+
+def wrap_data_key(data_key: bytes, recipient_public_key: bytes, info: bytes) -> bytes:
+    """HPKE-seal a list data key to one custodian's raw X25519 public key.
+
+    ``info`` binds the wrap to its context (e.g. list and custodian); unwrap must pass the same.
+    """
+    _check_data_key(data_key)
+    try:
+        public_key = X25519PublicKey.from_public_bytes(recipient_public_key)
+    except ValueError as err:
+        raise InvalidInput("the custodian public key is not a raw X25519 key") from err
+    return _HPKE_SUITE.encrypt(data_key, public_key, info=info)
+
+
+def unwrap_data_key(wrapped: bytes, private_key: X25519PrivateKey, info: bytes) -> bytes:
+    """Open :func:`wrap_data_key`; :class:`IntegrityFailure` for a wrong key or altered wrap."""
+    try:
+        data_key = _HPKE_SUITE.decrypt(wrapped, private_key, info=info)
+    except (InvalidTag, ValueError) as err:
+        raise IntegrityFailure("the list key cannot be unwrapped with this custodian key") from err
+    if len(data_key) != KEY_LEN:
+        raise IntegrityFailure("the unwrapped list key has the wrong length")
+    return data_key
+
+
+# --- manifests ------------------------------------------------------------------------------
+
+
+def _leaf(commitment_hex: str) -> bytes:
+    try:
+        raw = bytes.fromhex(commitment_hex)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32 or commitment_hex != raw.hex():
+        raise InvalidInput(f"{commitment_hex!r} is not a SHA-256 commitment")
+    return hashlib.sha256(b"\x00" + raw).digest()
+
+
+def _subtree(leaves: Sequence[bytes]) -> bytes:
+    if len(leaves) == 1:
+        return leaves[0]
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)  # largest power of two below n
+    return hashlib.sha256(b"\x01" + _subtree(leaves[:split]) + _subtree(leaves[split:])).digest()
+
+
+def merkle_root(commitments: Sequence[str]) -> str:
+    """RFC 6962 Merkle tree hash (hex) of the commitments in sequence order.
+
+    Leaves are ``SHA-256(0x00 || commitment)``, nodes ``SHA-256(0x01 || left || right)``;
+    the empty list hashes to ``SHA-256("")``. A tree, not a running hash, so an
+    extended list can later prove it kept the old envelopes as a prefix.
+    """
+    if not commitments:
+        return hashlib.sha256(b"").hexdigest()
+    return _subtree([_leaf(c) for c in commitments]).hex()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What is signed for one list of one stratum."""
+
+    list_id: str
+    stratum: str
+    count: int
+    policy_hash: str
+    root: str
+
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    """Canonical JSON of a manifest (sorted keys, no spaces, format tag): what is signed."""
+    body = {"format": "trialkit-manifest-v1", **asdict(manifest)}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def new_signing_key() -> tuple[Ed25519PrivateKey, bytes]:
+    """A fresh Ed25519 key pair: the private key and the raw 32-byte public key."""
+    private_key = Ed25519PrivateKey.generate()
+    return private_key, private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+
+
+def sign_manifest(private_key: Ed25519PrivateKey, manifest: Manifest) -> bytes:
+    """Ed25519 signature over :func:`manifest_bytes`."""
+    return private_key.sign(manifest_bytes(manifest))
+
+
+def verify_manifest(public_key_raw: bytes, manifest: Manifest, signature: bytes) -> None:
+    """Return quietly if ``signature`` is valid, else raise :class:`IntegrityFailure`."""
+    failure = IntegrityFailure(
+        f"manifest signature does not verify for list {manifest.list_id} "
+        f"(stratum {manifest.stratum!r})"
+    )
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key_raw).verify(
+            signature, manifest_bytes(manifest)
+        )
+    except (InvalidSignature, ValueError) as err:
+        raise failure from err
+
+
+def fingerprint(public_key_raw: bytes) -> str:
+    """Short human form of a public key: first 16 hex digits of its SHA-256, in fours."""
+    digest = hashlib.sha256(public_key_raw).hexdigest()[:16]
+    return " ".join(digest[i : i + 4] for i in range(0, 16, 4))

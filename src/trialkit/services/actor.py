@@ -1,0 +1,34 @@
+"""Who is acting, and the permission check every service starts with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trialkit.domain.errors import PermissionDenied
+from trialkit.domain.roles import Permission, Role, has_permission
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A signed-in user as services see them."""
+
+    user_id: int
+    name: str
+    role: Role
+    sites: frozenset[str]
+    custodian: bool
+
+    def can(self, permission: Permission) -> bool:
+        return has_permission(self.role, self.custodian, permission)
+
+
+def require(actor: Actor, permission: Permission) -> None:
+    """Refuse (exit 1) with a message naming the missing permission."""
+    if not actor.can(permission):
+        raise PermissionDenied(
+            f"{actor.name} ({actor.role.value}) lacks the permission to {permission.value}"
+        )
+
+
+# The actor for changes made while creating a trial, before any user exists.
+SYSTEM = Actor(user_id=0, name="system", role=Role.ADMIN, sites=frozenset(), custodian=False)

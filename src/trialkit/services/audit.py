@@ -1,0 +1,155 @@
+"""Writing and reading the audit trail. Every service that changes anything calls
+``record`` in the same transaction as the change, so neither exists without the other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from trialkit.domain.audit_chain import GENESIS, ChainBreak, ChainFields, canonical_json
+from trialkit.domain.audit_chain import event_hash as chain_hash
+from trialkit.domain.audit_chain import first_break as chain_first_break
+from trialkit.domain.clock import Clock
+from trialkit.domain.roles import Permission
+from trialkit.services.actor import Actor, require
+from trialkit.store.models import AuditEvent
+
+# Any constant works: it names the PostgreSQL advisory lock that serialises chain appends.
+_CHAIN_LOCK_KEY = 0x7472_6B61
+
+
+def _chain_head(session: Session) -> tuple[int, str]:
+    if session.get_bind().dialect.name == "postgresql":
+        # Two transactions must never both read the same head and fork the chain.
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+    last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
+    return (0, GENESIS) if last is None else (last.seq, last.hash)
+
+
+def _fields(e: AuditEvent) -> ChainFields:
+    return ChainFields(
+        seq=e.seq,
+        at=e.at,
+        user_name=e.user_name,
+        role=e.role,
+        action=e.action,
+        entity=e.entity,
+        entity_id=e.entity_id,
+        before_json=e.before_json,
+        after_json=e.after_json,
+        reason=e.reason,
+        prev_hash=e.prev_hash,
+    )
+
+
+def record(
+    session: Session,
+    actor: Actor | None,
+    *,
+    action: str,
+    entity: str,
+    entity_id: str,
+    clock: Clock,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    reason: str | None = None,
+    user_name: str | None = None,
+) -> AuditEvent:
+    """Append one event to the chain. ``before``/``after`` are the entity's states as plain
+    JSON values; they must never hold anything that reveals an arm."""
+    seq, prev = _chain_head(session)
+    event = AuditEvent(
+        seq=seq + 1,
+        at=clock.now(),
+        user_name=user_name or (actor.name if actor else "(unknown)"),
+        role=actor.role.value if actor else "-",
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        before_json=None if before is None else canonical_json(before),
+        after_json=None if after is None else canonical_json(after),
+        reason=reason,
+        prev_hash=prev,
+        hash="",
+    )
+    event.hash = chain_hash(_fields(event))
+    session.add(event)
+    session.flush()
+    return event
+
+
+def iter_events(session: Session) -> Iterator[AuditEvent]:
+    """Every event in stored sequence order, streamed."""
+    stmt = select(AuditEvent).order_by(col(AuditEvent.seq)).execution_options(yield_per=2000)
+    yield from session.exec(stmt)
+
+
+def first_break(session: Session) -> tuple[int, str, ChainBreak | None]:
+    """Walk the whole chain: (event count, head hash, first break or None)."""
+    pairs = [(_fields(e), e.hash) for e in iter_events(session)]
+    head = pairs[-1][1] if pairs else GENESIS
+    return len(pairs), head, chain_first_break(pairs)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """An audit event as shown to a reader."""
+
+    seq: int
+    at: datetime
+    user: str
+    role: str
+    action: str
+    entity: str
+    entity_id: str
+    before: str | None
+    after: str | None
+    reason: str | None
+
+
+def log(
+    session: Session,
+    actor: Actor,
+    *,
+    user: str | None = None,
+    action: str | None = None,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    limit: int | None = None,
+) -> list[LogEntry]:
+    """Events matching the filters, newest last (``limit`` keeps the newest ones)."""
+    require(actor, Permission.READ_AUDIT)
+    stmt = select(AuditEvent)
+    if user:
+        stmt = stmt.where(AuditEvent.user_name == user)
+    if action:
+        stmt = stmt.where(col(AuditEvent.action).startswith(action))
+    if entity:
+        stmt = stmt.where(AuditEvent.entity == entity)
+    if entity_id:
+        stmt = stmt.where(AuditEvent.entity_id == entity_id)
+    stmt = stmt.order_by(col(AuditEvent.seq).desc())
+    if limit:
+        stmt = stmt.limit(limit)
+    rows = list(session.exec(stmt))
+    rows.reverse()
+    return [
+        LogEntry(
+            seq=e.seq,
+            at=e.at,
+            user=e.user_name,
+            role=e.role,
+            action=e.action,
+            entity=e.entity,
+            entity_id=e.entity_id,
+            before=e.before_json,
+            after=e.after_json,
+            reason=e.reason,
+        )
+        for e in rows
+    ]

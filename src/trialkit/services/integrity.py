@@ -1,0 +1,100 @@
+"""``audit verify``: the hash chain, plus a check that every audited entity still matches
+the state its latest audit event recorded, so a direct edit of a table (or the deletion of
+the audit event that explains it) is caught too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from trialkit.domain.audit_chain import canonical_json
+from trialkit.services import audit
+from trialkit.services.trial import trial_snapshot
+from trialkit.services.users import user_snapshot
+from trialkit.store.models import AuditEvent, Trial, User
+
+StateReader = Callable[[Session], dict[str, dict[str, Any]]]
+
+
+def _users(session: Session) -> dict[str, dict[str, Any]]:
+    return {u.name: user_snapshot(session, u) for u in session.exec(select(User)).all()}
+
+
+def _trial(session: Session) -> dict[str, dict[str, Any]]:
+    trial = session.get(Trial, 1)
+    if trial is None:
+        return {}
+    return {trial.trial_code: trial_snapshot(session, trial)}
+
+
+# entity name in the audit trail -> reader of the current state of every such entity
+STATE_READERS: dict[str, StateReader] = {"user": _users, "trial": _trial}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    events: int
+    head: str
+    bad_seq: int | None = None
+    problem: str | None = None
+
+
+def _latest_states(session: Session) -> dict[tuple[str, str], tuple[int, str]]:
+    stmt = (
+        select(AuditEvent.entity, AuditEvent.entity_id, AuditEvent.seq, AuditEvent.after_json)
+        .where(col(AuditEvent.entity).in_(list(STATE_READERS)))
+        .where(col(AuditEvent.after_json).is_not(None))
+        .order_by(col(AuditEvent.seq))
+    )
+    latest: dict[tuple[str, str], tuple[int, str]] = {}
+    for entity, entity_id, seq, after in session.exec(stmt):
+        assert after is not None
+        latest[(entity, entity_id)] = (seq, after)
+    return latest
+
+
+def _first_state_mismatch(session: Session, events: int) -> tuple[int, str] | None:
+    latest = _latest_states(session)
+    problems: list[tuple[int, str]] = []
+    for entity, reader in STATE_READERS.items():
+        for entity_id, state in reader(session).items():
+            found = latest.pop((entity, entity_id), None)
+            if found is None:
+                problems.append(
+                    (events + 1, f"{entity} {entity_id!r} exists but no audit event records it: "
+                     "an event is missing or the row was added outside trialkit")
+                )
+            elif canonical_json(state) != found[1]:
+                problems.append(
+                    (found[0], f"{entity} {entity_id!r} no longer matches this event: "
+                     "it was changed outside trialkit or a later event is missing")
+                )
+    for (entity, entity_id), (seq, _after) in latest.items():
+        problems.append((seq, f"{entity} {entity_id!r} recorded here no longer exists"))
+    return min(problems) if problems else None
+
+
+def verify(session: Session, *, expected_head: str | None = None) -> VerifyReport:
+    """Recompute the chain and compare stored state with the audited state."""
+    count, head, brk = audit.first_break(session)
+    if brk is not None:
+        return VerifyReport(False, count, head, brk.seq, f"event {brk.seq}: {brk.why}")
+    mismatch = _first_state_mismatch(session, count)
+    if mismatch is not None:
+        seq, why = mismatch
+        return VerifyReport(False, count, head, seq, f"event {seq}: {why}")
+    if expected_head:
+        known = session.exec(
+            select(AuditEvent.seq).where(col(AuditEvent.hash).startswith(expected_head.lower()))
+        ).first()
+        if known is None:
+            return VerifyReport(
+                False, count, head, count + 1,
+                f"the chain no longer contains the head {expected_head} you noted: "
+                "events after it were removed or rewritten",
+            )
+    return VerifyReport(True, count, head)

@@ -1,0 +1,121 @@
+"""Creating the trial from a protocol file, and reading what trial a database holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlmodel import Session, select
+
+from trialkit.domain.clock import Clock
+from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.protocol import LoadedProtocol, Protocol, protocol_from_text
+from trialkit.services import audit
+from trialkit.services.actor import SYSTEM
+from trialkit.store.models import Site, Trial
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    code: str
+    name: str
+    target: int
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    """What every screen shows about the trial (nothing that depends on an arm)."""
+
+    trial_code: str
+    title: str
+    protocol_version: str
+    protocol_sha256: str
+    training: bool
+    sites: tuple[SiteInfo, ...]
+    idle_lock_minutes: int
+
+
+def trial_snapshot(session: Session, t: Trial) -> dict[str, Any]:
+    """The trial row and its sites as the audit trail records them."""
+    sites = session.exec(select(Site)).all()
+    return {
+        "trial": t.trial_code,
+        "title": t.title,
+        "protocol_version": t.protocol_version,
+        "protocol_sha256": t.protocol_sha256,
+        "training": t.training,
+        "sites": {s.code: s.target for s in sites},
+    }
+
+
+def create_trial(
+    session: Session, loaded: LoadedProtocol, *, training: bool, clock: Clock
+) -> Trial:
+    """Store the protocol (text, version, hash) and its sites. A database holds one trial."""
+    existing = session.get(Trial, 1)
+    if existing is not None:
+        raise Refused(
+            f"this database already holds trial {existing.trial_code} "
+            f"(protocol version {existing.protocol_version}); a database belongs to one protocol"
+        )
+    p = loaded.protocol
+    trial = Trial(
+        id=1,
+        trial_code=p.trial.id,
+        title=p.trial.title,
+        protocol_version=p.trial.version,
+        protocol_sha256=loaded.sha256,
+        protocol_text=loaded.text,
+        training=training,
+        created_at=clock.now(),
+    )
+    session.add(trial)
+    for site in p.sites:
+        session.add(Site(code=site.code, name=site.name, target=site.target))
+    session.flush()
+    audit.record(
+        session,
+        SYSTEM,
+        action="trial.create",
+        entity="trial",
+        entity_id=p.trial.id,
+        after=trial_snapshot(session, trial),
+        reason=f"created from {loaded.source}",
+        clock=clock,
+    )
+    return trial
+
+
+def get_trial(session: Session) -> Trial:
+    """The trial row, or a clear refusal if the database holds none."""
+    trial = session.get(Trial, 1)
+    if trial is None:
+        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
+    return trial
+
+
+@lru_cache(maxsize=4)
+def _parse_stored(text: str) -> LoadedProtocol:
+    return protocol_from_text(text, source="the protocol stored in the database")
+
+
+def stored_protocol(session: Session) -> Protocol:
+    """The protocol this database was created from (never re-read from a file)."""
+    return _parse_stored(get_trial(session).protocol_text).protocol
+
+
+def trial_info(session: Session) -> TrialInfo:
+    """Title, version, sites and settings of the trial in this database."""
+    trial = get_trial(session)
+    protocol = stored_protocol(session)
+    sites = session.exec(select(Site).order_by(Site.code)).all()
+    return TrialInfo(
+        trial_code=trial.trial_code,
+        title=trial.title,
+        protocol_version=trial.protocol_version,
+        protocol_sha256=trial.protocol_sha256,
+        training=trial.training,
+        sites=tuple(SiteInfo(s.code, s.name, s.target) for s in sites),
+        idle_lock_minutes=protocol.ui.idle_lock_minutes,
+    )

@@ -1,0 +1,123 @@
+"""Engines and transactions. SQLite gets WAL, synchronous=FULL, foreign keys, a busy
+timeout and ``BEGIN IMMEDIATE`` for every write transaction: Python's default deferred
+transactions let two writers read the same "next envelope" before either commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlmodel import Session
+
+from trialkit.domain.errors import InvalidInput, TrialkitError
+
+BUSY_TIMEOUT_MS = 30_000
+READONLY = "trialkit_readonly"
+
+
+def normalize_url(db: str) -> str:
+    """Accept a SQLAlchemy URL or a plain file path; PostgreSQL always goes through psycopg 3."""
+    db = db.strip()
+    if not db:
+        raise InvalidInput("database: empty URL or path")
+    if "://" not in db:
+        return f"sqlite:///{Path(db).expanduser().resolve()}"
+    for prefix in ("postgresql://", "postgres://"):
+        if db.startswith(prefix):
+            return "postgresql+psycopg://" + db[len(prefix) :]
+    return db
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event own transaction start (see _sqlite_on_begin).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = FULL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(READONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(db: str, *, must_exist: bool = True, **kwargs: Any) -> Engine:
+    """Open an engine for a URL or path. ``must_exist`` refuses a SQLite file that is not
+    there yet, so a typo does not silently create an empty database."""
+    url = normalize_url(db)
+    path = sqlite_path(url)
+    if path is not None and must_exist and not path.exists():
+        raise InvalidInput(f"no trialkit database at {path} (create one with `trialkit init`)")
+    if path is not None and not path.parent.exists():
+        raise InvalidInput(f"cannot create database: folder {path.parent} does not exist")
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise InvalidInput(f"database: cannot use {db!r}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def check_reachable(engine: Engine) -> None:
+    """Connect once, turning a driver failure into one clear line."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise InvalidInput(f"cannot reach database {engine.url.render_as_string()}: {reason}") from None
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error, except that an error
+    flagged ``keep_record`` (a refused sign-in, an audited refusal) commits what the service
+    recorded about the refusal before it is raised."""
+    session = Session(engine, expire_on_commit=False)
+    try:
+        session.begin()
+        yield session
+        session.commit()
+    except TrialkitError as exc:
+        if getattr(exc, "keep_record", False):
+            session.commit()
+        else:
+            session.rollback()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Session]:
+    """A session for reads: on SQLite it takes no write lock."""
+    session = Session(engine.execution_options(**{READONLY: True}), expire_on_commit=False)
+    try:
+        session.begin()
+        yield session
+        session.rollback()
+    finally:
+        session.close()

@@ -1,0 +1,115 @@
+"""Shared fixtures: every store and service test runs on SQLite and, when
+TRIALKIT_TEST_PG_URL is set, on PostgreSQL too (each test in its own schema)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from trialkit.domain.protocol import load_protocol
+from trialkit.domain.roles import Role
+from trialkit.services.actor import Actor
+from trialkit.services.auth import login
+from trialkit.services.setup import initialize
+from trialkit.services.users import create_user
+from trialkit.store.db import make_engine, normalize_url, transaction
+
+ROOT = Path(__file__).resolve().parents[1]
+KETHEAD = ROOT / "protocols" / "kethead.toml"
+PG_URL = os.environ.get("TRIALKIT_TEST_PG_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+ADMIN = "alice"
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass
+class SteppingClock:
+    """A clock tests can move forward."""
+
+    at: datetime = field(default_factory=lambda: datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, **kwargs: float) -> None:
+        self.at += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> SteppingClock:
+    return SteppingClock()
+
+
+def pg_schema_url(schema: str) -> str:
+    assert PG_URL is not None
+    base = normalize_url(PG_URL)
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'trial.db'}"
+        return
+    assert PG_URL is not None
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield pg_schema_url(schema)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str, clock: SteppingClock) -> Iterator[Engine]:
+    """A database holding the KetHead trial and its first admin (alice)."""
+    eng = make_engine(db_url, must_exist=False)
+    initialize(
+        eng, load_protocol(KETHEAD), admin=ADMIN, admin_password=PASSWORD,
+        training=False, clock=clock,
+    )
+    yield eng
+    eng.dispose()
+
+
+def sign_in(engine: Engine, name: str, clock: SteppingClock, password: str = PASSWORD) -> Actor:
+    with transaction(engine) as s:
+        return login(s, name, password, clock=clock)
+
+
+@pytest.fixture
+def admin(engine: Engine, clock: SteppingClock) -> Actor:
+    return sign_in(engine, ADMIN, clock)
+
+
+def add_user(
+    engine: Engine,
+    admin: Actor,
+    clock: SteppingClock,
+    name: str,
+    role: Role,
+    *,
+    sites: list[str] | None = None,
+    custodian: bool = False,
+    password: str = PASSWORD,
+) -> None:
+    with transaction(engine) as s:
+        create_user(
+            s, admin, name=name, role=role, password=password, sites=sites or [],
+            custodian=custodian, clock=clock,
+        )
