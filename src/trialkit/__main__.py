@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import sys
 
+# Options every command takes; people type them after the command name as often as before.
+GLOBAL_VALUED = ("--db", "--user")
+GLOBAL_FLAGS = ("--json",)
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move --db/--user/--json to the front so `trialkit demo --db x.db` works like
+    `trialkit --db x.db demo`. Nothing after a bare `--` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg in GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg in GLOBAL_VALUED and i + 1 < len(argv):
+            front.extend(argv[i : i + 2])
+            i += 1
+        elif any(arg.startswith(f"{name}=") for name in GLOBAL_VALUED):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
 
 def main() -> None:
     from trialkit.cli.app import app
     from trialkit.domain.errors import TrialkitError
 
     try:
-        app(prog_name="trialkit")
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="trialkit")
     except TrialkitError as exc:
         label = "Error" if exc.exit_code == 2 else "Refused"
         print(f"{label}: {exc.message}", file=sys.stderr)

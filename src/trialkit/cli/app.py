@@ -66,7 +66,7 @@ def init(
     from trialkit.cli.context import resolve_clock
     from trialkit.domain.protocol import load_protocol
     from trialkit.services.setup import initialize
-    from trialkit.store.db import check_reachable, make_engine, sqlite_path, normalize_url
+    from trialkit.store.db import check_reachable, make_engine, normalize_url, sqlite_path
 
     c = cli(ctx)
     clock = resolve_clock(training=training)
@@ -86,13 +86,13 @@ def init(
             for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 p.unlink(missing_ok=True)
         raise
-    p = loaded.protocol
+    facts = loaded.protocol
     kind = "training trial" if training else "trial"
     c.emit(
-        {"trial": p.trial.id, "version": p.trial.version, "protocol_sha256": loaded.sha256,
+        {"trial": facts.trial.id, "version": facts.trial.version, "protocol_sha256": loaded.sha256,
          "training": training, "admin": admin, "database": c.db},
-        f"Created {kind} {p.trial.id} (protocol {p.trial.version}, sha256 {loaded.sha256[:12]}…) "
-        f"in {c.db}; admin: {admin}",
+        f"Created {kind} {facts.trial.id} (protocol {facts.trial.version}, "
+        f"sha256 {loaded.sha256[:12]}…) in {c.db}; admin: {admin}",
     )
 
 
@@ -107,6 +107,7 @@ def demo(
     c = cli(ctx)
     db = c.db if c.db != DEFAULT_DB else "demo.db"
     summary = build_demo(db, fresh=fresh)
+    c.training = True
     c.emit(summary.as_dict(), summary.text())
 
 

@@ -8,6 +8,8 @@ import typer
 
 from trialkit.cli.context import cli
 
+Opt = str | None
+
 app = typer.Typer(help="Verify and read the audit trail.", no_args_is_help=True)
 
 
@@ -38,11 +40,11 @@ def verify(
 @app.command("log")
 def log(
     ctx: typer.Context,
-    user: Annotated[str | None, typer.Option("--user-name", help="Only this user's events")] = None,
-    action: Annotated[str | None, typer.Option("--action", help="Actions starting with this")] = None,
-    entity: Annotated[str | None, typer.Option("--entity", help="user, trial, participant, …")] = None,
-    entity_id: Annotated[str | None, typer.Option("--id", help="One entity's id")] = None,
-    participant: Annotated[str | None, typer.Option("--participant", help="One participant")] = None,
+    user: Annotated[Opt, typer.Option("--user-name", help="Only this user's events")] = None,
+    action: Annotated[Opt, typer.Option("--action", help="Actions starting with this")] = None,
+    entity: Annotated[Opt, typer.Option("--entity", help="user, trial, participant, …")] = None,
+    entity_id: Annotated[Opt, typer.Option("--id", help="One entity's id")] = None,
+    participant: Annotated[Opt, typer.Option("--participant", help="One participant")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the newest N", min=1)] = None,
 ) -> None:
     """Show audit events (monitor, admin, investigator)."""

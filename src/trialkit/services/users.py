@@ -128,6 +128,7 @@ def create_user(
         )
     session.add(user)
     session.flush()
+    assert user.id is not None
     for code in codes:
         session.add(UserSite(user_id=user.id, site_code=code))
     session.flush()

@@ -85,7 +85,8 @@ def check_reachable(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise InvalidInput(f"cannot reach database {engine.url.render_as_string()}: {reason}") from None
+        where = engine.url.render_as_string(hide_password=True)
+        raise InvalidInput(f"cannot reach database {where}: {reason}") from None
 
 
 @contextmanager
