@@ -77,16 +77,26 @@ def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
     engine = make_engine(db, must_exist=False)
     try:
         initialize(
-            engine, kethead_protocol(), admin=DEMO_ADMIN, admin_password=DEMO_PASSWORD,
-            training=True, clock=clock,
+            engine,
+            kethead_protocol(),
+            admin=DEMO_ADMIN,
+            admin_password=DEMO_PASSWORD,
+            training=True,
+            clock=clock,
         )
         with transaction(engine) as s:
             admin: Actor = login(s, DEMO_ADMIN, DEMO_PASSWORD, clock=clock)
         with transaction(engine) as s:
             for name, role, sites, custodian in DEMO_USERS:
                 create_user(
-                    s, admin, name=name, role=role, password=DEMO_PASSWORD,
-                    sites=list(sites), custodian=custodian, clock=clock,
+                    s,
+                    admin,
+                    name=name,
+                    role=role,
+                    password=DEMO_PASSWORD,
+                    sites=list(sites),
+                    custodian=custodian,
+                    clock=clock,
                 )
     finally:
         engine.dispose()

@@ -28,9 +28,7 @@ def main_options(
         str | None,
         typer.Option("--db", help="Database URL or SQLite file [env TRIALKIT_DB; trialkit.db]"),
     ] = None,
-    user: Annotated[
-        str | None, typer.Option("--user", help="Who acts [env TRIALKIT_USER]")
-    ] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Who acts [env TRIALKIT_USER]")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document")] = False,
 ) -> None:
     """Options that apply to every command."""
@@ -78,8 +76,9 @@ def init(
     engine = make_engine(c.db, must_exist=False)
     try:
         check_reachable(engine)
-        initialize(engine, loaded, admin=admin, admin_password=password, training=training,
-                   clock=clock)
+        initialize(
+            engine, loaded, admin=admin, admin_password=password, training=training, clock=clock
+        )
     except BaseException:
         engine.dispose()
         if not existed and path is not None:
@@ -89,8 +88,14 @@ def init(
     facts = loaded.protocol
     kind = "training trial" if training else "trial"
     c.emit(
-        {"trial": facts.trial.id, "version": facts.trial.version, "protocol_sha256": loaded.sha256,
-         "training": training, "admin": admin, "database": c.db},
+        {
+            "trial": facts.trial.id,
+            "version": facts.trial.version,
+            "protocol_sha256": loaded.sha256,
+            "training": training,
+            "admin": admin,
+            "database": c.db,
+        },
         f"Created {kind} {facts.trial.id} (protocol {facts.trial.version}, "
         f"sha256 {loaded.sha256[:12]}…) in {c.db}; admin: {admin}",
     )
@@ -147,10 +152,14 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 
 def register() -> None:
-    from trialkit.cli import audit_cmds, user_cmds
+    from trialkit.cli import audit_cmds, enrol_cmds, list_cmds, user_cmds
 
     app.add_typer(user_cmds.app, name="user")
     app.add_typer(audit_cmds.app, name="audit")
+    app.command("seal")(list_cmds.seal)
+    app.add_typer(list_cmds.list_app, name="list")
+    app.add_typer(list_cmds.custodian_app, name="custodian")
+    enrol_cmds.register(app)
 
 
 register()

@@ -16,8 +16,12 @@ app = typer.Typer(help="Verify and read the audit trail.", no_args_is_help=True)
 @app.command("verify")
 def verify(
     ctx: typer.Context,
-    head: Annotated[str | None, typer.Option(
-        "--head", help="A chain head printed earlier: check the chain still contains it")] = None,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            "--head", help="A chain head printed earlier: check the chain still contains it"
+        ),
+    ] = None,
 ) -> None:
     """Recompute the hash chain and compare stored data with the audited state.
     Prints OK, or the first broken event and why (exit 1)."""
@@ -30,11 +34,20 @@ def verify(
         report = run_verify(s, expected_head=head)
     if not report.ok:
         if c.json:
-            c.emit({"ok": False, "events": report.events, "first_bad_event": report.bad_seq,
-                    "problem": report.problem}, "")
-        raise IntegrityFailure(f"audit trail broken at {report.problem}")
-    c.emit({"ok": True, "events": report.events, "head": report.head},
-           f"OK: {report.events} events, chain head {report.head[:16]}")
+            c.emit(
+                {
+                    "ok": False,
+                    "events": report.events,
+                    "first_bad_event": report.bad_seq,
+                    "problem": report.problem,
+                },
+                "",
+            )
+        raise IntegrityFailure(f"verification failed: {report.problem}")
+    c.emit(
+        {"ok": True, "events": report.events, "head": report.head},
+        f"OK: {report.events} events, chain head {report.head[:16]}",
+    )
 
 
 @app.command("log")
@@ -55,14 +68,17 @@ def log(
     if participant:
         entity, entity_id = "participant", participant
     with c.read() as s:
-        entries = read_log(s, actor, user=user, action=action, entity=entity,
-                           entity_id=entity_id, limit=limit)
+        entries = read_log(
+            s, actor, user=user, action=action, entity=entity, entity_id=entity_id, limit=limit
+        )
 
     def text() -> str:
         lines = []
         for e in entries:
-            line = (f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.user:<12} {e.role:<12} "
-                    f"{e.action:<18} {e.entity}:{e.entity_id}")
+            line = (
+                f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.user:<12} {e.role:<12} "
+                f"{e.action:<18} {e.entity}:{e.entity_id}"
+            )
             if e.reason:
                 line += f"  reason: {e.reason}"
             lines.append(line)

@@ -15,11 +15,13 @@ app = typer.Typer(help="Manage users (admin).", no_args_is_help=True)
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="New user's sign-in name")],
-    role: Annotated[str, typer.Option("--role", help="admin, coordinator, pharmacist, "
-                                      "investigator or monitor")],
+    role: Annotated[
+        str, typer.Option("--role", help="admin, coordinator, pharmacist, investigator or monitor")
+    ],
     site: Annotated[list[str] | None, typer.Option("--site", help="Site code (repeat)")] = None,
-    custodian: Annotated[bool, typer.Option(
-        "--custodian", help="Make an investigator an unblinding custodian")] = False,
+    custodian: Annotated[
+        bool, typer.Option("--custodian", help="Make an investigator an unblinding custodian")
+    ] = False,
 ) -> None:
     """Add a user; the password comes from TRIALKIT_NEW_PASSWORD or a prompt."""
     from trialkit.domain.roles import parse_role
@@ -30,14 +32,28 @@ def add(
     actor = c.actor()
     password = ask_new_password(f"New password for {name}: ")
     with c.write() as s:
-        user = create_user(s, actor, name=name, role=parsed, password=password,
-                           sites=list(site or []), custodian=custodian, clock=c.clock())
+        user = create_user(
+            s,
+            actor,
+            name=name,
+            role=parsed,
+            password=password,
+            sites=list(site or []),
+            custodian=custodian,
+            clock=c.clock(),
+        )
         custodian_now = user.custodian
     extra = " (unblinding custodian)" if custodian_now else ""
     sites = f" at {', '.join(sorted({x.upper() for x in site or []}))}" if site else ""
-    c.emit({"user": name, "role": parsed.value, "sites": sorted({x.upper() for x in site or []}),
-            "custodian": custodian_now},
-           f"Added {parsed.value} {name}{sites}{extra}")
+    c.emit(
+        {
+            "user": name,
+            "role": parsed.value,
+            "sites": sorted({x.upper() for x in site or []}),
+            "custodian": custodian_now,
+        },
+        f"Added {parsed.value} {name}{sites}{extra}",
+    )
 
 
 @app.command("list")
@@ -106,10 +122,12 @@ def passwd(
     c = cli(ctx)
     actor = c.actor()
     target = name or actor.name
-    current = ask_secret("Current password: ", "TRIALKIT_PASSWORD") if target == actor.name \
-        else None
+    current = (
+        ask_secret("Current password: ", "TRIALKIT_PASSWORD") if target == actor.name else None
+    )
     new = ask_new_password()
     with c.write() as s:
-        change_password(s, actor, name=target, new_password=new, current_password=current,
-                        clock=c.clock())
+        change_password(
+            s, actor, name=target, new_password=new, current_password=current, clock=c.clock()
+        )
     c.emit({"user": target, "password_changed": True}, f"Password changed for {target}")

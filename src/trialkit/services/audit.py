@@ -23,10 +23,16 @@ from trialkit.store.models import AuditEvent
 _CHAIN_LOCK_KEY = 0x7472_6B61
 
 
-def _chain_head(session: Session) -> tuple[int, str]:
+def lock_chain(session: Session) -> None:
+    """Serialise with every other writer until this transaction ends. On SQLite every
+    write transaction already holds the database's write lock (BEGIN IMMEDIATE)."""
     if session.get_bind().dialect.name == "postgresql":
-        # Two transactions must never both read the same head and fork the chain.
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+
+
+def _chain_head(session: Session) -> tuple[int, str]:
+    # Two transactions must never both read the same head and fork the chain.
+    lock_chain(session)
     last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
     return (0, GENESIS) if last is None else (last.seq, last.hash)
 

@@ -49,23 +49,39 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
     password_ok = verify_password(password, user.password_hash if user else None)
     if user is None:
         audit.record(
-            session, None, action="login.fail", entity="user", entity_id=name[:128],
-            user_name=name[:64] or "(blank)", reason="unknown user name", clock=clock,
+            session,
+            None,
+            action="login.fail",
+            entity="user",
+            entity_id=name[:128],
+            user_name=name[:64] or "(blank)",
+            reason="unknown user name",
+            clock=clock,
         )
         raise SignInRefused("wrong user name or password")
     actor = actor_for(session, user)
     if user.disabled:
         audit.record(
-            session, actor, action="login.refused", entity="user", entity_id=user.name,
-            reason="account disabled", clock=clock,
+            session,
+            actor,
+            action="login.refused",
+            entity="user",
+            entity_id=user.name,
+            reason="account disabled",
+            clock=clock,
         )
         raise SignInLocked(f"the account {user.name!r} is disabled; ask your trial admin")
     before = user_snapshot(session, user)
     if user.locked_until is not None:
         if now < user.locked_until:
             audit.record(
-                session, actor, action="login.refused", entity="user", entity_id=user.name,
-                reason="account locked", clock=clock,
+                session,
+                actor,
+                action="login.refused",
+                entity="user",
+                entity_id=user.name,
+                reason="account locked",
+                clock=clock,
             )
             raise SignInLocked(_locked_message(user))
         user.locked_until, user.failed_logins = None, 0  # the lockout has run out
@@ -77,9 +93,15 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
         session.add(user)
         session.flush()
         audit.record(
-            session, actor, action="login.lock" if locks else "login.fail", entity="user",
-            entity_id=user.name, before=before, after=user_snapshot(session, user),
-            reason=f"wrong password ({user.failed_logins} in a row)", clock=clock,
+            session,
+            actor,
+            action="login.lock" if locks else "login.fail",
+            entity="user",
+            entity_id=user.name,
+            before=before,
+            after=user_snapshot(session, user),
+            reason=f"wrong password ({user.failed_logins} in a row)",
+            clock=clock,
         )
         if locks:
             raise SignInLocked(_locked_message(user))
@@ -90,8 +112,14 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
     after = user_snapshot(session, user)
     changed = after != before
     audit.record(
-        session, actor, action="login", entity="user", entity_id=user.name,
-        before=before if changed else None, after=after if changed else None, clock=clock,
+        session,
+        actor,
+        action="login",
+        entity="user",
+        entity_id=user.name,
+        before=before if changed else None,
+        after=after if changed else None,
+        clock=clock,
     )
     return actor
 

@@ -12,9 +12,12 @@ from sqlmodel import Session, col, select
 
 from trialkit.domain.audit_chain import canonical_json
 from trialkit.services import audit
+from trialkit.services.allocation import list_snapshot
+from trialkit.services.enrolment import participant_snapshot
+from trialkit.services.list_integrity import verify_lists
 from trialkit.services.trial import trial_snapshot
 from trialkit.services.users import user_snapshot
-from trialkit.store.models import AuditEvent, Trial, User
+from trialkit.store.models import AllocationList, AuditEvent, Participant, Trial, User
 
 StateReader = Callable[[Session], dict[str, dict[str, Any]]]
 
@@ -30,8 +33,21 @@ def _trial(session: Session) -> dict[str, dict[str, Any]]:
     return {trial.trial_code: trial_snapshot(session, trial)}
 
 
+def _participants(session: Session) -> dict[str, dict[str, Any]]:
+    return {p.id: participant_snapshot(session, p) for p in session.exec(select(Participant))}
+
+
+def _lists(session: Session) -> dict[str, dict[str, Any]]:
+    return {lst.id: list_snapshot(lst) for lst in session.exec(select(AllocationList))}
+
+
 # entity name in the audit trail -> reader of the current state of every such entity
-STATE_READERS: dict[str, StateReader] = {"user": _users, "trial": _trial}
+STATE_READERS: dict[str, StateReader] = {
+    "user": _users,
+    "trial": _trial,
+    "participant": _participants,
+    "list": _lists,
+}
 
 
 @dataclass(frozen=True)
@@ -65,13 +81,19 @@ def _first_state_mismatch(session: Session, events: int) -> tuple[int, str] | No
             found = latest.pop((entity, entity_id), None)
             if found is None:
                 problems.append(
-                    (events + 1, f"{entity} {entity_id!r} exists but no audit event records it: "
-                     "an event is missing or the row was added outside trialkit")
+                    (
+                        events + 1,
+                        f"{entity} {entity_id!r} exists but no audit event records it: "
+                        "an event is missing or the row was added outside trialkit",
+                    )
                 )
             elif canonical_json(state) != found[1]:
                 problems.append(
-                    (found[0], f"{entity} {entity_id!r} no longer matches this event: "
-                     "it was changed outside trialkit or a later event is missing")
+                    (
+                        found[0],
+                        f"{entity} {entity_id!r} no longer matches this event: "
+                        "it was changed outside trialkit or a later event is missing",
+                    )
                 )
     for (entity, entity_id), (seq, _after) in latest.items():
         problems.append((seq, f"{entity} {entity_id!r} recorded here no longer exists"))
@@ -87,13 +109,21 @@ def verify(session: Session, *, expected_head: str | None = None) -> VerifyRepor
     if mismatch is not None:
         seq, why = mismatch
         return VerifyReport(False, count, head, seq, f"event {seq}: {why}")
+    for check in verify_lists(session):
+        if check.problem is not None:
+            return VerifyReport(
+                False, count, head, None, f"list {check.list_id} ({check.stratum}): {check.problem}"
+            )
     if expected_head:
         known = session.exec(
             select(AuditEvent.seq).where(col(AuditEvent.hash).startswith(expected_head.lower()))
         ).first()
         if known is None:
             return VerifyReport(
-                False, count, head, count + 1,
+                False,
+                count,
+                head,
+                count + 1,
                 f"the chain no longer contains the head {expected_head} you noted: "
                 "events after it were removed or rewritten",
             )

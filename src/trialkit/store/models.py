@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from trialkit.store.types import UTCDateTime
@@ -87,3 +87,101 @@ class AuditEvent(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
     hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class Stratum(SQLModel, table=True):
+    """A stratum (site x stratification levels); its row is the lock taken to claim the next
+    envelope of its list."""
+
+    __tablename__ = "stratum"
+
+    code: str = Field(sa_column=Column(String(64), primary_key=True))
+    site_code: str = Field(foreign_key="site.code")
+    levels_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class AllocationList(SQLModel, table=True):
+    """One sealed segment of a stratum's list: the first one, or an extension. Holds the
+    sealed procedure (block sizes) and the signed manifest; never an arm in clear."""
+
+    __tablename__ = "allocation_list"
+    __table_args__ = (UniqueConstraint("stratum_code", "segment"),)
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    stratum_code: str = Field(foreign_key="stratum.code")
+    segment: int
+    first_seq: int
+    count: int
+    sealed_policy: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    policy_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    root: str = Field(sa_column=Column(String(64), nullable=False))
+    # Every envelope's leaf (32 bytes each, in order): lets verification name the envelope
+    # that changed. Authentic because its Merkle root must equal the signed root.
+    leaves: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signing_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=_utc())
+    created_by: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class ListKeyGrant(SQLModel, table=True):
+    """A list's data key wrapped (HPKE) to one custodian's public key."""
+
+    __tablename__ = "list_key_grant"
+
+    list_id: str = Field(foreign_key="allocation_list.id", primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", primary_key=True)
+    wrapped_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Envelope(SQLModel, table=True):
+    """One sealed allocation. Ciphertexts have the same length for every arm."""
+
+    __tablename__ = "envelope"
+    __table_args__ = (UniqueConstraint("stratum_code", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: str = Field(foreign_key="allocation_list.id", index=True)
+    stratum_code: str = Field(foreign_key="stratum.code")
+    seq: int
+    ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    commitment: str = Field(sa_column=Column(String(64), nullable=False))
+    participant_id: str | None = Field(
+        default=None,
+        sa_column=Column(String(16), ForeignKey("participant.id"), nullable=True, unique=True),
+    )
+    bound_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+
+
+class Participant(SQLModel, table=True):
+    """A screened person, from screening to randomization and beyond."""
+
+    __tablename__ = "participant"
+    __table_args__ = (UniqueConstraint("site_code", "number"),)
+
+    id: str = Field(sa_column=Column(String(16), primary_key=True))
+    site_code: str = Field(foreign_key="site.code")
+    number: int
+    stratum_code: str = Field(sa_column=Column(String(64), nullable=False))
+    factors_json: str = Field(sa_column=Column(Text, nullable=False))
+    age: int
+    sex: str = Field(sa_column=Column(String(1), nullable=False))
+    weight_kg: float
+    answers_json: str = Field(sa_column=Column(Text, nullable=False))
+    eligible: bool
+    failed_json: str = Field(sa_column=Column(Text, nullable=False))
+    screened_at: datetime = Field(sa_column=_utc())
+    screened_by: str = Field(sa_column=Column(String(64), nullable=False))
+    consent_date: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    consent_form_version: str | None = Field(
+        default=None, sa_column=Column(String(32), nullable=True)
+    )
+    withdrawn_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    withdrawal_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    randomization_number: str | None = Field(
+        default=None, sa_column=Column(String(16), nullable=True, unique=True)
+    )
+    label_code: str | None = Field(
+        default=None, sa_column=Column(String(16), nullable=True, unique=True)
+    )
+    randomized_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))

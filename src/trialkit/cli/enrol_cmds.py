@@ -1,0 +1,173 @@
+"""Coordinator commands: screen, consent, withdraw, randomize, participants."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from trialkit.cli.context import cli
+from trialkit.domain.errors import InvalidInput
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InvalidInput(f"{what} {item!r}: write it as KEY=VALUE")
+        if key.strip() in result:
+            raise InvalidInput(f"{what} {key.strip()!r} given twice")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def parse_date(text: str, what: str = "date") -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{what} {text!r} is not a date like 2026-03-01") from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("screen")(screen)
+    app.command("consent")(consent)
+    app.command("withdraw")(withdraw)
+    app.command("randomize")(randomize)
+    app.command("participants")(participants)
+
+
+def screen(
+    ctx: typer.Context,
+    site: Annotated[str, typer.Option("--site", help="Site code, e.g. TWH")],
+    age: Annotated[int, typer.Option("--age", help="Age in years")],
+    sex: Annotated[str, typer.Option("--sex", help="F or M")],
+    weight_kg: Annotated[float, typer.Option("--weight-kg", help="Weight in kg")],
+    stratum_factor: Annotated[
+        list[str] | None,
+        typer.Option("--stratum-factor", help="FACTOR=LEVEL, e.g. headache_type=CM"),
+    ] = None,
+    answer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--answer", help="CRITERION=yes/no for every criterion not checked automatically"
+        ),
+    ] = None,
+) -> None:
+    """Screen a participant: prints the participant id and eligibility."""
+    from trialkit.services.enrolment import screen as do_screen
+
+    c = cli(ctx)
+    factors, answers = _pairs(stratum_factor, "stratum factor"), _pairs(answer, "answer")
+    actor = c.actor()
+    with c.write() as s:
+        v = do_screen(
+            s,
+            actor,
+            site=site,
+            age=age,
+            sex=sex,
+            weight_kg=weight_kg,
+            factors=factors,
+            answers=answers,
+            clock=c.clock(),
+        )
+    verdict = "eligible" if v.eligible else f"NOT eligible (failed: {', '.join(v.failed)})"
+    c.emit(
+        {
+            "participant_id": v.id,
+            "site": v.site,
+            "stratum": v.stratum,
+            "eligible": v.eligible,
+            "failed_criteria": list(v.failed),
+        },
+        f"{v.id}: {verdict}",
+    )
+
+
+def consent(
+    ctx: typer.Context,
+    pid: Annotated[str, typer.Argument(help="Participant id, e.g. TWH-001")],
+    on: Annotated[str, typer.Option("--date", help="Date of consent (YYYY-MM-DD)")],
+    form_version: Annotated[str, typer.Option("--form-version", help="Consent form version")],
+) -> None:
+    """Record informed consent."""
+    from trialkit.services.enrolment import consent as do_consent
+
+    c = cli(ctx)
+    when = parse_date(on, "consent date")
+    actor = c.actor()
+    with c.write() as s:
+        v = do_consent(s, actor, pid, on=when, form_version=form_version, clock=c.clock())
+    c.emit(
+        {"participant_id": v.id, "consent_date": v.consent_date, "status": v.status},
+        f"{v.id}: consent of {v.consent_date} recorded (form {form_version})",
+    )
+
+
+def withdraw(
+    ctx: typer.Context,
+    pid: Annotated[str, typer.Argument(help="Participant id")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the participant withdraws")],
+) -> None:
+    """Withdraw a participant (everything recorded is kept)."""
+    from trialkit.services.enrolment import withdraw as do_withdraw
+
+    c = cli(ctx)
+    actor = c.actor()
+    with c.write() as s:
+        v = do_withdraw(s, actor, pid, reason=reason, clock=c.clock())
+    c.emit({"participant_id": v.id, "status": v.status}, f"{v.id}: withdrawn")
+
+
+def randomize(
+    ctx: typer.Context, pid: Annotated[str, typer.Argument(help="Participant id")]
+) -> None:
+    """Randomize: prints the randomization number and label code, never the arm."""
+    from trialkit.services.enrolment import randomize as do_randomize
+
+    c = cli(ctx)
+    actor = c.actor()
+    with c.write() as s:
+        r = do_randomize(s, actor, pid, clock=c.clock())
+    note = " (already randomized; no envelope used)" if r.already else ""
+    c.emit(
+        {
+            "participant_id": r.participant_id,
+            "randomization_number": r.randomization_number,
+            "label_code": r.label_code,
+            "already_randomized": r.already,
+        },
+        f"{r.participant_id}: randomization number {r.randomization_number}, "
+        f"label code {r.label_code}{note}",
+    )
+
+
+def participants(
+    ctx: typer.Context,
+    site: Annotated[str | None, typer.Option("--site", help="Only this site")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="eligible, ineligible, consented, randomized, withdrawn"),
+    ] = None,
+    search: Annotated[str | None, typer.Option("--search", help="Part of an id")] = None,
+) -> None:
+    """List participants you may see (blinded)."""
+    from trialkit.services.enrolment import list_participants
+
+    c = cli(ctx)
+    actor = c.actor()
+    with c.read() as s:
+        rows = list_participants(s, actor, site=site, status=status, search=search)
+
+    def text() -> str:
+        lines = [f"{'id':<9} {'stratum':<9} {'status':<11} {'rand no':<8} label code"]
+        for v in rows:
+            lines.append(
+                f"{v.id:<9} {v.stratum:<9} {v.status:<11} "
+                f"{v.randomization_number or '-':<8} {v.label_code or '-'}"
+            )
+        return "\n".join(lines)
+
+    c.emit([v.__dict__ for v in rows], text)

@@ -1,0 +1,140 @@
+"""Admin and custodian commands: seal, list verify/status, custodian grant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from trialkit.cli.context import ask_secret, cli
+from trialkit.domain.errors import IntegrityFailure, InvalidInput
+
+list_app = typer.Typer(help="Sealed allocation lists.", no_args_is_help=True)
+custodian_app = typer.Typer(help="Unblinding custodians and their keys.", no_args_is_help=True)
+
+
+def _sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InvalidInput(f"--block-sizes {text!r}: give whole numbers like 4,6") from None
+
+
+def seal(
+    ctx: typer.Context,
+    block_sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--block-sizes", help="Block sizes to draw from, e.g. 4,6 (default: protocol)"
+        ),
+    ] = None,
+    per_stratum: Annotated[int, typer.Option("--per-stratum", help="Envelopes per stratum")] = 40,
+    extend: Annotated[
+        str | None, typer.Option("--extend", help="Add blocks to this stratum")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", help="Envelopes to add (--extend)")
+    ] = None,
+) -> None:
+    """Generate and seal the allocation lists (admin). Prints counts only."""
+    from rich.progress import Progress
+
+    from trialkit.services.allocation import extend_list, seal_lists
+
+    c = cli(ctx)
+    sizes = _sizes(block_sizes)
+    if extend is not None and count is None:
+        raise InvalidInput("--extend needs --count N")
+    actor = c.actor()
+    with c.write() as s:
+        if extend is not None:
+            assert count is not None
+            result = extend_list(
+                s, actor, stratum=extend, count=count, block_sizes=sizes, clock=c.clock()
+            )
+        else:
+            with Progress(transient=True, disable=c.json) as bar:
+                task = bar.add_task("Sealing lists", total=None)
+                result = seal_lists(
+                    s,
+                    actor,
+                    per_stratum=per_stratum,
+                    block_sizes=sizes,
+                    clock=c.clock(),
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+    verb = "Extended" if extend else "Sealed"
+    c.emit(
+        {
+            "lists": [{"stratum": x.stratum, "envelopes": x.envelopes} for x in result.lists],
+            "total": result.total,
+            "signing_key_fingerprint": result.signing_key_fingerprint,
+        },
+        "\n".join(
+            [f"{verb} {result.total} envelopes in {len(result.lists)} strata:"]
+            + [f"  {x.stratum:<10} {x.envelopes:>6}" for x in result.lists]
+            + [f"Manifest signing key fingerprint: {result.signing_key_fingerprint}"]
+        ),
+    )
+
+
+@list_app.command("verify")
+def verify(ctx: typer.Context) -> None:
+    """Check every list's signature and commitments (exit 1 naming what fails)."""
+    from trialkit.services.list_integrity import verify_lists
+
+    c = cli(ctx)
+    c.trial()
+    with c.read() as s:
+        checks = verify_lists(s)
+    bad = [x for x in checks if x.problem]
+    if bad:
+        if c.json:
+            c.emit({"ok": False, "problems": [x.__dict__ for x in bad]}, "")
+        first = bad[0]
+        raise IntegrityFailure(f"list {first.list_id} ({first.stratum}): {first.problem}")
+    c.emit(
+        {"ok": True, "lists": len(checks), "envelopes": sum(x.envelopes for x in checks)},
+        f"OK: {len(checks)} lists, {sum(x.envelopes for x in checks)} envelopes verified",
+    )
+
+
+@list_app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Envelopes sealed, used and left per stratum."""
+    from trialkit.services.allocation import stratum_usage
+
+    c = cli(ctx)
+    actor = c.actor()
+    with c.read() as s:
+        rows = stratum_usage(s, actor)
+
+    def text() -> str:
+        lines = [f"{'stratum':<10} {'sealed':>7} {'used':>6} {'left':>6}"]
+        for r in rows:
+            flag = "  EXHAUSTED" if r.sealed and not r.left else ""
+            lines.append(f"{r.stratum:<10} {r.sealed:>7} {r.used:>6} {r.left:>6}{flag}")
+        return "\n".join(lines)
+
+    c.emit(
+        [{"stratum": r.stratum, "sealed": r.sealed, "used": r.used, "left": r.left} for r in rows],
+        text,
+    )
+
+
+@custodian_app.command("grant")
+def grant(ctx: typer.Context, name: Annotated[str, typer.Argument(help="New custodian")]) -> None:
+    """Give a new custodian the list keys you hold (your password unlocks them)."""
+    from trialkit.services.custody import grant_custodian
+
+    c = cli(ctx)
+    actor = c.actor()
+    password = ask_secret("Your password (unlocks your custodian key): ", "TRIALKIT_PASSWORD")
+    with c.write() as s:
+        r = grant_custodian(s, actor, password=password, grantee=name, clock=c.clock())
+    c.emit(
+        {"custodian": r.grantee, "lists_granted": r.lists},
+        f"Granted {r.lists} list keys to {r.grantee}",
+    )

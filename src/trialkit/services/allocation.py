@@ -1,0 +1,338 @@
+"""Sealed allocation lists: sealing, extending, and claiming the next envelope.
+
+Nothing here ever returns or logs an arm: sealing prints counts, claiming binds an
+envelope the claimer cannot read. Only custodians open envelopes (see custody.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, insert
+from sqlmodel import Session, col, select
+
+from trialkit.domain.audit_chain import canonical_json
+from trialkit.domain.clock import Clock
+from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.procedures import (
+    RandomSource,
+    SystemRandomSource,
+    describe_policy,
+    flatten,
+    generate_blocks,
+)
+from trialkit.domain.protocol import Protocol
+from trialkit.domain.roles import Permission, Role
+from trialkit.domain.sealed_blob import seal_blob
+from trialkit.domain.sealing import (
+    Manifest,
+    commitment,
+    envelope_plaintext,
+    fingerprint,
+    merkle_root,
+    new_data_key,
+    new_envelope_salt,
+    new_signing_key,
+    seal_envelope,
+    sign_manifest,
+    wrap_data_key,
+)
+from trialkit.domain.strata import Stratum as StratumDef
+from trialkit.domain.strata import all_strata
+from trialkit.services import audit
+from trialkit.services.actor import Actor, require
+from trialkit.services.trial import stored_protocol
+from trialkit.store.models import AllocationList, Envelope, ListKeyGrant, Stratum, User
+
+MAX_PER_STRATUM = 100_000
+Progress = Callable[[int, int], None]
+
+
+def key_info(list_id: str) -> bytes:
+    """HPKE ``info`` binding a wrapped data key to its list."""
+    return f"trialkit list data key {list_id}".encode()
+
+
+def envelope_leaf(commitment_hex: str, ciphertext: bytes) -> str:
+    """What the manifest's Merkle tree commits to per envelope: the plaintext commitment and
+    the stored ciphertext, so changing either is detected without decrypting."""
+    return hashlib.sha256(bytes.fromhex(commitment_hex) + ciphertext).hexdigest()
+
+
+def list_snapshot(lst: AllocationList) -> dict[str, Any]:
+    """A list segment as the audit trail records it: counts and hashes, never arms or sizes."""
+    return {
+        "stratum": lst.stratum_code,
+        "segment": lst.segment,
+        "first_seq": lst.first_seq,
+        "count": lst.count,
+        "root": lst.root,
+        "policy_hash": lst.policy_hash,
+        "signing_key": fingerprint(lst.signing_key),
+    }
+
+
+@dataclass(frozen=True)
+class SealedCount:
+    stratum: str
+    envelopes: int
+
+
+@dataclass(frozen=True)
+class SealResult:
+    lists: tuple[SealedCount, ...]
+    signing_key_fingerprint: str
+
+    @property
+    def total(self) -> int:
+        return sum(c.envelopes for c in self.lists)
+
+
+def _custodians(session: Session) -> list[User]:
+    users = session.exec(
+        select(User).where(col(User.custodian)).where(col(User.disabled).is_(False))
+    ).all()
+    return [u for u in users if u.public_key is not None]
+
+
+def _check_sizes(protocol: Protocol, block_sizes: Sequence[int] | None) -> tuple[int, ...]:
+    sizes = tuple(block_sizes) if block_sizes else tuple(protocol.allocation.block_sizes)
+    describe_policy(sizes, protocol.allocation.ratio)  # raises InvalidInput on a bad set
+    return sizes
+
+
+def _check_count(n: int) -> None:
+    if not 1 <= n <= MAX_PER_STRATUM:
+        raise InvalidInput(f"envelopes per stratum: {n} is not between 1 and {MAX_PER_STRATUM}")
+
+
+def _ensure_stratum(session: Session, s: StratumDef) -> None:
+    if session.get(Stratum, s.code) is None:
+        session.add(Stratum(code=s.code, site_code=s.site, levels_json=json.dumps(dict(s.levels))))
+        session.flush()
+
+
+def _seal_segment(
+    session: Session,
+    actor: Actor,
+    *,
+    protocol: Protocol,
+    stratum: str,
+    segment: int,
+    first_seq: int,
+    n: int,
+    sizes: tuple[int, ...],
+    custodians: list[User],
+    signer: tuple[Ed25519PrivateKey, bytes],
+    rng: RandomSource,
+    clock: Clock,
+) -> AllocationList:
+    list_id = secrets.token_hex(8)
+    blocks = generate_blocks(protocol.arm_codes, protocol.allocation.ratio, sizes, n, rng)
+    # Exactly n envelopes: a count made of whole blocks would hint at the block sizes to the
+    # blinded admin who reads it. The cut block is simply never completed, as at trial end.
+    arms = flatten(blocks)[:n]
+    data_key = new_data_key()
+    policy = describe_policy(sizes, protocol.allocation.ratio) | {
+        "salt": secrets.token_hex(16),  # without it, the few possible policies could be hashed
+        "blocks": [b.size for b in blocks],
+    }
+    policy_bytes = canonical_json(policy).encode()
+    rows: list[dict[str, Any]] = []
+    leaves: list[str] = []
+    for i, arm in enumerate(arms):
+        seq = first_seq + i
+        plaintext = envelope_plaintext(list_id, stratum, seq, arm, new_envelope_salt())
+        ciphertext = seal_envelope(data_key, plaintext, list_id, stratum, seq)
+        digest = commitment(plaintext)
+        leaves.append(envelope_leaf(digest, ciphertext))
+        rows.append(
+            {
+                "list_id": list_id,
+                "stratum_code": stratum,
+                "seq": seq,
+                "ciphertext": ciphertext,
+                "commitment": digest,
+            }
+        )
+    policy_hash = hashlib.sha256(policy_bytes).hexdigest()
+    manifest = Manifest(list_id, stratum, len(arms), policy_hash, merkle_root(leaves))
+    lst = AllocationList(
+        id=list_id,
+        stratum_code=stratum,
+        segment=segment,
+        first_seq=first_seq,
+        count=len(arms),
+        sealed_policy=seal_blob(data_key, policy_bytes, list_id.encode()),
+        policy_hash=policy_hash,
+        root=manifest.root,
+        leaves=b"".join(bytes.fromhex(leaf) for leaf in leaves),
+        signature=sign_manifest(signer[0], manifest),
+        signing_key=signer[1],
+        created_at=clock.now(),
+        created_by=actor.name,
+    )
+    session.add(lst)
+    session.flush()
+    session.execute(insert(Envelope), rows)
+    for user in custodians:
+        assert user.id is not None and user.public_key is not None
+        session.add(
+            ListKeyGrant(
+                list_id=list_id,
+                user_id=user.id,
+                wrapped_key=wrap_data_key(data_key, user.public_key, key_info(list_id)),
+            )
+        )
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="list.seal" if segment == 1 else "list.extend",
+        entity="list",
+        entity_id=list_id,
+        after=list_snapshot(lst),
+        clock=clock,
+    )
+    return lst
+
+
+def seal_lists(
+    session: Session,
+    actor: Actor,
+    *,
+    per_stratum: int,
+    block_sizes: Sequence[int] | None,
+    clock: Clock,
+    rng: RandomSource | None = None,
+    progress: Progress | None = None,
+) -> SealResult:
+    """Generate and seal one list per stratum; refused until a pharmacist custodian exists."""
+    require(actor, Permission.SEAL_LISTS)
+    protocol = stored_protocol(session)
+    sizes = _check_sizes(protocol, block_sizes)
+    _check_count(per_stratum)
+    custodians = _custodians(session)
+    if not any(u.role == Role.PHARMACIST.value for u in custodians):
+        raise Refused("no pharmacist yet: add one first, their key is what opens the envelopes")
+    if session.exec(select(AllocationList.id).limit(1)).first() is not None:
+        raise Refused("the lists are already sealed; extend a stratum with --extend STRATUM")
+    signer = new_signing_key()
+    strata = all_strata(protocol)
+    counts: list[SealedCount] = []
+    for i, s in enumerate(strata):
+        _ensure_stratum(session, s)
+        lst = _seal_segment(
+            session,
+            actor,
+            protocol=protocol,
+            stratum=s.code,
+            segment=1,
+            first_seq=1,
+            n=per_stratum,
+            sizes=sizes,
+            custodians=custodians,
+            signer=signer,
+            rng=rng or SystemRandomSource(),
+            clock=clock,
+        )
+        counts.append(SealedCount(s.code, lst.count))
+        if progress:
+            progress(i + 1, len(strata))
+    return SealResult(tuple(counts), fingerprint(signer[1]))
+
+
+def extend_list(
+    session: Session,
+    actor: Actor,
+    *,
+    stratum: str,
+    count: int,
+    block_sizes: Sequence[int] | None,
+    clock: Clock,
+    rng: RandomSource | None = None,
+) -> SealResult:
+    """Append whole new blocks to a stratum under a new data key; existing envelopes are
+    neither read nor touched, and numbering continues after the last one."""
+    require(actor, Permission.SEAL_LISTS)
+    protocol = stored_protocol(session)
+    sizes = _check_sizes(protocol, block_sizes)
+    _check_count(count)
+    code = stratum.strip().upper()
+    if session.get(Stratum, code) is None:
+        known = ", ".join(s.code for s in all_strata(protocol))
+        raise InvalidInput(f"unknown stratum {stratum!r}: strata are {known}")
+    session.exec(select(Stratum).where(Stratum.code == code).with_for_update()).one()
+    last_seq, last_segment = session.exec(
+        select(func.max(Envelope.seq), func.max(AllocationList.segment))
+        .select_from(AllocationList)
+        .join(Envelope, col(Envelope.list_id) == col(AllocationList.id))
+        .where(AllocationList.stratum_code == code)
+    ).one()
+    custodians = _custodians(session)
+    signer = new_signing_key()
+    lst = _seal_segment(
+        session,
+        actor,
+        protocol=protocol,
+        stratum=code,
+        segment=(last_segment or 0) + 1,
+        first_seq=(last_seq or 0) + 1,
+        n=count,
+        sizes=sizes,
+        custodians=custodians,
+        signer=signer,
+        rng=rng or SystemRandomSource(),
+        clock=clock,
+    )
+    return SealResult((SealedCount(code, lst.count),), fingerprint(signer[1]))
+
+
+@dataclass(frozen=True)
+class StratumUse:
+    """Envelopes per stratum, as an admin sees them (never sizes or arms)."""
+
+    stratum: str
+    sealed: int
+    used: int
+
+    @property
+    def left(self) -> int:
+        return self.sealed - self.used
+
+
+def stratum_usage(session: Session, actor: Actor) -> list[StratumUse]:
+    """Sealed, used and left envelopes per stratum."""
+    require(actor, Permission.READ_STATUS)
+    sealed = dict(
+        session.exec(
+            select(Envelope.stratum_code, func.count()).group_by(col(Envelope.stratum_code))
+        ).all()
+    )
+    used = dict(
+        session.exec(
+            select(Envelope.stratum_code, func.count())
+            .where(col(Envelope.participant_id).is_not(None))
+            .group_by(col(Envelope.stratum_code))
+        ).all()
+    )
+    strata = [s.code for s in all_strata(stored_protocol(session))]
+    return [StratumUse(code, int(sealed.get(code, 0)), int(used.get(code, 0))) for code in strata]
+
+
+def claim_next(session: Session, stratum: str) -> Envelope | None:
+    """Lock the stratum and return its lowest unused envelope (None when exhausted).
+    The caller binds it in the same transaction."""
+    session.exec(select(Stratum).where(Stratum.code == stratum).with_for_update()).first()
+    return session.exec(
+        select(Envelope)
+        .where(Envelope.stratum_code == stratum)
+        .where(col(Envelope.participant_id).is_(None))
+        .order_by(col(Envelope.seq))
+        .limit(1)
+    ).first()

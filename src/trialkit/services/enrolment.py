@@ -1,0 +1,308 @@
+"""Screening, consent, withdrawal and randomization. A coordinator acts only on their own
+sites' participants and never learns an arm: randomizing binds a sealed envelope and
+answers with a randomization number and a random label code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from trialkit.domain.clock import Clock
+from trialkit.domain.codes import new_label_code, participant_id, randomization_number
+from trialkit.domain.eligibility import Screening, evaluate, parse_answer
+from trialkit.domain.errors import InvalidInput, NotFound, PermissionDenied, Refused
+from trialkit.domain.roles import Permission
+from trialkit.domain.strata import parse_factor_values, stratum_code
+from trialkit.services import audit
+from trialkit.services.actor import Actor, require
+from trialkit.services.allocation import claim_next
+from trialkit.services.trial import get_trial, stored_protocol
+from trialkit.store.models import Envelope, Participant, Site
+
+
+def status_of(p: Participant) -> str:
+    """One word for where a participant is (blinded: says nothing about arm)."""
+    if p.withdrawn_at is not None:
+        return "withdrawn"
+    if p.randomization_number is not None:
+        return "randomized"
+    if p.consent_date is not None:
+        return "consented"
+    return "eligible" if p.eligible else "ineligible"
+
+
+def participant_snapshot(session: Session, p: Participant) -> dict[str, Any]:
+    """The participant as the audit trail records it (blinded: envelope position, no arm)."""
+    env = session.exec(select(Envelope).where(Envelope.participant_id == p.id)).first()
+    return {
+        "id": p.id,
+        "site": p.site_code,
+        "stratum": p.stratum_code,
+        "age": p.age,
+        "sex": p.sex,
+        "weight_kg": p.weight_kg,
+        "factors": json.loads(p.factors_json),
+        "answers": json.loads(p.answers_json),
+        "eligible": p.eligible,
+        "failed": json.loads(p.failed_json),
+        "consent_date": p.consent_date,
+        "consent_form_version": p.consent_form_version,
+        "withdrawn": p.withdrawn_at is not None,
+        "withdrawal_reason": p.withdrawal_reason,
+        "randomization_number": p.randomization_number,
+        "label_code": p.label_code,
+        "envelope": f"{env.stratum_code}#{env.seq}" if env else None,
+    }
+
+
+@dataclass(frozen=True)
+class ParticipantView:
+    """What blinded roles see of a participant."""
+
+    id: str
+    site: str
+    stratum: str
+    status: str
+    age: int
+    sex: str
+    weight_kg: float
+    eligible: bool
+    failed: tuple[str, ...]
+    consent_date: str | None
+    randomization_number: str | None
+    label_code: str | None
+
+
+def view(p: Participant) -> ParticipantView:
+    return ParticipantView(
+        id=p.id,
+        site=p.site_code,
+        stratum=p.stratum_code,
+        status=status_of(p),
+        age=p.age,
+        sex=p.sex,
+        weight_kg=p.weight_kg,
+        eligible=p.eligible,
+        failed=tuple(json.loads(p.failed_json)),
+        consent_date=p.consent_date,
+        randomization_number=p.randomization_number,
+        label_code=p.label_code,
+    )
+
+
+def _own_site(actor: Actor, site: str) -> None:
+    if site not in actor.sites:
+        mine = ", ".join(sorted(actor.sites)) or "none"
+        raise PermissionDenied(f"{actor.name} works at {mine}, not at {site}")
+
+
+def get_participant(session: Session, actor: Actor, pid: str, *, lock: bool = False) -> Participant:
+    """A participant the actor may act on (coordinators: their own sites only)."""
+    key = pid.strip().upper()
+    stmt = select(Participant).where(Participant.id == key)
+    p = session.exec(stmt.with_for_update() if lock else stmt).first()
+    if p is None:
+        raise NotFound(f"no participant {pid!r}")
+    if actor.sites or actor.role.value == "coordinator":
+        _own_site(actor, p.site_code)
+    return p
+
+
+def screen(
+    session: Session,
+    actor: Actor,
+    *,
+    site: str,
+    age: int,
+    sex: str,
+    weight_kg: float,
+    factors: Mapping[str, str],
+    answers: Mapping[str, str],
+    clock: Clock,
+) -> ParticipantView:
+    """Record a screening and evaluate eligibility; an ineligible person is a screen
+    failure kept (with the failed criteria) for the CONSORT counts."""
+    require(actor, Permission.ENROL)
+    protocol = stored_protocol(session)
+    code = site.strip().upper()
+    if protocol.site(code) is None:
+        raise InvalidInput(
+            f"unknown site {site!r}: this trial has {', '.join(protocol.site_codes)}"
+        )
+    _own_site(actor, code)
+    levels = parse_factor_values(factors, protocol)
+    parsed = {k: parse_answer(k, v) for k, v in answers.items()}
+    verdict = evaluate(Screening(age, sex.strip().upper(), weight_kg, parsed), protocol)
+    # Lock the site row so two coordinators never take the same screening number.
+    session.exec(select(Site).where(Site.code == code).with_for_update()).one()
+    number = (
+        session.exec(
+            select(func.max(Participant.number)).where(Participant.site_code == code)
+        ).one()
+        or 0
+    ) + 1
+    p = Participant(
+        id=participant_id(code, number),
+        site_code=code,
+        number=number,
+        stratum_code=stratum_code(code, levels, protocol),
+        factors_json=json.dumps(levels),
+        age=age,
+        sex=sex.strip().upper(),
+        weight_kg=weight_kg,
+        answers_json=json.dumps(parsed, sort_keys=True),
+        eligible=verdict.eligible,
+        failed_json=json.dumps(list(verdict.failed)),
+        screened_at=clock.now(),
+        screened_by=actor.name,
+    )
+    session.add(p)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="participant.screen",
+        entity="participant",
+        entity_id=p.id,
+        after=participant_snapshot(session, p),
+        clock=clock,
+    )
+    return view(p)
+
+
+def _change(
+    session: Session,
+    actor: Actor,
+    p: Participant,
+    action: str,
+    before: dict[str, Any],
+    clock: Clock,
+    reason: str | None = None,
+) -> ParticipantView:
+    session.add(p)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action=action,
+        entity="participant",
+        entity_id=p.id,
+        before=before,
+        after=participant_snapshot(session, p),
+        reason=reason,
+        clock=clock,
+    )
+    return view(p)
+
+
+def consent(
+    session: Session, actor: Actor, pid: str, *, on: date, form_version: str, clock: Clock
+) -> ParticipantView:
+    """Record informed consent (date not in the future nor before screening)."""
+    require(actor, Permission.ENROL)
+    p = get_participant(session, actor, pid, lock=True)
+    versions = stored_protocol(session).consent.form_versions
+    if form_version not in versions:
+        raise InvalidInput(
+            f"consent form version {form_version!r}: the protocol has {', '.join(versions)}"
+        )
+    today = clock.now().date()
+    if on > today:
+        raise InvalidInput(f"consent date {on} is in the future (today is {today})")
+    if on < p.screened_at.date():
+        raise InvalidInput(f"consent date {on} is before screening ({p.screened_at.date()})")
+    if p.withdrawn_at is not None:
+        raise Refused(f"{p.id} has withdrawn")
+    if not p.eligible:
+        raise Refused(f"{p.id} is not eligible (failed {', '.join(json.loads(p.failed_json))})")
+    if p.consent_date is not None:
+        raise Refused(f"{p.id} already consented on {p.consent_date}")
+    before = participant_snapshot(session, p)
+    p.consent_date, p.consent_form_version = on.isoformat(), form_version
+    return _change(session, actor, p, "participant.consent", before, clock)
+
+
+def withdraw(
+    session: Session, actor: Actor, pid: str, *, reason: str, clock: Clock
+) -> ParticipantView:
+    """Withdraw a participant; everything recorded so far is kept."""
+    require(actor, Permission.ENROL)
+    if not reason.strip():
+        raise InvalidInput("a reason is required to withdraw a participant")
+    p = get_participant(session, actor, pid, lock=True)
+    if p.withdrawn_at is not None:
+        raise Refused(f"{p.id} has already withdrawn")
+    before = participant_snapshot(session, p)
+    p.withdrawn_at, p.withdrawal_reason = clock.now(), reason.strip()
+    return _change(session, actor, p, "participant.withdraw", before, clock, reason.strip())
+
+
+@dataclass(frozen=True)
+class Randomization:
+    participant_id: str
+    randomization_number: str
+    label_code: str
+    already: bool  # True: it was randomized before; no envelope was used now
+
+
+def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Randomization:
+    """Claim the lowest unused envelope of the participant's stratum in one transaction.
+    Asking again answers with the existing randomization and uses no envelope."""
+    require(actor, Permission.ENROL)
+    audit.lock_chain(session)  # one randomization at a time: numbers and envelopes in order
+    p = get_participant(session, actor, pid, lock=True)
+    if p.randomization_number is not None and p.label_code is not None:
+        return Randomization(p.id, p.randomization_number, p.label_code, already=True)
+    if not p.eligible:
+        raise Refused(f"{p.id} is not eligible (failed {', '.join(json.loads(p.failed_json))})")
+    if p.withdrawn_at is not None:
+        raise Refused(f"{p.id} has withdrawn")
+    if p.consent_date is None:
+        raise Refused(f"{p.id} has not consented yet")
+    envelope = claim_next(session, p.stratum_code)
+    if envelope is None:
+        raise Refused(
+            f"stratum {p.stratum_code} has no sealed envelope left: ask the trial "
+            f"admin to extend it (trialkit seal --extend {p.stratum_code})"
+        )
+    before = participant_snapshot(session, p)
+    count = session.exec(
+        select(func.count())
+        .select_from(Participant)
+        .where(col(Participant.randomization_number).is_not(None))
+    ).one()
+    now = clock.now()
+    envelope.participant_id, envelope.bound_at = p.id, now
+    p.randomization_number = randomization_number(get_trial(session).trial_code, count + 1)
+    p.label_code, p.randomized_at = new_label_code(), now
+    session.add(envelope)
+    session.flush()
+    _change(session, actor, p, "participant.randomize", before, clock)
+    return Randomization(p.id, p.randomization_number, p.label_code, already=False)
+
+
+def list_participants(
+    session: Session,
+    actor: Actor,
+    *,
+    site: str | None = None,
+    status: str | None = None,
+    search: str | None = None,
+) -> list[ParticipantView]:
+    """Participants the actor may see (coordinators: own sites), filtered."""
+    require(actor, Permission.READ_STATUS)
+    stmt = select(Participant).order_by(col(Participant.site_code), col(Participant.number))
+    if actor.role.value == "coordinator":
+        stmt = stmt.where(col(Participant.site_code).in_(sorted(actor.sites)))
+    if site:
+        stmt = stmt.where(Participant.site_code == site.strip().upper())
+    if search:
+        stmt = stmt.where(col(Participant.id).contains(search.strip().upper()))
+    views = [view(p) for p in session.exec(stmt).all()]
+    return [v for v in views if status is None or v.status == status]

@@ -1,0 +1,203 @@
+"""The Textual app: who is signed in, the trial, the idle lock, and the app-wide commands.
+
+``make_app`` is the one factory the CLI, the tests and ``trialkit serve`` use. Nothing here
+touches the database before the sign-in screen is up: screens read the trial in workers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import events
+from textual.app import App
+from textual.reactive import var
+
+from trialkit.tui.commands import APP_COMMANDS, LOCK_SCREEN, SIGN_OUT
+from trialkit.tui.messages import LoginSucceeded, ServiceFailed, TrialLoaded
+from trialkit.tui.screens.login import LoginScreen
+from trialkit.tui.trial_db import SignIn, TrialDatabase
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from textual.command import Provider
+
+    from trialkit.domain.clock import Clock
+    from trialkit.services.actor import Actor
+    from trialkit.services.trial import TrialInfo
+
+# How often the idle check runs; the idle limit itself comes from the protocol.
+IDLE_POLL_SECONDS = 1.0
+
+
+def _commands_provider() -> type[Provider]:
+    # Imported when the palette first opens, not at start-up.
+    from trialkit.tui.commands import TrialkitCommands
+
+    return TrialkitCommands
+
+
+class TrialkitApp(App[None]):
+    """trialkit's terminal UI. Sign-in first; home after; a lock screen when idle."""
+
+    CSS_PATH = "trialkit.tcss"
+    TITLE = "trialkit"
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {
+        _commands_provider
+    }
+    BINDINGS = [command.binding() for command in APP_COMMANDS]
+
+    training: var[bool] = var(False)
+    """Whether the database holds a training trial (TRAINING on every screen)."""
+    trial: var[TrialInfo | None] = var(None)
+    """The trial as last read from the database."""
+    actor: var[Actor | None] = var(None, bindings=True)
+    """Who is signed in, or None on the sign-in screen."""
+    locked: var[bool] = var(False, bindings=True)
+    """Whether the lock screen is up."""
+
+    def __init__(
+        self,
+        db: TrialDatabase,
+        *,
+        training: bool,
+        idle_seconds: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.db = db
+        self._idle_override = idle_seconds
+        self._monotonic = monotonic
+        self._last_activity = monotonic()
+        self.set_reactive(TrialkitApp.training, training)
+
+    # --- start-up and the header -------------------------------------------------------
+
+    def on_mount(self) -> None:
+        """Show the sign-in screen and start watching for idleness."""
+        self._show_title()
+        self.push_screen(LoginScreen(self.db))
+        poll = IDLE_POLL_SECONDS
+        if self._idle_override is not None:
+            poll = min(poll, max(self._idle_override / 2, 0.05))
+        self.set_interval(poll, self.lock_if_idle)
+
+    def watch_training(self) -> None:
+        """Keep TRAINING in the title."""
+        self._show_title()
+
+    def watch_trial(self) -> None:
+        """Keep the trial code in the sub-title."""
+        self._show_title()
+
+    def _show_title(self) -> None:
+        self.title = "trialkit — TRAINING" if self.training else "trialkit"
+        where = self.db.label
+        self.sub_title = f"{self.trial.trial_code} · {where}" if self.trial else where
+
+    def on_trial_loaded(self, message: TrialLoaded) -> None:
+        """Remember the trial a screen read."""
+        self.trial = message.trial
+        self.training = message.trial.training
+
+    def on_service_failed(self, message: ServiceFailed) -> None:
+        """A refused or failed database call: a notification, never a traceback."""
+        self.notify(message.message, title="trialkit", severity="error", timeout=10)
+
+    # --- signing in and out ------------------------------------------------------------
+
+    async def on_login_succeeded(self, message: LoginSucceeded) -> None:
+        """Signed in from the sign-in screen: go home."""
+        from trialkit.tui.screens.home import HomeScreen
+
+        self._accept(message.signin)
+        await self.switch_screen(HomeScreen(self.db))
+
+    def _accept(self, signin: SignIn) -> None:
+        self.trial = signin.trial
+        self.training = signin.trial.training
+        self.actor = signin.actor
+        self.record_activity()
+
+    async def action_sign_out(self) -> None:
+        """Forget who is signed in and return to a fresh sign-in screen."""
+        self.actor = None
+        self.locked = False
+        self.clear_notifications()
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
+        await self.push_screen(LoginScreen(self.db))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Lock and sign out only make sense while someone is signed in."""
+        if action == LOCK_SCREEN.action:
+            return self.actor is not None and not self.locked
+        if action == SIGN_OUT.action:
+            return self.actor is not None
+        return True
+
+    # --- the idle lock -----------------------------------------------------------------
+
+    @property
+    def idle_seconds(self) -> float | None:
+        """Idle time before the screen locks: the override given to ``make_app``, else the
+        protocol's ``ui.idle_lock_minutes`` (None until the trial has been read)."""
+        if self._idle_override is not None:
+            return self._idle_override
+        return None if self.trial is None else self.trial.idle_lock_minutes * 60.0
+
+    @property
+    def last_activity(self) -> float:
+        """When the last key press or mouse event arrived (on the monotonic clock)."""
+        return self._last_activity
+
+    def record_activity(self) -> None:
+        """Restart the idle count."""
+        self._last_activity = self._monotonic()
+
+    async def on_event(self, event: events.Event) -> None:
+        """Any key or mouse event counts as activity."""
+        if isinstance(event, events.InputEvent | events.Paste):
+            self.record_activity()
+        await super().on_event(event)
+
+    def lock_if_idle(self, now: float | None = None) -> bool:
+        """Lock the screen if someone is signed in and has been idle long enough.
+        Returns whether it locked. ``now`` (monotonic seconds) lets tests skip the wait."""
+        limit = self.idle_seconds
+        if self.actor is None or self.locked or limit is None:
+            return False
+        elapsed = (self._monotonic() if now is None else now) - self._last_activity
+        if elapsed < limit:
+            return False
+        self.action_lock_screen()
+        return True
+
+    def action_lock_screen(self) -> None:
+        """Hide everything behind the lock screen until the password is given again."""
+        from trialkit.tui.screens.lock import LockScreen
+
+        if self.actor is None or self.locked:
+            return
+        self.locked = True
+        self.clear_notifications()
+        self.push_screen(LockScreen(self.db, self.actor), callback=self._unlocked)
+
+    def _unlocked(self, signin: SignIn | None) -> None:
+        self.locked = False
+        if signin is not None:
+            self._accept(signin)
+
+
+def make_app(
+    engine: Engine,
+    *,
+    clock: Clock,
+    db_label: str,
+    training: bool,
+    idle_seconds: float | None = None,
+) -> TrialkitApp:
+    """The app over this database. ``training`` marks the screens before the trial has
+    been read; ``idle_seconds`` overrides the protocol's idle-lock time (tests)."""
+    db = TrialDatabase(engine=engine, clock=clock, label=db_label)
+    return TrialkitApp(db, training=training, idle_seconds=idle_seconds)

@@ -1,0 +1,1 @@
+"""Full screens: sign-in, home, lock, and (later) one per role journey."""

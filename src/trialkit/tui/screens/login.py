@@ -1,0 +1,58 @@
+"""The sign-in screen: the trial's title, TRAINING when it applies, name and password."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from trialkit.domain.errors import TrialkitError
+from trialkit.tui.messages import ServiceFailed, TrialLoaded
+from trialkit.tui.trial_db import TrialDatabase
+from trialkit.tui.widgets.sign_in_form import SignInForm
+from trialkit.tui.widgets.training_banner import TrainingBanner
+
+
+class LoginScreen(Screen[None]):
+    """Shown first and after signing out. The trial is read after the screen appears."""
+
+    def __init__(self, db: TrialDatabase) -> None:
+        super().__init__()
+        self._db = db
+
+    def compose(self) -> ComposeResult:
+        """Header, banner, and a centred sign-in box."""
+        yield Header()
+        yield TrainingBanner()
+        with Vertical(id="login-box"):
+            yield Static("Reading the trial…", id="login-trial")
+            yield Static("Sign in", classes="heading")
+            yield SignInForm(self._db, id="sign-in")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Start typing at once; fill in the trial when the database answers."""
+        self.query_one(SignInForm).focus_first()
+        self._load_trial()
+
+    @work(thread=True, exclusive=True, group="trial-info")
+    def _load_trial(self) -> None:
+        try:
+            trial = self._db.trial_info()
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(TrialLoaded(trial))
+
+    def on_trial_loaded(self, message: TrialLoaded) -> None:
+        """Show the title; the message bubbles on so the app learns the trial too."""
+        self.query_one("#login-trial", Static).update(Content(message.trial.title))
+
+    def on_service_failed(self, message: ServiceFailed) -> None:
+        """Say why the trial could not be read (the app also notifies)."""
+        line = self.query_one("#login-trial", Static)
+        line.update(Content(message.message))
+        line.add_class("error")

@@ -1,0 +1,43 @@
+"""What the signed-in role will do here: a placeholder until each role's screen lands.
+
+The list of what the role may do comes from the permission table in ``domain.roles``,
+so it cannot drift from what the services enforce."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.widgets import Static
+
+from trialkit.domain.roles import Permission, Role
+
+if TYPE_CHECKING:
+    from trialkit.services.actor import Actor
+
+# The screen each role's journey will open on.
+ROLE_WORKSPACE: dict[Role, str] = {
+    Role.ADMIN: "Users and allocation lists",
+    Role.COORDINATOR: "Participants at your sites",
+    Role.PHARMACIST: "Dispense queue",
+    Role.INVESTIGATOR: "Investigator dashboard",
+    Role.MONITOR: "Trial status and audit log",
+}
+
+
+def describe_role(actor: Actor) -> str:
+    """What this user may do, and the screen that will open here for their role."""
+    duties = [p.value for p in Permission if p is not Permission.READ_STATUS and actor.can(p)]
+    lines = [f"[b]{ROLE_WORKSPACE[actor.role]}[/b]"]
+    if duties:
+        lines.append(f"You may {', '.join(duties)}.")
+    lines.append("[i]This screen will open here in a coming release.[/i]")
+    return "\n".join(lines)
+
+
+class RolePanel(Static):
+    """The role's workspace (a placeholder for now), titled with the role."""
+
+    def show(self, actor: Actor) -> None:
+        """Describe the workspace for this user's role."""
+        self.border_title = actor.role.value.capitalize()
+        self.update(describe_role(actor))

@@ -1,0 +1,94 @@
+"""User name and password, checked by the audited sign-in service in a thread worker."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Input, Static
+
+from trialkit.domain.errors import TrialkitError
+from trialkit.tui.messages import LoginFailed, LoginSucceeded
+from trialkit.tui.trial_db import TrialDatabase
+
+
+class SignInForm(Vertical):
+    """A sign-in form. With ``user_name`` given (unlocking), only the password is asked.
+
+    Enter in the name moves to the password; Enter in the password submits. The result
+    is posted as ``LoginSucceeded`` (left to bubble to the screen or app) or
+    ``LoginFailed`` (shown here, with the service's own message)."""
+
+    def __init__(
+        self, db: TrialDatabase, *, user_name: str | None = None, id: str | None = None
+    ) -> None:
+        super().__init__(id=id)
+        self._db = db
+        self._fixed_name = user_name
+
+    def compose(self) -> ComposeResult:
+        """The inputs and a line for messages."""
+        if self._fixed_name is None:
+            yield Input(placeholder="User name", id="user-name")
+        yield Input(placeholder="Password", password=True, id="password")
+        yield Static("", id="sign-in-message")
+
+    def focus_first(self) -> None:
+        """Put the cursor where typing should start."""
+        first = "#password" if self._fixed_name is not None else "#user-name"
+        self.query_one(first, Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter: move on from the name, or submit from the password."""
+        event.stop()
+        password = self.query_one("#password", Input)
+        if event.input.id == "user-name":
+            password.focus()
+            return
+        name = self._fixed_name or self.query_one("#user-name", Input).value.strip()
+        if not name:
+            self._say("Enter your user name.", error=True)
+            self.focus_first()
+            return
+        if not password.value:
+            self._say("Enter your password.", error=True)
+            return
+        self._set_busy(True)
+        self._say("Checking…", error=False)
+        self._check(name, password.value)
+
+    @work(thread=True, exclusive=True, group="sign-in")
+    def _check(self, name: str, password: str) -> None:
+        try:
+            signin = self._db.sign_in(name, password)
+        except TrialkitError as exc:
+            self.post_message(LoginFailed(exc.message))
+        else:
+            self.post_message(LoginSucceeded(signin))
+
+    def on_login_failed(self, message: LoginFailed) -> None:
+        """Show the refusal, clear the password and let the user try again."""
+        message.stop()
+        self._set_busy(False)
+        self._say(message.message, error=True)
+        password = self.query_one("#password", Input)
+        password.value = ""
+        password.focus()
+
+    def on_login_succeeded(self, _message: LoginSucceeded) -> None:
+        """Forget the typed password; the message bubbles on to whoever acts on it."""
+        self._set_busy(False)
+        self.query_one("#password", Input).value = ""
+        self._say("", error=False)
+
+    def _set_busy(self, busy: bool) -> None:
+        for field in self.query(Input):
+            field.disabled = busy
+        if not busy:
+            self.query_one("#password", Input).focus()
+
+    def _say(self, text: str, *, error: bool) -> None:
+        line = self.query_one("#sign-in-message", Static)
+        line.update(Content(text))
+        line.set_class(error, "error")
