@@ -8,11 +8,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from trialkit.domain.clock import SystemClock
+from sqlalchemy import Engine
+
+from trialkit.domain.clock import Clock, SystemClock
+from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import LoadedProtocol, load_protocol, protocol_from_text
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
+from trialkit.services.allocation import seal_lists
 from trialkit.services.auth import login
+from trialkit.services.enrolment import consent, randomize, screen
 from trialkit.services.setup import initialize
 from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, normalize_url, sqlite_path, transaction
@@ -30,6 +35,18 @@ DEMO_USERS: tuple[tuple[str, Role, tuple[str, ...], bool], ...] = (
     ("mona", Role.MONITOR, (), False),
 )
 DEMO_ADMIN = "ada"
+DEMO_PER_STRATUM = 20
+
+# site, coordinator, headache type, age, weight, how far they get
+DEMO_PARTICIPANTS: tuple[tuple[str, str, str, int, float, str], ...] = (
+    ("TWH", "cora", "CM", 44, 68.0, "randomized"),
+    ("TWH", "cora", "CDH", 37, 81.5, "randomized"),
+    ("TWH", "cora", "CM", 17, 59.0, "ineligible"),
+    ("TWH", "cora", "CM", 52, 74.0, "consented"),
+    ("SHS", "sam", "CDH", 29, 62.0, "randomized"),
+    ("SHS", "sam", "CM", 61, 90.0, "randomized"),
+    ("SHS", "sam", "CDH", 45, 70.0, "screened"),
+)
 
 
 @dataclass
@@ -62,6 +79,43 @@ def kethead_protocol() -> LoadedProtocol:
         return load_protocol(repo_copy)
     text = resources.files("trialkit").joinpath("kethead.toml").read_text("utf-8")
     return protocol_from_text(text, source="kethead.toml")
+
+
+def _enrol_participants(engine: Engine, clock: Clock) -> None:
+    protocol = kethead_protocol().protocol
+    answers = {c.id: "yes" if c.kind == "inclusion" else "no" for c in answered_criteria(protocol)}
+    actors: dict[str, Actor] = {}
+    for site, who, htype, age, weight, stage in DEMO_PARTICIPANTS:
+        if who not in actors:
+            with transaction(engine) as s:
+                actors[who] = login(s, who, DEMO_PASSWORD, clock=clock)
+        actor = actors[who]
+        with transaction(engine) as s:
+            p = screen(
+                s,
+                actor,
+                site=site,
+                age=age,
+                sex="F" if age % 2 else "M",
+                weight_kg=weight,
+                factors={"headache_type": htype},
+                answers=answers,
+                clock=clock,
+            )
+        if stage in ("screened", "ineligible"):
+            continue
+        with transaction(engine) as s:
+            consent(
+                s,
+                actor,
+                p.id,
+                on=clock.now().date(),
+                form_version=protocol.consent.form_versions[-1],
+                clock=clock,
+            )
+        if stage == "randomized":
+            with transaction(engine) as s:
+                randomize(s, actor, p.id, clock=clock)
 
 
 def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
@@ -98,6 +152,9 @@ def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
                     custodian=custodian,
                     clock=clock,
                 )
+        with transaction(engine) as s:
+            seal_lists(s, admin, per_stratum=DEMO_PER_STRATUM, block_sizes=None, clock=clock)
+        _enrol_participants(engine, clock)
     finally:
         engine.dispose()
     return DemoSummary(database=db, created=True, users=users)
