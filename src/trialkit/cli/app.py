@@ -2,8 +2,6 @@
 
 Each command imports what it needs inside its body: printing help must stay fast."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """``trialkit audit verify|log``."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """Coordinator commands: screen, consent, withdraw, randomize, participants."""
 
-from __future__ import annotations
-
 from datetime import date
 from typing import Annotated
 

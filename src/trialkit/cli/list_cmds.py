@@ -1,7 +1,5 @@
 """Admin and custodian commands: seal, list verify/status, custodian grant."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``trialkit user add|list|disable|enable|passwd``."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
@@ -64,7 +62,7 @@ def list_(ctx: typer.Context) -> None:
     c = cli(ctx)
     actor = c.actor()
     with c.read() as s:
-        users = list_users(s, actor)
+        users = list_users(s, actor, clock=c.clock())
 
     def text() -> str:
         lines = [f"{'name':<16} {'role':<13} {'sites':<10} state"]

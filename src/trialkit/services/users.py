@@ -144,8 +144,10 @@ def create_user(
     return user
 
 
-def list_users(session: Session, actor: Actor) -> list[UserView]:
+def list_users(session: Session, actor: Actor, *, clock: Clock) -> list[UserView]:
+    """Every user with role, sites and whether they can sign in now."""
     require(actor, Permission.MANAGE_USERS)
+    now = clock.now()
     users = session.exec(select(User).order_by(col(User.name))).all()
     return [
         UserView(
@@ -154,7 +156,7 @@ def list_users(session: Session, actor: Actor) -> list[UserView]:
             sites=user_sites(session, u),
             custodian=u.custodian,
             disabled=u.disabled,
-            locked=u.failed_logins > 0 and u.locked_until is not None,
+            locked=u.locked_until is not None and now < u.locked_until,
         )
         for u in users
     ]
