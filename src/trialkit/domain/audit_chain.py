@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
@@ -40,7 +40,7 @@ def event_hash(f: ChainFields) -> str:
     """SHA-256 over the canonical JSON of the event's fields, previous hash included."""
     payload = {
         "seq": f.seq,
-        "at": f.at.isoformat(timespec="microseconds"),
+        "at": f.at.astimezone(UTC).isoformat(timespec="microseconds"),
         "user": f.user_name,
         "role": f.role,
         "action": f.action,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -71,7 +71,7 @@ def record(
     seq, prev = _chain_head(session)
     event = AuditEvent(
         seq=seq + 1,
-        at=clock.now(),
+        at=clock.now().astimezone(UTC),
         user_name=user_name or (actor.name if actor else "(unknown)"),
         role=actor.role.value if actor else "-",
         action=action,

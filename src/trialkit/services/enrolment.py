@@ -58,6 +58,8 @@ def participant_snapshot(session: Session, p: Participant) -> dict[str, Any]:
         "randomization_number": p.randomization_number,
         "label_code": p.label_code,
         "envelope": f"{env.stratum_code}#{env.seq}" if env else None,
+        "infusion_date": p.infusion_date,
+        "unblinded_emergency": p.unblinded_emergency,
     }
 
 

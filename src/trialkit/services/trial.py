@@ -46,6 +46,7 @@ def trial_snapshot(session: Session, t: Trial) -> dict[str, Any]:
         "protocol_sha256": t.protocol_sha256,
         "training": t.training,
         "sites": {s.code: s.target for s in sites},
+        "locked_at": t.locked_at.isoformat() if t.locked_at else None,
     }
 
 

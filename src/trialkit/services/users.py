@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -54,7 +55,9 @@ def user_snapshot(session: Session, user: User) -> dict[str, Any]:
         "custodian": user.custodian,
         "disabled": user.disabled,
         "failed_logins": user.failed_logins,
-        "locked_until": user.locked_until.isoformat() if user.locked_until else None,
+        "locked_until": user.locked_until.astimezone(UTC).isoformat()
+        if user.locked_until
+        else None,
         "credential": _fingerprint(user.password_hash),
         "public_key": _fingerprint(user.public_key),
     }
@@ -81,7 +84,8 @@ def _check_sites(session: Session, role: Role, sites: list[str]) -> list[str]:
     if role is Role.COORDINATOR and not codes:
         raise InvalidInput("a coordinator needs at least one --site")
     if codes and role not in SITE_BOUND_ROLES:
-        raise InvalidInput(f"a {role.value} is not bound to sites; leave out --site")
+        article = "an" if role.value[0] in "aeiou" else "a"
+        raise InvalidInput(f"{article} {role.value} is not bound to sites; leave out --site")
     known = set(session.exec(select(Site.code)).all())
     for code in codes:
         if code not in known:

@@ -28,6 +28,8 @@ class Trial(SQLModel, table=True):
     protocol_text: str = Field(sa_column=Column(Text, nullable=False))
     training: bool = Field(default=False)
     created_at: datetime = Field(sa_column=_utc())
+    locked_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    locked_by: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 class Site(SQLModel, table=True):
@@ -185,3 +187,45 @@ class Participant(SQLModel, table=True):
         default=None, sa_column=Column(String(16), nullable=True, unique=True)
     )
     randomized_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    infusion_date: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    unblinded_emergency: bool = Field(default=False)
+
+
+class Preparation(SQLModel, table=True):
+    """The pharmacy's preparation of one participant's infusion. What differs by arm (product
+    lots) is sealed under the list's data key; the rest is blinded and the same for both."""
+
+    __tablename__ = "preparation"
+
+    participant_id: str = Field(
+        sa_column=Column(String(16), ForeignKey("participant.id"), primary_key=True)
+    )
+    prepared_at: datetime = Field(sa_column=_utc())
+    prepared_by: str = Field(sa_column=Column(String(64), nullable=False))
+    checked_by: str = Field(sa_column=Column(String(64), nullable=False))
+    expires_at: datetime = Field(sa_column=_utc())
+    sealed_details: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    label_prints: int = Field(default=0)
+
+
+class DiaryEntry(SQLModel, table=True):
+    """One version of one participant's diary day. A correction adds a version; the latest
+    is current and nothing is overwritten."""
+
+    __tablename__ = "diary_entry"
+    __table_args__ = (UniqueConstraint("participant_id", "day", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: str = Field(
+        sa_column=Column(String(16), ForeignKey("participant.id"), nullable=False, index=True)
+    )
+    day: str = Field(sa_column=Column(String(10), nullable=False))
+    version: int
+    headache: bool
+    severity: str = Field(sa_column=Column(String(16), nullable=False))
+    duration_hours: float
+    acute_medication: bool
+    recorded_by: str = Field(sa_column=Column(String(64), nullable=False))
+    recorded_at: datetime = Field(sa_column=_utc())
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    current: bool = Field(default=True)

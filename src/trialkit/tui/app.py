@@ -62,13 +62,11 @@ class TrialkitApp(App[None]):
         *,
         training: bool,
         idle_seconds: float | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self.db = db
         self._idle_override = idle_seconds
-        self._monotonic = monotonic
-        self._last_activity = monotonic()
+        self._last_activity = time.monotonic()
         self.set_reactive(TrialkitApp.training, training)
 
     # --- start-up and the header -------------------------------------------------------
@@ -108,6 +106,7 @@ class TrialkitApp(App[None]):
 
     async def on_login_succeeded(self, message: LoginSucceeded) -> None:
         """Signed in from the sign-in screen: go home."""
+        # Screens after sign-in are imported when first needed, keeping start-up light.
         from trialkit.tui.screens.home import HomeScreen
 
         self._accept(message.signin)
@@ -153,7 +152,7 @@ class TrialkitApp(App[None]):
 
     def record_activity(self) -> None:
         """Restart the idle count."""
-        self._last_activity = self._monotonic()
+        self._last_activity = time.monotonic()
 
     async def on_event(self, event: events.Event) -> None:
         """Any key or mouse event counts as activity."""
@@ -167,7 +166,7 @@ class TrialkitApp(App[None]):
         limit = self.idle_seconds
         if self.actor is None or self.locked or limit is None:
             return False
-        elapsed = (self._monotonic() if now is None else now) - self._last_activity
+        elapsed = (time.monotonic() if now is None else now) - self._last_activity
         if elapsed < limit:
             return False
         self.action_lock_screen()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -32,8 +32,8 @@ class LockScreen(Screen[SignIn]):
     def compose(self) -> ComposeResult:
         """Only the banner, who is signed in, and the password box."""
         yield TrainingBanner()
-        with Vertical(id="lock-box"):
-            yield Static("Screen locked", classes="heading")
+        with Container(classes="centred"), Vertical(id="lock-box"):
+            yield Static("Screen locked", id="lock-heading")
             yield Static(
                 Content(f"Signed in: {self._actor.name} ({self._actor.role.value})"),
                 id="lock-who",

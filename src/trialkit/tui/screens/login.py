@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
@@ -27,7 +27,7 @@ class LoginScreen(Screen[None]):
         """Header, banner, and a centred sign-in box."""
         yield Header()
         yield TrainingBanner()
-        with Vertical(id="login-box"):
+        with Container(classes="centred"), Vertical(id="login-box"):
             yield Static("Reading the trial…", id="login-trial")
             yield Static("Sign in", classes="heading")
             yield SignInForm(self._db, id="sign-in")

@@ -29,9 +29,14 @@ def describe_role(actor: Actor) -> str:
     duties = [p.value for p in Permission if p is not Permission.READ_STATUS and actor.can(p)]
     lines = [f"[b]{ROLE_WORKSPACE[actor.role]}[/b]"]
     if duties:
-        lines.append(f"You may {', '.join(duties)}.")
+        lines.append(f"You may {_and_list(duties)}.")
     lines.append("[i]This screen will open here in a coming release.[/i]")
     return "\n".join(lines)
+
+
+def _and_list(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 class RolePanel(Static):

@@ -1,0 +1,114 @@
+"""The home screen: the trial and its sites, who you are, your role; never an arm."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from textual.message import Message
+from textual.widgets import DataTable
+
+from tests.conftest import KETHEAD, SteppingClock, add_user
+from tests.tui.conftest import app_for, screen_text, settle, sign_in
+from trialkit.domain.protocol import load_protocol
+from trialkit.domain.roles import Role
+from trialkit.services.actor import Actor
+from trialkit.tui.messages import TrialLoaded
+from trialkit.tui.screens.home import HomeScreen
+from trialkit.tui.screens.login import LoginScreen
+
+
+async def test_home_lists_every_site_with_its_target(
+    engine: Engine, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        table = app.screen.query_one("#sites", DataTable)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert rows == [
+            ["SHS", "Sinai Health System", 28],
+            ["TWH", "Toronto Western Hospital", 28],
+        ]
+        assert "2 sites, target 56 participants" in screen_text(app)
+
+
+async def test_home_fits_80_by_24_without_scrolling(engine: Engine, clock: SteppingClock) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        assert app.screen.query_one("#home-body").max_scroll_y == 0
+        assert "Sign out" in screen_text(app).splitlines()[-1]
+
+
+async def test_coordinator_sees_their_sites_and_workspace(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    add_user(engine, admin, clock, "carol", Role.COORDINATOR, sites=["TWH"])
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "carol")
+        text = screen_text(app)
+        assert "Role: coordinator" in text
+        assert "Sites: TWH" in text
+        assert "Participants at your sites" in text
+        assert "You may enrol participants and record diary days." in text
+
+
+async def test_custodian_is_named_as_such(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    add_user(engine, admin, clock, "ivan", Role.INVESTIGATOR, custodian=True)
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "ivan")
+        text = screen_text(app)
+        assert "Role: investigator" in text
+        assert "Unblinding custodian" in text
+
+
+async def test_home_never_shows_an_arm(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    add_user(engine, admin, clock, "phil", Role.PHARMACIST, sites=["SHS"])
+    arms = load_protocol(KETHEAD).protocol.arms
+    app = app_for(engine, clock)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await sign_in(pilot, "phil")
+        assert isinstance(app.screen, HomeScreen)
+        text = screen_text(app)
+        for arm in arms:
+            assert arm.name not in text
+            assert arm.description not in text
+
+
+async def test_sign_out_returns_to_a_fresh_sign_in_and_back(
+    engine: Engine, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        assert app.actor is None
+        assert "alice" not in screen_text(app)
+        await sign_in(pilot)
+        assert isinstance(app.screen, HomeScreen)
+        assert "Role: admin" in screen_text(app)
+
+
+async def test_refresh_reads_the_trial_again(engine: Engine, clock: SteppingClock) -> None:
+    loaded: list[TrialLoaded] = []
+
+    def hook(message: Message) -> None:
+        # A bubbling message passes the hook once per node: count each message once.
+        if isinstance(message, TrialLoaded) and all(m is not message for m in loaded):
+            loaded.append(message)
+
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24), message_hook=hook) as pilot:
+        await sign_in(pilot)
+        before = len(loaded)
+        await pilot.press("f5")
+        await settle(pilot)
+        assert len(loaded) == before + 1
+        assert loaded[-1].trial == app.trial

@@ -1,0 +1,110 @@
+"""Signing in from the first screen: the service's words for refusals, lockout after five."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, create_engine
+from textual.widgets import Input
+
+from tests.conftest import PASSWORD, SteppingClock
+from tests.tui.conftest import app_for, screen_text, settle, sign_in, submit_password
+from trialkit.domain.errors import Refused
+from trialkit.tui.screens.home import HomeScreen
+from trialkit.tui.screens.login import LoginScreen
+from trialkit.tui.trial_db import TrialDatabase
+
+TITLE_START = "A multi-centre randomized controlled trial"
+
+
+async def test_sign_in_screen_shows_the_trial_title(engine: Engine, clock: SteppingClock) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        assert TITLE_START in screen_text(app)
+        assert app.screen.query_one("#password", Input).password
+
+
+async def test_right_password_opens_home_with_trial_and_role(
+    engine: Engine, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press(*"alice", "enter", *"correct-horse-battery", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen)
+        text = screen_text(app)
+        assert TITLE_START in text
+        assert "protocol version 1.0" in text
+        assert "alice" in text
+        assert "Role: admin" in text
+
+
+async def test_wrong_password_shows_the_message_and_stays_on_sign_in(
+    engine: Engine, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, password="not-the-password")
+        assert isinstance(app.screen, LoginScreen)
+        assert "wrong user name or password" in screen_text(app)
+        assert app.screen.query_one("#password", Input).value == ""
+        assert app.actor is None
+
+
+async def test_unknown_user_gets_the_same_message(engine: Engine, clock: SteppingClock) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, name="mallory", password="anything-at-all")
+        assert "wrong user name or password" in screen_text(app)
+
+
+async def test_fifth_wrong_password_shows_the_lockout(engine: Engine, clock: SteppingClock) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, password="wrong-1")
+        for attempt in range(2, 6):
+            await submit_password(pilot, f"wrong-{attempt}")
+        assert isinstance(app.screen, LoginScreen)
+        text = screen_text(app)
+        assert "locked" in text
+        assert "wrong user name or password" not in text
+        # Locked means locked: even the right password is refused now.
+        await submit_password(pilot, PASSWORD)
+        assert isinstance(app.screen, LoginScreen)
+        assert "locked" in screen_text(app)
+
+
+async def test_blank_name_is_not_sent_to_the_database(
+    engine: Engine, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "enter")
+        await settle(pilot)
+        assert "Enter your user name." in screen_text(app)
+
+
+async def test_a_refusal_reading_the_trial_is_shown_not_raised(
+    engine: Engine, clock: SteppingClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(_self: TrialDatabase) -> None:
+        raise Refused("this database holds no trial yet")
+
+    monkeypatch.setattr(TrialDatabase, "trial_info", refuse)
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        assert "this database holds no trial yet" in screen_text(app)
+
+
+async def test_an_unreachable_database_is_a_message(clock: SteppingClock) -> None:
+    engine = create_engine("sqlite:////nonexistent-folder/kethead.db")
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        assert "cannot use the database kethead.db" in screen_text(app)
