@@ -1,5 +1,6 @@
 """Admin and custodian commands: seal, list verify/status, custodian grant."""
 
+import sys
 from typing import Annotated
 
 import typer
@@ -53,7 +54,7 @@ def seal(
                 s, actor, stratum=extend, count=count, block_sizes=sizes, clock=c.clock()
             )
         else:
-            with Progress(transient=True, disable=c.json) as bar:
+            with Progress(transient=True, disable=c.json or not sys.stdout.isatty()) as bar:
                 task = bar.add_task("Sealing lists", total=None)
                 result = seal_lists(
                     s,

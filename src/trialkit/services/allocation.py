@@ -111,6 +111,16 @@ def _check_count(n: int) -> None:
         raise InvalidInput(f"envelopes per stratum: {n} is not between 1 and {MAX_PER_STRATUM}")
 
 
+def _padded(record: bytes, n: int, ratio: Sequence[int]) -> bytes:
+    """Pad the sealed procedure to a length that depends only on public facts (the count
+    and the ratio): its ciphertext length must not hint at how many blocks there are."""
+    most_blocks = -(-n // sum(ratio))
+    target = 512 + 4 * most_blocks
+    if len(record) > target:
+        raise InvalidInput("block sizes: too many or too large to seal")
+    return record + b" " * (target - len(record))
+
+
 def _ensure_stratum(session: Session, s: StratumDef) -> None:
     if session.get(Stratum, s.code) is None:
         session.add(Stratum(code=s.code, site_code=s.site, levels_json=json.dumps(dict(s.levels))))
@@ -142,7 +152,7 @@ def _seal_segment(
         "salt": secrets.token_hex(16),  # without it, the few possible policies could be hashed
         "blocks": [b.size for b in blocks],
     }
-    policy_bytes = canonical_json(policy).encode()
+    policy_bytes = _padded(canonical_json(policy).encode(), n, protocol.allocation.ratio)
     rows: list[dict[str, Any]] = []
     leaves: list[str] = []
     for i, arm in enumerate(arms):
@@ -264,9 +274,11 @@ def extend_list(
     sizes = _check_sizes(protocol, block_sizes)
     _check_count(count)
     code = stratum.strip().upper()
+    known = [s.code for s in all_strata(protocol)]
+    if code not in known:
+        raise InvalidInput(f"unknown stratum {stratum!r}: strata are {', '.join(known)}")
     if session.get(Stratum, code) is None:
-        known = ", ".join(s.code for s in all_strata(protocol))
-        raise InvalidInput(f"unknown stratum {stratum!r}: strata are {known}")
+        raise Refused("the allocation lists are not sealed yet: seal them first (trialkit seal)")
     session.exec(select(Stratum).where(Stratum.code == code).with_for_update()).one()
     last_seq, last_segment = session.exec(
         select(func.max(Envelope.seq), func.max(AllocationList.segment))

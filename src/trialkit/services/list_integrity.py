@@ -58,8 +58,11 @@ def check_list(session: Session, lst: AllocationList) -> str | None:
         if envelope_leaf(digest, ciphertext) != leaf:
             return f"envelope {lst.stratum_code} #{seq} was changed after sealing"
         expected += 1
-    if len(envelopes) != lst.count:
-        return f"holds {len(envelopes)} envelopes but was sealed with {lst.count}"
+    if len(envelopes) < lst.count:
+        return f"envelope {lst.stratum_code} #{lst.first_seq + len(envelopes)} is missing"
+    if len(envelopes) > lst.count:
+        extra = lst.first_seq + lst.count
+        return f"envelope {lst.stratum_code} #{extra} was added after sealing"
     return None
 
 
