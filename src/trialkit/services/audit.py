@@ -17,17 +17,16 @@ from trialkit.domain.audit_chain import first_break as chain_first_break
 from trialkit.domain.clock import Clock
 from trialkit.domain.roles import Permission
 from trialkit.services.actor import Actor, require
+from trialkit.store.db import WRITE_LOCK_KEY
 from trialkit.store.models import AuditEvent
-
-# Any constant works: it names the PostgreSQL advisory lock that serialises chain appends.
-_CHAIN_LOCK_KEY = 0x7472_6B61
 
 
 def lock_chain(session: Session) -> None:
-    """Serialise with every other writer until this transaction ends. On SQLite every
-    write transaction already holds the database's write lock (BEGIN IMMEDIATE)."""
+    """Serialise with every other writer until this transaction ends. Write transactions
+    from ``store.db`` engines already hold it (BEGIN IMMEDIATE on SQLite, the same advisory
+    lock on PostgreSQL, re-entrant); this covers sessions bound some other way."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK_KEY})
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
 
 
 def _chain_head(session: Session) -> tuple[int, str]:

@@ -59,6 +59,17 @@ def _sqlite_on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Names the PostgreSQL advisory lock every write transaction takes first (see _pg_on_begin).
+WRITE_LOCK_KEY = 0x7472_6B61
+
+
+def _pg_on_begin(conn: Any) -> None:
+    # The PostgreSQL twin of SQLite's BEGIN IMMEDIATE: one writer at a time, and every
+    # writer takes this lock before any row lock, so lock order can never deadlock.
+    if not conn.get_execution_options().get(READONLY):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+
 def make_engine(db: str, *, must_exist: bool = True, **kwargs: Any) -> Engine:
     """Open an engine for a URL or path. ``must_exist`` refuses a SQLite file that is not
     there yet, so a typo does not silently create an empty database."""
@@ -75,6 +86,8 @@ def make_engine(db: str, *, must_exist: bool = True, **kwargs: Any) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "begin", _pg_on_begin)
     return engine
 
 
