@@ -348,3 +348,21 @@ def test_fingerprint_is_short_and_grouped() -> None:
     printed = fingerprint(public_raw)
     assert printed.replace(" ", "") == hashlib.sha256(public_raw).hexdigest()[:16]
     assert [len(group) for group in printed.split(" ")] == [4, 4, 4, 4]
+
+
+def test_sealing_a_run_at_once_gives_envelopes_that_open_to_their_own_slot_and_arm() -> None:
+    from trialkit.domain.sealing import seal_envelopes
+
+    key = new_data_key()
+    arms = ["KET", "PLA", "PLA", "KET"]
+    sealed = seal_envelopes(key, "list-1", "TWH-CM", 7, arms)
+    assert len({len(ct) for _c, ct in sealed}) == 1
+    for i, (digest, ciphertext) in enumerate(sealed):
+        plaintext = open_envelope(key, ciphertext, "list-1", "TWH-CM", 7 + i)
+        content = parse_envelope_plaintext(plaintext)
+        assert (content.list_id, content.stratum, content.seq, content.arm_code) == (
+            "list-1", "TWH-CM", 7 + i, arms[i],
+        )
+        assert commitment(plaintext) == digest
+    with pytest.raises(IntegrityFailure):
+        open_envelope(key, sealed[0][1], "list-1", "TWH-CM", 8)

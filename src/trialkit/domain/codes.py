@@ -16,7 +16,7 @@ def participant_id(site: str, number: int) -> str:
     return f"{site}-{number:03d}"
 
 
-def randomization_number(trial_code: str, number: int) -> str:
+def randomization_number(number: int) -> str:
     """Trial-wide, in order of randomization (not of list position)."""
     return f"R{number:04d}"
 

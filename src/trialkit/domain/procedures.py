@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,11 +36,33 @@ class RandomSource(Protocol):
 
 
 class SystemRandomSource:
-    """The operating system's CSPRNG (``secrets.randbelow``): the production source."""
+    """The operating system's CSPRNG, the production source. Bytes are drawn from
+    ``os.urandom`` a page at a time (one system call per 4 KiB, not one per draw) and turned
+    into integers by rejection sampling, so every value is exactly uniform."""
+
+    _PAGE = 4096
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._at = 0
+
+    def _take(self, k: int) -> bytes:
+        if self._at + k > len(self._buffer):
+            self._buffer, self._at = os.urandom(self._PAGE), 0
+        chunk = self._buffer[self._at : self._at + k]
+        self._at += k
+        return chunk
 
     def randbelow(self, n: int) -> int:
         """Return a uniform integer in ``[0, n)`` from the OS CSPRNG."""
-        return secrets.randbelow(n)
+        if n <= 0:
+            raise ValueError("randbelow needs a positive bound")
+        bits = n.bit_length()
+        k = (bits + 7) // 8
+        while True:
+            value = int.from_bytes(self._take(k), "big") >> (8 * k - bits)
+            if value < n:
+                return value
 
 
 @dataclass(frozen=True)

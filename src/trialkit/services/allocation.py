@@ -31,14 +31,11 @@ from trialkit.domain.roles import Permission, Role
 from trialkit.domain.sealed_blob import seal_blob
 from trialkit.domain.sealing import (
     Manifest,
-    commitment,
-    envelope_plaintext,
     fingerprint,
     merkle_root,
     new_data_key,
-    new_envelope_salt,
     new_signing_key,
-    seal_envelope,
+    seal_envelopes,
     sign_manifest,
     wrap_data_key,
 )
@@ -121,14 +118,25 @@ def _padded(record: bytes, n: int, ratio: Sequence[int]) -> bytes:
     return record + b" " * (target - len(record))
 
 
-def _ensure_stratum(session: Session, s: StratumDef) -> None:
-    if session.get(Stratum, s.code) is None:
+def _ensure_strata(session: Session, strata: list[StratumDef]) -> None:
+    existing = set(session.exec(select(Stratum.code)).all())
+    missing = [s for s in strata if s.code not in existing]
+    for s in missing:
         session.add(Stratum(code=s.code, site_code=s.site, levels_json=json.dumps(dict(s.levels))))
+    if missing:
         session.flush()
 
 
+@dataclass
+class _Segment:
+    """One sealed list segment, ready to be stored in bulk."""
+
+    row: AllocationList
+    envelopes: list[dict[str, Any]]
+    grants: list[dict[str, Any]]
+
+
 def _seal_segment(
-    session: Session,
     actor: Actor,
     *,
     protocol: Protocol,
@@ -141,7 +149,7 @@ def _seal_segment(
     signer: tuple[Ed25519PrivateKey, bytes],
     rng: RandomSource,
     clock: Clock,
-) -> AllocationList:
+) -> _Segment:
     list_id = secrets.token_hex(8)
     blocks = generate_blocks(protocol.arm_codes, protocol.allocation.ratio, sizes, n, rng)
     # Exactly n envelopes: a count made of whole blocks would hint at the block sizes to the
@@ -153,26 +161,21 @@ def _seal_segment(
         "blocks": [b.size for b in blocks],
     }
     policy_bytes = _padded(canonical_json(policy).encode(), n, protocol.allocation.ratio)
-    rows: list[dict[str, Any]] = []
-    leaves: list[str] = []
-    for i, arm in enumerate(arms):
-        seq = first_seq + i
-        plaintext = envelope_plaintext(list_id, stratum, seq, arm, new_envelope_salt())
-        ciphertext = seal_envelope(data_key, plaintext, list_id, stratum, seq)
-        digest = commitment(plaintext)
-        leaves.append(envelope_leaf(digest, ciphertext))
-        rows.append(
-            {
-                "list_id": list_id,
-                "stratum_code": stratum,
-                "seq": seq,
-                "ciphertext": ciphertext,
-                "commitment": digest,
-            }
-        )
+    sealed = seal_envelopes(data_key, list_id, stratum, first_seq, arms)
+    leaves = [envelope_leaf(digest, ciphertext) for digest, ciphertext in sealed]
+    envelopes = [
+        {
+            "list_id": list_id,
+            "stratum_code": stratum,
+            "seq": first_seq + i,
+            "ciphertext": ciphertext,
+            "commitment": digest,
+        }
+        for i, (digest, ciphertext) in enumerate(sealed)
+    ]
     policy_hash = hashlib.sha256(policy_bytes).hexdigest()
     manifest = Manifest(list_id, stratum, len(arms), policy_hash, merkle_root(leaves))
-    lst = AllocationList(
+    row = AllocationList(
         id=list_id,
         stratum_code=stratum,
         segment=segment,
@@ -187,29 +190,48 @@ def _seal_segment(
         created_at=clock.now(),
         created_by=actor.name,
     )
-    session.add(lst)
-    session.flush()
-    session.execute(insert(Envelope), rows)
-    for user in custodians:
-        assert user.id is not None and user.public_key is not None
-        session.add(
-            ListKeyGrant(
-                list_id=list_id,
-                user_id=user.id,
-                wrapped_key=wrap_data_key(data_key, user.public_key, key_info(list_id)),
-            )
-        )
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        action="list.seal" if segment == 1 else "list.extend",
-        entity="list",
-        entity_id=list_id,
-        after=list_snapshot(lst),
-        clock=clock,
+    grants = [
+        {
+            "list_id": list_id,
+            "user_id": u.id,
+            "wrapped_key": wrap_data_key(data_key, u.public_key, key_info(list_id)),
+        }
+        for u in custodians
+        if u.public_key is not None
+    ]
+    return _Segment(row, envelopes, grants)
+
+
+def _store(session: Session, actor: Actor, segments: list[_Segment], clock: Clock) -> None:
+    """Insert sealed segments with Core bulk inserts (the ORM unit of work costs more than
+    the cryptography here), then audit each list."""
+    conn = session.connection()
+    table = AllocationList.__table__  # type: ignore[attr-defined]
+    conn.execute(insert(table), [seg.row.model_dump() for seg in segments])
+    # Envelope columns need no type conversion: hand the rows straight to the driver.
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(
+        "INSERT INTO envelope (list_id, stratum_code, seq, ciphertext, commitment) "
+        f"VALUES ({', '.join([mark] * 5)})",
+        [
+            (e["list_id"], e["stratum_code"], e["seq"], e["ciphertext"], e["commitment"])
+            for seg in segments
+            for e in seg.envelopes
+        ],
     )
-    return lst
+    grants = [g for seg in segments for g in seg.grants]
+    if grants:
+        conn.execute(insert(ListKeyGrant.__table__), grants)  # type: ignore[attr-defined]
+    changes = [
+        audit.Change(
+            action="list.seal" if seg.row.segment == 1 else "list.extend",
+            entity="list",
+            entity_id=seg.row.id,
+            after=list_snapshot(seg.row),
+        )
+        for seg in segments
+    ]
+    audit.record_many(session, actor, changes, clock=clock)
 
 
 def seal_lists(
@@ -234,26 +256,28 @@ def seal_lists(
         raise Refused("the lists are already sealed; extend a stratum with --extend STRATUM")
     signer = new_signing_key()
     strata = all_strata(protocol)
-    counts: list[SealedCount] = []
+    _ensure_strata(session, strata)
+    segments: list[_Segment] = []
     for i, s in enumerate(strata):
-        _ensure_stratum(session, s)
-        lst = _seal_segment(
-            session,
-            actor,
-            protocol=protocol,
-            stratum=s.code,
-            segment=1,
-            first_seq=1,
-            n=per_stratum,
-            sizes=sizes,
-            custodians=custodians,
-            signer=signer,
-            rng=rng or SystemRandomSource(),
-            clock=clock,
+        segments.append(
+            _seal_segment(
+                actor,
+                protocol=protocol,
+                stratum=s.code,
+                segment=1,
+                first_seq=1,
+                n=per_stratum,
+                sizes=sizes,
+                custodians=custodians,
+                signer=signer,
+                rng=rng or SystemRandomSource(),
+                clock=clock,
+            )
         )
-        counts.append(SealedCount(s.code, lst.count))
         if progress:
             progress(i + 1, len(strata))
+    _store(session, actor, segments, clock)
+    counts = [SealedCount(seg.row.stratum_code, seg.row.count) for seg in segments]
     return SealResult(tuple(counts), fingerprint(signer[1]))
 
 
@@ -288,8 +312,7 @@ def extend_list(
     ).one()
     custodians = _custodians(session)
     signer = new_signing_key()
-    lst = _seal_segment(
-        session,
+    seg = _seal_segment(
         actor,
         protocol=protocol,
         stratum=code,
@@ -302,7 +325,8 @@ def extend_list(
         rng=rng or SystemRandomSource(),
         clock=clock,
     )
-    return SealResult((SealedCount(code, lst.count),), fingerprint(signer[1]))
+    _store(session, actor, [seg], clock)
+    return SealResult((SealedCount(code, seg.row.count),), fingerprint(signer[1]))
 
 
 @dataclass(frozen=True)
@@ -338,9 +362,10 @@ def stratum_usage(session: Session, actor: Actor) -> list[StratumUse]:
 
 
 def claim_next(session: Session, stratum: str) -> Envelope | None:
-    """Lock the stratum and return its lowest unused envelope (None when exhausted).
-    The caller binds it in the same transaction."""
-    session.exec(select(Stratum).where(Stratum.code == stratum).with_for_update()).first()
+    """The stratum's lowest unused envelope (None when exhausted), for the caller to bind in
+    the same transaction. The caller's write transaction holds the database's write lock
+    (BEGIN IMMEDIATE on SQLite, the advisory write lock on PostgreSQL), so no other
+    transaction can claim between this read and the commit."""
     return session.exec(
         select(Envelope)
         .where(Envelope.stratum_code == stratum)

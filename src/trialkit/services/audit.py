@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, insert, text
 from sqlmodel import Session, col, select
 
 from trialkit.domain.audit_chain import GENESIS, ChainBreak, ChainFields, canonical_json
@@ -20,6 +20,14 @@ from trialkit.services.actor import Actor, require
 from trialkit.store.db import WRITE_LOCK_KEY
 from trialkit.store.models import AuditEvent
 
+_HEAD = "trialkit_audit_head"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_head(session: Session, _transaction: object) -> None:
+    # The cached head is only valid inside the transaction (or savepoint) that read it.
+    session.info.pop(_HEAD, None)
+
 
 def lock_chain(session: Session) -> None:
     """Serialise with every other writer until this transaction ends. Write transactions
@@ -30,7 +38,11 @@ def lock_chain(session: Session) -> None:
 
 
 def _chain_head(session: Session) -> tuple[int, str]:
-    # Two transactions must never both read the same head and fork the chain.
+    # Two transactions must never both read the same head and fork the chain: every write
+    # transaction holds the write lock (store.db); the head is cached for the transaction.
+    cached = session.info.get(_HEAD)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     lock_chain(session)
     last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
     return (0, GENESIS) if last is None else (last.seq, last.hash)
@@ -52,6 +64,58 @@ def _fields(e: AuditEvent) -> ChainFields:
     )
 
 
+@dataclass(frozen=True)
+class Change:
+    """One event to append: what happened to which entity, its states before and after
+    (plain JSON values that must never reveal an arm), and why."""
+
+    action: str
+    entity: str
+    entity_id: str
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+    reason: str | None = None
+
+
+def record_many(
+    session: Session,
+    actor: Actor | None,
+    changes: Sequence[Change],
+    *,
+    clock: Clock,
+    user_name: str | None = None,
+) -> None:
+    """Append events to the chain in one bulk insert (sealing thousands of lists, importing
+    thousands of diary days), in the caller's transaction."""
+    if not changes:
+        return
+    seq, prev = _chain_head(session)
+    at = clock.now().astimezone(UTC)
+    who = user_name or (actor.name if actor else "(unknown)")
+    role = actor.role.value if actor else "-"
+    rows: list[dict[str, Any]] = []
+    for change in changes:
+        seq += 1
+        fields = ChainFields(
+            seq=seq,
+            at=at,
+            user_name=who,
+            role=role,
+            action=change.action,
+            entity=change.entity,
+            entity_id=change.entity_id,
+            before_json=None if change.before is None else canonical_json(change.before),
+            after_json=None if change.after is None else canonical_json(change.after),
+            reason=change.reason,
+            prev_hash=prev,
+        )
+        prev = chain_hash(fields)
+        rows.append(asdict(fields) | {"hash": prev})
+    session.flush()  # pending ORM changes go first, as they would with session.add
+    session.connection().execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
+    session.info[_HEAD] = (seq, prev)
+
+
 def record(
     session: Session,
     actor: Actor | None,
@@ -64,28 +128,10 @@ def record(
     after: Mapping[str, Any] | None = None,
     reason: str | None = None,
     user_name: str | None = None,
-) -> AuditEvent:
-    """Append one event to the chain. ``before``/``after`` are the entity's states as plain
-    JSON values; they must never hold anything that reveals an arm."""
-    seq, prev = _chain_head(session)
-    event = AuditEvent(
-        seq=seq + 1,
-        at=clock.now().astimezone(UTC),
-        user_name=user_name or (actor.name if actor else "(unknown)"),
-        role=actor.role.value if actor else "-",
-        action=action,
-        entity=entity,
-        entity_id=entity_id,
-        before_json=None if before is None else canonical_json(before),
-        after_json=None if after is None else canonical_json(after),
-        reason=reason,
-        prev_hash=prev,
-        hash="",
-    )
-    event.hash = chain_hash(_fields(event))
-    session.add(event)
-    session.flush()
-    return event
+) -> None:
+    """Append one event to the chain (see :class:`Change`)."""
+    change = Change(action, entity, entity_id, before, after, reason)
+    record_many(session, actor, [change], clock=clock, user_name=user_name)
 
 
 def iter_events(session: Session) -> Iterator[AuditEvent]:
