@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import random
-from datetime import date
+from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
+from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import SealResult, seal_lists
+from trialkit.services.diary import record_days
 from trialkit.services.enrolment import ParticipantView, consent, screen
 from trialkit.store.db import transaction
+from trialkit.store.models import Participant
 
 from .conftest import KETHEAD, PASSWORD, SteppingClock, add_user, sign_in
 
@@ -87,3 +92,59 @@ def consented(
 
 def today(clock: SteppingClock) -> date:
     return clock.now().date()
+
+
+# --- the baseline diary randomization needs ---------------------------------------------------
+
+
+def baseline_days(first: date, *, days: int | None = None,
+                  headache_days: int | None = None) -> list[DiaryDay]:
+    """``days`` consecutive diary days from ``first`` (default: the whole baseline window),
+    the first ``headache_days`` of them headache days (default: a few more than the
+    protocol's minimum), the rest headache-free."""
+    rules = PROTOCOL.diary
+    window = rules.baseline_window
+    count = window.end - window.start + 1 if days is None else days
+    aching = rules.baseline_min_headache_days + 5 if headache_days is None else headache_days
+    level = rules.moderate_severe_levels[0]
+    hours = float(rules.headache_day_min_hours) + 2
+    none = rules.severity_levels[0]
+    return [
+        DiaryDay(first + timedelta(days=i), True, level, hours, False) if i < aching
+        else DiaryDay(first + timedelta(days=i), False, none, 0.0, False)
+        for i in range(count)
+    ]
+
+
+def record_baseline(engine: Engine, coordinator: Actor, clock: SteppingClock, *pids: str,
+                    days: int | None = None, headache_days: int | None = None) -> None:
+    """Record an eligible baseline diary for each participant (see ``baseline_in``)."""
+    with transaction(engine) as s:
+        baseline_in(s, coordinator, clock, *pids, days=days, headache_days=headache_days)
+
+
+def baseline_in(session: Session, coordinator: Actor, clock: SteppingClock, *pids: str,
+                days: int | None = None, headache_days: int | None = None) -> None:
+    """Record an eligible baseline diary for each participant, in ``session``: every day of
+    the baseline window before today. Diary days cannot predate screening, so the clock
+    first moves on (never back) until the window starts on or after the latest of their
+    screenings."""
+    keys = [pid.strip().upper() for pid in pids]
+    screened = [p.screened_at.date() for p in
+                session.exec(select(Participant).where(col(Participant.id).in_(keys)))]
+    start = clock.now().date() + timedelta(days=PROTOCOL.diary.baseline_window.start)
+    if screened and start < max(screened):
+        clock.advance(days=(max(screened) - start).days)
+        start = max(screened)
+    for pid in keys:
+        record_days(session, coordinator, pid,
+                    baseline_days(start, days=days, headache_days=headache_days), clock=clock)
+
+
+def ready_to_randomize(engine: Engine, coordinator: Actor, clock: SteppingClock,
+                       **screening: Any) -> ParticipantView:
+    """Screen and consent an eligible participant, then record their baseline diary (the
+    clock moves on by the baseline window)."""
+    v = consented(engine, coordinator, clock, **screening)
+    record_baseline(engine, coordinator, clock, v.id)
+    return v

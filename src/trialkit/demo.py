@@ -4,20 +4,24 @@ open the TUI and look around. Every demo user's password is DEMO_PASSWORD (see R
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
-from trialkit.domain.clock import Clock, SystemClock
+from trialkit.domain.clock import SystemClock
+from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
-from trialkit.domain.protocol import LoadedProtocol, load_protocol, protocol_from_text
+from trialkit.domain.protocol import LoadedProtocol, Protocol, load_protocol, protocol_from_text
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import seal_lists
 from trialkit.services.auth import login
+from trialkit.services.diary import infuse, record_days
 from trialkit.services.enrolment import consent, randomize, screen
+from trialkit.services.pharmacy import dispense, dispense_queue, dispensed_ids
 from trialkit.services.setup import initialize
 from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, normalize_url, sqlite_path, transaction
@@ -36,6 +40,14 @@ DEMO_USERS: tuple[tuple[str, Role, tuple[str, ...], bool], ...] = (
 )
 DEMO_ADMIN = "ada"
 DEMO_PER_STRATUM = 20
+# The demo's story starts this many days ago: screening, four weeks of baseline diary,
+# randomization and infusion, then follow-up diaries up to yesterday.
+DEMO_DAYS_AGO = 40
+# Made-up lot numbers per arm: the pharmacist picks the lots after opening the envelope.
+DEMO_LOTS: dict[str, dict[str, str]] = {
+    "KET": {"bolus": "K2403-117", "infusion": "K2403-118"},
+    "PLA": {"bolus": "S2311-042", "infusion": "S2311-043"},
+}
 
 # site, coordinator, headache type, age, weight, how far they get
 DEMO_PARTICIPANTS: tuple[tuple[str, str, str, int, float, str], ...] = (
@@ -81,10 +93,44 @@ def kethead_protocol() -> LoadedProtocol:
     return protocol_from_text(text, source="kethead.toml")
 
 
-def _enrol_participants(engine: Engine, clock: Clock) -> None:
+class DemoClock:
+    """The demo's own time: it starts weeks ago, so that baseline diaries, randomization
+    and follow-up can all have happened by now, and moves on as the story does."""
+
+    def __init__(self, start: datetime) -> None:
+        self.at = start
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, by: timedelta) -> None:
+        self.at += by
+
+
+def demo_diary(
+    first: date, protocol: Protocol, *, count: int | None = None, after_infusion: bool = False
+) -> list[DiaryDay]:
+    """A made-up but plausible diary from ``first``: ``count`` days (default: a whole
+    window); fewer and shorter headaches after the infusion."""
+    rules = protocol.diary
+    levels = rules.severity_levels
+    days: list[DiaryDay] = []
+    for i in range(rules.window_days if count is None else count):
+        on = first + timedelta(days=i)
+        aching = i % 3 == 0 if after_infusion else i % 4 != 3
+        if not aching:
+            days.append(DiaryDay(on, False, levels[0], 0.0, i % 11 == 5))
+            continue
+        hours = float(2 + (i * 3) % 7) if after_infusion else float(4 + (i * 5) % 9)
+        days.append(DiaryDay(on, True, levels[1 + i % (len(levels) - 1)], hours, i % 5 == 0))
+    return days
+
+
+def _enrol_participants(engine: Engine, clock: DemoClock) -> None:
     protocol = kethead_protocol().protocol
     answers = {c.id: "yes" if c.kind == "inclusion" else "no" for c in answered_criteria(protocol)}
     actors: dict[str, Actor] = {}
+    waiting: list[tuple[str, Actor, str]] = []
     for site, who, htype, age, weight, stage in DEMO_PARTICIPANTS:
         if who not in actors:
             with transaction(engine) as s:
@@ -113,9 +159,68 @@ def _enrol_participants(engine: Engine, clock: Clock) -> None:
                 form_version=protocol.consent.form_versions[-1],
                 clock=clock,
             )
+        waiting.append((p.id, actor, stage))
+    # The baseline diary: the four weeks between screening and randomization.
+    window = protocol.diary.baseline_window
+    first = clock.now().date()
+    clock.advance(timedelta(days=window.end - window.start + 1))
+    for pid, actor, stage in waiting:
+        # The participant kept only as consented has too short a diary to be randomized.
+        count = protocol.diary.baseline_min_days - 4 if stage == "consented" else None
+        with transaction(engine) as s:
+            record_days(s, actor, pid, demo_diary(first, protocol, count=count), clock=clock)
         if stage == "randomized":
             with transaction(engine) as s:
-                randomize(s, actor, p.id, clock=clock)
+                randomize(s, actor, pid, clock=clock)
+
+
+def _prepare_participants(engine: Engine, clock: DemoClock) -> None:
+    """The first randomized participant of each site is prepared by phil and checked by pia
+    (the others wait in the queue): phil opens the envelope, then records the lots."""
+    with transaction(engine) as s:
+        phil = login(s, "phil", DEMO_PASSWORD, clock=clock)
+        waiting = dispense_queue(s, phil)
+    first_per_site: dict[str, str] = {}
+    for entry in waiting:
+        first_per_site.setdefault(entry.site, entry.participant_id)
+    for pid in first_per_site.values():
+        with transaction(engine) as s:
+            opened = dispense(s, phil, pid, password=DEMO_PASSWORD, clock=clock)
+        with transaction(engine) as s:
+            dispense(
+                s,
+                phil,
+                pid,
+                password=DEMO_PASSWORD,
+                clock=clock,
+                lots=DEMO_LOTS[opened.arm_code],
+                checked_by="pia",
+                print_labels=True,
+            )
+
+
+def _infuse_and_follow_up(engine: Engine, clock: DemoClock) -> None:
+    """Participants the pharmacy prepared are infused the same day; their follow-up diary
+    runs up to yesterday."""
+    protocol = kethead_protocol().protocol
+    with transaction(engine) as s:
+        prepared = sorted(dispensed_ids(s))
+    day0 = clock.now().date()
+    for pid in prepared:
+        who = next(u for u, _r, sites, _c in DEMO_USERS if pid.split("-")[0] in sites)
+        with transaction(engine) as s:
+            actor = login(s, who, DEMO_PASSWORD, clock=clock)
+        with transaction(engine) as s:
+            infuse(s, actor, pid, on=day0, clock=clock)
+    clock.advance(SystemClock().now() - clock.now())  # catch up with the real time
+    follow_up = (clock.now().date() - day0).days - 1
+    for pid in prepared:
+        who = next(u for u, _r, sites, _c in DEMO_USERS if pid.split("-")[0] in sites)
+        with transaction(engine) as s:
+            actor = login(s, who, DEMO_PASSWORD, clock=clock)
+            days = demo_diary(day0 + timedelta(days=1), protocol, count=follow_up,
+                              after_infusion=True)
+            record_days(s, actor, pid, days, clock=clock)
 
 
 def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
@@ -127,7 +232,8 @@ def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
             return DemoSummary(database=db, created=False, users=users)
         for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             p.unlink(missing_ok=True)
-    clock = SystemClock()
+    # Late enough that the story (baseline, randomization, follow-up) ends before now.
+    clock = DemoClock(SystemClock().now() - timedelta(days=DEMO_DAYS_AGO))
     engine = make_engine(db, must_exist=False)
     try:
         initialize(
@@ -155,6 +261,8 @@ def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
         with transaction(engine) as s:
             seal_lists(s, admin, per_stratum=DEMO_PER_STRATUM, block_sizes=None, clock=clock)
         _enrol_participants(engine, clock)
+        _prepare_participants(engine, clock)
+        _infuse_and_follow_up(engine, clock)
     finally:
         engine.dispose()
     return DemoSummary(database=db, created=True, users=users)

@@ -11,17 +11,22 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
+from tests.builders import eligible_answers, seal, staff
 from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock
 from trialkit.domain.protocol import load_protocol
+from trialkit.services.actor import Actor
+from trialkit.services.enrolment import ParticipantView, screen
 from trialkit.services.setup import initialize
-from trialkit.store.db import make_engine
+from trialkit.store.db import make_engine, transaction
 from trialkit.tui.app import TrialkitApp, make_app
 
 DB_LABEL = "kethead.db"
 # One cell of the exported SVG is this many pixels wide.
 _CELL = 12.2
+# Words that would give an arm away on a blinded screen (KetHead's arm codes and names).
+_ARM_WORDS = re.compile(r"\b(KET|PLA)\b|ketamine|placebo|saline", re.IGNORECASE)
 _SPAN = re.compile(
     r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="[\d.]+" '
     r'clip-path="url\(#terminal(?:-\d+)?-line-(\d+)\)">([^<]*)</text>'
@@ -54,6 +59,37 @@ def training_engine(db_url: str, clock: SteppingClock) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture
+def enrolling(engine: Engine, admin: Actor, clock: SteppingClock) -> dict[str, Actor]:
+    """Staff (phil the pharmacist; cora at TWH and SHS; tess at TWH) and sealed lists of
+    4 envelopes a stratum, from a seeded source."""
+    actors = staff(engine, admin, clock)
+    seal(engine, admin, clock, per_stratum=4)
+    return actors
+
+
+def screened(
+    engine: Engine,
+    coordinator: Actor,
+    clock: SteppingClock,
+    *,
+    site: str = "TWH",
+    age: int = 40,
+    headache_type: str = "CM",
+) -> ParticipantView:
+    """A participant screened through the service (eligible unless the age says no)."""
+    with transaction(engine) as s:
+        return screen(
+            s, coordinator, site=site, age=age, sex="F", weight_kg=70.0,
+            factors={"headache_type": headache_type}, answers=eligible_answers(), clock=clock,
+        )
+
+
+def arm_words(text: str) -> list[str]:
+    """Anything on screen that names an arm (KETHEAD, the trial code, is not one)."""
+    return [m.group(0) for m in _ARM_WORDS.finditer(text)]
+
+
 def app_for(engine: Engine, clock: SteppingClock, **options: Any) -> TrialkitApp:
     """The app as the CLI makes it, over a test database."""
     options.setdefault("training", False)
@@ -82,6 +118,23 @@ async def sign_in(pilot: Pilot[None], name: str = ADMIN, password: str = PASSWOR
     await settle(pilot)
     pilot.app.screen.query_one("#user-name", Input).value = name
     await submit_password(pilot, password)
+
+
+async def press(pilot: Pilot[None], *keys: str) -> None:
+    """Press keys and wait for whatever they started to finish."""
+    await pilot.press(*keys)
+    await settle(pilot)
+
+
+def table_rows(app: TrialkitApp, selector: str) -> list[list[Any]]:
+    """The rows of a DataTable on the current screen, as shown."""
+    table: DataTable[Any] = app.screen.query_one(selector, DataTable)
+    return [table.get_row_at(i) for i in range(table.row_count)]
+
+
+def notifications(app: TrialkitApp) -> list[str]:
+    """The messages of the notifications currently shown."""
+    return [n.message for n in app._notifications]
 
 
 def screen_text(app: TrialkitApp) -> str:

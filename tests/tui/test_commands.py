@@ -7,11 +7,22 @@ from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
 from tests.conftest import SteppingClock
-from tests.tui.conftest import app_for, settle, sign_in
+from tests.tui.conftest import app_for, press, settle, sign_in
+from trialkit.services.actor import Actor
 from trialkit.tui.app import TrialkitApp
 from trialkit.tui.commands import ALL_COMMANDS
+from trialkit.tui.dialogs.dialog import Dialog
+from trialkit.tui.screens.allocation_lists import AllocationListsScreen
 from trialkit.tui.screens.home import HomeScreen
 from trialkit.tui.screens.lock import LockScreen
+from trialkit.tui.screens.participants import ParticipantsScreen
+from trialkit.tui.screens.screening import ScreeningScreen
+from trialkit.tui.widgets.criterion_row import CriterionRow
+
+BOUND = (
+    TrialkitApp, HomeScreen, ParticipantsScreen, ScreeningScreen, CriterionRow,
+    AllocationListsScreen, Dialog,
+)
 
 
 async def palette_entries(pilot: Pilot[None]) -> list[str]:
@@ -25,10 +36,11 @@ async def palette_entries(pilot: Pilot[None]) -> list[str]:
 
 
 def test_every_binding_has_an_id_and_a_palette_entry() -> None:
-    for binding in [*TrialkitApp.BINDINGS, *HomeScreen.BINDINGS]:
-        assert not isinstance(binding, tuple)
-        assert binding.id in ALL_COMMANDS
-        assert ALL_COMMANDS[binding.id].action == binding.action
+    for owner in BOUND:
+        for binding in owner.BINDINGS:
+            assert not isinstance(binding, tuple)
+            assert binding.id in ALL_COMMANDS, (owner.__name__, binding)
+            assert ALL_COMMANDS[binding.id].action == binding.action
 
 
 async def test_palette_on_home_offers_lock_sign_out_refresh_and_quit(
@@ -38,7 +50,33 @@ async def test_palette_on_home_offers_lock_sign_out_refresh_and_quit(
     async with app.run_test(size=(80, 24)) as pilot:
         await sign_in(pilot)
         entries = await palette_entries(pilot)
-        assert entries == ["Lock screen", "Quit", "Refresh", "Sign out"]
+        assert entries == ["Allocation lists", "Lock screen", "Quit", "Refresh", "Sign out"]
+
+
+async def test_palette_on_participants_offers_every_enrolment_step(
+    engine: Engine, enrolling: dict[str, Actor], clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "cora")
+        await press(pilot, "p")
+        entries = await palette_entries(pilot)
+        assert entries == [
+            "Back", "Lock screen", "Quit", "Refresh", "Screen a participant",
+            "Search participants", "Sign out",
+        ]  # consent, randomize, withdraw: once a participant is listed
+
+
+async def test_palette_entry_opens_the_screening_form(
+    engine: Engine, enrolling: dict[str, Actor], clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "cora")
+        await press(pilot, "p")
+        await palette_entries(pilot)
+        await press(pilot, *"screen a", "enter")
+        assert isinstance(app.screen, ScreeningScreen)
 
 
 async def test_palette_before_sign_in_offers_only_quit(

@@ -1,18 +1,54 @@
 """SVG snapshots of the main screens at 80x24 (update with ``pytest --snapshot-update``).
 
 Deterministic by construction: SQLite only, the stepping clock, no clock in the header,
-nothing random on screen."""
+seeded lists, and label codes drawn from a fixed sequence instead of ``secrets``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import count
 
+import pytest
 from sqlalchemy import Engine
 from textual.pilot import Pilot
+from textual.widgets import Input, Select
 
-from tests.conftest import SteppingClock
-from tests.tui.conftest import app_for, sign_in
+from tests.builders import consented, ready_to_randomize, seal, staff
+from tests.conftest import ADMIN, SteppingClock
+from tests.conftest import sign_in as service_sign_in
+from tests.tui.conftest import app_for, press, screened, sign_in
+from trialkit.services.enrolment import randomize
+from trialkit.store.db import transaction
 from trialkit.tui.screens.home import HomeScreen
+from trialkit.tui.screens.participants import ParticipantsScreen
+from trialkit.tui.screens.screening import ScreeningScreen
+from trialkit.tui.widgets.criterion_row import CriterionRow
+
+
+@pytest.fixture
+def fixed_label_codes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Label codes K000-0001-…, K000-0002-… in order of randomization."""
+    numbers = count(1)
+    monkeypatch.setattr(
+        "trialkit.services.enrolment.new_label_code",
+        lambda: f"K000-{next(numbers):04d}-X",
+    )
+    yield
+
+
+@pytest.fixture
+def enrolled_trial(sqlite_engine: Engine, clock: SteppingClock, fixed_label_codes: None) -> Engine:
+    """A few participants at TWH in every state, through the services."""
+    admin = service_sign_in(sqlite_engine, ADMIN, clock)
+    cora = staff(sqlite_engine, admin, clock)["cora"]
+    seal(sqlite_engine, admin, clock, per_stratum=4)
+    first = ready_to_randomize(sqlite_engine, cora, clock, site="TWH")
+    with transaction(sqlite_engine) as s:
+        randomize(s, cora, first.id, clock=clock)
+    consented(sqlite_engine, cora, clock, site="TWH", headache_type="CDH")
+    screened(sqlite_engine, cora, clock, site="TWH", age=17)
+    screened(sqlite_engine, cora, clock, site="TWH")
+    return sqlite_engine
 
 
 def test_home_screen(
@@ -24,3 +60,34 @@ def test_home_screen(
 
     app = app_for(sqlite_engine, clock)
     assert snap_compare(app, terminal_size=(80, 24), run_before=signed_in)
+
+
+def test_participants_screen(
+    snap_compare: Callable[..., bool], enrolled_trial: Engine, clock: SteppingClock
+) -> None:
+    async def listed(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "tess")
+        await press(pilot, "p")
+        assert isinstance(pilot.app.screen, ParticipantsScreen)
+
+    app = app_for(enrolled_trial, clock)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=listed)
+
+
+def test_screening_form_part_filled(
+    snap_compare: Callable[..., bool], enrolled_trial: Engine, clock: SteppingClock
+) -> None:
+    async def part_filled(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "tess")
+        await press(pilot, "p", "n")
+        form = pilot.app.screen
+        assert isinstance(form, ScreeningScreen)
+        form.query_one("#age", Input).value = "44"
+        form.query_one("#sex", Select).value = "F"
+        form.query_one("#weight", Input).value = "68.5"
+        form.query_one("#factor-headache_type", Select).value = "CM"
+        form.query_one("#criterion-I2_cdh", CriterionRow).focus()
+        await press(pilot, "y", "y", "y")  # E01 (pregnancy) answered yes: not eligible
+
+    app = app_for(enrolled_trial, clock)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=part_filled)

@@ -36,11 +36,25 @@ def main_options(
 
 
 def open_tui(c: Cli) -> None:
+    """The sign-in screen paints first and the database opens in its first worker (which
+    checks the schema and turns TRAINING on), so start-up pays for no database work. With
+    TRIALKIT_CLOCK set the trial is read first: only a training trial takes a stated time."""
     from trialkit.tui.app import make_app
 
-    engine = c.engine()
-    info = c.trial()
-    make_app(engine, clock=c.clock(), db_label=c.db, training=info.training).run()
+    if env("TRIALKIT_CLOCK") is not None:
+        info = c.trial()
+        make_app(c.engine(), clock=c.clock(), db_label=c.db, training=info.training).run()
+        return
+    # The usual typo, caught before the screen opens without loading SQLAlchemy to do it.
+    path = Path(c.db).expanduser()
+    if "://" not in c.db and not path.exists():
+        from trialkit.domain.errors import InvalidInput
+
+        raise InvalidInput(f"no trialkit database at {path.resolve()} (create one with "
+                           "`trialkit init`)")
+    from trialkit.domain.clock import SystemClock
+
+    make_app(c.engine, clock=SystemClock(), db_label=c.db, training=False).run()
 
 
 @app.command()
@@ -150,7 +164,15 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 
 def register() -> None:
-    from trialkit.cli import audit_cmds, enrol_cmds, list_cmds, user_cmds
+    from trialkit.cli import (
+        audit_cmds,
+        diary_cmds,
+        enrol_cmds,
+        list_cmds,
+        pharmacy_cmds,
+        report_cmds,
+        user_cmds,
+    )
 
     app.add_typer(user_cmds.app, name="user")
     app.add_typer(audit_cmds.app, name="audit")
@@ -158,6 +180,9 @@ def register() -> None:
     app.add_typer(list_cmds.list_app, name="list")
     app.add_typer(list_cmds.custodian_app, name="custodian")
     enrol_cmds.register(app)
+    diary_cmds.register(app)
+    pharmacy_cmds.register(app)
+    report_cmds.register(app)
 
 
 register()

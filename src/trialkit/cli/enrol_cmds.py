@@ -160,11 +160,12 @@ def participants(
         rows = list_participants(s, actor, site=site, status=status, search=search)
 
     def text() -> str:
-        lines = [f"{'id':<9} {'stratum':<9} {'status':<11} {'rand no':<8} label code"]
+        lines = [f"{'id':<9} {'stratum':<9} {'status':<11} {'rand no':<8} {'label code':<12} flags"]
         for v in rows:
+            flag = "UNBLINDED (emergency)" if v.unblinded_emergency else ""
             lines.append(
                 f"{v.id:<9} {v.stratum:<9} {v.status:<11} "
-                f"{v.randomization_number or '-':<8} {v.label_code or '-'}"
+                f"{v.randomization_number or '-':<8} {v.label_code or '-':<12} {flag}".rstrip()
             )
         return "\n".join(lines)
 

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Final, Literal
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -22,24 +22,38 @@ from trialkit.domain.strata import parse_factor_values, stratum_code
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import claim_next
-from trialkit.services.trial import get_trial, stored_protocol
-from trialkit.store.models import Envelope, Participant, Site
+from trialkit.services.trial import ensure_unlocked, stored_protocol
+from trialkit.store.models import Envelope, Participant, Preparation, Site, Stratum
 
 
-def status_of(p: Participant) -> str:
-    """One word for where a participant is (blinded: says nothing about arm)."""
+def status_of(p: Participant, *, dispensed: bool = False) -> str:
+    """One word for where a participant is (blinded: says nothing about arm). ``dispensed``:
+    the pharmacy has recorded the preparation (every arm is prepared alike)."""
     if p.withdrawn_at is not None:
         return "withdrawn"
+    if p.infusion_date is not None:
+        return "infused"
     if p.randomization_number is not None:
-        return "randomized"
+        return "dispensed" if dispensed else "randomized"
     if p.consent_date is not None:
         return "consented"
     return "eligible" if p.eligible else "ineligible"
 
 
-def participant_snapshot(session: Session, p: Participant) -> dict[str, Any]:
-    """The participant as the audit trail records it (blinded: envelope position, no arm)."""
-    env = session.exec(select(Envelope).where(Envelope.participant_id == p.id)).first()
+LOOKUP: Final = "lookup"
+
+
+def participant_snapshot(
+    session: Session, p: Participant, envelope: Envelope | None | Literal["lookup"] = LOOKUP
+) -> dict[str, Any]:
+    """The participant as the audit trail records it (blinded: envelope position, no arm).
+    Pass the participant's envelope (or None) when the caller already knows it."""
+    env = (
+        session.exec(select(Envelope).where(Envelope.participant_id == p.id)).first()
+        if envelope == LOOKUP
+        else envelope
+    )
+    assert not isinstance(env, str)
     return {
         "id": p.id,
         "site": p.site_code,
@@ -79,14 +93,15 @@ class ParticipantView:
     consent_date: str | None
     randomization_number: str | None
     label_code: str | None
+    unblinded_emergency: bool = False  # an emergency unblinding happened (never which arm)
 
 
-def view(p: Participant) -> ParticipantView:
+def view(p: Participant, *, dispensed: bool = False) -> ParticipantView:
     return ParticipantView(
         id=p.id,
         site=p.site_code,
         stratum=p.stratum_code,
-        status=status_of(p),
+        status=status_of(p, dispensed=dispensed),
         age=p.age,
         sex=p.sex,
         weight_kg=p.weight_kg,
@@ -95,6 +110,7 @@ def view(p: Participant) -> ParticipantView:
         consent_date=p.consent_date,
         randomization_number=p.randomization_number,
         label_code=p.label_code,
+        unblinded_emergency=p.unblinded_emergency,
     )
 
 
@@ -131,6 +147,7 @@ def screen(
     """Record a screening and evaluate eligibility; an ineligible person is a screen
     failure kept (with the failed criteria) for the CONSORT counts."""
     require(actor, Permission.ENROL)
+    ensure_unlocked(session)
     protocol = stored_protocol(session)
     code = site.strip().upper()
     if protocol.site(code) is None:
@@ -186,6 +203,7 @@ def _change(
     before: dict[str, Any],
     clock: Clock,
     reason: str | None = None,
+    envelope: Envelope | None | Literal["lookup"] = LOOKUP,
 ) -> ParticipantView:
     session.add(p)
     session.flush()
@@ -196,7 +214,7 @@ def _change(
         entity="participant",
         entity_id=p.id,
         before=before,
-        after=participant_snapshot(session, p),
+        after=participant_snapshot(session, p, envelope),
         reason=reason,
         clock=clock,
     )
@@ -208,6 +226,7 @@ def consent(
 ) -> ParticipantView:
     """Record informed consent (date not in the future nor before screening)."""
     require(actor, Permission.ENROL)
+    ensure_unlocked(session)
     p = get_participant(session, actor, pid, lock=True)
     versions = stored_protocol(session).consent.form_versions
     if form_version not in versions:
@@ -235,6 +254,7 @@ def withdraw(
 ) -> ParticipantView:
     """Withdraw a participant; everything recorded so far is kept."""
     require(actor, Permission.ENROL)
+    ensure_unlocked(session)
     if not reason.strip():
         raise InvalidInput("a reason is required to withdraw a participant")
     p = get_participant(session, actor, pid, lock=True)
@@ -257,7 +277,9 @@ def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Rand
     """Claim the lowest unused envelope of the participant's stratum in one transaction.
     Asking again answers with the existing randomization and uses no envelope."""
     require(actor, Permission.ENROL)
-    audit.lock_chain(session)  # one randomization at a time: numbers and envelopes in order
+    ensure_unlocked(session)
+    # Every write transaction holds the database's write lock (store.db), so one
+    # randomization runs at a time: numbers and envelopes are taken in order.
     p = get_participant(session, actor, pid, lock=True)
     if p.randomization_number is not None and p.label_code is not None:
         return Randomization(p.id, p.randomization_number, p.label_code, already=True)
@@ -267,13 +289,19 @@ def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Rand
         raise Refused(f"{p.id} has withdrawn")
     if p.consent_date is None:
         raise Refused(f"{p.id} has not consented yet")
+    # Imported here: the diary service itself builds on this module.
+    from trialkit.services.diary import require_baseline
+
+    require_baseline(session, p, clock.now().date())
     envelope = claim_next(session, p.stratum_code)
+    if envelope is None and session.get(Stratum, p.stratum_code) is None:
+        raise Refused("the allocation lists are not sealed yet: ask the trial admin to seal them")
     if envelope is None:
         raise Refused(
             f"stratum {p.stratum_code} has no sealed envelope left: ask the trial "
             f"admin to extend it (trialkit seal --extend {p.stratum_code})"
         )
-    before = participant_snapshot(session, p)
+    before = participant_snapshot(session, p, None)  # not randomized: no envelope yet
     count = session.exec(
         select(func.count())
         .select_from(Participant)
@@ -281,11 +309,10 @@ def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Rand
     ).one()
     now = clock.now()
     envelope.participant_id, envelope.bound_at = p.id, now
-    p.randomization_number = randomization_number(get_trial(session).trial_code, count + 1)
+    p.randomization_number = randomization_number(count + 1)
     p.label_code, p.randomized_at = new_label_code(), now
     session.add(envelope)
-    session.flush()
-    _change(session, actor, p, "participant.randomize", before, clock)
+    _change(session, actor, p, "participant.randomize", before, clock, envelope=envelope)
     return Randomization(p.id, p.randomization_number, p.label_code, already=False)
 
 
@@ -306,5 +333,6 @@ def list_participants(
         stmt = stmt.where(Participant.site_code == site.strip().upper())
     if search:
         stmt = stmt.where(col(Participant.id).contains(search.strip().upper()))
-    views = [view(p) for p in session.exec(stmt).all()]
+    dispensed = set(session.exec(select(Preparation.participant_id)).all())
+    views = [view(p, dispensed=p.id in dispensed) for p in session.exec(stmt).all()]
     return [v for v in views if status is None or v.status == status]

@@ -13,11 +13,20 @@ from sqlmodel import Session, col, select
 from trialkit.domain.audit_chain import canonical_json
 from trialkit.services import audit
 from trialkit.services.allocation import list_snapshot
+from trialkit.services.diary import diary_states
 from trialkit.services.enrolment import participant_snapshot
 from trialkit.services.list_integrity import verify_lists
+from trialkit.services.pharmacy import preparation_snapshot
 from trialkit.services.trial import trial_snapshot
 from trialkit.services.users import user_snapshot
-from trialkit.store.models import AllocationList, AuditEvent, Participant, Trial, User
+from trialkit.store.models import (
+    AllocationList,
+    AuditEvent,
+    Participant,
+    Preparation,
+    Trial,
+    User,
+)
 
 StateReader = Callable[[Session], dict[str, dict[str, Any]]]
 
@@ -41,12 +50,18 @@ def _lists(session: Session) -> dict[str, dict[str, Any]]:
     return {lst.id: list_snapshot(lst) for lst in session.exec(select(AllocationList))}
 
 
+def _preparations(session: Session) -> dict[str, dict[str, Any]]:
+    return {p.participant_id: preparation_snapshot(p) for p in session.exec(select(Preparation))}
+
+
 # entity name in the audit trail -> reader of the current state of every such entity
 STATE_READERS: dict[str, StateReader] = {
     "user": _users,
     "trial": _trial,
     "participant": _participants,
     "list": _lists,
+    "diary": diary_states,
+    "preparation": _preparations,
 }
 
 

@@ -47,6 +47,9 @@ def trial_snapshot(session: Session, t: Trial) -> dict[str, Any]:
         "training": t.training,
         "sites": {s.code: s.target for s in sites},
         "locked_at": t.locked_at.isoformat() if t.locked_at else None,
+        # Only once locked, so the events of databases created before the lock existed
+        # still match their trial row.
+        **({"locked_by": t.locked_by} if t.locked_by is not None else {}),
     }
 
 
@@ -94,6 +97,17 @@ def get_trial(session: Session) -> Trial:
     if trial is None:
         raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
     return trial
+
+
+def ensure_unlocked(session: Session) -> None:
+    """Refuse any clinical write once the database is locked."""
+    trial = get_trial(session)
+    if trial.locked_at is not None:
+        by = f" by {trial.locked_by}" if trial.locked_by else ""
+        raise Refused(
+            f"the database was locked on {trial.locked_at:%Y-%m-%d %H:%M} UTC{by}: "
+            "clinical data can no longer change"
+        )
 
 
 @lru_cache(maxsize=4)

@@ -189,14 +189,16 @@ class TrialkitApp(App[None]):
 
 
 def make_app(
-    engine: Engine,
+    engine: Engine | Callable[[], Engine],
     *,
     clock: Clock,
     db_label: str,
     training: bool,
     idle_seconds: float | None = None,
 ) -> TrialkitApp:
-    """The app over this database. ``training`` marks the screens before the trial has
-    been read; ``idle_seconds`` overrides the protocol's idle-lock time (tests)."""
+    """The app over this database. ``engine`` may be a function that opens it, called in
+    the first worker, so the sign-in screen paints before any database work. ``training``
+    marks the screens before the trial has been read; ``idle_seconds`` overrides the
+    protocol's idle-lock time (tests)."""
     db = TrialDatabase(engine=engine, clock=clock, label=db_label)
     return TrialkitApp(db, training=training, idle_seconds=idle_seconds)

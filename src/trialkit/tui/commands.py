@@ -25,12 +25,15 @@ class Command:
     key: str
     action: str
     priority: bool = False
+    footer: str | None = None
+    """A shorter name for the footer, where 80 columns are shared by every binding."""
+    show: bool = True
 
     def binding(self) -> Binding:
         """The key binding for this command, shown in the footer."""
         return Binding(
-            self.key, self.action, self.title, tooltip=self.help, priority=self.priority,
-            id=self.id,
+            self.key, self.action, self.footer or self.title, show=self.show,
+            tooltip=self.help, priority=self.priority, id=self.id,
         )
 
 
@@ -39,18 +42,86 @@ QUIT = Command(
 )
 LOCK_SCREEN = Command(
     "lock-screen", "Lock screen", "Hide everything until your password is entered again",
-    "ctrl+l", "lock_screen", priority=True,
+    "ctrl+l", "lock_screen", priority=True, footer="Lock",
 )
 SIGN_OUT = Command(
     "sign-out", "Sign out", "End your session and return to the sign-in screen",
     "ctrl+o", "sign_out", priority=True,
 )
 REFRESH = Command(
-    "refresh", "Refresh", "Read the trial details again from the database", "f5", "refresh"
+    "refresh", "Refresh", "Read what this screen shows again from the database", "f5", "refresh"
 )
 
+BACK = Command("back", "Back", "Close this screen and return to the one before", "escape", "back")
+
+# Home: each role's workspace.
+PARTICIPANTS = Command(
+    "participants", "Participants", "Screen, consent, randomize and withdraw participants",
+    "p", "open_participants",
+)
+ALLOCATION_LISTS = Command(
+    "allocation-lists", "Allocation lists", "Sealed envelopes per stratum: seal and extend",
+    "a", "open_allocation_lists", footer="Lists",
+)
+
+# Participants.
+SCREEN_PARTICIPANT = Command(
+    "screen-participant", "Screen a participant", "Record a screening and check eligibility",
+    "n", "screen_participant", footer="Screen",
+)
+RECORD_CONSENT = Command(
+    "record-consent", "Record consent", "Record informed consent of the selected participant",
+    "c", "record_consent", footer="Consent",
+)
+RANDOMIZE = Command(
+    "randomize", "Randomize", "Claim the next sealed envelope for the selected participant",
+    "r", "randomize",
+)
+WITHDRAW = Command(
+    "withdraw", "Withdraw", "Withdraw the selected participant (a reason is required)",
+    "w", "withdraw",
+)
+SEARCH = Command(
+    "search", "Search participants", "Type part of a participant id", "slash", "focus_search",
+    footer="Search",
+)
+
+# The screening form.
+SUBMIT_SCREENING = Command(
+    "submit-screening", "Submit screening", "Screen the participant with these answers",
+    "ctrl+s", "submit", footer="Submit",
+)
+ANSWER_YES = Command(
+    "answer-yes", "Answer yes", "Answer the criterion under the cursor with yes", "y",
+    "answer(True)", footer="Yes",
+)
+ANSWER_NO = Command(
+    "answer-no", "Answer no", "Answer the criterion under the cursor with no", "n",
+    "answer(False)", footer="No",
+)
+
+# Allocation lists (admin).
+SEAL_LISTS = Command(
+    "seal-lists", "Seal lists", "Generate and seal an allocation list for every stratum",
+    "s", "seal_lists", footer="Seal",
+)
+EXTEND_LIST = Command(
+    "extend-list", "Extend stratum", "Add sealed envelopes to the selected stratum", "e",
+    "extend_list", footer="Extend",
+)
+
+# Dialogs.
+CANCEL = Command("cancel", "Cancel", "Close this dialog without doing anything", "escape", "cancel")
+
 APP_COMMANDS: tuple[Command, ...] = (QUIT, LOCK_SCREEN, SIGN_OUT)
-ALL_COMMANDS: dict[str, Command] = {c.id: c for c in (*APP_COMMANDS, REFRESH)}
+ALL_COMMANDS: dict[str, Command] = {
+    c.id: c
+    for c in (
+        *APP_COMMANDS, REFRESH, BACK, PARTICIPANTS, ALLOCATION_LISTS, SCREEN_PARTICIPANT,
+        RECORD_CONSENT, RANDOMIZE, WITHDRAW, SEARCH, SUBMIT_SCREENING, ANSWER_YES, ANSWER_NO,
+        SEAL_LISTS, EXTEND_LIST, CANCEL,
+    )
+}
 
 
 class TrialkitCommands(Provider):

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from trialkit.domain.protocol import Protocol
+    from trialkit.services.allocation import SealResult, StratumUse
+    from trialkit.services.enrolment import ParticipantView, Randomization
     from trialkit.services.trial import TrialInfo
     from trialkit.tui.trial_db import SignIn
 
@@ -44,3 +47,53 @@ class ServiceFailed(Message):
     def __init__(self, message: str) -> None:
         super().__init__()
         self.message = message
+
+
+class ProtocolLoaded(Message):
+    """The trial's stored protocol was read (criteria, factors, consent form versions)."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        super().__init__()
+        self.protocol = protocol
+
+
+class ParticipantsLoaded(Message):
+    """The participants list was read, as filtered."""
+
+    def __init__(self, participants: list[ParticipantView]) -> None:
+        super().__init__()
+        self.participants = participants
+
+
+class ParticipantChanged(Message):
+    """A participant was screened, consented or withdrawn; ``what`` says which, in words."""
+
+    def __init__(self, participant: ParticipantView, what: str) -> None:
+        super().__init__()
+        self.participant = participant
+        self.what = what
+
+
+class ParticipantRandomized(Message):
+    """A randomization number and label code were given (never an arm)."""
+
+    def __init__(self, randomization: Randomization) -> None:
+        super().__init__()
+        self.randomization = randomization
+
+
+class StrataLoaded(Message):
+    """Envelope counts per stratum were read."""
+
+    def __init__(self, strata: list[StratumUse]) -> None:
+        super().__init__()
+        self.strata = strata
+
+
+class ListsSealed(Message):
+    """Lists were sealed or a stratum extended; ``verb`` says which."""
+
+    def __init__(self, result: SealResult, verb: str) -> None:
+        super().__init__()
+        self.result = result
+        self.verb = verb

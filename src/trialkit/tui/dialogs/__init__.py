@@ -1,2 +1,2 @@
-"""Modal dialogs (``ModalScreen[T]`` returning a typed result), e.g. confirmations that later
-role screens ask before an irreversible step."""
+"""Modal dialogs (``ModalScreen[T]`` returning a typed result): confirmations before an
+irreversible step, and the small forms for consent, withdrawal, sealing and extending."""

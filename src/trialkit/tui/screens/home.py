@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -11,24 +11,25 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from trialkit.domain.errors import TrialkitError
-from trialkit.tui.commands import REFRESH
+from trialkit.tui.commands import ALLOCATION_LISTS, PARTICIPANTS, REFRESH
 from trialkit.tui.messages import ServiceFailed, TrialLoaded
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.identity import IdentityPanel
-from trialkit.tui.widgets.role_panel import RolePanel
+from trialkit.tui.widgets.role_panel import ROLE_SCREENS, RolePanel
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.widgets.trial_summary import TrialSummary
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
     from trialkit.services.trial import TrialInfo
+    from trialkit.tui.app import TrialkitApp
 
 
 class HomeScreen(Screen[None]):
     """Role-aware home. Follows the app's ``trial`` and ``actor``, so a refresh or an
     unlock that brings news (a changed role, a new site) shows at once."""
 
-    BINDINGS = [REFRESH.binding()]
+    BINDINGS = [PARTICIPANTS.binding(), ALLOCATION_LISTS.binding(), REFRESH.binding()]
 
     def __init__(self, db: TrialDatabase) -> None:
         super().__init__()
@@ -58,6 +59,37 @@ class HomeScreen(Screen[None]):
         if actor is not None:
             self.query_one(IdentityPanel).show(actor)
             self.query_one(RolePanel).show(actor)
+        self.refresh_bindings()
+
+    def _actor(self) -> Actor | None:
+        return cast("TrialkitApp", self.app).actor
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Each role sees the keys of its own screens only."""
+        opens = {c.action: c for c in (PARTICIPANTS, ALLOCATION_LISTS)}
+        if action not in opens:
+            return True
+        actor = self._actor()
+        return actor is not None and opens[action] in ROLE_SCREENS[actor.role]
+
+    def action_open_participants(self) -> None:
+        """The participants this user may see (a coordinator: their own sites)."""
+        from trialkit.tui.screens.participants import ParticipantsScreen
+
+        actor, trial = self._actor(), cast("TrialkitApp", self.app).trial
+        if actor is None:
+            return
+        every_site = tuple(s.code for s in trial.sites) if trial else ()
+        sites = tuple(sorted(actor.sites)) or every_site
+        self.app.push_screen(ParticipantsScreen(self._db, actor, sites))
+
+    def action_open_allocation_lists(self) -> None:
+        """Envelopes per stratum: seal and extend (admin)."""
+        from trialkit.tui.screens.allocation_lists import AllocationListsScreen
+
+        actor = self._actor()
+        if actor is not None:
+            self.app.push_screen(AllocationListsScreen(self._db, actor))
 
     def action_refresh(self) -> None:
         """Read the trial again (in a worker)."""

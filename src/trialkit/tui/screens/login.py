@@ -34,9 +34,11 @@ class LoginScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Start typing at once; fill in the trial when the database answers."""
+        """Start typing at once; fill in the trial when the database answers. The read
+        starts once the screen has painted: opening the database imports SQLAlchemy, which
+        would otherwise hold up the first paint."""
         self.query_one(SignInForm).focus_first()
-        self._load_trial()
+        self.call_after_refresh(self._load_trial)
 
     @work(thread=True, exclusive=True, group="trial-info")
     def _load_trial(self) -> None:

@@ -1,4 +1,5 @@
-"""What the signed-in role will do here: a placeholder until each role's screen lands.
+"""What the signed-in role does here, and the key that opens their screen (a placeholder
+for roles whose screens have not landed yet).
 
 The list of what the role may do comes from the permission table in ``domain.roles``,
 so it cannot drift from what the services enforce."""
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from textual.widgets import Static
 
 from trialkit.domain.roles import Permission, Role
+from trialkit.tui.commands import ALLOCATION_LISTS, PARTICIPANTS, Command
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -23,14 +25,28 @@ ROLE_WORKSPACE: dict[Role, str] = {
     Role.MONITOR: "Trial status and audit log",
 }
 
+# The screens each role can open from home, first the role's own workspace if it exists.
+ROLE_SCREENS: dict[Role, tuple[Command, ...]] = {
+    Role.ADMIN: (ALLOCATION_LISTS,),
+    Role.COORDINATOR: (PARTICIPANTS,),
+    Role.PHARMACIST: (),
+    Role.INVESTIGATOR: (PARTICIPANTS,),
+    Role.MONITOR: (PARTICIPANTS,),
+}
+# Roles whose workspace is the screen they open (the others still wait for theirs).
+WORKSPACE_READY = frozenset({Role.ADMIN, Role.COORDINATOR})
+
 
 def describe_role(actor: Actor) -> str:
-    """What this user may do, and the screen that will open here for their role."""
+    """What this user may do, and the keys that open their screens."""
     duties = [p.value for p in Permission if p is not Permission.READ_STATUS and actor.can(p)]
     lines = [f"[b]{ROLE_WORKSPACE[actor.role]}[/b]"]
     if duties:
         lines.append(f"You may {_and_list(duties)}.")
-    lines.append("[i]This screen will open here in a coming release.[/i]")
+    if actor.role not in WORKSPACE_READY:
+        lines.append("[i]This screen will open here in a coming release.[/i]")
+    for command in ROLE_SCREENS[actor.role]:
+        lines.append(f"Press [b]{command.key}[/b] for {command.title.lower()}.")
     return "\n".join(lines)
 
 
@@ -40,7 +56,7 @@ def _and_list(items: list[str]) -> str:
 
 
 class RolePanel(Static):
-    """The role's workspace (a placeholder for now), titled with the role."""
+    """The role's workspace and how to open it, titled with the role."""
 
     def show(self, actor: Actor) -> None:
         """Describe the workspace for this user's role."""

@@ -1,0 +1,357 @@
+"""Pharmacy commands: queue, dispense, label, preparation, unblind.
+
+What these print after opening an envelope is UNBLINDED and goes only to the person who
+typed the command (a pharmacist or an unblinding custodian); labels are blinded."""
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from trialkit.cli.context import ask_secret, cli
+from trialkit.cli.enrol_cmds import _pairs
+from trialkit.domain.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from trialkit.domain.roles import Permission
+    from trialkit.labels import LabelSheet
+    from trialkit.services.actor import Actor
+    from trialkit.services.pharmacy import Dispensing, PreparationRecord
+
+UNBLINDED = "UNBLINDED - for the research pharmacy only: do not show this to blinded staff"
+OPEN_PROMPT = "Password to open the envelope (custodian key of {}): "
+
+
+def register(app: typer.Typer) -> None:
+    app.command("queue")(queue)
+    app.command("dispense")(dispense)
+    app.command("label")(label)
+    app.command("preparation")(preparation)
+    app.command("unblind")(unblind)
+
+
+def _when(at: datetime) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC"
+
+
+def _pdf_path(text: str, option: str) -> Path:
+    """Where labels go: a .pdf file in a folder that exists (checked before anything)."""
+    path = Path(text).expanduser()
+    if path.suffix.lower() != ".pdf":
+        raise InvalidInput(f"{option} {text!r}: give a file name ending in .pdf")
+    if path.is_dir():
+        raise InvalidInput(f"{option} {text!r} is a folder: give a file name ending in .pdf")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"{option} {text!r}: folder {path.parent} does not exist")
+    return path
+
+
+def _write_labels(sheet: "LabelSheet", path: Path) -> None:
+    """Render and write atomically; a failure is bad input and undoes the transaction."""
+    from trialkit.labels import render_labels
+
+    data = render_labels(sheet)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".labels-", suffix=".pdf", dir=path.parent)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise InvalidInput(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def _key_password(actor: "Actor", permission: "Permission", prompt: str) -> str:
+    """The actor's password again, to unlock their custodian key: asked before any
+    transaction starts (a prompt must not hold the database), and not at all from someone
+    the service will refuse anyway (it audits the refusal)."""
+    if not actor.can(permission):
+        return ""
+    return ask_secret(prompt, "TRIALKIT_PASSWORD")
+
+
+def _record_doc(r: "PreparationRecord") -> dict[str, Any]:
+    return {
+        "prepared_at": r.prepared_at.isoformat(),
+        "prepared_by": r.prepared_by,
+        "checked_by": r.checked_by,
+        "expires_at": r.expires_at.isoformat(),
+        "lots": r.lots,
+        "label_prints": r.label_prints,
+    }
+
+
+def _dispensing_doc(d: "Dispensing") -> dict[str, Any]:
+    from trialkit.domain.dosing import format_ml, format_number
+
+    return {
+        "unblinded": True,
+        "participant_id": d.participant_id,
+        "site": d.site,
+        "randomization_number": d.randomization_number,
+        "label_code": d.label_code,
+        "envelope": d.envelope,
+        "commitment_verified": True,
+        "arm": d.arm_code,
+        "arm_name": d.arm_name,
+        "dosing_weight_kg": format_number(d.plan.dosing_weight_kg),
+        "weight_capped": d.plan.capped,
+        "preparations": [
+            {
+                "id": dose.preparation_id,
+                "name": dose.name,
+                "product": d.products[dose.preparation_id],
+                "volume_ml": format_ml(dose.volume_ml),
+                "rate_ml_h": None if dose.rate_ml_h is None else format_ml(dose.rate_ml_h),
+                "hours": None if dose.hours is None else format_number(dose.hours),
+                "instructions": dose.instructions,
+            }
+            for dose in d.plan.doses
+        ],
+        "total_ml": format_ml(d.plan.total_ml),
+        "concomitant": list(d.concomitant),
+        "preparation": None if d.record is None else _record_doc(d.record),
+    }
+
+
+def _dispensing_text(d: "Dispensing") -> list[str]:
+    from trialkit.domain.dosing import format_ml, format_number
+
+    weight = f"{format_number(d.plan.dosing_weight_kg)} kg"
+    if d.plan.capped:
+        weight += f" (capped by the protocol; recorded {format_number(d.plan.weight_kg)} kg)"
+    lines = [
+        UNBLINDED,
+        f"{d.participant_id} ({d.randomization_number}, label code {d.label_code}), "
+        f"envelope {d.envelope}: commitment verified",
+        f"Arm: {d.arm_code} - {d.arm_name}",
+        f"Dosing weight: {weight}",
+    ]
+    for dose in d.plan.doses:
+        lines.append(f"  {dose.name}: {d.products[dose.preparation_id]}")
+        if dose.rate_ml_h is None:
+            amount = f"{format_ml(dose.volume_ml)} mL ({format_number(dose.ml_per_kg)} mL/kg)"
+        else:
+            assert dose.hours is not None
+            amount = (
+                f"{format_ml(dose.volume_ml)} mL at {format_ml(dose.rate_ml_h)} mL/h "
+                f"({format_number(dose.ml_per_kg)} mL/kg/h) for {format_number(dose.hours)} h"
+            )
+        lines.append(f"      {amount}. {dose.instructions or ''}".rstrip())
+    lines.append(f"  Total volume: {format_ml(d.plan.total_ml)} mL")
+    if d.concomitant:
+        lines.append("Given to every participant (not randomized): " + "; ".join(d.concomitant))
+    return lines
+
+
+def _record_text(r: "PreparationRecord") -> list[str]:
+    lots = ", ".join(f"{prep} {lot}" for prep, lot in r.lots.items())
+    return [
+        f"Preparation: prepared {_when(r.prepared_at)} by {r.prepared_by}, checked by "
+        f"{r.checked_by}; expires {_when(r.expires_at)}",
+        f"  Lots: {lots}",
+    ]
+
+
+def queue(
+    ctx: typer.Context,
+    site: Annotated[str | None, typer.Option("--site", help="Only this site")] = None,
+) -> None:
+    """Randomized participants awaiting preparation, oldest first (pharmacist; blinded)."""
+    from trialkit.services.pharmacy import dispense_queue
+
+    c = cli(ctx)
+    actor = c.actor()
+    with c.read() as s:
+        rows = dispense_queue(s, actor, site=site)
+
+    def text() -> str:
+        if not rows:
+            return "No participant is awaiting preparation."
+        lines = [
+            f"{'site':<5} {'id':<9} {'rand no':<8} {'randomized (UTC)':<16}  {'weight':>8}  "
+            f"{'infusion':<10}  flags"
+        ]
+        for e in rows:
+            flag = "unblinded_emergency" if e.unblinded_emergency else ""
+            lines.append(
+                f"{e.site:<5} {e.participant_id:<9} {e.randomization_number:<8} "
+                f"{e.randomized_at:%Y-%m-%d %H:%M}  {f'{e.weight_kg:.1f} kg':>8}  "
+                f"{e.infusion_date or '-':<10}  {flag}".rstrip()
+            )
+        return "\n".join(lines)
+
+    c.emit(
+        [
+            {
+                "participant_id": e.participant_id,
+                "site": e.site,
+                "randomization_number": e.randomization_number,
+                "label_code": e.label_code,
+                "randomized_at": e.randomized_at.isoformat(),
+                "weight_kg": e.weight_kg,
+                "infusion_date": e.infusion_date,
+                "unblinded_emergency": e.unblinded_emergency,
+            }
+            for e in rows
+        ],
+        text,
+    )
+
+
+def dispense(
+    ctx: typer.Context,
+    pid: Annotated[str, typer.Argument(help="Participant id, e.g. TWH-001")],
+    label_out: Annotated[
+        str | None,
+        typer.Option("--label-out", help="Write the two blinded labels to this PDF file"),
+    ] = None,
+    lot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lot",
+            help="PREPARATION=LOT for every preparation, e.g. --lot bolus=KT2403-17 "
+            "--lot infusion=NS2401-02 (3-20 of A-Z, 0-9, '-')",
+        ),
+    ] = None,
+    checked_by: Annotated[
+        str | None,
+        typer.Option("--checked-by", help="The second pharmacist who checked the preparation"),
+    ] = None,
+) -> None:
+    """Open a participant's sealed envelope (pharmacist): shows the arm and how to prepare
+    it. With --lot and --checked-by the preparation is recorded; with --label-out its
+    labels are written too. Needs your password again to unlock your custodian key."""
+    from trialkit.domain.roles import Permission
+    from trialkit.services.pharmacy import dispense as do_dispense
+
+    c = cli(ctx)
+    out = _pdf_path(label_out, "--label-out") if label_out else None
+    lots = _pairs(lot, "lot") if lot else None
+    actor = c.actor()
+    password = _key_password(actor, Permission.DISPENSE, OPEN_PROMPT.format(actor.name))
+    with c.write() as s:
+        d = do_dispense(
+            s,
+            actor,
+            pid,
+            password=password,
+            clock=c.clock(),
+            lots=lots,
+            checked_by=checked_by,
+            print_labels=out is not None,
+        )
+        if out is not None and d.labels is not None:
+            _write_labels(d.labels, out)
+
+    def text() -> str:
+        lines = _dispensing_text(d)
+        if d.record is None:
+            preps = " ".join(f"--lot {dose.preparation_id}=LOT" for dose in d.plan.doses)
+            lines.append(
+                "Not recorded yet. Once prepared and checked: trialkit dispense "
+                f"{d.participant_id} {preps} --checked-by NAME --label-out FILE.pdf"
+            )
+        else:
+            lines += _record_text(d.record)
+        if out is not None:
+            lines.append(f"Labels: {out} ({len(d.plan.doses)} labels, blinded)")
+        return "\n".join(lines)
+
+    c.emit(_dispensing_doc(d) | {"labels": str(out) if out else None}, text)
+
+
+def label(
+    ctx: typer.Context,
+    pid: Annotated[str, typer.Argument(help="Participant id")],
+    out: Annotated[str, typer.Option("--out", help="PDF file to write the labels to")],
+) -> None:
+    """Print a dispensed participant's blinded labels again (pharmacist; logged, and the
+    label shows the reprint count)."""
+    from trialkit.labels import print_note
+    from trialkit.services.pharmacy import print_labels
+
+    c = cli(ctx)
+    path = _pdf_path(out, "--out")
+    actor = c.actor()
+    with c.write() as s:
+        sheet = print_labels(s, actor, pid, clock=c.clock())
+        _write_labels(sheet, path)
+    note = print_note(sheet.print_number).lower()
+    c.emit(
+        {
+            "participant_id": sheet.participant_id,
+            "labels": str(path),
+            "count": len(sheet.items),
+            "print_number": sheet.print_number,
+        },
+        f"{sheet.participant_id}: {len(sheet.items)} labels written to {path} ({note})",
+    )
+
+
+def preparation(
+    ctx: typer.Context, pid: Annotated[str, typer.Argument(help="Participant id")]
+) -> None:
+    """Show a recorded preparation with its sealed details: arm and product lots
+    (pharmacist; unblinded, logged as an opening)."""
+    from trialkit.domain.roles import Permission
+    from trialkit.services.pharmacy import read_preparation
+
+    c = cli(ctx)
+    actor = c.actor()
+    password = _key_password(actor, Permission.DISPENSE, OPEN_PROMPT.format(actor.name))
+    with c.write() as s:
+        d = read_preparation(s, actor, pid, password=password, clock=c.clock())
+    record = d.record
+    assert record is not None
+    c.emit(_dispensing_doc(d), lambda: "\n".join(_dispensing_text(d) + _record_text(record)))
+
+
+def unblind(
+    ctx: typer.Context,
+    pid: Annotated[str, typer.Argument(help="Participant id (one at a time)")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why this emergency unblinding is needed")
+    ] = "",
+) -> None:
+    """Emergency unblinding of one participant (pharmacist or custodian investigator):
+    the arm is shown to you only, the reason is logged and the participant is flagged in
+    every blinded view."""
+    from trialkit.domain.roles import Permission
+    from trialkit.services.pharmacy import unblind as do_unblind
+
+    c = cli(ctx)
+    if not reason.strip():
+        raise InvalidInput("an emergency unblinding needs a reason: --reason TEXT")
+    actor = c.actor()
+    prompt = f"Re-enter the password of {actor.name} to unblind: "
+    password = _key_password(actor, Permission.UNBLIND, prompt)
+    with c.write() as s:
+        u = do_unblind(s, actor, pid, reason=reason, password=password, clock=c.clock())
+
+    def text() -> str:
+        lines = [
+            f"UNBLINDED (emergency) - shown to {actor.name} only; logged with your reason",
+            f"{u.participant_id} ({u.randomization_number}): {u.arm_code} - {u.arm_name}",
+            f"{u.participant_id} is now flagged unblinded_emergency in every blinded view.",
+        ]
+        if u.record is not None:
+            lines += _record_text(u.record)
+        return "\n".join(lines)
+
+    c.emit(
+        {
+            "unblinded": True,
+            "participant_id": u.participant_id,
+            "randomization_number": u.randomization_number,
+            "arm": u.arm_code,
+            "arm_name": u.arm_name,
+            "at": u.at.isoformat(),
+            "reason": u.reason,
+            "preparation": None if u.record is None else _record_doc(u.record),
+        },
+        text,
+    )
+

@@ -1,0 +1,242 @@
+"""The status figure: the enrolment curve and the CONSORT flow, as one SVG document written
+by hand (no plotting library: the figure must look the same on every machine and never
+pull a heavy dependency into the CLI). Blinded: counts only, never split by arm."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from xml.sax.saxutils import escape, quoteattr
+
+from trialkit.services.reports import Consort, TrialStatus
+
+WIDTH = 960
+CURVE_HEIGHT = 380
+FLOW_HEIGHT = 600
+FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
+INK, GRID, MUTED, TARGET = "#1f2933", "#d9dee3", "#616e7c", "#c2410c"
+# One colour per site, then the total; colour-blind safe (Okabe-Ito).
+SITE_COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442")
+TOTAL_COLOUR = "#000000"
+MAX_REASONS = 8  # ineligibility reasons listed before "... n more"
+
+
+def _text(x: float, y: float, content: str, *, size: int = 12, anchor: str = "start",
+          weight: str = "normal", fill: str = INK, extra: str = "") -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
+            f'font-weight="{weight}" fill="{fill}"{extra}>{escape(content)}</text>')
+
+
+def _nice_step(top: int, ticks: int = 5) -> int:
+    """A round step (1, 2, 5 x 10^k) giving about ``ticks`` gridlines up to ``top``."""
+    raw = max(1.0, top / ticks)
+    power = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10):
+        if raw <= m * power:
+            return int(m * power)
+    return int(10 * power)
+
+
+def _date_ticks(first: date, last: date, count: int = 6) -> list[date]:
+    span = max(1, (last - first).days)
+    step = max(1, math.ceil(span / (count - 1)))
+    ticks = [first + timedelta(days=i * step) for i in range(count) if i * step <= span]
+    return ticks
+
+
+# --- the enrolment curve -------------------------------------------------------------------
+
+
+def _curve(status: TrialStatus, top: float) -> list[str]:
+    left, right, plot_top, bottom = 70.0, WIDTH - 190.0, top + 50.0, top + CURVE_HEIGHT - 50.0
+    out = [_text(20, top + 26, "Enrolment: participants randomized (cumulative)", size=16,
+                 weight="bold")]
+    points = status.curve
+    if not points:
+        out.append(_text((left + right) / 2, (plot_top + bottom) / 2,
+                         "No participant has been randomized yet", size=14, anchor="middle",
+                         fill=MUTED))
+        return out
+    first = points[0].day - timedelta(days=1)
+    last = max(status.as_of, points[-1].day)
+    y_max = max(status.target, points[-1].total, 1)
+    step = _nice_step(y_max)
+    y_top = math.ceil(y_max / step) * step
+    span = max(1, (last - first).days)
+
+    def x_of(d: date) -> float:
+        return left + (right - left) * (d - first).days / span
+
+    def y_of(n: float) -> float:
+        return bottom - (bottom - plot_top) * n / y_top
+
+    for n in range(0, y_top + 1, step):
+        y = y_of(n)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" '
+                   f'stroke="{GRID}" stroke-width="1"/>')
+        out.append(_text(left - 8, y + 4, str(n), size=11, anchor="end", fill=MUTED))
+    for d in _date_ticks(first, last):
+        x = x_of(d)
+        out.append(f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 5}" '
+                   f'stroke="{MUTED}"/>')
+        out.append(_text(x, bottom + 19, d.isoformat(), size=11, anchor="middle", fill=MUTED))
+    out.append(f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="{INK}"/>')
+    out.append(f'<line x1="{left}" y1="{plot_top}" x2="{left}" y2="{bottom}" stroke="{INK}"/>')
+    middle = (plot_top + bottom) / 2
+    out.append(_text(18, middle, "participants", size=11, anchor="middle", fill=MUTED,
+                     extra=f' transform="rotate(-90 18 {middle:.1f})"'))
+    # Target: a dashed line with its number.
+    y_target = y_of(status.target)
+    out.append(f'<line x1="{left}" y1="{y_target:.1f}" x2="{right}" y2="{y_target:.1f}" '
+               f'stroke="{TARGET}" stroke-width="1.5" stroke-dasharray="6 4"/>')
+    out.append(_text(right - 4, y_target - 6, f"target {status.target}", size=11, anchor="end",
+                     fill=TARGET))
+    series: list[Series] = []
+    for i, site in enumerate(status.sites):
+        counts = [(p.day, dict(p.by_site).get(site.code, 0)) for p in points]
+        series.append((f"{site.code} ({counts[-1][1]} of {site.target})",
+                       SITE_COLOURS[i % len(SITE_COLOURS)], 1.8, counts))
+    series.append((f"All sites ({points[-1].total})", TOTAL_COLOUR, 2.6,
+                   [(p.day, p.total) for p in points]))
+    for _label, colour, width, counts in series:
+        out.append(_step_path(counts, first, last, x_of, y_of, colour, width))
+    out += _legend(series, right + 16, plot_top + 6)
+    return out
+
+
+Series = tuple[str, str, float, list[tuple[date, int]]]  # label, colour, width, counts
+
+
+def _step_path(counts: Sequence[tuple[date, int]], first: date, last: date,
+               x_of: Callable[[date], float], y_of: Callable[[float], float], colour: str,
+               width: float) -> str:
+    """A cumulative count as steps: flat until the day it changes, then up."""
+    parts = [f"M{x_of(first):.1f},{y_of(0):.1f}"]
+    level = 0
+    for day, n in counts:
+        x = x_of(day)
+        parts.append(f"H{x:.1f}")
+        if n != level:
+            parts.append(f"V{y_of(n):.1f}")
+            level = n
+    parts.append(f"H{x_of(last):.1f}")
+    return (f'<path d="{" ".join(parts)}" fill="none" stroke="{colour}" '
+            f'stroke-width="{width}" stroke-linejoin="round"/>')
+
+
+def _legend(series: Sequence[Series], x: float, y: float) -> list[str]:
+    out: list[str] = []
+    for i, (label, colour, width, _counts) in enumerate(series):
+        yy = y + 20 * i
+        out.append(f'<line x1="{x:.1f}" y1="{yy:.1f}" x2="{x + 22:.1f}" y2="{yy:.1f}" '
+                   f'stroke="{colour}" stroke-width="{width}"/>')
+        out.append(_text(x + 28, yy + 4, label, size=11))
+    return out
+
+
+# --- the CONSORT flow ----------------------------------------------------------------------
+
+
+def _box(x: float, y: float, w: float, lines: Sequence[str], *, bold_first: bool = True
+         ) -> tuple[list[str], float]:
+    """A box of text lines; returns its SVG and its height."""
+    h = 14 + 17 * len(lines)
+    out = [f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="4" '
+           f'fill="#ffffff" stroke="{INK}" stroke-width="1.2"/>']
+    for i, line in enumerate(lines):
+        out.append(_text(x + 10, y + 21 + 17 * i, line, size=12 if i == 0 else 11,
+                         weight="bold" if (i == 0 and bold_first) else "normal",
+                         fill=INK if i == 0 else MUTED))
+    return out, h
+
+
+def _arrow(x1: float, y1: float, x2: float, y2: float) -> str:
+    return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{INK}" '
+            f'stroke-width="1.2" marker-end="url(#arrow)"/>')
+
+
+def _reasons(c: Consort) -> list[str]:
+    shown = [f"{cid}: {n}" for cid, n in c.ineligible_by_criterion[:MAX_REASONS]]
+    rest = len(c.ineligible_by_criterion) - MAX_REASONS
+    if rest > 0:
+        shown.append(f"... and {rest} more criteria")
+    return shown or ["no criterion failed"]
+
+
+def _flow(status: TrialStatus, top: float) -> list[str]:
+    c = status.consort
+    out = [_text(20, top + 26, "CONSORT flow (blinded: counts are not split by arm)", size=16,
+                 weight="bold")]
+    main_x, main_w, side_x, side_w = 150.0, 300.0, 540.0, 380.0
+    stages = [
+        ("Enrolment", [f"Screened (n={c.screened})"],
+         [f"Ineligible (n={c.ineligible})", "by failed criterion (one person may fail several):",
+          *_reasons(c)]),
+        ("", [f"Eligible (n={c.eligible})", f"consented: {c.consented}"],
+         [f"Not randomized (n={c.not_randomized})",
+          f"withdrew before randomization: {c.withdrew_before_randomization}",
+          f"not yet randomized: {c.not_randomized - c.withdrew_before_randomization}"]),
+        ("Allocation", [f"Randomized (n={c.randomized})", f"infused: {c.infused}"],
+         [f"Withdrawn after randomization (n={c.withdrawn})"]),
+        ("Follow-up", [f"Completed {c.primary_window} (n={c.completed_primary})",
+                       "window over and still in the trial on its last day"], []),
+        ("Analysis", [f"Analysed (n={c.analysed})",
+                      f"primary outcome ({c.primary_window}) not missing"], []),
+    ]
+    y = top + 50.0
+    previous_bottom: float | None = None
+    for label, main, side in stages:
+        box, h = _box(main_x, y, main_w, main)
+        side_h = 0.0
+        if side:
+            side_svg, side_h = _box(side_x, y, side_w, side)
+            out += side_svg
+            out.append(_arrow(main_x + main_w, y + 20, side_x - 2, y + 20))
+        out += box
+        if previous_bottom is not None:
+            out.append(_arrow(main_x + main_w / 2, previous_bottom, main_x + main_w / 2, y - 2))
+        if label:
+            out.append(_text(20, y + 20, label, size=13, weight="bold", fill=MUTED))
+        previous_bottom = y + h
+        y += max(h, side_h) + 28
+    return out
+
+
+def flow_height(status: TrialStatus) -> float:
+    reasons = min(len(status.consort.ineligible_by_criterion), MAX_REASONS + 1) or 1
+    return FLOW_HEIGHT + 17 * max(0, reasons - 6)
+
+
+# --- the document --------------------------------------------------------------------------
+
+
+def status_svg(status: TrialStatus) -> str:
+    """The enrolment curve above the CONSORT flow, as a standalone SVG document."""
+    banner = 34 if status.training else 0
+    header = 56
+    height = banner + header + CURVE_HEIGHT + flow_height(status)
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
+        f'viewBox="0 0 {WIDTH} {height:.0f}" font-family={quoteattr(FONT)}>',
+        f"<title>{escape(status.trial_code)} status on {status.as_of.isoformat()}</title>",
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        f'fill="{INK}"/></marker></defs>',
+        f'<rect width="{WIDTH}" height="{height:.0f}" fill="#ffffff"/>',
+    ]
+    if status.training:
+        out.append(f'<rect width="{WIDTH}" height="{banner}" fill="{TARGET}"/>')
+        out.append(_text(WIDTH / 2, 23, "TRAINING - not for clinical use", size=16,
+                         anchor="middle", weight="bold", fill="#ffffff"))
+    locked = (f"database locked {status.locked_at:%Y-%m-%d}" if status.locked_at
+              else "database open")
+    out.append(_text(20, banner + 26, f"{status.trial_code}: status on "
+                     f"{status.as_of.isoformat()}", size=18, weight="bold"))
+    out.append(_text(20, banner + 46, f"{locked}; {status.consort.randomized} of "
+                     f"{status.target} randomized; blinded", size=12, fill=MUTED))
+    out += _curve(status, banner + header)
+    out += _flow(status, banner + header + CURVE_HEIGHT)
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,677 @@
+"""Exports for analysis: ``outcomes.csv`` (one row per randomized participant per window)
+and ``diary.csv`` (one row per recorded diary day), each with exactly the columns of the
+product specification, a data dictionary and a manifest of SHA-256 checksums beside it.
+
+- Blinded by default. The unblinded export adds ``arm`` as the last column, only after the
+  database lock and only for an unblinding custodian who gives their password; each
+  envelope is opened the way the pharmacy opens it (``pharmacy._open``: checked against its
+  commitment, audited).
+- Every export is audited with the SHA-256 of each file it wrote; a refused unblinded
+  export is audited too.
+- Outcomes are those of ``domain.diary.derive_outcomes``, the same function every screen
+  uses. Nothing is derived twice.
+- Participants are read in batches (keyset on site and screening number) with the current
+  diary days of each batch in one query, and every batch is written before the next is
+  read: memory stays bounded whatever the trial's size.
+- Text cells that a spreadsheet would read as a formula (a leading ``=``, ``+``, ``-``,
+  ``@``, tab or carriage return) get a leading apostrophe. Numbers and dates are never
+  altered. An empty cell means missing.
+- Files are written under temporary names beside their final ones; ``ExportFiles.publish``
+  moves them into place once the audit event is committed, and a failed export leaves no
+  file behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final
+
+from sqlalchemy import func, tuple_
+from sqlmodel import Session, col, select
+
+from trialkit.domain.clock import Clock
+from trialkit.domain.diary import (
+    Anchors,
+    DiaryDay,
+    WindowOutcome,
+    derive_outcomes,
+    is_headache_day,
+    study_day,
+    window_of,
+)
+from trialkit.domain.errors import InvalidInput, PermissionDenied
+from trialkit.domain.protocol import Protocol
+from trialkit.domain.roles import Permission
+from trialkit.domain.strata import all_strata
+from trialkit.services import audit
+from trialkit.services.actor import Actor, require
+from trialkit.services.allocation import Progress
+from trialkit.services.custody import custodian_private_key
+from trialkit.services.enrolment import status_of
+from trialkit.services.trial import get_trial, stored_protocol
+from trialkit.store.models import Participant, Preparation, Trial
+
+KINDS: Final = ("outcomes", "diary")
+BATCH: Final = 500  # participants per read: well inside every backend's parameter limit
+
+OUTCOME_COLUMNS: Final = (
+    "participant_id", "site", "stratum", "randomization_number", "randomized_on",
+    "infusion_on", "status", "unblinded_emergency", "window", "window_start", "window_end",
+    "days_expected", "days_recorded", "headache_days", "moderate_severe_days",
+    "acute_medication_days", "headache_days_28", "baseline_headache_days_28",
+    "change_from_baseline",
+)
+DIARY_COLUMNS: Final = (
+    "participant_id", "date", "study_day", "window", "headache", "severity",
+    "duration_hours", "acute_medication", "headache_day", "recorded_by", "recorded_at",
+)
+ARM_COLUMN: Final = "arm"
+DICTIONARY_COLUMNS: Final = ("column", "type", "unit", "derivation", "allowed_values")
+TRAINING_NOTICE: Final = "TRAINING - not for clinical use: every row comes from a training trial"
+
+# What a spreadsheet takes for the start of a formula (OWASP "CSV injection").
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+_YES_NO: Final = ("no", "yes")
+
+
+def escape_text(value: str) -> str:
+    """A text cell a spreadsheet will show as text, never run as a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+class ExportRefused(PermissionDenied):
+    """An unblinded export refused for want of permission or lock; the refusal is
+    audited (its error keeps the record)."""
+
+    keep_record = True
+
+
+# --- the files ---------------------------------------------------------------------------------
+
+
+class ExportFiles:
+    """The three files of one export: ``NAME.csv``, ``NAME.dictionary.csv`` and
+    ``NAME.manifest.json``. Written under temporary names; ``publish`` (after the audit
+    event is committed) moves them into place, and leaving the ``with`` block on an error
+    removes them."""
+
+    def __init__(self, out: str | Path) -> None:
+        path = Path(out).expanduser()
+        if path.suffix.lower() != ".csv":
+            raise InvalidInput(f"--out {str(out)!r}: give a file name ending in .csv")
+        if path.is_dir():
+            raise InvalidInput(f"--out {str(out)!r} is a folder: give a file name ending in .csv")
+        if not path.parent.is_dir():
+            raise InvalidInput(f"--out {str(out)!r}: folder {path.parent} does not exist")
+        self.data = path
+        self.dictionary = path.with_name(f"{path.stem}.dictionary.csv")
+        self.manifest = path.with_name(f"{path.stem}.manifest.json")
+        token = secrets.token_hex(4)
+        self._partial = {p: p.with_name(f".{p.name}.{token}.partial")
+                         for p in (self.data, self.dictionary, self.manifest)}
+
+    @property
+    def finals(self) -> tuple[Path, Path, Path]:
+        return self.data, self.dictionary, self.manifest
+
+    def partial(self, final: Path) -> Path:
+        return self._partial[final]
+
+    def publish(self) -> None:
+        """Move the written files into place (each an atomic rename)."""
+        for final, partial in self._partial.items():
+            os.replace(partial, final)
+
+    def discard(self) -> None:
+        for partial in self._partial.values():
+            partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> ExportFiles:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if kind is not None:
+            self.discard()
+
+
+class _HashedCsv:
+    """A CSV file written a batch at a time, hashed as it is written."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer)
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        self._writer.writerows(rows)
+        data = self._buffer.getvalue().encode("utf-8")
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self.sha256.update(data)
+        self._stream.write(data)
+        self.bytes += len(data)
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    path: Path  # where it is once published
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was exported: counts and the checksum of every file (no arm)."""
+
+    kind: str
+    blinded: bool
+    training: bool
+    rows: int
+    participants: int
+    as_of: date
+    files: tuple[ExportedFile, ...]  # data, dictionary, manifest
+
+
+# --- the data dictionary -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column as the data dictionary describes it. Only ``text`` cells are escaped."""
+
+    name: str
+    type: str  # text, integer, decimal, date, datetime
+    unit: str
+    derivation: str
+    allowed: str = ""
+
+
+def _windows_text(protocol: Protocol) -> str:
+    parts = []
+    for w in protocol.diary.windows:
+        anchor = "randomization" if w.relative_to == "randomization" else "the infusion (day 0)"
+        primary = " (primary outcome)" if w.primary else ""
+        parts.append(f"{w.code} = days {w.start} to {w.end} from {anchor}{primary}")
+    return "; ".join(parts)
+
+
+def _headache_day_text(protocol: Protocol) -> str:
+    rules = protocol.diary
+    text = f"a headache lasting at least {rules.headache_day_min_hours:g} h"
+    if rules.headache_day_if_acute_medication:
+        text += ", or any headache treated with acute medication"
+    return text
+
+
+def _missing_note() -> str:
+    return "empty (missing, never zero) when no day of the window is recorded"
+
+
+def outcome_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
+    """The columns of outcomes.csv, described from the protocol's own rules."""
+    rules = protocol.diary
+    per = f"days per {rules.window_days} days"
+    decimals = f"{rules.proration_decimals} decimal{'s' if rules.proration_decimals != 1 else ''}"
+    specs = [
+        ColumnSpec("participant_id", "text", "", "Participant id: site code and screening number"),
+        ColumnSpec("site", "text", "", "Site code", ", ".join(protocol.site_codes)),
+        ColumnSpec("stratum", "text", "", "Stratum (site and stratification levels)",
+                   ", ".join(s.code for s in all_strata(protocol))),
+        ColumnSpec("randomization_number", "text", "",
+                   "Trial-wide number given in order of randomization"),
+        ColumnSpec("randomized_on", "date", "", "Date of randomization (UTC), ISO 8601"),
+        ColumnSpec("infusion_on", "date", "",
+                   "Date of the infusion (day 0), ISO 8601; empty before it is recorded"),
+        ColumnSpec("status", "text", "", "Where the participant is at export",
+                   "randomized, dispensed, infused, withdrawn"),
+        ColumnSpec("unblinded_emergency", "text", "",
+                   "yes if the participant's allocation was revealed by an emergency "
+                   "unblinding (which arm is never shown here)", "yes, no"),
+        ColumnSpec("window", "text", "", f"Diary window: {_windows_text(protocol)}",
+                   ", ".join(w.code for w in rules.windows)),
+        ColumnSpec("window_start", "date", "",
+                   "First calendar date of the window; empty while its anchor is not recorded"),
+        ColumnSpec("window_end", "date", "",
+                   "Last calendar date of the window; empty while its anchor is not recorded"),
+        ColumnSpec("days_expected", "integer", "days",
+                   "Dates of the window that are over at export (up to the day before the "
+                   "export; for a withdrawn participant up to the withdrawal date)"),
+        ColumnSpec("days_recorded", "integer", "days",
+                   "Diary days recorded in the window (current versions); one more than "
+                   "days_expected when the export day's diary is already recorded"),
+        ColumnSpec("headache_days", "integer", "days",
+                   f"Days with {_headache_day_text(protocol)}; {_missing_note()}"),
+        ColumnSpec("moderate_severe_days", "integer", "days",
+                   f"Days with a headache of peak severity "
+                   f"{' or '.join(rules.moderate_severe_levels)}; {_missing_note()}"),
+        ColumnSpec("acute_medication_days", "integer", "days",
+                   f"Days with acute medication taken (with or without headache); "
+                   f"{_missing_note()}"),
+        ColumnSpec("headache_days_28", "decimal", per,
+                   f"headache_days x {rules.window_days} / days_recorded, rounded half up to "
+                   f"{decimals}, when at least {rules.proration_min_days} days of the window "
+                   "are recorded; empty otherwise"),
+        ColumnSpec("baseline_headache_days_28", "decimal", per,
+                   f"headache_days_28 of the participant's {rules.baseline_window.code} "
+                   "window, repeated on each of their rows"),
+        ColumnSpec("change_from_baseline", "decimal", per,
+                   "headache_days_28 - baseline_headache_days_28; empty on the "
+                   f"{rules.baseline_window.code} row and when either is empty"),
+    ]
+    return specs + ([_arm_spec(protocol)] if unblinded else [])
+
+
+def diary_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
+    """The columns of diary.csv, described from the protocol's own rules."""
+    rules = protocol.diary
+    none = rules.severity_levels[0]
+    specs = [
+        ColumnSpec("participant_id", "text", "", "Participant id: site code and screening number"),
+        ColumnSpec("date", "date", "", "Calendar date of the diary day, ISO 8601"),
+        ColumnSpec("study_day", "integer", "days",
+                   "Days since the infusion (day 0; negative before it); empty before the "
+                   "infusion is recorded"),
+        ColumnSpec("window", "text", "",
+                   f"Window the date falls in ({_windows_text(protocol)}); empty if none",
+                   ", ".join(w.code for w in rules.windows)),
+        ColumnSpec("headache", "text", "", "Headache on this day", "yes, no"),
+        ColumnSpec("severity", "text", "", f"Peak severity; {none} on a day without headache",
+                   ", ".join(rules.severity_levels)),
+        ColumnSpec("duration_hours", "decimal", "hours",
+                   "Headache duration; 0 on a day without headache", "0 to 24"),
+        ColumnSpec("acute_medication", "text", "", "Acute medication taken on this day",
+                   "yes, no"),
+        ColumnSpec("headache_day", "text", "",
+                   f"yes if the day counts as a headache day: {_headache_day_text(protocol)}",
+                   "yes, no"),
+        ColumnSpec("recorded_by", "text", "", "User who entered the current version of the day"),
+        ColumnSpec("recorded_at", "datetime", "UTC",
+                   "When the current version was entered, ISO 8601 with its UTC offset; "
+                   "earlier versions (corrections) are in the audit trail"),
+    ]
+    return specs + ([_arm_spec(protocol)] if unblinded else [])
+
+
+def _arm_spec(protocol: Protocol) -> ColumnSpec:
+    return ColumnSpec(ARM_COLUMN, "text", "",
+                      "Allocated arm, from the participant's sealed envelope (unblinded export "
+                      "only, after database lock); empty for a participant not randomized",
+                      ", ".join(f"{a.code} ({a.name})" for a in protocol.arms))
+
+
+def _dictionary_rows(specs: Sequence[ColumnSpec], training: bool) -> list[list[str]]:
+    rows = [list(DICTIONARY_COLUMNS)]
+    if training:
+        rows.append(["TRAINING", "", "", TRAINING_NOTICE, ""])
+    rows += [[escape_text(v) for v in (s.name, s.type, s.unit, s.derivation, s.allowed)]
+             for s in specs]
+    return rows
+
+
+# --- reading in batches ------------------------------------------------------------------------
+
+
+def participant_batches(
+    session: Session, *, randomized_only: bool, batch: int = BATCH
+) -> Iterator[list[Participant]]:
+    """Participants in site and screening-number order, ``batch`` at a time."""
+    last: tuple[str, int] | None = None
+    while True:
+        stmt = select(Participant).order_by(col(Participant.site_code), col(Participant.number))
+        if randomized_only:
+            stmt = stmt.where(col(Participant.randomization_number).is_not(None))
+        if last is not None:
+            stmt = stmt.where(
+                tuple_(col(Participant.site_code), col(Participant.number)) > tuple_(*last)
+            )
+        rows = list(session.exec(stmt.limit(batch)))
+        if rows:
+            yield rows
+        if len(rows) < batch:
+            return
+        last = (rows[-1].site_code, rows[-1].number)
+
+
+def count_participants(session: Session, *, randomized_only: bool) -> int:
+    stmt = select(func.count()).select_from(Participant)
+    if randomized_only:
+        stmt = stmt.where(col(Participant.randomization_number).is_not(None))
+    return int(session.exec(stmt).one())
+
+
+# The diary columns every reader needs, then what diary.csv adds. Plain driver SQL: at
+# millions of rows SQLAlchemy's per-row result processing would cost more than the query.
+_DAY_FIELDS = "participant_id, day, headache, severity, duration_hours, acute_medication"
+_RECORD_FIELDS = ", recorded_by, recorded_at"
+
+
+def _current_rows(session: Session, ids: Sequence[str], *, with_record: bool
+                  ) -> Sequence[Any]:
+    """The current version of every diary day of these participants, by participant and
+    date, as driver tuples."""
+    if not ids:
+        return []
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"SELECT {_DAY_FIELDS}{_RECORD_FIELDS if with_record else ''} FROM diary_entry "
+           f"WHERE current AND participant_id IN ({', '.join([mark] * len(ids))}) "
+           "ORDER BY participant_id, day")
+    cursor = conn.connection.cursor()  # the transaction's own driver connection
+    try:
+        cursor.execute(sql, tuple(ids))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _dispensed(session: Session, ids: Sequence[str]) -> set[str]:
+    stmt = select(Preparation.participant_id).where(col(Preparation.participant_id).in_(ids))
+    return set(session.exec(stmt).all())
+
+
+def anchors_of(p: Participant) -> Anchors:
+    return Anchors(
+        randomized_on=p.randomized_at.date() if p.randomized_at else None,
+        infused_on=date.fromisoformat(p.infusion_date) if p.infusion_date else None,
+    )
+
+
+def _days_by_participant(rows: Sequence[Any]) -> dict[str, list[DiaryDay]]:
+    by: dict[str, list[DiaryDay]] = {}
+    dates: dict[str, date] = {}
+    for pid, day, headache, severity, hours, acute in rows:
+        on = dates.get(day)
+        if on is None:
+            on = dates[day] = date.fromisoformat(day)
+        days = by.get(pid)
+        if days is None:
+            days = by[pid] = []
+        days.append(DiaryDay(on, bool(headache), severity, hours, bool(acute)))
+    return by
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """One randomized participant's derived outcomes (blinded)."""
+
+    participant: Participant
+    status: str
+    windows: list[WindowOutcome]
+    last_recorded: date | None  # the latest diary day recorded
+
+
+def stream_outcomes(
+    session: Session, *, today: date, batch: int = BATCH
+) -> Iterator[list[OutcomeRecord]]:
+    """Every randomized participant's outcomes in every window, a batch at a time."""
+    rules = stored_protocol(session).diary
+    for people in participant_batches(session, randomized_only=True, batch=batch):
+        ids = [p.id for p in people]
+        days = _days_by_participant(_current_rows(session, ids, with_record=False))
+        dispensed = _dispensed(session, ids)
+        records = []
+        for p in people:
+            mine = days.get(p.id, [])
+            windows = derive_outcomes(
+                mine, anchors_of(p), rules, today=today,
+                last_day=p.withdrawn_at.date() if p.withdrawn_at else None,
+            )
+            records.append(OutcomeRecord(p, status_of(p, dispensed=p.id in dispensed),
+                                         windows, mine[-1].day if mine else None))
+        yield records
+
+
+# --- the arm (unblinded export only) -----------------------------------------------------------
+
+
+ArmOf = Callable[[Participant], str]
+
+
+def _refuse(session: Session, actor: Actor, kind: str, why: str, clock: Clock) -> ExportRefused:
+    audit.record(session, actor, action="export.refused", entity="export",
+                 entity_id=f"{kind}/unblinded", reason=why, clock=clock)
+    return ExportRefused(f"the unblinded export is refused: {why}")
+
+
+def _arm_reader(session: Session, actor: Actor, trial: Trial, kind: str, *,
+                password: str | None, clock: Clock) -> ArmOf:
+    """Check that this actor may have arms now, then open envelopes as the pharmacy does."""
+    if trial.locked_at is None:
+        raise _refuse(session, actor, kind, "the database is not locked yet (an investigator "
+                      "locks it with `trialkit lock`)", clock)
+    if not actor.custodian:
+        raise _refuse(session, actor, kind, f"{actor.name} is not an unblinding custodian",
+                      clock)
+    if not password:
+        raise InvalidInput("the unblinded export needs your password (it unlocks your "
+                           "custodian key)")
+    custodian_private_key(session, actor, password)  # a wrong password stops here, early
+    # Imported here: the pharmacy module is only needed (and only loaded) to unblind.
+    from trialkit.services.pharmacy import _open
+
+    protocol = stored_protocol(session)
+
+    def arm_of(p: Participant) -> str:
+        return _open(session, actor, p, password=password, purpose=f"unblinded {kind} export",
+                     protocol=protocol, clock=clock).arm_code
+
+    return arm_of
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Counts:
+    rows: int = 0
+    participants: int = 0
+    done: int = 0
+    total: int = 0
+    progress: Progress | None = None
+    escaped: dict[str, str] = field(default_factory=dict)
+
+    def text(self, value: str) -> str:
+        """``escape_text`` once per distinct value."""
+        shown = self.escaped.get(value)
+        if shown is None:
+            shown = self.escaped[value] = escape_text(value)
+        return shown
+
+    def advance(self, people: int) -> None:
+        self.done += people
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def _outcome_rows(records: Sequence[OutcomeRecord], n: _Counts,
+                  arm_of: ArmOf | None) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    t = n.text
+    for r in records:
+        p = r.participant
+        assert p.randomized_at is not None and p.randomization_number is not None
+        head = [t(p.id), t(p.site_code), t(p.stratum_code), t(p.randomization_number),
+                p.randomized_at.date(), p.infusion_date, t(r.status),
+                _YES_NO[p.unblinded_emergency]]
+        tail = [t(arm_of(p))] if arm_of is not None else []
+        for w in r.windows:
+            rows.append([*head, t(w.window), w.start, w.end, w.days_expected,
+                         w.days_recorded, w.headache_days, w.moderate_severe_days,
+                         w.acute_medication_days, w.headache_days_28,
+                         w.baseline_headache_days_28, w.change_from_baseline, *tail])
+    return rows
+
+
+def _write_outcomes(session: Session, out: _HashedCsv, n: _Counts, today: date, batch: int,
+                    arm_of: ArmOf | None) -> None:
+    n.total = count_participants(session, randomized_only=True)
+    for records in stream_outcomes(session, today=today, batch=batch):
+        rows = _outcome_rows(records, n, arm_of)
+        out.rows(rows)
+        n.rows += len(rows)
+        n.participants += len(records)
+        n.advance(len(records))
+
+
+def _utc_text(value: Any) -> str:
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # SQLite keeps UTC without its zone (store.types)
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _diary_rows(session: Session, people: Sequence[Participant], n: _Counts,
+                protocol: Protocol, arm_of: ArmOf | None) -> list[list[Any]]:
+    rules = protocol.diary
+    by_id = {p.id: p for p in people}
+    anchors = {p.id: anchors_of(p) for p in people}
+    arms: dict[str, str] = {}
+    times: dict[Any, str] = {}
+    rows: list[list[Any]] = []
+    t = n.text
+    for pid, day, headache, severity, hours, acute, by, at in _current_rows(
+            session, list(by_id), with_record=True):
+        d = DiaryDay(date.fromisoformat(day), bool(headache), severity, hours, bool(acute))
+        a = anchors[pid]
+        w = window_of(d.day, a, rules)
+        shown_at = times.get(at)
+        if shown_at is None:
+            shown_at = times[at] = _utc_text(at)
+        row = [t(pid), d.day, study_day(d.day, a.infused_on), t(w.code) if w else None,
+               _YES_NO[d.headache], t(severity), hours, _YES_NO[d.acute_medication],
+               _YES_NO[is_headache_day(d, rules)], t(by), shown_at]
+        if arm_of is not None:
+            if pid not in arms:
+                p = by_id[pid]
+                arms[pid] = t(arm_of(p)) if p.randomization_number is not None else ""
+            row.append(arms[pid])
+        rows.append(row)
+    return rows
+
+
+def _write_diary(session: Session, out: _HashedCsv, n: _Counts, batch: int,
+                 arm_of: ArmOf | None) -> None:
+    protocol = stored_protocol(session)
+    n.total = count_participants(session, randomized_only=False)
+    for people in participant_batches(session, randomized_only=False, batch=batch):
+        rows = _diary_rows(session, people, n, protocol, arm_of)
+        out.rows(rows)
+        n.rows += len(rows)
+        n.participants += len({r[0] for r in rows})
+        n.advance(len(people))
+
+
+def _sha256_of(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def export_table(
+    session: Session,
+    actor: Actor,
+    kind: str,
+    files: ExportFiles,
+    *,
+    clock: Clock,
+    unblinded: bool = False,
+    password: str | None = None,
+    progress: Progress | None = None,
+    batch: int = BATCH,
+) -> ExportResult:
+    """Write ``outcomes`` or ``diary`` with its data dictionary and manifest (under
+    ``files``' temporary names) and audit the export with each file's SHA-256. The caller
+    commits, then calls ``files.publish()``."""
+    require(actor, Permission.EXPORT)
+    if kind not in KINDS:
+        raise InvalidInput(f"unknown export {kind!r}: choose {' or '.join(KINDS)}")
+    trial = get_trial(session)
+    protocol = stored_protocol(session)
+    arm_of = (_arm_reader(session, actor, trial, kind, password=password, clock=clock)
+              if unblinded else None)
+    today = clock.now().date()
+    specs = (outcome_columns if kind == "outcomes" else diary_columns)(
+        protocol, unblinded=unblinded)
+    n = _Counts(progress=progress)
+    with files.partial(files.data).open("wb") as stream:
+        out = _HashedCsv(stream)
+        out.rows([[s.name for s in specs]])
+        if kind == "outcomes":
+            _write_outcomes(session, out, n, today, batch, arm_of)
+        else:
+            _write_diary(session, out, n, batch, arm_of)
+    data = ExportedFile(files.data, out.sha256.hexdigest(), out.bytes)
+    with files.partial(files.dictionary).open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(_dictionary_rows(specs, trial.training))
+    dictionary = ExportedFile(files.dictionary, *_sha256_of(files.partial(files.dictionary)))
+    manifest_doc = _manifest(trial, actor, kind, unblinded, clock, today, n, specs,
+                             (data, dictionary))
+    files.partial(files.manifest).write_text(
+        json.dumps(manifest_doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    manifest = ExportedFile(files.manifest, *_sha256_of(files.partial(files.manifest)))
+    result = ExportResult(kind, not unblinded, trial.training, n.rows, n.participants, today,
+                          (data, dictionary, manifest))
+    audit.record(
+        session,
+        actor,
+        action=f"export.{kind}",
+        entity="export",
+        entity_id=data.sha256,
+        after={
+            "kind": kind,
+            "blinded": not unblinded,
+            "training": trial.training,
+            "as_of": today.isoformat(),
+            "rows": n.rows,
+            "participants": n.participants,
+            "protocol_sha256": trial.protocol_sha256,
+            "files": {f.path.name: f.sha256 for f in result.files},
+        },
+        reason=f"{'unblinded' if unblinded else 'blinded'} {kind} export to {files.data.name}",
+        clock=clock,
+    )
+    return result
+
+
+def _manifest(trial: Trial, actor: Actor, kind: str, unblinded: bool, clock: Clock,
+              today: date, n: _Counts, specs: Sequence[ColumnSpec],
+              written: Sequence[ExportedFile]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if trial.training:
+        doc["TRAINING"] = TRAINING_NOTICE
+    doc |= {
+        "trial": trial.trial_code,
+        "title": trial.title,
+        "protocol_version": trial.protocol_version,
+        "protocol_sha256": trial.protocol_sha256,
+        "training": trial.training,
+        "export": kind,
+        "blinded": not unblinded,
+        "created_at": clock.now().astimezone(UTC).isoformat(timespec="seconds"),
+        "created_by": actor.name,
+        "as_of": today.isoformat(),
+        "database_locked_at": (trial.locked_at.astimezone(UTC).isoformat(timespec="seconds")
+                               if trial.locked_at else None),
+        "rows": n.rows,
+        "participants": n.participants,
+        "columns": [s.name for s in specs],
+        "files": [{"name": f.path.name, "sha256": f.sha256, "bytes": f.bytes}
+                  for f in written],
+    }
+    return doc

@@ -1,0 +1,73 @@
+"""Database lock: the moment the trial's clinical data is final. After it every clinical
+write (screening, consent, withdrawal, randomization, dispensing, infusion, diary) is
+refused (``trial.ensure_unlocked``) and the unblinded export becomes possible. A lock is
+never undone; emergency unblinding still works after it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from trialkit.domain.clock import Clock
+from trialkit.domain.roles import Permission
+from trialkit.services import audit
+from trialkit.services.actor import Actor, require
+from trialkit.services.trial import ensure_unlocked, get_trial, trial_snapshot
+from trialkit.store.models import DiaryEntry, Participant
+
+
+@dataclass(frozen=True)
+class LockResult:
+    """What was locked, and what the lock covers (counts only: blinded)."""
+
+    trial_code: str
+    locked_at: datetime
+    locked_by: str
+    participants: int
+    randomized: int
+    diary_days: int
+    training: bool
+
+
+def lock_database(session: Session, actor: Actor, *, clock: Clock) -> LockResult:
+    """Lock the database (investigator). Audited; a second lock is refused."""
+    require(actor, Permission.LOCK)
+    # Write transactions run one at a time (store.db), so no second lock can slip in
+    # between this check and the commit.
+    audit.lock_chain(session)
+    ensure_unlocked(session)
+    trial = get_trial(session)
+    before = trial_snapshot(session, trial)
+    now = clock.now().astimezone(UTC)
+    trial.locked_at, trial.locked_by = now, actor.name
+    session.add(trial)
+    session.flush()
+    counted = select(func.count()).select_from(Participant)
+    participants = int(session.exec(counted).one())
+    randomized = int(session.exec(
+        counted.where(col(Participant.randomization_number).is_not(None))).one())
+    days = int(session.exec(select(func.count()).select_from(DiaryEntry)
+                            .where(col(DiaryEntry.current).is_(True))).one())
+    audit.record(
+        session,
+        actor,
+        action="trial.lock",
+        entity="trial",
+        entity_id=trial.trial_code,
+        before=before,
+        after=trial_snapshot(session, trial),
+        reason=(f"database lock: {participants} participants screened, {randomized} "
+                f"randomized, {days} diary days"),
+        clock=clock,
+    )
+    return LockResult(trial.trial_code, now, actor.name, participants, randomized, days,
+                      trial.training)
+
+
+def lock_state(session: Session) -> tuple[datetime, str | None] | None:
+    """When and by whom the database was locked, or None while it is open."""
+    trial = get_trial(session)
+    return None if trial.locked_at is None else (trial.locked_at, trial.locked_by)

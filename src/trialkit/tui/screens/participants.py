@@ -1,0 +1,386 @@
+"""Participants at the coordinator's sites: filter, search, and the enrolment steps
+(screen, consent, randomize, withdraw) for the selected one. Nothing here depends on an
+arm: randomizing answers with a randomization number and a label code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+
+from trialkit.domain.errors import TrialkitError
+from trialkit.domain.roles import Permission
+from trialkit.tui.commands import (
+    BACK,
+    RANDOMIZE,
+    RECORD_CONSENT,
+    REFRESH,
+    SCREEN_PARTICIPANT,
+    SEARCH,
+    WITHDRAW,
+)
+from trialkit.tui.dialogs.confirm import ConfirmDialog
+from trialkit.tui.dialogs.consent import ConsentDialog, ConsentEntry
+from trialkit.tui.dialogs.randomized import RandomizedDialog
+from trialkit.tui.dialogs.withdraw import WithdrawDialog
+from trialkit.tui.messages import (
+    ParticipantChanged,
+    ParticipantRandomized,
+    ParticipantsLoaded,
+    ProtocolLoaded,
+    ServiceFailed,
+)
+from trialkit.tui.screens.screening import ScreeningScreen, screening_outcome
+from trialkit.tui.trial_db import TrialDatabase
+from trialkit.tui.widgets.training_banner import TrainingBanner
+
+if TYPE_CHECKING:
+    from trialkit.domain.protocol import Protocol
+    from trialkit.services.actor import Actor
+    from trialkit.services.enrolment import ParticipantView
+
+# The statuses the enrolment service reports, in the order a participant goes through them
+# ("dispensed": the pharmacy has prepared the infusion, alike for every arm).
+STATUSES = (
+    "eligible", "ineligible", "consented", "randomized", "dispensed", "infused", "withdrawn"
+)
+COLUMNS = ("Participant", "Stratum", "Status", "Rand. no.", "Label code")
+WRITE_ACTIONS = frozenset(
+    {SCREEN_PARTICIPANT.action, RECORD_CONSENT.action, RANDOMIZE.action, WITHDRAW.action}
+)
+
+
+def describe_participant(p: ParticipantView) -> str:
+    """One line about the selected participant (blinded: no arm, nothing arm-dependent)."""
+    parts = [f"{p.id} · {p.status}", f"{p.age} y, {p.sex}, {p.weight_kg:g} kg"]
+    if p.failed:
+        parts.append(f"failed {', '.join(p.failed)}")
+    if p.consent_date:
+        parts.append(f"consented {p.consent_date}")
+    if p.randomization_number:
+        parts.append(f"{p.randomization_number}, label {p.label_code}")
+    if p.unblinded_emergency:
+        parts.append("EMERGENCY-UNBLINDED")
+    return " · ".join(parts)
+
+
+def refusal(action: str, p: ParticipantView) -> str | None:
+    """Why this step cannot be taken for this participant now, or None if it can."""
+    if p.status == "withdrawn":
+        return f"{p.id} has withdrawn."
+    if action == RECORD_CONSENT.action and p.status != "eligible":
+        reason = {"ineligible": "is not eligible"}.get(p.status, f"is already {p.status}")
+        return f"{p.id} {reason}: consent is recorded once, for an eligible participant."
+    if action == RANDOMIZE.action and p.status != "consented" and not p.randomization_number:
+        return f"{p.id} is {p.status}: randomize after consent."
+    return None
+
+
+class ParticipantsScreen(Screen[None]):
+    """The participants this user may see, with the coordinator's enrolment steps."""
+
+    BINDINGS = [
+        c.binding()
+        for c in (SCREEN_PARTICIPANT, RECORD_CONSENT, RANDOMIZE, WITHDRAW, SEARCH, REFRESH, BACK)
+    ]
+
+    def __init__(self, db: TrialDatabase, actor: Actor, sites: tuple[str, ...]) -> None:
+        super().__init__()
+        self._db = db
+        self._actor = actor
+        self._sites = sites
+        self._protocol: Protocol | None = None
+        self._shown: dict[str, ParticipantView] = {}
+        self._select_after_load: str | None = None
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        """Filters on top, the table, a line about the selected participant."""
+        yield Header()
+        yield TrainingBanner()
+        with Horizontal(id="participant-filters"):
+            yield Select([(s, s) for s in self._sites], prompt="All sites", id="site-filter",
+                         compact=True)
+            yield Select([(s, s) for s in STATUSES], prompt="Any status", id="status-filter",
+                         compact=True)
+            yield Input(placeholder="/ search id", id="search", compact=True)
+        table: DataTable[str] = DataTable(id="participants", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("Reading the participants…", id="participant-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Columns, then read the protocol and the list."""
+        self.sub_title = "Participants"
+        table = self.query_one("#participants", DataTable)
+        table.add_columns(*COLUMNS)
+        table.focus()
+        self._load_protocol()
+        self.reload()
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _filters(self) -> tuple[str | None, str | None, str | None]:
+        site = self.query_one("#site-filter", Select).value
+        status = self.query_one("#status-filter", Select).value
+        search = self.query_one("#search", Input).value.strip()
+        return (
+            site if isinstance(site, str) else None,
+            status if isinstance(status, str) else None,
+            search or None,
+        )
+
+    def reload(self, select: str | None = None) -> None:
+        """Read the list again with the current filters (and then select ``select``)."""
+        self._select_after_load = select or self.selected_id()
+        site, status, search = self._filters()
+        self._load(site, status, search)
+
+    @work(thread=True, exclusive=True, group="participants")
+    def _load(self, site: str | None, status: str | None, search: str | None) -> None:
+        try:
+            rows = self._db.participants(self._actor, site=site, status=status, search=search)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(ParticipantsLoaded(rows))
+
+    @work(thread=True, exclusive=True, group="protocol")
+    def _load_protocol(self) -> None:
+        try:
+            protocol = self._db.protocol()
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(ProtocolLoaded(protocol))
+
+    def on_protocol_loaded(self, message: ProtocolLoaded) -> None:
+        """The criteria and consent forms are known: screening and consent can start."""
+        self._protocol = message.protocol
+        self.refresh_bindings()
+
+    def on_participants_loaded(self, message: ParticipantsLoaded) -> None:
+        """Fill the table, keeping the selection where it was (or on the one just changed)."""
+        table = self.query_one("#participants", DataTable)
+        table.clear()
+        self._shown = {p.id: p for p in message.participants}
+        for p in message.participants:
+            table.add_row(
+                p.id, p.stratum, p.status, p.randomization_number or "", p.label_code or "",
+                key=p.id,
+            )
+        wanted = self._select_after_load
+        if wanted in self._shown:
+            table.move_cursor(row=table.get_row_index(wanted))
+        self._show_selected()
+        self.refresh_bindings()
+
+    def on_select_changed(self, _event: Select.Changed) -> None:
+        """A filter changed."""
+        self.reload()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Search as you type."""
+        if event.input.id == "search":
+            self.reload()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the search box goes to the table."""
+        event.stop()
+        self.query_one("#participants", DataTable).focus()
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        """Describe the participant under the cursor."""
+        self._show_selected()
+        self.refresh_bindings()
+
+    def selected(self) -> ParticipantView | None:
+        """The participant under the cursor, if any."""
+        pid = self.selected_id()
+        return None if pid is None else self._shown.get(pid)
+
+    def selected_id(self) -> str | None:
+        """The id of the participant under the cursor, if any."""
+        table = self.query_one("#participants", DataTable)
+        if not self._shown or table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return key if isinstance(key, str) else None
+
+    def _show_selected(self) -> None:
+        p = self.selected()
+        if p is not None:
+            text = describe_participant(p)
+        elif self._filters() != (None, None, None):
+            text = "No participant matches these filters."
+        else:
+            text = "No participants yet."
+            if self._actor.can(Permission.ENROL):
+                text += f" Press {SCREEN_PARTICIPANT.key} to screen one."
+        self.query_one("#participant-detail", Static).update(Content(text))
+
+    # --- which steps are offered -------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Enrolment steps only for those who enrol; greyed while nothing is selected."""
+        if action not in WRITE_ACTIONS:
+            return True
+        if not self._actor.can(Permission.ENROL):
+            return False
+        if action == SCREEN_PARTICIPANT.action:
+            return True if self._protocol is not None else None
+        return True if self.selected() is not None else None
+
+    def _target(self, action: str) -> ParticipantView | None:
+        """The selected participant, if this step may be taken for them (else say why)."""
+        p = self.selected()
+        if p is None or self._busy:
+            return None
+        reason = refusal(action, p)
+        if reason is not None:
+            self.notify(reason, title=p.id, severity="warning")
+            return None
+        return p
+
+    # --- the steps ---------------------------------------------------------------------
+
+    def action_screen_participant(self) -> None:
+        """Open the screening form."""
+        if self._protocol is None:
+            return
+        sites = tuple(sorted(self._actor.sites)) or self._sites
+        form = ScreeningScreen(self._db, self._actor, self._protocol, sites)
+        self.app.push_screen(form, self._screened)
+
+    def _screened(self, view: ParticipantView | None) -> None:
+        if view is not None:
+            self._tell(screening_outcome(view), warn=not view.eligible)
+            self._clear_filters()
+            self.reload(select=view.id)
+
+    def action_record_consent(self) -> None:
+        """Ask for the consent date and form version, then record them."""
+        p = self._target(RECORD_CONSENT.action)
+        if p is None or self._protocol is None:
+            return
+        dialog = ConsentDialog(
+            p.id, today=self._db.clock.now().date(),
+            form_versions=self._protocol.consent.form_versions,
+        )
+
+        def record(entry: ConsentEntry | None) -> None:
+            if entry is not None:
+                self._run(lambda: self._db.consent(
+                    self._actor, p.id, on=entry.on, form_version=entry.form_version
+                ), "consented")
+
+        self.app.push_screen(dialog, record)
+
+    def action_randomize(self) -> None:
+        """Confirm, then claim the next sealed envelope. Asking again for a randomized
+        participant shows the same number and uses no envelope, so it needs no confirming."""
+        p = self._target(RANDOMIZE.action)
+        if p is None:
+            return
+        if p.randomization_number:
+            self._randomize(p.id)
+            return
+        question = (
+            f"Randomize {p.id} (stratum {p.stratum})?\n\nThis takes the next sealed envelope "
+            "of the stratum and cannot be undone."
+        )
+        dialog = ConfirmDialog(f"Randomize {p.id}", question, confirm="Randomize")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._randomize(p.id)
+
+        self.app.push_screen(dialog, confirmed)
+
+    def _randomize(self, pid: str) -> None:
+        self._busy = True
+        self._claim(pid)
+
+    @work(thread=True, exclusive=True, group="enrolment")
+    def _claim(self, pid: str) -> None:
+        try:
+            result = self._db.randomize(self._actor, pid)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(ParticipantRandomized(result))
+
+    def on_participant_randomized(self, message: ParticipantRandomized) -> None:
+        """Show the number and label code; the list shows them too."""
+        self._busy = False
+        r = message.randomization
+        self.app.push_screen(RandomizedDialog(r))
+        self.reload(select=r.participant_id)
+
+    def action_withdraw(self) -> None:
+        """Ask for the reason, then withdraw."""
+        p = self._target(WITHDRAW.action)
+        if p is None:
+            return
+
+        def withdraw(reason: str | None) -> None:
+            if reason is not None:
+                self._run(lambda: self._db.withdraw(self._actor, p.id, reason=reason), "withdrawn")
+
+        self.app.push_screen(WithdrawDialog(p.id), withdraw)
+
+    def _run(self, call: Callable[[], ParticipantView], what: str) -> None:
+        self._busy = True
+        self._change(call, what)
+
+    @work(thread=True, exclusive=True, group="enrolment")
+    def _change(self, call: Callable[[], ParticipantView], what: str) -> None:
+        try:
+            view = call()
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(ParticipantChanged(view, what))
+
+    def on_participant_changed(self, message: ParticipantChanged) -> None:
+        """Consented or withdrawn: say so and show it."""
+        self._busy = False
+        self._tell(f"{message.participant.id} {message.what}.")
+        self.reload(select=message.participant.id)
+
+    def on_service_failed(self, _message: ServiceFailed) -> None:
+        """Refused (the app shows why): ready for the next step."""
+        self._busy = False
+
+    def _tell(self, text: str, *, warn: bool = False) -> None:
+        self.notify(text, title="Participants", severity="warning" if warn else "information")
+
+    # --- moving around -----------------------------------------------------------------
+
+    def _clear_filters(self) -> None:
+        with self.prevent(Select.Changed, Input.Changed):
+            self.query_one("#site-filter", Select).clear()
+            self.query_one("#status-filter", Select).clear()
+            self.query_one("#search", Input).value = ""
+
+    def action_focus_search(self) -> None:
+        """Put the cursor in the search box."""
+        self.query_one("#search", Input).focus()
+
+    def action_refresh(self) -> None:
+        """Read the list again."""
+        self.reload()
+
+    def action_back(self) -> None:
+        """From a filter, back to the table; from the table, back home."""
+        table = self.query_one("#participants", DataTable)
+        if not table.has_focus:
+            table.focus()
+        else:
+            self.dismiss(None)

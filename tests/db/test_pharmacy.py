@@ -1,0 +1,678 @@
+"""The research pharmacy through its services, on SQLite and (with TRIALKIT_TEST_PG_URL) on
+PostgreSQL: the dispense queue, opening an envelope, recording the preparation, labels and
+reprints, emergency unblinding, and every refusal on the way.
+
+Each backend's trial is built once per module (``World``): the staff, lists sealed so that
+every stratum reads KET, PLA, KET, PLA, ... (the generator is forced, so the tests know the
+arms), and participants randomized through the real services. Each test works in a ``Box``
+whose changes are rolled back at its end, so every test starts from that same trial."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, func, update
+from sqlmodel import Session, col, select
+
+from tests.builders import PROTOCOL, consented, record_baseline, staff
+from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, add_user, sign_in
+from tests.db.test_allocation import empty_database
+from tests.unit.test_labels import differences, page_texts, render
+from trialkit.domain.errors import (
+    AuthenticationFailed,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Refused,
+    TrialkitError,
+)
+from trialkit.domain.procedures import Block
+from trialkit.domain.protocol import load_protocol
+from trialkit.domain.roles import Role
+from trialkit.labels import LabelSheet, render_labels
+from trialkit.services import audit, integrity
+from trialkit.services.actor import Actor
+from trialkit.services.allocation import seal_lists
+from trialkit.services.auth import login
+from trialkit.services.enrolment import ParticipantView, list_participants, randomize, withdraw
+from trialkit.services.pharmacy import (
+    Dispensing,
+    EnvelopeBroken,
+    PharmacyRefused,
+    QueueEntry,
+    Unblinding,
+    dispense,
+    dispense_queue,
+    print_labels,
+    read_preparation,
+    unblind,
+)
+from trialkit.services.setup import initialize
+from trialkit.services.users import create_user
+from trialkit.store.db import make_engine, transaction
+from trialkit.store.models import AuditEvent, Envelope, Participant, Preparation, Trial
+
+# Every stratum's list reads KET, PLA, KET, PLA, ...: so are the participants randomized.
+ARMS = {"TWH-001": "KET", "TWH-002": "PLA", "TWH-003": "KET", "TWH-004": "PLA",
+        "TWH-005": "KET", "SHS-001": "KET"}
+WEIGHTS = {"TWH-001": 70.0, "TWH-002": 70.0, "TWH-003": 68.3, "TWH-004": 70.0,
+           "TWH-005": 55.0, "TWH-006": 70.0, "SHS-001": 90.0}
+WITHDRAWN, NOT_RANDOMIZED = "TWH-005", "TWH-006"
+# Lots differ by arm, in content and in length: neither may show anywhere blinded.
+LOTS = {"KET": {"bolus": "K2403-117", "infusion": "K2403-118"},
+        "PLA": {"bolus": "S2311-042", "infusion": "NS-2311-0043-BAG"}}
+ARM_WORDS = re.compile(r"\b(?:KET|PLA|ketamine|placebo|saline|chloride)\b", re.IGNORECASE)
+
+
+def arm_words(shown: str) -> list[str]:
+    """Arm words in something blinded people see (the public trial title set aside)."""
+    return ARM_WORDS.findall(shown.replace(PROTOCOL.trial.title, "<title>"))
+
+
+def alternating(arm_codes: Sequence[str], ratio: Sequence[int], block_sizes: Sequence[int],
+                n_slots: int, rng: Any) -> list[Block]:
+    """A stand-in for ``generate_blocks``: one block reading the arms in turn."""
+    return [Block(n_slots, tuple(arm_codes[i % len(arm_codes)] for i in range(n_slots)))]
+
+
+@dataclass(frozen=True)
+class World:
+    """KetHead with alice (admin), phil and pia (pharmacists), cora (coordinator, TWH and
+    SHS), tess (coordinator, TWH), ivan (custodian investigator), iris (investigator) and
+    mona (monitor) signed in, and the participants of ``ARMS`` randomized."""
+
+    url: str
+    engine: Engine
+    at: datetime
+    actors: Mapping[str, Actor]
+
+
+@contextmanager
+def build_world(backend: str, folder: Path, *, training: bool = False) -> Iterator[World]:
+    with empty_database(backend, folder) as url:
+        engine = make_engine(url, must_exist=False)
+        clock = SteppingClock()
+        try:
+            initialize(engine, load_protocol(KETHEAD), admin=ADMIN, admin_password=PASSWORD,
+                       training=training, clock=clock)
+            alice = sign_in(engine, ADMIN, clock)
+            actors = {ADMIN: alice, **staff(engine, alice, clock)}
+            for name, role, custodian in (("pia", Role.PHARMACIST, False),
+                                          ("ivan", Role.INVESTIGATOR, True),
+                                          ("iris", Role.INVESTIGATOR, False),
+                                          ("mona", Role.MONITOR, False)):
+                add_user(engine, alice, clock, name, role, custodian=custodian)
+                actors[name] = sign_in(engine, name, clock)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr("trialkit.services.allocation.generate_blocks", alternating)
+                with transaction(engine) as s:
+                    seal_lists(s, alice, per_stratum=8, block_sizes=None, clock=clock)
+            cora = actors["cora"]
+            people = [consented(engine, cora, clock, site=pid[:3],
+                                headache_type="CM" if pid.startswith("TWH") else "CDH",
+                                weight_kg=weight).id
+                      for pid, weight in WEIGHTS.items()]
+            assert people == list(WEIGHTS)
+            randomized = [pid for pid in people if pid in ARMS]
+            record_baseline(engine, cora, clock, *randomized)
+            for pid in randomized:
+                with transaction(engine) as s:
+                    randomize(s, cora, pid, clock=clock)
+            with transaction(engine) as s:
+                withdraw(s, cora, WITHDRAWN, reason="moved away", clock=clock)
+            clock.advance(minutes=5)
+            yield World(url, engine, clock.now(), actors)
+        finally:
+            engine.dispose()
+
+
+class Box:
+    """One test's window on a world: whatever happens through it is rolled back when the
+    test ends. Transactions behave as ``store.db.transaction`` (on savepoints)."""
+
+    def __init__(self, world: World, conn: Connection) -> None:
+        self.world = world
+        self.conn = conn
+        self.clock = SteppingClock(world.at)
+        self.added: dict[str, Actor] = {}  # users added in this box
+
+    def actor(self, name: str) -> Actor:
+        return self.added.get(name) or self.world.actors[name]
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        session = Session(bind=self.conn, join_transaction_mode="create_savepoint",
+                          expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except TrialkitError as exc:
+            if exc.keep_record:
+                session.commit()
+            else:
+                session.rollback()
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # what people do
+
+    def dispense(self, pid: str, *, by: str = "phil", password: str = PASSWORD,
+                 **record: Any) -> Dispensing:
+        with self.tx() as s:
+            return dispense(s, self.actor(by), pid, password=password, clock=self.clock,
+                            **record)
+
+    def prepare(self, pid: str, *, by: str = "phil", checker: str = "pia",
+                labels: bool = True) -> Dispensing:
+        """Open, prepare (with the lots of the participant's arm) and record."""
+        return self.dispense(pid, by=by, lots=LOTS[ARMS[pid]], checked_by=checker,
+                             print_labels=labels)
+
+    def queue(self, by: str = "phil", **kw: Any) -> list[QueueEntry]:
+        with self.tx() as s:
+            return dispense_queue(s, self.actor(by), **kw)
+
+    def labels(self, pid: str, *, by: str = "phil") -> LabelSheet:
+        with self.tx() as s:
+            return print_labels(s, self.actor(by), pid, clock=self.clock)
+
+    def read(self, pid: str, *, by: str = "phil") -> Dispensing:
+        with self.tx() as s:
+            return read_preparation(s, self.actor(by), pid, password=PASSWORD,
+                                    clock=self.clock)
+
+    def unblind(self, pid: str, reason: str, *, by: str = "ivan",
+                password: str = PASSWORD) -> Unblinding:
+        with self.tx() as s:
+            return unblind(s, self.actor(by), pid, reason=reason, password=password,
+                           clock=self.clock)
+
+    def participants(self, by: str = "cora") -> dict[str, ParticipantView]:
+        with self.tx() as s:
+            return {v.id: v for v in list_participants(s, self.actor(by))}
+
+    def add_pharmacist(self, name: str, sites: list[str] | None = None) -> Actor:
+        with self.tx() as s:
+            create_user(s, self.actor(ADMIN), name=name, role=Role.PHARMACIST,
+                        password=PASSWORD, sites=sites or [], custodian=False, clock=self.clock)
+        with self.tx() as s:
+            self.added[name] = login(s, name, PASSWORD, clock=self.clock)
+        return self.added[name]
+
+    # what is stored
+
+    def events(self, action: str | None = None) -> list[AuditEvent]:
+        with self.tx() as s:
+            stmt = select(AuditEvent).order_by(col(AuditEvent.seq))
+            if action:
+                stmt = stmt.where(AuditEvent.action == action)
+            return list(s.exec(stmt).all())
+
+    def preparation(self, pid: str) -> Preparation | None:
+        with self.tx() as s:
+            return s.get(Preparation, pid)
+
+    def state(self) -> tuple[int, int, int, str]:
+        """Audit events, preparations, participants flagged as unblinded, and the chain
+        head: what "nothing was written" is checked against."""
+        with self.tx() as s:
+            events = s.exec(select(func.count()).select_from(AuditEvent)).one()
+            preps = s.exec(select(func.count()).select_from(Preparation)).one()
+            flagged = s.exec(select(func.count()).select_from(Participant)
+                             .where(col(Participant.unblinded_emergency))).one()
+            head = s.exec(select(AuditEvent.hash).order_by(col(AuditEvent.seq).desc())).first()
+        return int(events), int(preps), int(flagged), head or ""
+
+    def verify(self) -> integrity.VerifyReport:
+        with self.tx() as s:
+            return integrity.verify(s)
+
+    def refused(self, kind: type[TrialkitError], action: Callable[[], Any]) -> TrialkitError:
+        """Do ``action``, expecting it to raise ``kind``; the error."""
+        with pytest.raises(kind) as caught:
+            action()
+        return caught.value
+
+
+@contextmanager
+def window(world: World) -> Iterator[Box]:
+    with world.engine.connect() as conn:
+        outer = conn.begin()
+        try:
+            yield Box(world, conn)
+        finally:
+            outer.rollback()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[World]:
+    with build_world(request.param, tmp_path_factory.mktemp("pharmacy")) as w:
+        yield w
+
+
+@pytest.fixture
+def box(world: World) -> Iterator[Box]:
+    with window(world) as b:
+        yield b
+
+
+# --- the queue -----------------------------------------------------------------------------------
+
+
+def test_the_queue_lists_randomized_participants_awaiting_preparation_oldest_first(
+    box: Box,
+) -> None:
+    queue = box.queue()
+    assert [e.participant_id for e in queue] == ["SHS-001", "TWH-001", "TWH-002", "TWH-003",
+                                                 "TWH-004"]
+    assert {e.participant_id: e.weight_kg for e in queue} == {
+        pid: WEIGHTS[pid] for pid in ARMS if pid != WITHDRAWN}
+    assert [e.participant_id for e in box.queue(site="twh")][0] == "TWH-001"
+    box.prepare("TWH-002")
+    assert "TWH-002" not in [e.participant_id for e in box.queue()]
+
+
+def test_the_queue_holds_blinded_columns_only(box: Box) -> None:
+    fields = {f.name for f in dataclasses.fields(QueueEntry)}
+    assert fields == {"participant_id", "site", "randomization_number", "label_code",
+                      "randomized_at", "weight_kg", "infusion_date", "unblinded_emergency"}
+    assert not arm_words(repr(box.queue()))
+
+
+def test_a_site_bound_pharmacist_sees_the_queue_of_their_sites_only(box: Box) -> None:
+    box.add_pharmacist("sid", sites=["SHS"])
+    assert [e.participant_id for e in box.queue(by="sid")] == ["SHS-001"]
+
+
+@pytest.mark.parametrize("who", ["cora", "mona", ADMIN, "ivan"])
+def test_only_pharmacists_see_the_queue(box: Box, who: str) -> None:
+    err = box.refused(PermissionDenied, lambda: box.queue(by=who))
+    assert "lacks the permission to open allocation envelopes" in err.message
+
+
+# --- opening an envelope -------------------------------------------------------------------------
+
+
+def test_the_pharmacist_opens_the_envelope_and_sees_the_arm_and_how_to_prepare_it(
+    box: Box,
+) -> None:
+    before = box.state()
+    d = box.dispense("TWH-001")
+    assert (d.arm_code, d.arm_name, d.envelope) == ("KET", "Ketamine", "TWH-CM #1")
+    assert (d.randomization_number, d.record, d.labels) == ("R0001", None, None)
+    assert d.products["bolus"].startswith("Ketamine 10 mg/mL")
+    bolus, bag = d.plan.dose("bolus"), d.plan.dose("infusion")
+    assert (bolus.volume_ml, bag.volume_ml, bag.rate_ml_h, bag.hours) == (
+        Decimal("7.0"), Decimal("210.0"), Decimal("35.0"), Decimal("6"))
+    assert d.concomitant == PROTOCOL.dosing.concomitant
+    # only looking: the opening is audited, nothing else is written
+    [opening] = box.events("envelope.open")
+    assert (opening.user_name, opening.entity, opening.entity_id) == ("phil", "envelope",
+                                                                      "TWH-CM#1")
+    assert json.loads(opening.after_json or "") == {
+        "participant": "TWH-001", "list": json.loads(opening.after_json or "")["list"],
+        "purpose": "look"}
+    assert box.state()[0] == before[0] + 1 and box.state()[1:3] == before[1:3]
+    assert "TWH-001" in [e.participant_id for e in box.queue()]
+
+
+def test_the_arms_are_those_the_forced_lists_hold(box: Box) -> None:
+    opened = {pid: box.dispense(pid).arm_code for pid in ARMS if pid != WITHDRAWN}
+    assert opened == {pid: arm for pid, arm in ARMS.items() if pid != WITHDRAWN}
+
+
+def test_the_placebo_is_prepared_in_the_same_volumes_and_rates(box: Box) -> None:
+    ket, pla = box.dispense("TWH-001"), box.dispense("TWH-002")
+    assert (ket.arm_code, pla.arm_code) == ("KET", "PLA")
+    assert ket.plan == pla.plan
+    assert pla.products == {"bolus": "Sodium chloride 0.9 %", "infusion": "Sodium chloride 0.9 %"}
+
+
+def test_recording_the_preparation(box: Box) -> None:
+    box.clock.advance(minutes=12)
+    d = box.prepare("TWH-002")
+    record = d.record
+    assert record is not None and d.labels is not None
+    assert (record.prepared_by, record.checked_by, record.label_prints) == ("phil", "pia", 1)
+    assert record.prepared_at == box.clock.now()
+    assert record.expires_at - record.prepared_at == timedelta(hours=24)
+    assert record.lots == LOTS["PLA"]
+    prep = box.preparation("TWH-002")
+    assert prep is not None and prep.expires_at == record.expires_at
+    assert [e.action for e in box.events()[-2:]] == ["envelope.open", "preparation.record"]
+    assert box.participants()["TWH-002"].status == "dispensed"
+    assert box.verify().ok
+
+
+def test_lower_case_lots_are_taken_in_capitals(box: Box) -> None:
+    d = box.dispense("TWH-001", lots={"bolus": " k2403-117 ", "infusion": "k2403-118"},
+                     checked_by="pia")
+    assert d.record is not None and d.record.lots == LOTS["KET"]
+
+
+def test_lots_are_sealed_and_any_custodian_pharmacist_can_read_them(box: Box) -> None:
+    box.prepare("TWH-001")
+    box.prepare("TWH-002")
+    for pid in ("TWH-001", "TWH-002"):
+        prep = box.preparation(pid)
+        assert prep is not None
+        for lot in LOTS[ARMS[pid]].values():
+            assert lot.encode() not in prep.sealed_details
+        read = box.read(pid, by="pia")
+        assert (read.arm_code, read.record and read.record.lots) == (ARMS[pid], LOTS[ARMS[pid]])
+    assert box.events("envelope.open")[-1].user_name == "pia"
+
+
+def test_the_sealed_details_are_the_same_size_for_both_arms(box: Box) -> None:
+    box.prepare("TWH-001")
+    box.prepare("TWH-002")
+    sizes = {len(p.sealed_details) for p in map(box.preparation, ("TWH-001", "TWH-002")) if p}
+    assert len(sizes) == 1
+
+
+# --- identical labels ----------------------------------------------------------------------------
+
+
+def test_equal_weights_in_opposite_arms_give_identical_labels(box: Box) -> None:
+    ket = box.prepare("TWH-001")
+    box.clock.advance(minutes=17)
+    pla = box.prepare("TWH-002")
+    assert (ket.arm_code, pla.arm_code) == ("KET", "PLA")
+    assert ket.labels is not None and pla.labels is not None
+    own = ("participant_id", "randomization_number", "label_code", "prepared_at", "expires_at")
+    swapped = dataclasses.replace(pla.labels, **{f: getattr(ket.labels, f) for f in own})
+    assert swapped == ket.labels
+    # ... so with the identifiers and times forced equal, the PDFs are the same bytes,
+    assert render_labels(swapped) == render_labels(ket.labels)
+    pdfs = {d.arm_code: render_labels(d.labels) for d in (ket, pla) if d.labels}
+    # and as they come, they differ in text only where the identifiers and times are
+    texts = []
+    for d in (ket, pla):
+        assert d.labels is not None
+        text = "\n".join(page_texts(pdfs[d.arm_code]))
+        for f in own:
+            value = getattr(d.labels, f)
+            shown = f"{value:%Y-%m-%d %H:%M}" if isinstance(value, datetime) else value
+            assert shown in text
+            text = text.replace(shown, f"<{f}>")
+        assert not [lot for lot in LOTS[d.arm_code].values() if lot in text]
+        texts.append(text)
+    assert texts[0] == texts[1]
+    # and in pixels only inside the regions that hold them.
+    for a, b in zip(render(pdfs["KET"]), render(pdfs["PLA"]), strict=True):
+        outside, inside = differences(a, b)
+        assert not outside and inside
+
+
+# --- reprints ------------------------------------------------------------------------------------
+
+
+def test_reprints_are_counted_on_the_label_and_audited(box: Box) -> None:
+    box.prepare("TWH-001", labels=False)
+    prep = box.preparation("TWH-001")
+    assert prep is not None and prep.label_prints == 0
+    first = box.labels("TWH-001")
+    again = box.labels("TWH-001", by="pia")
+    assert (first.print_number, again.print_number) == (1, 2)
+    assert [e.action for e in box.events()[-2:]] == ["label.print", "label.reprint"]
+    assert "REPRINT 1" in page_texts(render_labels(again))[0]
+    assert box.verify().ok
+
+
+def test_labels_before_the_preparation_is_recorded_are_refused(box: Box) -> None:
+    before = box.state()
+    err = box.refused(Refused, lambda: box.labels("TWH-001"))
+    assert "has not been dispensed yet" in err.message
+    assert box.state() == before
+
+
+# --- refused before any envelope is opened -------------------------------------------------------
+
+
+def test_dispensing_again_is_refused_and_reprint_is_the_way(box: Box) -> None:
+    box.prepare("TWH-001")
+    before = box.state()
+    for record in ({}, {"lots": LOTS["KET"], "checked_by": "pia"}):
+        err = box.refused(Refused, lambda r=record: box.dispense("TWH-001", **r))  # type: ignore[misc]
+        assert "TWH-001 was already dispensed" in err.message
+        assert "trialkit label TWH-001 --out FILE.pdf" in err.message
+    assert box.state() == before
+
+
+@pytest.mark.parametrize(("pid", "message"), [
+    (NOT_RANDOMIZED, "TWH-006 has not been randomized: there is no envelope to open"),
+    (WITHDRAWN, "TWH-005 has withdrawn: nothing is prepared for them"),
+])
+def test_a_participant_without_an_envelope_to_open_is_refused(
+    box: Box, pid: str, message: str
+) -> None:
+    before = box.state()
+    err = box.refused(Refused, lambda: box.dispense(pid))
+    assert err.message == message
+    assert box.state() == before
+
+
+def test_an_unknown_participant_is_bad_input(box: Box) -> None:
+    before = box.state()
+    box.refused(NotFound, lambda: box.dispense("TWH-999"))
+    assert box.state() == before
+
+
+@pytest.mark.parametrize(("checker", "kind", "message"), [
+    ("phil", Refused, "phil prepared it, so cannot also check it"),
+    ("cora", Refused, "cora is a coordinator, not a pharmacist"),
+    ("nobody", NotFound, "checked by 'nobody': no user of that name"),
+    ("", InvalidInput, "name the second pharmacist who checked the preparation"),
+])
+def test_the_checker_must_be_another_pharmacist(
+    box: Box, checker: str, kind: type[TrialkitError], message: str
+) -> None:
+    before = box.state()
+    err = box.refused(kind, lambda: box.dispense("TWH-001", lots=LOTS["KET"],
+                                                 checked_by=checker))
+    assert message in err.message
+    assert box.state() == before
+
+
+@pytest.mark.parametrize(("lots", "message"), [
+    ({"bolus": "K", "infusion": "K2403-118"}, "lot number 'K' for bolus: use 3-20"),
+    ({"bolus": "K2403 117", "infusion": "K2403-118"}, "lot number 'K2403 117' for bolus"),
+    ({"bolus": "-K2403", "infusion": "K2403-118"}, "lot number '-K2403' for bolus"),
+    ({"bolus": "K" * 21, "infusion": "K2403-118"}, "for bolus: use 3-20"),
+    ({"bolus": "K2403-117"}, "no lot number for infusion"),
+    ({"bolus": "K2403-117", "infusion": "K2", "syringe": "K3"}, "lot for 'syringe'"),
+    ({}, "no lot number for bolus, infusion"),
+])
+def test_lots_of_the_wrong_shape_are_refused(
+    box: Box, lots: dict[str, str], message: str
+) -> None:
+    before = box.state()
+    err = box.refused(InvalidInput, lambda: box.dispense("TWH-001", lots=lots,
+                                                         checked_by="pia"))
+    assert message in err.message
+    assert box.state() == before
+
+
+def test_labels_need_the_preparation_record(box: Box) -> None:
+    before = box.state()
+    err = box.refused(InvalidInput, lambda: box.dispense("TWH-001", print_labels=True))
+    assert "labels are printed with the preparation record" in err.message
+    assert box.state() == before
+
+
+def test_a_wrong_password_opens_nothing(box: Box) -> None:
+    before = box.state()
+    err = box.refused(AuthenticationFailed,
+                      lambda: box.dispense("TWH-001", password="not-my-password"))
+    assert err.message == "wrong password for the custodian key"
+    assert box.state() == before
+
+
+def test_a_pharmacist_without_the_list_key_is_refused(box: Box) -> None:
+    newt = box.add_pharmacist("newt")  # added after sealing: no list key was granted to them
+    before = box.state()
+    with pytest.raises(Refused, match="newt holds no key to the list of TWH-CM"), box.tx() as s:
+        dispense(s, newt, "TWH-001", password=PASSWORD, clock=box.clock)
+    assert box.state() == before
+
+
+def test_a_site_bound_pharmacist_cannot_open_another_sites_envelope(box: Box) -> None:
+    sid = box.add_pharmacist("sid", sites=["SHS"])
+    with pytest.raises(PermissionDenied, match="sid works at SHS, not at TWH"), box.tx() as s:
+        dispense(s, sid, "TWH-001", password=PASSWORD, clock=box.clock)
+
+
+def test_nothing_is_dispensed_after_the_database_lock(box: Box) -> None:
+    box.conn.execute(update(Trial).values(locked_at=box.clock.now()))
+    before = box.state()
+    err = box.refused(Refused, lambda: box.dispense("TWH-001"))
+    assert "the database was locked" in err.message
+    assert box.state() == before
+
+
+def test_a_tampered_envelope_is_not_used_and_the_failure_is_audited(box: Box) -> None:
+    with box.tx() as s:
+        env = s.exec(select(Envelope).where(Envelope.participant_id == "TWH-001")).one()
+    tampered = bytes([env.ciphertext[0] ^ 1]) + env.ciphertext[1:]
+    box.conn.execute(update(Envelope).where(col(Envelope.id) == env.id)
+                     .values(ciphertext=tampered))
+    err = box.refused(EnvelopeBroken, lambda: box.dispense("TWH-001"))
+    assert "the envelope of TWH-001 (TWH-CM #1) fails its checks" in err.message
+    assert [e.entity_id for e in box.events("envelope.broken")] == ["TWH-CM#1"]
+    assert box.events("envelope.open") == [] and box.preparation("TWH-001") is None
+
+
+# --- permissions ---------------------------------------------------------------------------------
+
+DISPENSE = "lacks the permission to open allocation envelopes"
+UNBLIND = "lacks the permission to emergency-unblind"
+
+
+@pytest.mark.parametrize(("who", "action", "missing"), [
+    ("cora", "dispense", DISPENSE), ("mona", "dispense", DISPENSE),
+    (ADMIN, "dispense", DISPENSE), ("iris", "dispense", DISPENSE), ("ivan", "dispense", DISPENSE),
+    ("cora", "label", DISPENSE), ("mona", "label", DISPENSE), ("iris", "label", DISPENSE),
+    ("cora", "unblind", UNBLIND), ("mona", "unblind", UNBLIND), (ADMIN, "unblind", UNBLIND),
+    ("iris", "unblind", UNBLIND), ("cora", "preparation", DISPENSE),
+])
+def test_other_roles_are_refused_naming_the_permission_and_the_refusal_is_audited(
+    box: Box, who: str, action: str, missing: str
+) -> None:
+    box.prepare("TWH-001")
+    calls: dict[str, Callable[[], Any]] = {
+        "dispense": lambda: box.dispense("TWH-002", by=who),
+        "label": lambda: box.labels("TWH-001", by=who),
+        "unblind": lambda: box.unblind("TWH-001", "curious", by=who),
+        "preparation": lambda: box.read("TWH-001", by=who),
+    }
+    before = box.state()
+    err = box.refused(PharmacyRefused, calls[action])
+    role = box.actor(who).role.value
+    assert err.message == f"{who} ({role}) {missing}"
+    [refusal] = box.events(f"{action}.refused")
+    assert (refusal.user_name, refusal.entity_id, refusal.reason) == (
+        who, "TWH-002" if action == "dispense" else "TWH-001", missing)
+    assert box.state()[0] == before[0] + 1 and box.state()[1:3] == before[1:3]
+
+
+# --- emergency unblinding -------------------------------------------------------------------------
+
+
+def test_a_custodian_investigator_unblinds_one_participant_with_a_reason(box: Box) -> None:
+    u = box.unblind("TWH-002", "  suspected serious\nadverse reaction ")
+    assert (u.participant_id, u.arm_code, u.arm_name) == ("TWH-002", "PLA",
+                                                         "Placebo (0.9 % saline)")
+    assert (u.reason, u.record) == ("suspected serious adverse reaction", None)
+    views = box.participants()
+    assert views["TWH-002"].unblinded_emergency and not views["TWH-001"].unblinded_emergency
+    [event] = box.events("participant.unblind")
+    assert (event.user_name, event.entity_id, event.reason) == (
+        "ivan", "TWH-002", "suspected serious adverse reaction")
+    assert json.loads(event.after_json or "")["unblinded_emergency"] is True
+    assert json.loads(box.events("envelope.open")[-1].after_json or "")["purpose"] == (
+        "emergency unblinding")
+    assert box.verify().ok
+
+
+def test_the_monitor_sees_the_unblinding_as_an_event_not_as_an_arm(box: Box) -> None:
+    box.unblind("TWH-002", "suspected serious adverse reaction")
+    with box.tx() as s:
+        seen = audit.log(s, box.actor("mona"))
+    assert "participant.unblind" in [e.action for e in seen]
+    assert not arm_words(repr(seen))
+
+
+def test_a_pharmacist_can_unblind_and_sees_the_lots(box: Box) -> None:
+    box.prepare("TWH-001")
+    u = box.unblind("TWH-001", "anaphylaxis", by="phil")
+    assert u.arm_code == "KET" and u.record is not None and u.record.lots == LOTS["KET"]
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "\n"])
+def test_an_unblinding_needs_a_reason(box: Box, reason: str) -> None:
+    before = box.state()
+    err = box.refused(InvalidInput, lambda: box.unblind("TWH-002", reason))
+    assert err.message == "an emergency unblinding needs a reason: --reason TEXT"
+    assert box.state() == before
+
+
+def test_an_unblinding_needs_the_password_again(box: Box) -> None:
+    before = box.state()
+    box.refused(AuthenticationFailed,
+                lambda: box.unblind("TWH-002", "anaphylaxis", password="guess-again-123"))
+    assert box.state() == before
+
+
+def test_only_a_randomized_participant_can_be_unblinded(box: Box) -> None:
+    before = box.state()
+    err = box.refused(Refused, lambda: box.unblind(NOT_RANDOMIZED, "anaphylaxis"))
+    assert "has not been randomized" in err.message
+    assert box.state() == before
+
+
+# --- nothing blinded names an arm ----------------------------------------------------------------
+
+
+def test_no_audit_event_names_an_arm_and_both_arms_leave_the_same_shape(box: Box) -> None:
+    box.prepare("TWH-001")
+    box.prepare("TWH-002")
+    box.labels("TWH-001")
+    box.labels("TWH-002")
+    box.unblind("TWH-001", "anaphylaxis")
+    box.unblind("TWH-002", "anaphylaxis")
+    events = box.events()
+    for e in events:
+        shown = " ".join(filter(None, (e.action, e.entity_id, e.before_json, e.after_json,
+                                       e.reason)))
+        assert not arm_words(shown), e.action
+
+    def shape(pid: str) -> list[tuple[str, int, int]]:
+        mine = [e for e in events if pid in (e.entity_id, json.loads(e.after_json or "{}")
+                                              .get("participant"))]
+        return [(e.action, len(e.before_json or ""), len(e.after_json or "")) for e in mine
+                if e.action != "participant.randomize"]
+
+    assert shape("TWH-001") == shape("TWH-002")
+    assert box.verify().ok
+
+
+def test_a_preparation_changed_behind_trialkits_back_is_caught(box: Box) -> None:
+    box.prepare("TWH-001")
+    box.conn.execute(update(Preparation).values(label_prints=7))
+    report = box.verify()
+    assert not report.ok and "preparation 'TWH-001' no longer matches" in (report.problem or "")

@@ -1,0 +1,341 @@
+"""Steps for ``features/pharmacy.feature``: the research pharmacist's queue, opening an
+envelope, recording a checked preparation, identical blinded labels, and the refusals.
+
+Every scenario runs on SQLite and, with TRIALKIT_TEST_PG_URL, on PostgreSQL, through the
+services the command line and the terminal UI call. The trial is built once per backend
+(``tests.db.test_pharmacy.build_world``: lists forced to read KET, PLA, KET, PLA, ... so the
+Background's table of treatments holds) and each scenario runs in a window on it whose
+changes are rolled back at its end. ``PharmacyWorld`` is shared with the unblinding steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from pytest_bdd import given, parsers, scenarios, then, when
+
+from tests.builders import PROTOCOL
+from tests.conftest import BACKENDS
+from tests.db.test_pharmacy import ARMS, WEIGHTS, Box, World, build_world, window
+from tests.unit.test_labels import differences, page_texts, render
+from trialkit.domain.dosing import format_ml, format_number
+from trialkit.domain.errors import InvalidInput, Refused, TrialkitError
+from trialkit.labels import LabelSheet, render_labels
+from trialkit.services import audit
+from trialkit.services.pharmacy import Dispensing
+
+scenarios("pharmacy.feature")
+
+TREATMENTS = {"ketamine": "KET", "placebo": "PLA"}
+TREATMENT_WORDS = re.compile(r"\b(?:ket|pla|ketamine|placebo|saline|chloride)\b", re.I)
+
+
+def names_a_treatment(shown: str) -> bool:
+    return bool(TREATMENT_WORDS.search(shown.replace(PROTOCOL.trial.title, "<title>")))
+
+
+@dataclass
+class PharmacyWorld:
+    """One scenario's window on the trial, who says "I", and what happened last."""
+
+    box: Box
+    me: str = "phil"
+    outcome: Any = None  # what the last "When" gave: a result or the error it raised
+    before: tuple[int, int, int, str] = (0, 0, 0, "")  # the stored state before that "When"
+    events_before: int = 0
+    labels: dict[str, LabelSheet] = field(default_factory=dict)
+
+    def attempt(self, action: Callable[[], Any]) -> None:
+        """Do what a "When" step says, keeping the result or the refusal."""
+        self.before = self.box.state()
+        self.events_before = len(self.box.events())
+        try:
+            self.outcome = action()
+        except TrialkitError as err:
+            self.outcome = err
+
+    def error(self, kind: type[TrialkitError]) -> TrialkitError:
+        assert isinstance(self.outcome, kind), f"expected {kind.__name__}, got {self.outcome!r}"
+        return self.outcome
+
+    def new_events(self) -> list[str]:
+        return [e.action for e in self.box.events()[self.events_before:]]
+
+    def audit_log(self, reader: str) -> str:
+        with self.box.tx() as s:
+            return repr(audit.log(s, self.box.actor(reader)))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def trial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[World]:
+    with build_world(request.param, tmp_path_factory.mktemp("pharmacy-bdd")) as w:
+        yield w
+
+
+@pytest.fixture(autouse=True)
+def world(trial: World) -> Iterator[PharmacyWorld]:
+    """Autouse, so that every scenario is collected once per backend."""
+    with window(trial) as box:
+        yield PharmacyWorld(box)
+
+
+def lots_of(text: str) -> dict[str, str]:
+    pairs = (part.strip().partition("=") for part in text.split(",") if part.strip())
+    return {key.strip(): value.strip() for key, _eq, value in pairs}
+
+
+# --- Background ----------------------------------------------------------------------------------
+
+
+@given(parsers.parse('the KetHead trial is running with the pharmacists "{one}" and "{other}"'))
+def pharmacists(world: PharmacyWorld, one: str, other: str) -> None:
+    for name in (one, other):
+        assert world.box.actor(name).role.value == "pharmacist"
+
+
+@given(parsers.parse('these participants have been randomized at "{site}":'))
+def randomized_participants(world: PharmacyWorld, site: str, datatable: list[list[str]]) -> None:
+    header, *rows = datatable
+    assert header == ["participant", "weight", "treatment"]
+    seen = world.box.participants()
+    for pid, weight, treatment in rows:
+        assert seen[pid].site == site and seen[pid].status == "randomized"
+        assert seen[pid].weight_kg == WEIGHTS[pid] == float(weight)
+        assert ARMS[pid] == TREATMENTS[treatment]  # what the forced lists hold
+
+
+@given(parsers.parse('I am the pharmacist "{name}"'))
+def i_am_the_pharmacist(world: PharmacyWorld, name: str) -> None:
+    assert world.box.actor(name).role.value == "pharmacist"
+    world.me = name
+
+
+# --- the queue -----------------------------------------------------------------------------------
+
+
+@then(parsers.parse('my dispense queue at "{site}" lists "{pids}"'))
+def queue_lists(world: PharmacyWorld, site: str, pids: str) -> None:
+    queue = world.box.queue(by=world.me, site=site)
+    assert [e.participant_id for e in queue] == [p.strip() for p in pids.split(",")]
+
+
+@then("the queue shows each participant's weight and nothing about the treatment")
+def queue_is_blinded(world: PharmacyWorld) -> None:
+    queue = world.box.queue(by=world.me)
+    assert {e.participant_id: e.weight_kg for e in queue} == {
+        pid: WEIGHTS[pid] for pid in (e.participant_id for e in queue)}
+    assert not names_a_treatment(repr(queue))
+
+
+# --- opening an envelope -------------------------------------------------------------------------
+
+
+@when(parsers.parse('I open the envelope of "{pid}" with my password'))
+def open_envelope(world: PharmacyWorld, pid: str) -> None:
+    world.attempt(lambda: world.box.dispense(pid, by=world.me))
+
+
+@when(parsers.parse('I open the envelope of "{pid}" with the password "{password}"'))
+def open_with_password(world: PharmacyWorld, pid: str, password: str) -> None:
+    world.attempt(lambda: world.box.dispense(pid, by=world.me, password=password))
+
+
+@when(parsers.parse('"{who}" tries to open the envelope of "{pid}"'))
+def someone_opens(world: PharmacyWorld, who: str, pid: str) -> None:
+    world.attempt(lambda: world.box.dispense(pid, by=who))
+
+
+@then(parsers.parse('I am shown that "{pid}" is to receive {treatment}'))
+def shown_treatment(world: PharmacyWorld, pid: str, treatment: str) -> None:
+    d = world.outcome
+    assert isinstance(d, Dispensing), d
+    assert (d.participant_id, d.arm_code) == (pid, TREATMENTS[treatment])
+    assert d.arm_name.lower().startswith(treatment)
+
+
+@then(parsers.parse("I am told to draw up a bolus syringe of {bolus} and an infusion bag of "
+                    "{bag} to run at {rate} for {hours:d} h"))
+def told_how_to_prepare(world: PharmacyWorld, bolus: str, bag: str, rate: str,
+                        hours: int) -> None:
+    plan = world.outcome.plan
+    syringe, infusion = plan.dose("bolus"), plan.dose("infusion")
+    assert f"{format_ml(syringe.volume_ml)} mL" == bolus
+    assert f"{format_ml(infusion.volume_ml)} mL" == bag
+    assert f"{format_ml(infusion.rate_ml_h)} mL/h" == rate
+    assert format_number(infusion.hours) == str(hours)
+
+
+@then(parsers.parse('the audit trail shows that I opened the envelope of "{pid}", without '
+                    "the treatment"))
+def opening_audited(world: PharmacyWorld, pid: str) -> None:
+    [opening] = world.box.events("envelope.open")
+    assert opening.user_name == world.me
+    assert json.loads(opening.after_json or "")["participant"] == pid
+    assert not names_a_treatment(world.audit_log("mona"))
+
+
+# --- recording the preparation -------------------------------------------------------------------
+
+
+def record(world: PharmacyWorld, pid: str, lots: str, checker: str, labels: bool) -> None:
+    def act() -> Dispensing:
+        d = world.box.dispense(pid, by=world.me, lots=lots_of(lots), checked_by=checker,
+                               print_labels=labels)
+        if d.labels is not None:
+            world.labels[pid] = d.labels
+        world.box.clock.advance(minutes=9)
+        return d
+
+    world.attempt(act)
+
+
+@when(parsers.parse('I record the preparation of "{pid}" with the lots "{lots}", checked by '
+                    '"{checker}"'))
+def record_preparation(world: PharmacyWorld, pid: str, lots: str, checker: str) -> None:
+    record(world, pid, lots, checker, labels=False)
+
+
+@when(parsers.parse('I record the preparation of "{pid}" with the lots "{lots}", checked by '
+                    '"{checker}", and print its labels'))
+def record_and_label(world: PharmacyWorld, pid: str, lots: str, checker: str) -> None:
+    record(world, pid, lots, checker, labels=True)
+
+
+@given(parsers.parse('I have recorded the preparation of "{pid}", checked by "{checker}"'))
+def have_recorded(world: PharmacyWorld, pid: str, checker: str) -> None:
+    world.box.prepare(pid, by=world.me, checker=checker)
+
+
+@then(parsers.parse('the preparation of "{pid}" is recorded as prepared by "{preparer}" and '
+                    'checked by "{checker}"'))
+def recorded_as(world: PharmacyWorld, pid: str, preparer: str, checker: str) -> None:
+    prep = world.box.preparation(pid)
+    assert prep is not None and (prep.prepared_by, prep.checked_by) == (preparer, checker)
+
+
+@then(parsers.parse("it expires {hours:d} hours after it was prepared"))
+def expires_after(world: PharmacyWorld, hours: int) -> None:
+    record = world.outcome.record
+    assert record.expires_at - record.prepared_at == timedelta(hours=hours)
+    assert hours == PROTOCOL.dosing.expiry_hours
+
+
+@then(parsers.parse('the coordinator sees "{pid}" as "{status}"'))
+def coordinator_sees(world: PharmacyWorld, pid: str, status: str) -> None:
+    assert world.box.participants("cora")[pid].status == status
+
+
+@then(parsers.parse('"{who}" can read the lots "{one}" and "{other}" of "{pid}" again'))
+def can_read_lots(world: PharmacyWorld, who: str, one: str, other: str, pid: str) -> None:
+    prep = world.box.preparation(pid)
+    assert prep is not None
+    assert one.encode() not in prep.sealed_details and other.encode() not in prep.sealed_details
+    read = world.box.read(pid, by=who)
+    assert read.record is not None and sorted(read.record.lots.values()) == sorted([one, other])
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+
+@then(parsers.parse('I am told the input is wrong: "{message}"'))
+def told_input_wrong(world: PharmacyWorld, message: str) -> None:
+    err = world.error(InvalidInput)
+    assert message in err.message and err.exit_code == 2
+
+
+@then(parsers.parse('I am refused: "{message}"'))
+@then(parsers.parse('they are refused: "{message}"'))
+def refused(world: PharmacyWorld, message: str) -> None:
+    err = world.error(Refused)
+    assert message in err.message and err.exit_code == 1
+
+
+@then("no envelope has been opened and nothing has been recorded")
+def nothing_recorded(world: PharmacyWorld) -> None:
+    assert world.box.state() == world.before
+    assert world.new_events() == []
+
+
+@then("no envelope has been opened")
+def no_envelope_opened(world: PharmacyWorld) -> None:
+    assert "envelope.open" not in world.new_events()
+    assert world.box.state()[1] == world.before[1]
+
+
+@then(parsers.parse('the audit trail shows that "{who}" was refused'))
+def refusal_audited(world: PharmacyWorld, who: str) -> None:
+    [refusal] = [e for e in world.box.events()[world.events_before:]
+                 if e.action.endswith(".refused")]
+    assert refusal.user_name == who and "lacks the permission" in (refusal.reason or "")
+
+
+# --- labels --------------------------------------------------------------------------------------
+
+
+@when(parsers.parse('I print the labels of "{pid}" again'))
+def reprint(world: PharmacyWorld, pid: str) -> None:
+    world.attempt(lambda: world.box.labels(pid, by=world.me))
+
+
+@then(parsers.parse('the labels say "{note}"'))
+def labels_say(world: PharmacyWorld, note: str) -> None:
+    sheet = world.outcome
+    assert isinstance(sheet, LabelSheet), sheet
+    assert all(note in page for page in page_texts(render_labels(sheet)))
+
+
+@then(parsers.parse('the audit trail shows that I reprinted the labels of "{pid}"'))
+def reprint_audited(world: PharmacyWorld, pid: str) -> None:
+    [event] = world.box.events("label.reprint")
+    assert (event.user_name, event.entity_id) == (world.me, pid)
+
+
+@then(parsers.parse('each of them has {count:d} labels: a "{first}" and an "{second}"'))
+def labels_per_participant(world: PharmacyWorld, count: int, first: str, second: str) -> None:
+    assert len(world.labels) == 2
+    for sheet in world.labels.values():
+        pages = page_texts(render_labels(sheet))
+        assert len(pages) == count
+        assert first in pages[0] and second in pages[1]
+
+
+@then(parsers.parse('every label says "{wording}" and names neither a product nor a lot'))
+def blinded_wording(world: PharmacyWorld, wording: str) -> None:
+    products = {p for prep in PROTOCOL.dosing.preparations for p in prep.products.values()}
+    for sheet in world.labels.values():
+        for page in page_texts(render_labels(sheet)):
+            assert wording in page
+            assert not names_a_treatment(page.replace(wording, ""))
+            assert not [p for p in products if p in page]
+            assert not re.search(r"K2403|S2311", page)
+
+
+@then(parsers.parse('the labels of "{one}" and "{other}" differ only in the participants\' own '
+                    "identifiers and times"))
+def labels_differ_only_in_identifiers(world: PharmacyWorld, one: str, other: str) -> None:
+    a, b = world.labels[one], world.labels[other]
+    own = ("participant_id", "randomization_number", "label_code", "prepared_at", "expires_at")
+    assert a != b
+    assert dataclasses.replace(b, **{f: getattr(a, f) for f in own}) == a
+
+    def normalised(sheet: LabelSheet) -> list[str]:
+        pages = []
+        for page in page_texts(render_labels(sheet)):
+            for f in own:
+                value = getattr(sheet, f)
+                page = page.replace(f"{value:%Y-%m-%d %H:%M}" if isinstance(value, datetime)
+                                    else value, f"<{f}>")
+            pages.append(page)
+        return pages
+
+    assert normalised(a) == normalised(b)
+    for page_a, page_b in zip(render(render_labels(a)), render(render_labels(b)), strict=True):
+        outside, _inside = differences(page_a, page_b)
+        assert not outside

@@ -1,0 +1,122 @@
+"""Start-up: the sign-in screen paints before any database work; the database opens in
+the first worker, and `trialkit tui` keeps the TRIALKIT_CLOCK rule of training trials."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from textual.widgets import Static
+
+from tests.conftest import SteppingClock
+from tests.tui.conftest import app_for, notifications, settle
+from trialkit.cli.app import open_tui
+from trialkit.cli.context import Cli
+from trialkit.domain.clock import FixedClock, SystemClock
+from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.tui.app import TrialkitApp
+from trialkit.tui.screens.login import LoginScreen
+from trialkit.tui.widgets.training_banner import TrainingBanner
+
+
+async def test_the_database_opens_in_a_worker_after_the_sign_in_screen(
+    engine: Engine, clock: SteppingClock
+) -> None:
+    seen: list[tuple[bool, object]] = []
+
+    def open_engine() -> Engine:
+        seen.append((threading.current_thread() is threading.main_thread(), app.screen))
+        return engine
+
+    app = app_for(open_engine, clock)  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert len(seen) == 1
+        in_main_thread, screen = seen[0]
+        assert not in_main_thread
+        assert isinstance(screen, LoginScreen)
+        assert "the KetHead study" in str(app.screen.query_one("#login-trial", Static).render())
+
+
+async def test_a_database_that_will_not_open_is_said_on_the_sign_in_screen(
+    clock: SteppingClock,
+) -> None:
+    def open_engine() -> Engine:
+        raise InvalidInput("no trialkit database at /nowhere/trial.db")
+
+    app = app_for(open_engine, clock)  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        line = app.screen.query_one("#login-trial", Static)
+        assert "no trialkit database at /nowhere/trial.db" in str(line.render())
+        assert line.has_class("error")
+        assert "no trialkit database at /nowhere/trial.db" in notifications(app)
+        assert app.return_code is None
+
+
+async def test_training_shows_as_soon_as_the_trial_is_read(
+    training_engine: Engine, clock: SteppingClock
+) -> None:
+    app = app_for(lambda: training_engine, clock, training=False)  # type: ignore[arg-type]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.training
+        assert app.screen.query_one(TrainingBanner).display
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[TrialkitApp]:
+    """Apps `open_tui` would run, caught instead of run."""
+    apps: list[TrialkitApp] = []
+    monkeypatch.setattr(TrialkitApp, "run", lambda self, **_: apps.append(self))
+    monkeypatch.delenv("TRIALKIT_CLOCK", raising=False)
+    return apps
+
+
+def test_trialkit_tui_starts_the_app_before_opening_the_database(
+    tmp_path: Path, started: list[TrialkitApp]
+) -> None:
+    # Not even a database: nothing is opened before the app runs, only the file is looked for.
+    db = tmp_path / "trial.db"
+    db.touch()
+    cli = Cli(db=str(db))
+    open_tui(cli)
+    [app] = started
+    assert cli._engine is None and cli._info is None
+    assert isinstance(app.db.clock, SystemClock)
+    assert not app.training
+
+
+def test_trialkit_tui_names_a_missing_database_file_at_once(
+    tmp_path: Path, started: list[TrialkitApp]
+) -> None:
+    with pytest.raises(InvalidInput, match="no trialkit database at"):
+        open_tui(Cli(db=str(tmp_path / "typo.db")))
+    assert started == []
+
+
+def test_a_stated_clock_is_refused_by_a_live_trial_before_the_app_starts(
+    engine: Engine, db_url: str, started: list[TrialkitApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIALKIT_CLOCK", "2026-03-02T09:00:00Z")
+    cli = Cli(db=db_url)
+    with pytest.raises(Refused, match="TRIALKIT_CLOCK is set, but this is a live trial"):
+        open_tui(cli)
+    assert started == []
+    cli.engine().dispose()
+
+
+def test_a_training_trial_takes_the_stated_clock_and_shows_training_at_once(
+    training_engine: Engine, db_url: str, started: list[TrialkitApp],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIALKIT_CLOCK", "2026-03-02T09:00:00Z")
+    cli = Cli(db=db_url)
+    open_tui(cli)
+    cli.engine().dispose()
+    [app] = started
+    assert app.training
+    assert isinstance(app.db.clock, FixedClock)
+    assert app.db.clock.now().isoformat() == "2026-03-02T09:00:00+00:00"
