@@ -57,41 +57,37 @@ def painted(app):
 """
 
 TRIALKIT_PROBE = _MARKS + """
-import trialkit.cli.app as cli_app
 from trialkit.__main__ import main
-mark("cli imported")
-real_open_tui = cli_app.open_tui
+mark("cli parsed")
+from textual.app import App
+from trialkit.tui.app import TrialkitApp
+from trialkit.tui.screens.login import LoginScreen
+mark("tui imported")
 
-def open_tui(c):
-    mark("cli parsed")
-    from textual.app import App
-    from trialkit.tui.app import TrialkitApp
-    from trialkit.tui.screens.login import LoginScreen
-    mark("tui imported")
+def run(self, **options):
+    mark("app starts")
+    return App.run(self, headless=True, **options)
 
-    def run(self, **options):
-        mark("app starts")
-        return App.run(self, headless=True, **options)
+real_mount = LoginScreen.on_mount
 
-    real_mount = LoginScreen.on_mount
+def on_mount(self):
+    # Queued first, so it runs before the trial read the screen starts after painting.
+    self.call_after_refresh(painted, self.app)
+    real_mount(self)
 
-    def on_mount(self):
-        # Queued first, so it runs before the trial read the screen starts after painting.
-        self.call_after_refresh(painted, self.app)
-        real_mount(self)
-
-    TrialkitApp.run = run
-    LoginScreen.on_mount = on_mount
-    real_open_tui(c)
-
-cli_app.open_tui = open_tui
+TrialkitApp.run = run
+LoginScreen.on_mount = on_mount
 sys.argv = ["trialkit", "--db", os.environ["BENCH_DB"], "tui"]
+#BEFORE
 main()
 """
 
-# What-if: open the engine, check the schema and read the trial before the app (as before).
+# What-if: open the engine, check the schema and read the trial before the app (as the CLI
+# did at first).
 BEFORE_PROBE = TRIALKIT_PROBE.replace(
-    "    real_open_tui(c)", "    c.engine(); c.trial()\n    real_open_tui(c)"
+    "#BEFORE",
+    "from trialkit.cli.context import Cli\nc = Cli(db=os.environ['BENCH_DB'])\n"
+    "c.engine(); c.trial()",
 )
 
 # What-if: no Typer, no command modules: straight to the app as `open_tui` starts it.

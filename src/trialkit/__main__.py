@@ -33,12 +33,37 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def plain_tui_database(args: list[str]) -> str | None:
+    """The database to open when the command line asks for nothing but the TUI (``trialkit``,
+    ``trialkit tui``, with ``--db``): that path skips building the whole Typer CLI, which
+    would cost more than the TUI's own start-up. None for anything else."""
+    import os
+
+    rest = list(args)
+    db = os.environ.get("TRIALKIT_DB") or "trialkit.db"
+    if rest[:1] == ["--db"] and len(rest) >= 2:
+        db, rest = rest[1], rest[2:]
+    elif rest[:1] and rest[0].startswith("--db="):
+        db, rest = rest[0].split("=", 1)[1], rest[1:]
+    if rest not in ([], ["tui"]) or os.environ.get("TRIALKIT_CLOCK"):
+        return None
+    return db
+
+
 def main() -> None:
-    from trialkit.cli.app import app
     from trialkit.domain.errors import TrialkitError
 
+    args = hoist_global_options(sys.argv[1:])
     try:
-        app(args=hoist_global_options(sys.argv[1:]), prog_name="trialkit")
+        db = plain_tui_database(args)
+        if db is not None:
+            from trialkit.tui.launch import open_tui_lazily
+
+            open_tui_lazily(db)
+            return
+        from trialkit.cli.app import app
+
+        app(args=args, prog_name="trialkit")
     except TrialkitError as exc:
         label = "Error" if exc.exit_code == 2 else "Refused"
         print(f"{label}: {exc.message}", file=sys.stderr)

@@ -45,16 +45,9 @@ def open_tui(c: Cli) -> None:
         info = c.trial()
         make_app(c.engine(), clock=c.clock(), db_label=c.db, training=info.training).run()
         return
-    # The usual typo, caught before the screen opens without loading SQLAlchemy to do it.
-    path = Path(c.db).expanduser()
-    if "://" not in c.db and not path.exists():
-        from trialkit.domain.errors import InvalidInput
+    from trialkit.tui.launch import open_tui_lazily
 
-        raise InvalidInput(f"no trialkit database at {path.resolve()} (create one with "
-                           "`trialkit init`)")
-    from trialkit.domain.clock import SystemClock
-
-    make_app(c.engine, clock=SystemClock(), db_label=c.db, training=False).run()
+    open_tui_lazily(c.db)
 
 
 @app.command()

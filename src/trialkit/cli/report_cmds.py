@@ -3,8 +3,8 @@ shown here is blinded; only ``export --unblinded`` (after lock, custodians only)
 arm, and only into the file."""
 
 import os
+import secrets
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,13 +36,13 @@ def _svg_path(text: str) -> Path:
 
 
 def _write_text(path: Path, content: str) -> None:
-    """Write atomically; a failure is one clear line."""
+    """Write atomically (the usual file permissions); a failure is one clear line."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".figure-", suffix=".svg", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(content)
-        os.replace(tmp, path)
+        partial.write_text(content, encoding="utf-8")
+        os.replace(partial, path)
     except OSError as err:
+        partial.unlink(missing_ok=True)
         raise InvalidInput(f"cannot write {path}: {err.strerror or err}") from None
 
 
@@ -96,15 +96,17 @@ def _status_text(st: "TrialStatus") -> str:
                  f"{_percent(100.0 * total / st.target if st.target else None):>5}")
     lines += ["", "Enrolment per stratum",
               f"  {'stratum':<10} {'screened':>8} {'eligible':>8} {'randomized':>10}"
-              + ("  envelopes: sealed  used  left" if st.envelopes is not None else "")]
+              + (f" {'sealed':>7} {'used':>5} {'left':>5}" if st.envelopes is not None else "")]
     usage = {u.stratum: u for u in st.envelopes or ()}
     for e in st.strata:
         line = f"  {e.code:<10} {e.screened:>8} {e.eligible:>8} {e.randomized:>10}"
         u = usage.get(e.code)
         if st.envelopes is not None and u is not None:
             flag = "  EXHAUSTED" if u.sealed and not u.left else ""
-            line += f"  {'':>10}{u.sealed:>6} {u.used:>5} {u.left:>5}{flag}"
+            line += f" {u.sealed:>7} {u.used:>5} {u.left:>5}{flag}"
         lines.append(f"{line}   {e.name}")
+    if st.envelopes is not None:
+        lines.append("  (sealed, used and left: envelopes of the stratum's allocation list)")
     lines += ["", "Diary completeness per window (randomized participants)",
               f"  {'window':<9} {'people':>6} {'days recorded / expected':>25} {'%':>5} "
               f"{'window over':>11} {'prorated':>8}"]

@@ -1,0 +1,34 @@
+"""Starting the TUI without paying for the database before the sign-in screen paints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trialkit.domain.clock import SystemClock
+from trialkit.domain.errors import InvalidInput
+from trialkit.tui.app import make_app
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+
+def open_tui_lazily(db: str) -> None:
+    """Run the TUI over ``db`` (a file path or URL). The sign-in screen paints first; its
+    first worker opens the database, checks the schema and reads the trial (TRAINING)."""
+    if "://" not in db and not Path(db).expanduser().exists():
+        raise InvalidInput(
+            f"no trialkit database at {Path(db).expanduser().resolve()} "
+            "(create one with `trialkit init`)"
+        )
+
+    def open_database() -> Engine:
+        from trialkit.store.db import check_reachable, make_engine
+        from trialkit.store.schema import check_current
+
+        engine = make_engine(db)
+        check_reachable(engine)
+        check_current(engine)
+        return engine
+
+    make_app(open_database, clock=SystemClock(), db_label=db, training=False).run()
