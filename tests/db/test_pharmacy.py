@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Connection, Engine, func, update
 from sqlmodel import Session, col, select
 
-from tests.builders import PROTOCOL, consented, record_baseline, staff
+from tests.builders import PROTOCOL, consented, ready_to_randomize, record_baseline, seal, staff
 from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, add_user, sign_in
 from tests.db.test_allocation import empty_database
 from tests.unit.test_labels import differences, page_texts, render
@@ -59,7 +59,7 @@ from trialkit.services.pharmacy import (
 )
 from trialkit.services.setup import initialize
 from trialkit.services.users import create_user
-from trialkit.store.db import make_engine, transaction
+from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, Participant, Preparation, Trial
 
 # Every stratum's list reads KET, PLA, KET, PLA, ...: so are the participants randomized.
@@ -676,3 +676,31 @@ def test_a_preparation_changed_behind_trialkits_back_is_caught(box: Box) -> None
     box.conn.execute(update(Preparation).values(label_prints=7))
     report = box.verify()
     assert not report.ok and "preparation 'TWH-001' no longer matches" in (report.problem or "")
+
+
+def test_the_queue_shows_the_infusion_day_the_coordinator_planned(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    from trialkit.domain.errors import InvalidInput as _InvalidInput
+    from trialkit.domain.errors import Refused as _Refused
+    from trialkit.services.enrolment import plan_infusion
+    from trialkit.services.pharmacy import dispense_queue
+
+    team = staff(engine, admin, clock)
+    seal(engine, admin, clock, per_stratum=4)
+    pid = ready_to_randomize(engine, team["cora"], clock).id
+    with transaction(engine) as s:
+        with pytest.raises(_Refused, match="not been randomized"):
+            plan_infusion(s, team["cora"], pid, on=clock.now().date(), clock=clock)
+    with transaction(engine) as s:
+        randomize(s, team["cora"], pid, clock=clock)
+    tomorrow = clock.now().date() + timedelta(days=1)
+    with transaction(engine) as s:
+        with pytest.raises(_InvalidInput, match="in the past"):
+            plan_infusion(s, team["cora"], pid, on=tomorrow - timedelta(days=2), clock=clock)
+    with transaction(engine) as s:
+        plan_infusion(s, team["cora"], pid, on=tomorrow, clock=clock)
+    with read_only(engine) as s:
+        [entry] = [e for e in dispense_queue(s, team["phil"]) if e.participant_id == pid]
+        assert entry.infusion_date == tomorrow.isoformat()
+        assert integrity.verify(s).ok

@@ -81,9 +81,19 @@ def log(
                 line += f"  reason: {e.reason}"
             lines.append(line)
             if e.before:
-                lines.append(f"{'':>8}before: {e.before}")
+                lines.append(f"{'':>8}before: {_short(e.before)}")
             if e.after:
-                lines.append(f"{'':>8}after:  {e.after}")
+                lines.append(f"{'':>8}after:  {_short(e.after)}")
         return "\n".join(lines) or "No events match."
 
     c.emit([e.__dict__ for e in entries], text)
+
+
+SHOWN = 400
+
+
+def _short(state: str) -> str:
+    """A state as one readable line: a 100,000-row import's batch event would fill pages."""
+    if len(state) <= SHOWN:
+        return state
+    return f"{state[:SHOWN]}… ({len(state):,} characters; --json shows all)"

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
     app.command("withdraw")(withdraw)
     app.command("randomize")(randomize)
     app.command("participants")(participants)
+    app.command("schedule")(schedule)
 
 
 def screen(
@@ -170,3 +171,22 @@ def participants(
         return "\n".join(lines)
 
     c.emit([v.__dict__ for v in rows], text)
+
+
+def schedule(
+    ctx: typer.Context,
+    pid: Annotated[str, typer.Argument(help="Participant id")],
+    on: Annotated[str, typer.Option("--date", help="Planned infusion day (YYYY-MM-DD)")],
+) -> None:
+    """Plan (or move) a randomized participant's infusion day; the pharmacy queue shows it."""
+    from trialkit.services.enrolment import plan_infusion
+
+    c = cli(ctx)
+    when = parse_date(on, "planned infusion date")
+    actor = c.actor()
+    with c.write() as s:
+        v = plan_infusion(s, actor, pid, on=when, clock=c.clock())
+    c.emit(
+        {"participant_id": v.id, "planned_infusion_date": when.isoformat()},
+        f"{v.id}: infusion planned for {when.isoformat()}",
+    )

@@ -74,7 +74,7 @@ def participant_snapshot(
         "envelope": f"{env.stratum_code}#{env.seq}" if env else None,
         "infusion_date": p.infusion_date,
         "unblinded_emergency": p.unblinded_emergency,
-    }
+    } | ({"planned_infusion_date": p.planned_infusion_date} if p.planned_infusion_date else {})
 
 
 @dataclass(frozen=True)
@@ -336,3 +336,25 @@ def list_participants(
     dispensed = set(session.exec(select(Preparation.participant_id)).all())
     views = [view(p, dispensed=p.id in dispensed) for p in session.exec(stmt).all()]
     return [v for v in views if status is None or v.status == status]
+
+
+def plan_infusion(
+    session: Session, actor: Actor, pid: str, *, on: date, clock: Clock
+) -> ParticipantView:
+    """Set (or move) the planned infusion day of a randomized participant: the pharmacy
+    queue shows it so preparations are made in time."""
+    require(actor, Permission.ENROL)
+    ensure_unlocked(session)
+    p = get_participant(session, actor, pid, lock=True)
+    today = clock.now().date()
+    if p.randomization_number is None:
+        raise Refused(f"{p.id} has not been randomized yet")
+    if p.withdrawn_at is not None:
+        raise Refused(f"{p.id} has withdrawn")
+    if p.infusion_date is not None:
+        raise Refused(f"{p.id} was already infused on {p.infusion_date}")
+    if on < today:
+        raise InvalidInput(f"planned infusion date {on} is in the past (today is {today})")
+    before = participant_snapshot(session, p)
+    p.planned_infusion_date = on.isoformat()
+    return _change(session, actor, p, "participant.plan_infusion", before, clock)

@@ -100,7 +100,7 @@ class QueueEntry:
     label_code: str
     randomized_at: datetime
     weight_kg: float
-    infusion_date: str | None
+    infusion_date: str | None  # planned by the coordinator (trialkit schedule)
     unblinded_emergency: bool
 
 
@@ -444,7 +444,7 @@ def dispense_queue(session: Session, actor: Actor, *, site: str | None = None) -
                 label_code=p.label_code,
                 randomized_at=p.randomized_at,
                 weight_kg=p.weight_kg,
-                infusion_date=p.infusion_date,
+                infusion_date=p.planned_infusion_date,
                 unblinded_emergency=p.unblinded_emergency,
             )
         )

@@ -188,6 +188,9 @@ class Participant(SQLModel, table=True):
     )
     randomized_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     infusion_date: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    planned_infusion_date: str | None = Field(
+        default=None, sa_column=Column(String(10), nullable=True)
+    )
     unblinded_emergency: bool = Field(default=False)
 
 
