@@ -121,9 +121,11 @@ async def sign_in(pilot: Pilot[None], name: str = ADMIN, password: str = PASSWOR
 
 
 async def press(pilot: Pilot[None], *keys: str) -> None:
-    """Press keys and wait for whatever they started to finish."""
-    await pilot.press(*keys)
-    await settle(pilot)
+    """Press keys one at a time, each after whatever the previous one started (a worker,
+    a dialog) has finished: a loaded machine must not let a key overtake a dialog."""
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
 
 
 def table_rows(app: TrialkitApp, selector: str) -> list[list[Any]]:

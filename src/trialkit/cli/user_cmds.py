@@ -76,36 +76,29 @@ def list_(ctx: typer.Context) -> None:
     c.emit([u.__dict__ for u in users], text)
 
 
-@app.command("disable")
-def disable(
-    ctx: typer.Context,
-    name: str,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why")] = None,
-) -> None:
-    """Disable a user: they can no longer sign in. Nothing of theirs is deleted."""
+def _set_disabled(ctx: typer.Context, name: str, reason: str | None, disabled: bool) -> None:
     from trialkit.services.users import set_disabled
 
     c = cli(ctx)
     actor = c.actor()
     with c.write() as s:
-        set_disabled(s, actor, name=name, disabled=True, reason=reason, clock=c.clock())
-    c.emit({"user": name, "disabled": True}, f"Disabled {name}")
+        set_disabled(s, actor, name=name, disabled=disabled, reason=reason, clock=c.clock())
+    c.emit({"user": name, "disabled": disabled}, f"{'Disabled' if disabled else 'Enabled'} {name}")
+
+
+Reason = Annotated[str | None, typer.Option("--reason", help="Why")]
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, name: str, reason: Reason = None) -> None:
+    """Disable a user: they can no longer sign in. Nothing of theirs is deleted."""
+    _set_disabled(ctx, name, reason, disabled=True)
 
 
 @app.command("enable")
-def enable(
-    ctx: typer.Context,
-    name: str,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why")] = None,
-) -> None:
+def enable(ctx: typer.Context, name: str, reason: Reason = None) -> None:
     """Enable a disabled user again (also lifts a lockout)."""
-    from trialkit.services.users import set_disabled
-
-    c = cli(ctx)
-    actor = c.actor()
-    with c.write() as s:
-        set_disabled(s, actor, name=name, disabled=False, reason=reason, clock=c.clock())
-    c.emit({"user": name, "disabled": False}, f"Enabled {name}")
+    _set_disabled(ctx, name, reason, disabled=False)
 
 
 @app.command("passwd")

@@ -166,6 +166,30 @@ def list_users(session: Session, actor: Actor, *, clock: Clock) -> list[UserView
     ]
 
 
+def _audit_change(
+    session: Session,
+    actor: Actor,
+    user: User,
+    action: str,
+    before: dict[str, Any],
+    clock: Clock,
+    reason: str | None = None,
+) -> None:
+    session.add(user)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action=action,
+        entity="user",
+        entity_id=user.name,
+        before=before,
+        after=user_snapshot(session, user),
+        reason=reason,
+        clock=clock,
+    )
+
+
 def set_disabled(
     session: Session, actor: Actor, *, name: str, disabled: bool, reason: str | None, clock: Clock
 ) -> None:
@@ -180,18 +204,8 @@ def set_disabled(
     user.disabled = disabled
     if not disabled:
         user.failed_logins, user.locked_until = 0, None
-    session.add(user)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        action="user.disable" if disabled else "user.enable",
-        entity="user",
-        entity_id=name,
-        before=before,
-        after=user_snapshot(session, user),
-        reason=reason,
-        clock=clock,
+    _audit_change(
+        session, actor, user, "user.disable" if disabled else "user.enable", before, clock, reason
     )
 
 
@@ -230,15 +244,6 @@ def change_password(
     user.password_hash = hash_password(new_password)
     user.password_changed_at = clock.now()
     user.failed_logins, user.locked_until = 0, None
-    session.add(user)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        action="user.passwd" if own else "user.reset_password",
-        entity="user",
-        entity_id=name,
-        before=before,
-        after=user_snapshot(session, user),
-        clock=clock,
+    _audit_change(
+        session, actor, user, "user.passwd" if own else "user.reset_password", before, clock
     )
