@@ -52,9 +52,10 @@ from trialkit.domain.errors import AuthenticationFailed
 from trialkit.domain.passwords import hash_password
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
+from trialkit.services import integrity
 from trialkit.services.setup import initialize
 from trialkit.services.users import set_disabled
-from trialkit.store.db import make_engine, normalize_url, transaction
+from trialkit.store.db import make_engine, normalize_url, read_only, transaction
 from trialkit.store.models import AuditEvent
 
 # The trail every tamper test starts from, one event per line.
@@ -448,3 +449,19 @@ def test_committed_tampering_is_caught_by_a_fresh_connection_and_guards_stay(
             delete_event(conn, 1)
     finally:
         fresh.dispose()
+
+
+def test_an_edited_protocol_text_fails_verification(engine: Engine) -> None:
+    from sqlalchemy import update as _update
+
+    from trialkit.store.models import Trial as _Trial
+
+    with transaction(engine) as s:
+        s.execute(
+            _update(_Trial).values(protocol_text=_Trial.protocol_text + "\n# block_sizes = [2]")
+        )
+    with read_only(engine) as s:
+        report = integrity.verify(s)
+    assert not report.ok
+    assert report.bad_seq == 1
+    assert "protocol text" in (report.problem or "")

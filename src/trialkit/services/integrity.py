@@ -4,6 +4,7 @@ the audit event that explains it) is caught too."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +125,13 @@ def verify(session: Session, *, expected_head: str | None = None) -> VerifyRepor
     if mismatch is not None:
         seq, why = mismatch
         return VerifyReport(False, count, head, seq, f"event {seq}: {why}")
+    trial = session.get(Trial, 1)
+    if trial is not None and (
+        hashlib.sha256(trial.protocol_text.encode("utf-8")).hexdigest() != trial.protocol_sha256
+    ):
+        return VerifyReport(
+            False, count, head, 1, "event 1: the stored protocol text no longer matches its SHA-256"
+        )
     for check in verify_lists(session):
         if check.problem is not None:
             return VerifyReport(

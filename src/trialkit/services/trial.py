@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from sqlmodel import Session, select
@@ -101,23 +100,34 @@ def get_trial(session: Session) -> Trial:
 
 def ensure_unlocked(session: Session) -> None:
     """Refuse any clinical write once the database is locked."""
-    trial = get_trial(session)
-    if trial.locked_at is not None:
-        by = f" by {trial.locked_by}" if trial.locked_by else ""
+    row = session.exec(select(Trial.locked_at, Trial.locked_by).where(Trial.id == 1)).first()
+    if row is None:
+        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
+    locked_at, locked_by = row
+    if locked_at is not None:
+        by = f" by {locked_by}" if locked_by else ""
         raise Refused(
-            f"the database was locked on {trial.locked_at:%Y-%m-%d %H:%M} UTC{by}: "
+            f"the database was locked on {locked_at:%Y-%m-%d %H:%M} UTC{by}: "
             "clinical data can no longer change"
         )
 
 
-@lru_cache(maxsize=4)
-def _parse_stored(text: str) -> LoadedProtocol:
-    return protocol_from_text(text, source="the protocol stored in the database")
+# Parsed protocols by SHA-256: the stored text never changes, so hot paths (randomize,
+# diary entry) read only its 64-character hash and parse the text once per process.
+_PARSED: dict[str, Protocol] = {}
 
 
 def stored_protocol(session: Session) -> Protocol:
     """The protocol this database was created from (never re-read from a file)."""
-    return _parse_stored(get_trial(session).protocol_text).protocol
+    sha = session.exec(select(Trial.protocol_sha256).where(Trial.id == 1)).first()
+    if sha is None:
+        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
+    if sha not in _PARSED:
+        loaded = protocol_from_text(
+            get_trial(session).protocol_text, source="the protocol stored in the database"
+        )
+        _PARSED[sha] = loaded.protocol
+    return _PARSED[sha]
 
 
 def trial_info(session: Session) -> TrialInfo:
