@@ -122,7 +122,10 @@ async def sign_in(pilot: Pilot[None], name: str = ADMIN, password: str = PASSWOR
 
 async def press(pilot: Pilot[None], *keys: str) -> None:
     """Press keys one at a time, each after whatever the previous one started (a worker,
-    a dialog) has finished: a loaded machine must not let a key overtake a dialog."""
+    a dialog) has finished: a loaded machine must not let a key overtake a dialog. With no
+    keys, only wait for what is pending (after setting a field's value)."""
+    if not keys:
+        await settle(pilot)
     for key in keys:
         await pilot.press(key)
         await settle(pilot)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from itertools import count
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -14,13 +15,19 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
 from tests.builders import consented, ready_to_randomize, seal, staff
-from tests.conftest import ADMIN, SteppingClock
+from tests.conftest import ADMIN, PASSWORD, SteppingClock, add_user
 from tests.conftest import sign_in as service_sign_in
 from tests.tui.conftest import app_for, press, screened, sign_in
+from trialkit.domain.roles import Role
 from trialkit.services.enrolment import randomize
 from trialkit.store.db import transaction
+from trialkit.tui.dialogs.labels import LabelPreviewDialog
+from trialkit.tui.screens.dashboard import DashboardScreen
+from trialkit.tui.screens.diary import DiaryScreen
+from trialkit.tui.screens.dispense_queue import DispenseQueueScreen
 from trialkit.tui.screens.home import HomeScreen
 from trialkit.tui.screens.participants import ParticipantsScreen
+from trialkit.tui.screens.preparation import PreparationScreen
 from trialkit.tui.screens.screening import ScreeningScreen
 from trialkit.tui.widgets.criterion_row import CriterionRow
 
@@ -91,3 +98,73 @@ def test_screening_form_part_filled(
 
     app = app_for(enrolled_trial, clock)
     assert snap_compare(app, terminal_size=(80, 24), run_before=part_filled)
+
+
+@pytest.fixture
+def pharmacy_trial(enrolled_trial: Engine, clock: SteppingClock) -> Engine:
+    """The enrolled trial (one participant randomized) and a second pharmacist, pia."""
+    admin = service_sign_in(enrolled_trial, ADMIN, clock)
+    add_user(enrolled_trial, admin, clock, "pia", Role.PHARMACIST)
+    return enrolled_trial
+
+
+def test_dispense_queue(
+    snap_compare: Callable[..., bool], pharmacy_trial: Engine, clock: SteppingClock
+) -> None:
+    async def queued(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "phil")
+        assert isinstance(pilot.app.screen, DispenseQueueScreen)
+
+    app = app_for(pharmacy_trial, clock)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=queued)
+
+
+def test_blinded_label_preview(
+    snap_compare: Callable[..., bool], pharmacy_trial: Engine, clock: SteppingClock,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # labels-<PID>.pdf is written here
+
+    async def previewed(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "phil")
+        await press(pilot, "o")
+        pilot.app.screen.query_one("#key-password", Input).value = PASSWORD
+        await press(pilot, "enter")
+        assert isinstance(pilot.app.screen, PreparationScreen)
+        for field in pilot.app.screen.query(Input):
+            if field.id and field.id.startswith("lot-"):
+                field.value = "KT2403-17"
+        pilot.app.screen.query_one("#checker", Input).value = "pia"
+        await press(pilot, "ctrl+s")
+        assert isinstance(pilot.app.screen, LabelPreviewDialog)
+
+    app = app_for(pharmacy_trial, clock)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=previewed)
+
+
+def test_diary_grid(
+    snap_compare: Callable[..., bool], enrolled_trial: Engine, clock: SteppingClock
+) -> None:
+    async def entering(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "tess")
+        await press(pilot, "p", "d")
+        assert isinstance(pilot.app.screen, DiaryScreen)
+        await press(pilot, "right", "down", "3", "8")
+
+    app = app_for(enrolled_trial, clock)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=entering)
+
+
+def test_dashboard(
+    snap_compare: Callable[..., bool], enrolled_trial: Engine, clock: SteppingClock
+) -> None:
+    admin = service_sign_in(enrolled_trial, ADMIN, clock)
+    add_user(enrolled_trial, admin, clock, "ivan", Role.INVESTIGATOR)
+
+    async def dashboard(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "ivan")
+        await press(pilot, "i")
+        assert isinstance(pilot.app.screen, DashboardScreen)
+
+    app = app_for(enrolled_trial, clock)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=dashboard)

@@ -13,6 +13,7 @@ from textual import events
 from textual.app import App
 from textual.reactive import var
 
+from trialkit.domain.roles import Role
 from trialkit.tui.commands import APP_COMMANDS, LOCK_SCREEN, SIGN_OUT
 from trialkit.tui.messages import LoginSucceeded, ServiceFailed, TrialLoaded
 from trialkit.tui.screens.login import LoginScreen
@@ -110,7 +111,10 @@ class TrialkitApp(App[None]):
         from trialkit.tui.screens.home import HomeScreen
 
         self._accept(message.signin)
-        await self.switch_screen(HomeScreen(self.db))
+        home = HomeScreen(self.db)
+        await self.switch_screen(home)
+        if message.signin.actor.role is Role.PHARMACIST:  # the pharmacist's home is the queue
+            home.action_open_dispense_queue()
 
     def _accept(self, signin: SignIn) -> None:
         self.trial = signin.trial

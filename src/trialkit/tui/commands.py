@@ -110,6 +110,86 @@ EXTEND_LIST = Command(
     "extend_list", footer="Extend",
 )
 
+# The research pharmacy (pharmacists; emergency unblinding also custodian investigators).
+DISPENSE_QUEUE = Command(
+    "dispense-queue", "Dispense queue", "Randomized participants awaiting preparation", "d",
+    "open_dispense_queue", footer="Queue",
+)
+OPEN_ENVELOPE = Command(
+    "open-envelope", "Open envelope", "Open the selected participant's envelope (password)",
+    "o", "open_envelope", footer="Open",
+)
+RECORD_PREPARATION = Command(
+    "record-preparation", "Record preparation",
+    "Record lots and checker, and write the labels' PDF", "ctrl+s", "record_preparation",
+    footer="Record",
+)
+REPRINT_LABELS = Command(
+    "reprint-labels", "Reprint labels", "Print a dispensed participant's labels again", "l",
+    "reprint_labels", footer="Reprint",
+)
+EMERGENCY_UNBLIND = Command(
+    "emergency-unblind", "Emergency unblind",
+    "Reveal the selected participant's arm to you alone (reason and password)", "u",
+    "emergency_unblind", footer="Unblind",
+)
+
+# The headache diary calendar.
+OPEN_DIARY = Command(
+    "open-diary", "Headache diary", "The selected participant's diary, a window at a time",
+    "d", "open_diary", footer="Diary",
+)
+DIARY_NONE = Command(
+    "diary-no-headache", "Record: no headache", "Record the day under the cursor as headache-free",
+    "0", "digit(0)", footer="No HA", show=False,
+)
+DIARY_MILD = Command(
+    "diary-mild", "Enter: mild headache", "Start a mild headache day; type hours, then Enter",
+    "1", "digit(1)", show=False,
+)
+DIARY_MODERATE = Command(
+    "diary-moderate", "Enter: moderate headache",
+    "Start a moderate headache day; type hours, then Enter", "2", "digit(2)", show=False,
+)
+DIARY_SEVERE = Command(
+    "diary-severe", "Enter: severe headache",
+    "Start a severe headache day; type hours, then Enter", "3", "digit(3)", show=False,
+)
+DIARY_ACUTE = Command(
+    "diary-acute", "Toggle acute medication", "Acute medication taken on the day being entered",
+    "a", "toggle_acute", footer="Acute",
+)
+DIARY_RECORD = Command(
+    "diary-record", "Record day", "Record the day being entered", "enter", "record_entry",
+    footer="Record",
+)
+DIARY_HISTORY = Command(
+    "diary-history", "Day history", "Every version of the day under the cursor", "h",
+    "day_history", footer="History",
+)
+NEXT_WINDOW = Command(
+    "next-window", "Next window", "Show the next diary window", "tab", "window(1)",
+    footer="Window", priority=True,
+)
+PREVIOUS_WINDOW = Command(
+    "previous-window", "Previous window", "Show the previous diary window", "shift+tab",
+    "window(-1)", show=False, priority=True,
+)
+
+# The investigator's dashboard.
+DASHBOARD = Command(
+    "dashboard", "Dashboard", "Enrolment, CONSORT counts, diary completeness, the curve", "i",
+    "open_dashboard",
+)
+LOCK_DATABASE = Command(
+    "lock-database", "Lock database", "Lock the trial database for analysis (cannot be undone)",
+    "k", "lock_database", footer="Lock DB",
+)
+EXPORT_DATA = Command(
+    "export-data", "Export data", "Write the blinded outcomes or diary with its dictionary",
+    "x", "export_data", footer="Export",
+)
+
 # Dialogs.
 CANCEL = Command("cancel", "Cancel", "Close this dialog without doing anything", "escape", "cancel")
 
@@ -119,7 +199,10 @@ ALL_COMMANDS: dict[str, Command] = {
     for c in (
         *APP_COMMANDS, REFRESH, BACK, PARTICIPANTS, ALLOCATION_LISTS, SCREEN_PARTICIPANT,
         RECORD_CONSENT, RANDOMIZE, WITHDRAW, SEARCH, SUBMIT_SCREENING, ANSWER_YES, ANSWER_NO,
-        SEAL_LISTS, EXTEND_LIST, CANCEL,
+        SEAL_LISTS, EXTEND_LIST, CANCEL, DISPENSE_QUEUE, OPEN_ENVELOPE, RECORD_PREPARATION,
+        REPRINT_LABELS, EMERGENCY_UNBLIND, OPEN_DIARY, DIARY_NONE, DIARY_MILD, DIARY_MODERATE,
+        DIARY_SEVERE, DIARY_ACUTE, DIARY_RECORD, DIARY_HISTORY, NEXT_WINDOW, PREVIOUS_WINDOW,
+        DASHBOARD, LOCK_DATABASE, EXPORT_DATA,
     )
 }
 

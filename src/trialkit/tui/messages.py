@@ -10,11 +10,19 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from datetime import date
+    from pathlib import Path
+
     from trialkit.domain.protocol import Protocol
+    from trialkit.labels import LabelSheet
     from trialkit.services.allocation import SealResult, StratumUse
+    from trialkit.services.diary import DiaryVersion
     from trialkit.services.enrolment import ParticipantView, Randomization
+    from trialkit.services.lock import LockResult
+    from trialkit.services.pharmacy import Dispensing, QueueEntry
+    from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
-    from trialkit.tui.trial_db import SignIn
+    from trialkit.tui.trial_db import DiaryView, SignIn
 
 
 class TrialLoaded(Message):
@@ -97,3 +105,70 @@ class ListsSealed(Message):
         super().__init__()
         self.result = result
         self.verb = verb
+
+
+class QueueLoaded(Message):
+    """The dispense queue was read (blinded columns)."""
+
+    def __init__(self, entries: list[QueueEntry]) -> None:
+        super().__init__()
+        self.entries = entries
+
+
+class EnvelopeOpened(Message):
+    """An envelope was opened for preparation. UNBLINDED: for the pharmacy screen only."""
+
+    def __init__(self, opened: Dispensing, password: str) -> None:
+        super().__init__()
+        self.opened = opened
+        self.password = password
+
+
+class LabelsPrinted(Message):
+    """A participant's labels were (re)printed to ``path`` (blinded)."""
+
+    def __init__(self, sheet: LabelSheet, path: Path) -> None:
+        super().__init__()
+        self.sheet = sheet
+        self.path = path
+
+
+class DiaryLoaded(Message):
+    """A participant's diary was read (windows, completeness, current days)."""
+
+    def __init__(self, view: DiaryView) -> None:
+        super().__init__()
+        self.view = view
+
+
+class DayRecorded(Message):
+    """A diary day was recorded or corrected."""
+
+    def __init__(self, on: date) -> None:
+        super().__init__()
+        self.on = on
+
+
+class DayHistoryLoaded(Message):
+    """Every version of one diary day was read."""
+
+    def __init__(self, on: date, versions: list[DiaryVersion]) -> None:
+        super().__init__()
+        self.on = on
+        self.versions = versions
+
+
+class StatusLoaded(Message):
+    """The trial status (enrolment, CONSORT, completeness, curve) was read."""
+
+    def __init__(self, status: TrialStatus) -> None:
+        super().__init__()
+        self.status = status
+
+
+class DatabaseLocked(Message):
+    """The database was locked."""
+
+    def __init__(self, result: LockResult) -> None:
+        super().__init__()
+        self.result = result

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trialkit.domain.errors import TrialkitError
@@ -18,15 +19,26 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from trialkit.domain.clock import Clock
+    from trialkit.domain.diary import DiaryDay
     from trialkit.domain.protocol import Protocol
+    from trialkit.labels import LabelSheet
     from trialkit.services.actor import Actor
     from trialkit.services.allocation import SealResult, StratumUse
+    from trialkit.services.diary import DiaryVersion, ParticipantOutcomes, RecordedDay
     from trialkit.services.enrolment import ParticipantView, Randomization
+    from trialkit.services.export import ExportResult
+    from trialkit.services.lock import LockResult
+    from trialkit.services.pharmacy import Dispensing, QueueEntry, Unblinding
+    from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
 
 
 class DatabaseUnavailable(TrialkitError):
     """The database did not answer (network, file lock, server down)."""
+
+
+class LabelsNotWritten(TrialkitError):
+    """The preparation was recorded but its labels' PDF could not be written."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,17 @@ class ScreeningEntry:
     weight_kg: float
     factors: Mapping[str, str]
     answers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class DiaryView:
+    """One participant's diary as the calendar shows it (blinded): windows with their dates
+    and completeness, and the current version of every recorded day."""
+
+    outcomes: ParticipantOutcomes
+    days: dict[date, DiaryVersion]
+    today: date
+    severity_levels: tuple[str, ...]
 
 
 @contextmanager
@@ -202,3 +225,135 @@ class TrialDatabase:
             return extend_list(
                 session, actor, stratum=stratum, count=count, block_sizes=None, clock=self.clock
             )
+
+    # --- the research pharmacy (pharmacists; unblinding also custodian investigators) -----
+
+    def dispense_queue(self, actor: Actor) -> list[QueueEntry]:
+        """Randomized participants awaiting preparation, oldest first (blinded columns)."""
+        from trialkit.services.pharmacy import dispense_queue
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            entries = dispense_queue(session, actor)
+        return sorted(entries, key=lambda e: (e.randomized_at, e.participant_id))
+
+    def open_envelope(self, actor: Actor, pid: str, *, password: str) -> Dispensing:
+        """Open the envelope (audited) and read the preparation instructions. UNBLINDED."""
+        from trialkit.services.pharmacy import dispense
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return dispense(session, actor, pid, password=password, clock=self.clock)
+
+    def record_preparation(
+        self, actor: Actor, pid: str, *, password: str, lots: Mapping[str, str],
+        checked_by: str, labels_path: Path,
+    ) -> LabelSheet:
+        """Record the preparation with its first label print and write the labels' PDF in
+        the same transaction. Returns the blinded label sheet only."""
+        from trialkit.services.pharmacy import dispense
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            done = dispense(
+                session, actor, pid, password=password, clock=self.clock, lots=lots,
+                checked_by=checked_by, print_labels=True,
+            )
+            assert done.labels is not None
+            _write_labels(done.labels, labels_path)  # inside: a failure undoes the record
+        return done.labels
+
+    def reprint_labels(self, actor: Actor, pid: str, *, labels_path: Path) -> LabelSheet:
+        """Print a dispensed participant's labels again (counted and audited)."""
+        from trialkit.services.pharmacy import print_labels
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            sheet = print_labels(session, actor, pid, clock=self.clock)
+            _write_labels(sheet, labels_path)
+        return sheet
+
+    def unblind(self, actor: Actor, pid: str, *, reason: str, password: str) -> Unblinding:
+        """Emergency unblinding: the arm for this user only, the reason audited. UNBLINDED."""
+        from trialkit.services.pharmacy import unblind
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return unblind(session, actor, pid, reason=reason, password=password,
+                           clock=self.clock)
+
+    # --- the headache diary (coordinators record; everyone with a view reads) ----------
+
+    def diary(self, actor: Actor, pid: str) -> DiaryView:
+        """Windows, completeness and current days of one participant."""
+        from trialkit.services.diary import history, outcomes
+        from trialkit.services.trial import stored_protocol
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            result = outcomes(session, actor, pid, clock=self.clock)
+            days = {v.date: v for v in history(session, actor, pid) if v.current}
+            levels = stored_protocol(session).diary.severity_levels
+        return DiaryView(result, days, self.clock.now().date(), tuple(levels))
+
+    def record_day(
+        self, actor: Actor, pid: str, day: DiaryDay, *, reason: str | None
+    ) -> RecordedDay:
+        """Record a day; a correction of a recorded day needs ``reason``."""
+        from trialkit.services.diary import record_day
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return record_day(session, actor, pid, day, clock=self.clock, reason=reason)
+
+    def day_history(self, actor: Actor, pid: str, on: date) -> list[DiaryVersion]:
+        """Every version of one diary day, oldest first."""
+        from trialkit.services.diary import history
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            return history(session, actor, pid, on=on)
+
+    # --- the investigator's dashboard ------------------------------------------------
+
+    def trial_status(self, actor: Actor) -> TrialStatus:
+        """Enrolment, CONSORT counts, diary completeness and the enrolment curve (blinded)."""
+        from trialkit.services.reports import trial_status
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            return trial_status(session, actor, clock=self.clock)
+
+    def lock(self, actor: Actor) -> LockResult:
+        """Lock the database (audited; once)."""
+        from trialkit.services.lock import lock_database
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return lock_database(session, actor, clock=self.clock)
+
+    def export(
+        self, actor: Actor, kind: str, out: Path, *, progress: Callable[[int, int], None]
+    ) -> ExportResult:
+        """Write a blinded export (data, dictionary, manifest); files appear once committed."""
+        from trialkit.services.export import ExportFiles, export_table
+        from trialkit.store.db import transaction
+
+        files = ExportFiles(out)
+        with files:
+            with _driver_errors(self.label), transaction(self.engine) as session:
+                result = export_table(session, actor, kind, files, clock=self.clock,
+                                      progress=progress)
+            files.publish()
+        return result
+
+
+def _write_labels(sheet: LabelSheet, path: Path) -> None:
+    """The labels' PDF at ``path``; a failure to write is the user's message."""
+    from trialkit.labels import render_labels
+
+    data = render_labels(sheet)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise LabelsNotWritten(f"cannot write the labels to {path}: {exc.strerror}") from None

@@ -11,7 +11,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from trialkit.domain.errors import TrialkitError
-from trialkit.tui.commands import ALLOCATION_LISTS, PARTICIPANTS, REFRESH
+from trialkit.tui.commands import (
+    ALLOCATION_LISTS,
+    DASHBOARD,
+    DISPENSE_QUEUE,
+    PARTICIPANTS,
+    REFRESH,
+)
 from trialkit.tui.messages import ServiceFailed, TrialLoaded
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.identity import IdentityPanel
@@ -29,7 +35,10 @@ class HomeScreen(Screen[None]):
     """Role-aware home. Follows the app's ``trial`` and ``actor``, so a refresh or an
     unlock that brings news (a changed role, a new site) shows at once."""
 
-    BINDINGS = [PARTICIPANTS.binding(), ALLOCATION_LISTS.binding(), REFRESH.binding()]
+    BINDINGS = [
+        PARTICIPANTS.binding(), ALLOCATION_LISTS.binding(), DISPENSE_QUEUE.binding(),
+        DASHBOARD.binding(), REFRESH.binding(),
+    ]
 
     def __init__(self, db: TrialDatabase) -> None:
         super().__init__()
@@ -66,7 +75,9 @@ class HomeScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Each role sees the keys of its own screens only."""
-        opens = {c.action: c for c in (PARTICIPANTS, ALLOCATION_LISTS)}
+        opens = {
+            c.action: c for c in (PARTICIPANTS, ALLOCATION_LISTS, DISPENSE_QUEUE, DASHBOARD)
+        }
         if action not in opens:
             return True
         actor = self._actor()
@@ -90,6 +101,22 @@ class HomeScreen(Screen[None]):
         actor = self._actor()
         if actor is not None:
             self.app.push_screen(AllocationListsScreen(self._db, actor))
+
+    def action_open_dispense_queue(self) -> None:
+        """Randomized participants awaiting preparation (pharmacists)."""
+        from trialkit.tui.screens.dispense_queue import DispenseQueueScreen
+
+        actor = self._actor()
+        if actor is not None:
+            self.app.push_screen(DispenseQueueScreen(self._db, actor))
+
+    def action_open_dashboard(self) -> None:
+        """Enrolment, CONSORT, completeness, lock and export (investigators)."""
+        from trialkit.tui.screens.dashboard import DashboardScreen
+
+        actor = self._actor()
+        if actor is not None:
+            self.app.push_screen(DashboardScreen(self._db, actor))
 
     def action_refresh(self) -> None:
         """Read the trial again (in a worker)."""

@@ -18,6 +18,8 @@ from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
 from trialkit.tui.commands import (
     BACK,
+    EMERGENCY_UNBLIND,
+    OPEN_DIARY,
     RANDOMIZE,
     RECORD_CONSENT,
     REFRESH,
@@ -28,6 +30,7 @@ from trialkit.tui.commands import (
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.consent import ConsentDialog, ConsentEntry
 from trialkit.tui.dialogs.randomized import RandomizedDialog
+from trialkit.tui.dialogs.unblind import UnblindDialog
 from trialkit.tui.dialogs.withdraw import WithdrawDialog
 from trialkit.tui.messages import (
     ParticipantChanged,
@@ -36,6 +39,7 @@ from trialkit.tui.messages import (
     ProtocolLoaded,
     ServiceFailed,
 )
+from trialkit.tui.screens.participant_rules import describe_participant, refusal
 from trialkit.tui.screens.screening import ScreeningScreen, screening_outcome
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.training_banner import TrainingBanner
@@ -56,38 +60,13 @@ WRITE_ACTIONS = frozenset(
 )
 
 
-def describe_participant(p: ParticipantView) -> str:
-    """One line about the selected participant (blinded: no arm, nothing arm-dependent)."""
-    parts = [f"{p.id} · {p.status}", f"{p.age} y, {p.sex}, {p.weight_kg:g} kg"]
-    if p.failed:
-        parts.append(f"failed {', '.join(p.failed)}")
-    if p.consent_date:
-        parts.append(f"consented {p.consent_date}")
-    if p.randomization_number:
-        parts.append(f"{p.randomization_number}, label {p.label_code}")
-    if p.unblinded_emergency:
-        parts.append("EMERGENCY-UNBLINDED")
-    return " · ".join(parts)
-
-
-def refusal(action: str, p: ParticipantView) -> str | None:
-    """Why this step cannot be taken for this participant now, or None if it can."""
-    if p.status == "withdrawn":
-        return f"{p.id} has withdrawn."
-    if action == RECORD_CONSENT.action and p.status != "eligible":
-        reason = {"ineligible": "is not eligible"}.get(p.status, f"is already {p.status}")
-        return f"{p.id} {reason}: consent is recorded once, for an eligible participant."
-    if action == RANDOMIZE.action and p.status != "consented" and not p.randomization_number:
-        return f"{p.id} is {p.status}: randomize after consent."
-    return None
-
-
 class ParticipantsScreen(Screen[None]):
     """The participants this user may see, with the coordinator's enrolment steps."""
 
     BINDINGS = [
         c.binding()
-        for c in (SCREEN_PARTICIPANT, RECORD_CONSENT, RANDOMIZE, WITHDRAW, SEARCH, REFRESH, BACK)
+        for c in (SCREEN_PARTICIPANT, RECORD_CONSENT, RANDOMIZE, WITHDRAW, OPEN_DIARY,
+                  EMERGENCY_UNBLIND, SEARCH, REFRESH, BACK)
     ]
 
     def __init__(self, db: TrialDatabase, actor: Actor, sites: tuple[str, ...]) -> None:
@@ -229,6 +208,13 @@ class ParticipantsScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Enrolment steps only for those who enrol; greyed while nothing is selected."""
+        if action == OPEN_DIARY.action:
+            return True if self.selected() is not None else None
+        if action == EMERGENCY_UNBLIND.action:
+            if not self._actor.can(Permission.UNBLIND):
+                return False
+            p = self.selected()
+            return True if p is not None and p.randomization_number else None
         if action not in WRITE_ACTIONS:
             return True
         if not self._actor.can(Permission.ENROL):
@@ -334,6 +320,26 @@ class ParticipantsScreen(Screen[None]):
                 self._run(lambda: self._db.withdraw(self._actor, p.id, reason=reason), "withdrawn")
 
         self.app.push_screen(WithdrawDialog(p.id), withdraw)
+
+    def action_open_diary(self) -> None:
+        """The selected participant's headache diary, as a calendar."""
+        from trialkit.tui.screens.diary import DiaryScreen
+
+        p = self.selected()
+        if p is not None:
+            self.app.push_screen(DiaryScreen(self._db, self._actor, p.id),
+                                 lambda _none: self.reload(select=p.id))
+
+    def action_emergency_unblind(self) -> None:
+        """Reason and password; the arm shows in the dialog only, gone when it closes."""
+        p = self.selected()
+        if p is None or not p.randomization_number:
+            return
+
+        def closed(_done: bool | None) -> None:
+            self.reload(select=p.id)
+
+        self.app.push_screen(UnblindDialog(self._db, self._actor, p.id), closed)
 
     def _run(self, call: Callable[[], ParticipantView], what: str) -> None:
         self._busy = True

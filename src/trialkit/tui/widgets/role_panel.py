@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 from textual.widgets import Static
 
 from trialkit.domain.roles import Permission, Role
-from trialkit.tui.commands import ALLOCATION_LISTS, PARTICIPANTS, Command
+from trialkit.tui.commands import (
+    ALLOCATION_LISTS,
+    DASHBOARD,
+    DISPENSE_QUEUE,
+    PARTICIPANTS,
+    Command,
+)
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -29,12 +35,12 @@ ROLE_WORKSPACE: dict[Role, str] = {
 ROLE_SCREENS: dict[Role, tuple[Command, ...]] = {
     Role.ADMIN: (ALLOCATION_LISTS,),
     Role.COORDINATOR: (PARTICIPANTS,),
-    Role.PHARMACIST: (),
-    Role.INVESTIGATOR: (PARTICIPANTS,),
+    Role.PHARMACIST: (DISPENSE_QUEUE, PARTICIPANTS),
+    Role.INVESTIGATOR: (DASHBOARD, PARTICIPANTS),
     Role.MONITOR: (PARTICIPANTS,),
 }
 # Roles whose workspace is the screen they open (the others still wait for theirs).
-WORKSPACE_READY = frozenset({Role.ADMIN, Role.COORDINATOR})
+WORKSPACE_READY = frozenset({Role.ADMIN, Role.COORDINATOR, Role.PHARMACIST, Role.INVESTIGATOR})
 
 
 def describe_role(actor: Actor) -> str:

@@ -1,0 +1,88 @@
+"""Exporting blinded data: which table and where, then a progress bar while it is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.content import Content
+from textual.widgets import Button, Input, ProgressBar, Select, Static
+
+from trialkit.domain.errors import TrialkitError
+from trialkit.tui.dialogs.dialog import Dialog
+
+if TYPE_CHECKING:
+    from trialkit.services.actor import Actor
+    from trialkit.services.export import ExportResult
+    from trialkit.tui.trial_db import TrialDatabase
+
+KINDS = ("outcomes", "diary")
+
+
+class ExportDialog(Dialog[bool]):
+    """Kind and path; OK writes (in a worker) with a progress bar. Returns whether done."""
+
+    def __init__(self, db: TrialDatabase, actor: Actor) -> None:
+        super().__init__("Export blinded data", cancel_result=False, ok_label="Export")
+        self._db = db
+        self._actor = actor
+        self._done = False
+        self._busy = False
+
+    def fields(self) -> ComposeResult:
+        """Kind, path, progress."""
+        yield Select([(k, k) for k in KINDS], value="outcomes", allow_blank=False,
+                     id="export-kind", compact=True)
+        yield Input("outcomes.csv", placeholder="File (.csv)", id="export-path", compact=True)
+        yield ProgressBar(id="export-progress", show_eta=False)
+        yield Static("", id="export-done", classes="dialog-text")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """Follow the kind in the default file name."""
+        field = self.query_one("#export-path", Input)
+        if field.value in {f"{k}.csv" for k in KINDS}:
+            field.value = f"{event.value}.csv"
+
+    def result(self) -> bool:
+        """Start the export; once written, OK closes."""
+        if self._done:
+            return True
+        if self._busy:
+            raise ValueError("Exporting…")
+        kind = str(self.query_one("#export-kind", Select).value)
+        path = Path(self.query_one("#export-path", Input).value.strip()).expanduser()
+        self._busy = True
+        self._export(kind, path)
+        raise ValueError("Exporting…")
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, kind: str, path: Path) -> None:
+        def progress(done: int, total: int) -> None:
+            self.app.call_from_thread(self._progress, done, total)
+
+        try:
+            result = self._db.export(self._actor, kind, path, progress=progress)
+        except TrialkitError as exc:
+            self.app.call_from_thread(self._failed, exc.message)
+        else:
+            self.app.call_from_thread(self._finished, result, path)
+
+    def _progress(self, done: int, total: int) -> None:
+        self.query_one("#export-progress", ProgressBar).update(total=total, progress=done)
+
+    def _failed(self, message: str) -> None:
+        self._busy = False
+        self.say(message)
+
+    def _finished(self, result: ExportResult, path: Path) -> None:
+        self._done = True
+        bar = self.query_one("#export-progress", ProgressBar)
+        bar.update(total=max(bar.total or 1, 1), progress=max(bar.total or 1, 1))
+        self.say("")
+        self.query_one("#export-done", Static).update(Content(
+            f"Wrote {result.rows} rows ({result.participants} participants) to {path}."))
+        ok = self.query_one("#ok", Button)
+        ok.label = "Close"
+        ok.focus()

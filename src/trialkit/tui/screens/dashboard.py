@@ -1,0 +1,172 @@
+"""The investigator's dashboard: enrolment per site against target, CONSORT counts, diary
+completeness per window and the enrolment curve; locking the database and exporting the
+blinded data. Blinded throughout: counts only, never split by arm."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+from textual_plotext import PlotextPlot
+
+from trialkit.domain.errors import TrialkitError
+from trialkit.domain.roles import Permission
+from trialkit.tui.commands import BACK, EXPORT_DATA, LOCK_DATABASE, REFRESH
+from trialkit.tui.dialogs.confirm import ConfirmDialog
+from trialkit.tui.dialogs.export import ExportDialog
+from trialkit.tui.messages import DatabaseLocked, ServiceFailed, StatusLoaded
+from trialkit.tui.widgets.training_banner import TrainingBanner
+
+if TYPE_CHECKING:
+    from trialkit.services.actor import Actor
+    from trialkit.services.reports import Consort, TrialStatus
+    from trialkit.tui.trial_db import TrialDatabase
+
+
+def consort_text(c: Consort) -> str:
+    """The CONSORT flow as lines of counts."""
+    return "\n".join([
+        f"Screened      {c.screened:>4}",
+        f"Ineligible    {c.ineligible:>4}",
+        f"Consented     {c.consented:>4}",
+        f"Randomized    {c.randomized:>4}",
+        f"Infused       {c.infused:>4}",
+        f"Withdrawn     {c.withdrawn:>4}",
+        f"Completed {c.primary_window} {c.completed_primary:>3}",
+        f"Analysed      {c.analysed:>4}",
+    ])
+
+
+def completeness_text(s: TrialStatus) -> str:
+    """Diary completeness per window, one line."""
+    parts = []
+    for w in s.completeness:
+        pct = "—" if w.percent is None else f"{w.percent:.0f}%"
+        parts.append(f"{w.window} {pct}")
+    overdue = f" · {len(s.overdue)} overdue" if s.overdue else ""
+    return "Diary: " + " · ".join(parts) + overdue
+
+
+class DashboardScreen(Screen[None]):
+    """Counts, the curve, and the investigator's lock and export."""
+
+    BINDINGS = [c.binding() for c in (LOCK_DATABASE, EXPORT_DATA, REFRESH, BACK)]
+
+    def __init__(self, db: TrialDatabase, actor: Actor) -> None:
+        super().__init__()
+        self._db = db
+        self._actor = actor
+        self._status: TrialStatus | None = None
+
+    def compose(self) -> ComposeResult:
+        """Enrolment and CONSORT side by side, completeness, the curve."""
+        yield Header()
+        yield TrainingBanner()
+        with VerticalScroll(id="dashboard-body"):
+            with Horizontal(id="dashboard-top"):
+                table: DataTable[str] = DataTable(id="enrolment", cursor_type="none")
+                table.border_title = "Enrolment"
+                yield table
+                consort = Static("", id="consort")
+                consort.border_title = "CONSORT"
+                yield consort
+            yield Static("Reading the trial status…", id="completeness")
+            yield PlotextPlot(id="curve")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Columns, then read."""
+        self.sub_title = "Dashboard"
+        self.query_one("#enrolment", DataTable).add_columns("Site", "Rand.", "Target", "%")
+        self._load()
+
+    @work(thread=True, exclusive=True, group="status")
+    def _load(self) -> None:
+        try:
+            status = self._db.trial_status(self._actor)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(StatusLoaded(status))
+
+    def on_status_loaded(self, message: StatusLoaded) -> None:
+        """Fill every panel."""
+        s = self._status = message.status
+        table = self.query_one("#enrolment", DataTable)
+        table.clear()
+        for site in s.sites:
+            pct = site.percent_of_target
+            table.add_row(site.code, str(site.randomized), str(site.target or "—"),
+                          "—" if pct is None else f"{pct:.0f}")
+        table.add_row("All", str(s.consort.randomized), str(s.target),
+                      f"{100 * s.consort.randomized / s.target:.0f}" if s.target else "—")
+        self.query_one("#consort", Static).update(Content(consort_text(s.consort)))
+        locked = f" · LOCKED {s.locked_at:%Y-%m-%d} by {s.locked_by}" if s.locked_at else ""
+        self.query_one("#completeness", Static).update(Content(completeness_text(s) + locked))
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.title("Randomized (cumulative)")
+        if s.curve:
+            # From zero the day before the first randomization, a point per curve day.
+            ys = [0, *(p.total for p in s.curve)]
+            plt.plot(list(range(len(ys))), ys, marker="braille")
+            plt.xticks([0, len(ys) - 1], [str(s.curve[0].day - timedelta(days=1)),
+                                          str(s.curve[-1].day)])
+        plot.refresh()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Lock and export for those allowed; lock once."""
+        if action == LOCK_DATABASE.action:
+            if not self._actor.can(Permission.LOCK):
+                return False
+            return None if self._status is not None and self._status.locked_at else True
+        if action == EXPORT_DATA.action:
+            return self._actor.can(Permission.EXPORT)
+        return True
+
+    def action_lock_database(self) -> None:
+        """Confirm, then lock."""
+        question = ("Lock the database? No diary day, enrolment or dispensing can be "
+                    "recorded after the lock. This cannot be undone.")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._lock()
+
+        self.app.push_screen(ConfirmDialog("Lock database", question, confirm="Lock"), confirmed)
+
+    @work(thread=True, exclusive=True, group="lock")
+    def _lock(self) -> None:
+        try:
+            result = self._db.lock(self._actor)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(DatabaseLocked(result))
+
+    def on_database_locked(self, message: DatabaseLocked) -> None:
+        """Say so and read again."""
+        r = message.result
+        self.notify(f"Locked: {r.participants} participants, {r.diary_days} diary days.",
+                    title="Lock")
+        self._load()
+
+    def action_export_data(self) -> None:
+        """Kind, path and a progress bar."""
+        self.app.push_screen(ExportDialog(self._db, self._actor))
+
+    def action_refresh(self) -> None:
+        """Read again."""
+        self._load()
+
+    def action_back(self) -> None:
+        """Home."""
+        self.dismiss(None)

@@ -1,0 +1,202 @@
+"""The pharmacist's home: randomized participants awaiting preparation, oldest first, in
+blinded columns. Opening an envelope asks the password and leads to the UNBLINDED
+preparation screen; recording it shows the (blinded) label text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from trialkit.domain.errors import TrialkitError
+from trialkit.domain.roles import Permission
+from trialkit.tui.commands import BACK, EMERGENCY_UNBLIND, OPEN_ENVELOPE, REFRESH, REPRINT_LABELS
+from trialkit.tui.dialogs.labels import LabelPreviewDialog
+from trialkit.tui.dialogs.password import PasswordDialog
+from trialkit.tui.dialogs.reprint import ReprintDialog
+from trialkit.tui.dialogs.unblind import UnblindDialog
+from trialkit.tui.messages import EnvelopeOpened, LabelsPrinted, QueueLoaded, ServiceFailed
+from trialkit.tui.screens.preparation import PreparationScreen
+from trialkit.tui.widgets.training_banner import TrainingBanner
+
+if TYPE_CHECKING:
+    from trialkit.labels import LabelSheet
+    from trialkit.services.actor import Actor
+    from trialkit.tui.trial_db import TrialDatabase
+
+COLUMNS = ("Site", "Participant", "Rand. no.", "Weight", "Infusion", "Randomized")
+
+
+class DispenseQueueScreen(Screen[None]):
+    """The dispense queue of the pharmacist's sites."""
+
+    BINDINGS = [c.binding()
+                for c in (OPEN_ENVELOPE, REPRINT_LABELS, EMERGENCY_UNBLIND, REFRESH, BACK)]
+
+    def __init__(self, db: TrialDatabase, actor: Actor) -> None:
+        super().__init__()
+        self._db = db
+        self._actor = actor
+        self._busy = False
+        self._last: str | None = None
+
+    def compose(self) -> ComposeResult:
+        """The queue and a line under it."""
+        yield Header()
+        yield TrainingBanner()
+        table: DataTable[str] = DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("Reading the queue…", id="queue-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Columns, then the queue."""
+        self.sub_title = "Dispense queue"
+        table = self.query_one("#queue", DataTable)
+        table.add_columns(*COLUMNS)
+        table.focus()
+        self._load()
+
+    @work(thread=True, exclusive=True, group="queue")
+    def _load(self) -> None:
+        try:
+            entries = self._db.dispense_queue(self._actor)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(QueueLoaded(entries))
+
+    def on_queue_loaded(self, message: QueueLoaded) -> None:
+        """Fill the table, oldest randomization first."""
+        table = self.query_one("#queue", DataTable)
+        table.clear()
+        for e in message.entries:
+            table.add_row(
+                e.site, e.participant_id, e.randomization_number, f"{e.weight_kg:g} kg",
+                e.infusion_date or "—", f"{e.randomized_at:%Y-%m-%d %H:%M}",
+                key=e.participant_id,
+            )
+        n = len(message.entries)
+        text = (f"{n} awaiting preparation. Press {OPEN_ENVELOPE.key} to open the selected "
+                "envelope." if n else "Nobody is waiting for a preparation.")
+        self.query_one("#queue-detail", Static).update(Content(text))
+        self.refresh_bindings()
+
+    def selected_id(self) -> str | None:
+        """The participant under the cursor, if any."""
+        table = self.query_one("#queue", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return key if isinstance(key, str) else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Greyed while nothing is selected; unblinding only for those allowed."""
+        if action == EMERGENCY_UNBLIND.action and not self._actor.can(Permission.UNBLIND):
+            return False
+        if action in (OPEN_ENVELOPE.action, EMERGENCY_UNBLIND.action):
+            return True if self.selected_id() is not None else None
+        return True
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        """Keys follow the selection."""
+        self.refresh_bindings()
+
+    # --- opening and preparing ---------------------------------------------------------
+
+    def action_open_envelope(self) -> None:
+        """Ask the password, then open the selected participant's envelope."""
+        pid = self.selected_id()
+        if pid is None or self._busy:
+            return
+        dialog = PasswordDialog(
+            f"Open envelope of {pid}",
+            "Opening the envelope shows the arm to you (audited). Your password unlocks "
+            "your custodian key.", ok_label="Open",
+        )
+
+        def opened(password: str | None) -> None:
+            if password is not None:
+                self._busy = True
+                self._open(pid, password)
+
+        self.app.push_screen(dialog, opened)
+
+    @work(thread=True, exclusive=True, group="pharmacy")
+    def _open(self, pid: str, password: str) -> None:
+        try:
+            opened = self._db.open_envelope(self._actor, pid, password=password)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(EnvelopeOpened(opened, password))
+
+    def on_envelope_opened(self, message: EnvelopeOpened) -> None:
+        """The UNBLINDED preparation screen; when recorded, the blinded label text."""
+        self._busy = False
+        screen = PreparationScreen(self._db, self._actor, message.opened, message.password)
+        self.app.push_screen(screen, self._prepared)
+
+    def _prepared(self, done: tuple[LabelSheet, Path] | None) -> None:
+        if done is not None:
+            sheet, path = done
+            self._last = sheet.participant_id
+            self.app.push_screen(LabelPreviewDialog(sheet, path))
+        self._load()
+
+    # --- labels and unblinding ---------------------------------------------------------
+
+    def action_reprint_labels(self) -> None:
+        """Ask which participant (and where), then print their labels again."""
+        if self._busy:
+            return
+
+        def reprint(answer: tuple[str, Path] | None) -> None:
+            if answer is not None:
+                self._busy = True
+                self._reprint(*answer)
+
+        self.app.push_screen(ReprintDialog(self._last or ""), reprint)
+
+    @work(thread=True, exclusive=True, group="pharmacy")
+    def _reprint(self, pid: str, path: Path) -> None:
+        try:
+            sheet = self._db.reprint_labels(self._actor, pid, labels_path=path)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(LabelsPrinted(sheet, path))
+
+    def on_labels_printed(self, message: LabelsPrinted) -> None:
+        """Show what the reprinted labels say."""
+        self._busy = False
+        self._last = message.sheet.participant_id
+        self.app.push_screen(LabelPreviewDialog(message.sheet, message.path))
+
+    def action_emergency_unblind(self) -> None:
+        """Reason and password; the arm shows in the dialog only."""
+        pid = self.selected_id()
+        if pid is None:
+            return
+
+        def closed(_done: bool | None) -> None:
+            self._load()
+
+        self.app.push_screen(UnblindDialog(self._db, self._actor, pid), closed)
+
+    def on_service_failed(self, _message: ServiceFailed) -> None:
+        """Refused (the app says why): ready again."""
+        self._busy = False
+
+    def action_refresh(self) -> None:
+        """Read the queue again."""
+        self._load()
+
+    def action_back(self) -> None:
+        """Back to home."""
+        self.dismiss(None)

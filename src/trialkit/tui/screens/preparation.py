@@ -1,0 +1,150 @@
+"""After the envelope is opened: the UNBLINDED panel (arm, products, volumes and rates) and
+the preparation form (a lot per preparation, the checking pharmacist, the labels' PDF).
+
+UNBLINDED: this screen is for the pharmacy only. It keeps the password given to open the
+envelope in memory until it closes, because recording opens the envelope again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Grid, VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, Static
+
+from trialkit.domain.dosing import format_ml, format_number
+from trialkit.domain.errors import TrialkitError
+from trialkit.labels import LabelSheet
+from trialkit.tui.commands import BACK, RECORD_PREPARATION
+from trialkit.tui.messages import ServiceFailed
+from trialkit.tui.widgets.training_banner import TrainingBanner
+
+if TYPE_CHECKING:
+    from trialkit.services.actor import Actor
+    from trialkit.services.pharmacy import Dispensing
+    from trialkit.tui.trial_db import TrialDatabase
+
+
+def default_labels_path(pid: str) -> str:
+    """Where the labels go unless told otherwise: the current folder."""
+    return f"labels-{pid}.pdf"
+
+
+def labels_path(text: str) -> Path:
+    """A .pdf file in a folder that exists, or ValueError with the user's message."""
+    path = Path(text.strip()).expanduser()
+    if path.suffix.lower() != ".pdf":
+        raise ValueError(f"{text!r}: give a file name ending in .pdf")
+    if path.is_dir() or not path.parent.is_dir():
+        raise ValueError(f"{text!r}: the folder {path.parent} does not exist")
+    return path
+
+
+def instructions(d: Dispensing) -> str:
+    """The arm and how to prepare each preparation. UNBLINDED."""
+    plan = d.plan
+    weight = f"{format_number(plan.dosing_weight_kg)} kg" + (" (capped)" if plan.capped else "")
+    lines = [f"Arm: {d.arm_name} ({d.arm_code}) · envelope {d.envelope}",
+             f"{d.participant_id} · {d.randomization_number} · dosing weight {weight}"]
+    for dose in plan.doses:
+        how = f"{format_ml(dose.volume_ml)} mL"
+        if dose.rate_ml_h is not None and dose.hours is not None:
+            how += f" at {format_ml(dose.rate_ml_h)} mL/h for {format_number(dose.hours)} h"
+        else:
+            how += ", single dose"
+        lines.append(f"{dose.name}: {d.products.get(dose.preparation_id, '?')} — {how}")
+    if d.concomitant:
+        lines.append("With: " + "; ".join(d.concomitant))
+    return "\n".join(lines)
+
+
+class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
+    """Returns the blinded labels and where they were written, or None if left unrecorded."""
+
+    BINDINGS = [RECORD_PREPARATION.binding(), BACK.binding()]
+
+    def __init__(self, db: TrialDatabase, actor: Actor, opened: Dispensing, password: str) -> None:
+        super().__init__()
+        self._db = db
+        self._actor = actor
+        self._opened = opened
+        self._password = password
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        """The red UNBLINDED panel, then the form."""
+        yield Header()
+        yield TrainingBanner()
+        with VerticalScroll(id="preparation-body"):
+            panel = Static(Content(instructions(self._opened)), id="unblinded-panel")
+            panel.border_title = "UNBLINDED — pharmacy only"
+            yield panel
+            with Grid(id="preparation-form"):
+                for dose in self._opened.plan.doses:
+                    yield Label(f"Lot {dose.preparation_id}")
+                    yield Input(placeholder="e.g. KT2403-17", id=f"lot-{dose.preparation_id}",
+                                compact=True)
+                yield Label("Checked by")
+                yield Input(placeholder="another pharmacist's user name", id="checker",
+                            compact=True)
+                yield Label("Labels PDF")
+                yield Input(default_labels_path(self._opened.participant_id), id="labels-path",
+                            compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Start at the first lot."""
+        self.sub_title = f"Prepare {self._opened.participant_id}"
+        self.query(Input).first().focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter moves on; in the last field it records."""
+        event.stop()
+        fields = list(self.query(Input))
+        if event.input is fields[-1]:
+            self.action_record_preparation()
+        else:
+            fields[fields.index(event.input) + 1].focus()
+
+    def action_record_preparation(self) -> None:
+        """Check the form, then record the preparation and write the labels."""
+        if self._busy:
+            return
+        lots = {d.preparation_id: self.query_one(f"#lot-{d.preparation_id}", Input).value.strip()
+                for d in self._opened.plan.doses}
+        checker = self.query_one("#checker", Input).value.strip()
+        try:
+            if not all(lots.values()):
+                raise ValueError("Give a lot number for every preparation.")
+            if not checker:
+                raise ValueError("Name the second pharmacist who checked the preparation.")
+            path = labels_path(self.query_one("#labels-path", Input).value)
+        except ValueError as exc:
+            self.notify(str(exc), title="Preparation", severity="error")
+            return
+        self._busy = True
+        self._record(lots, checker, path)
+
+    @work(thread=True, exclusive=True, group="preparation")
+    def _record(self, lots: dict[str, str], checker: str, path: Path) -> None:
+        try:
+            sheet = self._db.record_preparation(
+                self._actor, self._opened.participant_id, password=self._password, lots=lots,
+                checked_by=checker, labels_path=path,
+            )
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.app.call_from_thread(self.dismiss, (sheet, path))
+
+    def on_service_failed(self, _message: ServiceFailed) -> None:
+        """Refused (the app says why): the form stays for another try."""
+        self._busy = False
+
+    def action_back(self) -> None:
+        """Leave without recording (the opening stays audited)."""
+        self.dismiss(None)

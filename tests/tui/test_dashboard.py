@@ -1,0 +1,76 @@
+"""The investigator's dashboard: counts per site and CONSORT, locking (confirmed) and the
+blinded export with its progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from tests.builders import ready_to_randomize
+from tests.conftest import SteppingClock, add_user
+from tests.tui.conftest import app_for, arm_words, press, screen_text, sign_in, table_rows
+from trialkit.domain.roles import Role
+from trialkit.services.actor import Actor
+from trialkit.services.enrolment import randomize
+from trialkit.store.db import transaction
+from trialkit.tui.dialogs.confirm import ConfirmDialog
+from trialkit.tui.dialogs.export import ExportDialog
+from trialkit.tui.screens.dashboard import DashboardScreen
+
+
+@pytest.fixture
+def trial_with_one(engine: Engine, enrolling: dict[str, Actor], admin: Actor,
+                   clock: SteppingClock) -> Engine:
+    """ivan the investigator, and one participant randomized at TWH."""
+    add_user(engine, admin, clock, "ivan", Role.INVESTIGATOR)
+    v = ready_to_randomize(engine, enrolling["cora"], clock, site="TWH")
+    with transaction(engine) as s:
+        randomize(s, enrolling["cora"], v.id, clock=clock)
+    return engine
+
+
+async def open_dashboard(pilot: Pilot[None]) -> DashboardScreen:
+    await sign_in(pilot, "ivan")
+    await press(pilot, "i")
+    screen = pilot.app.screen
+    assert isinstance(screen, DashboardScreen)
+    return screen
+
+
+async def test_dashboard_counts_and_lock(
+    trial_with_one: Engine, clock: SteppingClock
+) -> None:
+    app = app_for(trial_with_one, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_dashboard(pilot)
+        rows = table_rows(app, "#enrolment")
+        assert ["TWH", "1"] == [str(c) for c in rows[0][:2]]
+        text = screen_text(app)
+        assert "Randomized       1" in text
+        assert not arm_words(text)
+        await press(pilot, "k")
+        assert isinstance(app.screen, ConfirmDialog)
+        await press(pilot, "enter")
+        assert "LOCKED" in screen_text(app)
+        ids = {a.binding.id for a in app.screen.active_bindings.values() if a.enabled}
+        assert "lock-database" not in ids
+
+
+async def test_export_writes_the_blinded_outcomes(
+    trial_with_one: Engine, clock: SteppingClock, tmp_path: Path
+) -> None:
+    app = app_for(trial_with_one, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_dashboard(pilot)
+        await press(pilot, "x")
+        assert isinstance(app.screen, ExportDialog)
+        app.screen.query_one("#export-path", Input).value = str(tmp_path / "out.csv")
+        await press(pilot, "enter")
+        message = str(app.screen.query_one("#export-done", Static).render())
+        assert "(1 participants)" in message, message
+        assert (tmp_path / "out.csv").exists()
+        assert (tmp_path / "out.manifest.json").exists()

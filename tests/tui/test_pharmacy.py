@@ -1,0 +1,189 @@
+"""The pharmacist's dispense queue: blinded queue, the password to open an envelope, the
+UNBLINDED panel, recording a preparation (checker, lots, labels), blinded label text, and
+emergency unblinding (a reason required, the arm in the dialog only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from tests.builders import ready_to_randomize
+from tests.conftest import KETHEAD, PASSWORD, SteppingClock, add_user
+from tests.tui.conftest import (
+    app_for,
+    arm_words,
+    notifications,
+    press,
+    screen_text,
+    settle,
+    sign_in,
+    table_rows,
+)
+from trialkit.domain.protocol import load_protocol
+from trialkit.domain.roles import Role
+from trialkit.services.actor import Actor
+from trialkit.services.enrolment import randomize
+from trialkit.store.db import transaction
+from trialkit.tui.dialogs.labels import LabelPreviewDialog
+from trialkit.tui.dialogs.password import PasswordDialog
+from trialkit.tui.dialogs.unblind import UnblindDialog
+from trialkit.tui.screens.dispense_queue import DispenseQueueScreen
+from trialkit.tui.screens.home import HomeScreen
+from trialkit.tui.screens.participants import ParticipantsScreen
+from trialkit.tui.screens.preparation import PreparationScreen
+
+ARMS = load_protocol(KETHEAD).protocol.arms
+
+
+@pytest.fixture
+def randomized(engine: Engine, enrolling: dict[str, Actor], admin: Actor,
+               clock: SteppingClock) -> str:
+    """One randomized participant at TWH, and a second pharmacist (pia) to check."""
+    add_user(engine, admin, clock, "pia", Role.PHARMACIST)
+    v = ready_to_randomize(engine, enrolling["cora"], clock, site="TWH")
+    with transaction(engine) as s:
+        randomize(s, enrolling["cora"], v.id, clock=clock)
+    return v.id
+
+
+def names_an_arm(text: str) -> bool:
+    return any(a.name in text for a in ARMS) or bool(arm_words(text))
+
+
+async def open_envelope(pilot: Pilot[None], password: str) -> None:
+    """From the queue: o, the password, Enter."""
+    await press(pilot, "o")
+    assert isinstance(pilot.app.screen, PasswordDialog)
+    pilot.app.screen.query_one("#key-password", Input).value = password
+    await press(pilot, "enter")
+
+
+def fill(pilot: Pilot[None], **values: str) -> None:
+    for field, value in values.items():
+        pilot.app.screen.query_one(f"#{field}", Input).value = value
+
+
+async def test_queue_shows_the_randomized_participant_blinded(
+    engine: Engine, randomized: str, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "phil")
+        assert isinstance(app.screen, DispenseQueueScreen)
+        rows = table_rows(app, "#queue")
+        assert [r[1] for r in rows] == [randomized]
+        assert rows[0][3] == "70 kg"
+        assert not names_an_arm(screen_text(app))
+
+
+async def test_wrong_password_is_refused(
+    engine: Engine, randomized: str, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "phil")
+        await open_envelope(pilot, "not-my-password")
+        assert isinstance(app.screen, DispenseQueueScreen)
+        assert notifications(app)
+        assert "UNBLINDED" not in screen_text(app)
+
+
+async def test_right_password_shows_the_unblinded_panel_and_recording_empties_the_queue(
+    engine: Engine, randomized: str, clock: SteppingClock, tmp_path: Path
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await sign_in(pilot, "phil")
+        await open_envelope(pilot, PASSWORD)
+        assert isinstance(app.screen, PreparationScreen)
+        text = screen_text(app)
+        assert "UNBLINDED — pharmacy only" in text
+        assert any(f"Arm: {a.name} ({a.code})" in text for a in ARMS)
+        assert app.screen.query_one("#labels-path", Input).value == f"labels-{randomized}.pdf"
+        prep_ids = [p.id for p in load_protocol(KETHEAD).protocol.dosing.preparations]
+        fill(pilot, checker="pia", **{"labels-path": str(tmp_path / "l.pdf")})
+        fill(pilot, **{f"lot-{p}": "KT2403-17" for p in prep_ids})
+        await press(pilot, "ctrl+s")
+        assert isinstance(app.screen, LabelPreviewDialog)
+        assert (tmp_path / "l.pdf").read_bytes().startswith(b"%PDF")
+        preview = screen_text(app)
+        assert "Label (blinded)" in preview and "Original print" in preview
+        assert "UNBLINDED" not in preview and "KT2403" not in preview
+        assert not any(a.name in preview for a in ARMS)
+        await press(pilot, "escape")
+        assert isinstance(app.screen, DispenseQueueScreen)
+        assert table_rows(app, "#queue") == []
+
+
+async def test_checker_cannot_be_the_preparer(
+    engine: Engine, randomized: str, clock: SteppingClock, tmp_path: Path
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await sign_in(pilot, "phil")
+        await open_envelope(pilot, PASSWORD)
+        prep_ids = [p.id for p in load_protocol(KETHEAD).protocol.dosing.preparations]
+        fill(pilot, checker="phil", **{"labels-path": str(tmp_path / "l.pdf")})
+        fill(pilot, **{f"lot-{p}": "KT2403-17" for p in prep_ids})
+        await press(pilot, "ctrl+s")
+        assert isinstance(app.screen, PreparationScreen)
+        assert any("cannot also check it" in n for n in notifications(app))
+        assert not (tmp_path / "l.pdf").exists()
+
+
+async def test_coordinator_never_sees_the_pharmacy_keys(
+    engine: Engine, randomized: str, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "cora")
+        assert isinstance(app.screen, HomeScreen)
+        ids = {a.binding.id for a in app.screen.active_bindings.values() if a.enabled}
+        assert "dispense-queue" not in ids
+        await press(pilot, "d")
+        assert isinstance(app.screen, HomeScreen)
+        await press(pilot, "p")
+        assert isinstance(app.screen, ParticipantsScreen)
+        ids = {a.binding.id for a in app.screen.active_bindings.values() if a.enabled}
+        assert not ids & {"emergency-unblind", "open-envelope", "reprint-labels"}
+        await press(pilot, "u")
+        assert isinstance(app.screen, ParticipantsScreen)
+
+
+async def test_unblinding_needs_a_reason_and_shows_the_arm_in_the_dialog_only(
+    engine: Engine, randomized: str, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await sign_in(pilot, "phil")
+        await press(pilot, "u")
+        assert isinstance(app.screen, UnblindDialog)
+        fill(pilot, **{"unblind-password": PASSWORD})
+        await press(pilot, "enter")
+        assert "A reason is required" in screen_text(app)
+        assert not names_an_arm(screen_text(app))
+        fill(pilot, **{"unblind-reason": "anaphylaxis"})
+        await press(pilot, "enter")
+        await settle(pilot)
+        assert "UNBLINDED — you only" in screen_text(app)
+        assert any(a.name in screen_text(app) for a in ARMS)
+        await press(pilot, "enter")
+        assert isinstance(app.screen, DispenseQueueScreen)
+        assert not any(a.name in screen_text(app) for a in ARMS)
+
+
+async def test_pharmacist_can_unblind_from_the_participants_screen(
+    engine: Engine, randomized: str, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "phil")
+        await press(pilot, "escape", "p")
+        assert isinstance(app.screen, ParticipantsScreen)
+        await press(pilot, "u")
+        assert isinstance(app.screen, UnblindDialog)
+        assert not names_an_arm(screen_text(app))
