@@ -35,7 +35,7 @@ imports: $(STAMP) ## import-linter: domain and services never import a face
 	$(BIN)/lint-imports
 
 pytest: $(STAMP) ## unit, store, service, BDD and TUI tests
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 test: lint typecheck imports pytest ## Everything CI runs
 
