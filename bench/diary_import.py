@@ -52,7 +52,7 @@ from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services import integrity
 from trialkit.services.auth import login
-from trialkit.services.diary import import_diary
+from trialkit.services.diary_import import import_diary
 from trialkit.services.enrolment import screen
 from trialkit.services.setup import initialize
 from trialkit.services.users import create_user

@@ -58,7 +58,7 @@ from trialkit.domain.roles import Role
 from trialkit.services import integrity
 from trialkit.services.allocation import seal_lists
 from trialkit.services.auth import login
-from trialkit.services.diary import record_days
+from trialkit.services.diary_import import record_days
 from trialkit.services.enrolment import consent, randomize, screen
 from trialkit.services.setup import initialize
 from trialkit.services.users import create_user

@@ -19,7 +19,8 @@ from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import seal_lists
 from trialkit.services.auth import login
-from trialkit.services.diary import infuse, record_days
+from trialkit.services.diary import infuse
+from trialkit.services.diary_import import record_days
 from trialkit.services.enrolment import consent, randomize, screen
 from trialkit.services.pharmacy import dispense, dispense_queue, dispensed_ids
 from trialkit.services.setup import initialize

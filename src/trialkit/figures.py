@@ -13,12 +13,13 @@ from trialkit.services.reports import Consort, TrialStatus
 
 WIDTH = 960
 CURVE_HEIGHT = 380
-FLOW_HEIGHT = 600
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
 INK, GRID, MUTED, TARGET = "#1f2933", "#d9dee3", "#616e7c", "#c2410c"
 # One colour per site, then the total; colour-blind safe (Okabe-Ito).
 SITE_COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442")
 TOTAL_COLOUR = "#000000"
+# And one dash pattern per site, so sites with the same count stay visible on each other.
+SITE_DASHES = ("", "7 4", "2 3", "10 3 2 3")
 MAX_REASONS = 8  # ineligibility reasons listed before "... n more"
 
 
@@ -96,21 +97,28 @@ def _curve(status: TrialStatus, top: float) -> list[str]:
     for i, site in enumerate(status.sites):
         counts = [(p.day, dict(p.by_site).get(site.code, 0)) for p in points]
         series.append((f"{site.code} ({counts[-1][1]} of {site.target})",
-                       SITE_COLOURS[i % len(SITE_COLOURS)], 1.8, counts))
-    series.append((f"All sites ({points[-1].total})", TOTAL_COLOUR, 2.6,
+                       SITE_COLOURS[i % len(SITE_COLOURS)], 1.8,
+                       SITE_DASHES[i % len(SITE_DASHES)], counts))
+    series.append((f"All sites ({points[-1].total})", TOTAL_COLOUR, 2.6, "",
                    [(p.day, p.total) for p in points]))
-    for _label, colour, width, counts in series:
-        out.append(_step_path(counts, first, last, x_of, y_of, colour, width))
+    for _label, colour, width, dash, counts in series:
+        out.append(_step_path(counts, first, last, x_of, y_of,
+                              f'stroke="{colour}" stroke-width="{width}"{_dashes(dash)}'))
     out += _legend(series, right + 16, plot_top + 6)
     return out
 
 
-Series = tuple[str, str, float, list[tuple[date, int]]]  # label, colour, width, counts
+# label, colour, width, dash pattern, counts
+Series = tuple[str, str, float, str, list[tuple[date, int]]]
+
+
+def _dashes(pattern: str) -> str:
+    return f' stroke-dasharray="{pattern}"' if pattern else ""
 
 
 def _step_path(counts: Sequence[tuple[date, int]], first: date, last: date,
-               x_of: Callable[[date], float], y_of: Callable[[float], float], colour: str,
-               width: float) -> str:
+               x_of: Callable[[date], float], y_of: Callable[[float], float],
+               stroke: str) -> str:
     """A cumulative count as steps: flat until the day it changes, then up."""
     parts = [f"M{x_of(first):.1f},{y_of(0):.1f}"]
     level = 0
@@ -121,16 +129,15 @@ def _step_path(counts: Sequence[tuple[date, int]], first: date, last: date,
             parts.append(f"V{y_of(n):.1f}")
             level = n
     parts.append(f"H{x_of(last):.1f}")
-    return (f'<path d="{" ".join(parts)}" fill="none" stroke="{colour}" '
-            f'stroke-width="{width}" stroke-linejoin="round"/>')
+    return f'<path d="{" ".join(parts)}" fill="none" {stroke} stroke-linejoin="round"/>'
 
 
 def _legend(series: Sequence[Series], x: float, y: float) -> list[str]:
     out: list[str] = []
-    for i, (label, colour, width, _counts) in enumerate(series):
+    for i, (label, colour, width, dash, _counts) in enumerate(series):
         yy = y + 20 * i
         out.append(f'<line x1="{x:.1f}" y1="{yy:.1f}" x2="{x + 22:.1f}" y2="{yy:.1f}" '
-                   f'stroke="{colour}" stroke-width="{width}"/>')
+                   f'stroke="{colour}" stroke-width="{width}"{_dashes(dash)}/>')
         out.append(_text(x + 28, yy + 4, label, size=11))
     return out
 
@@ -164,7 +171,8 @@ def _reasons(c: Consort) -> list[str]:
     return shown or ["no criterion failed"]
 
 
-def _flow(status: TrialStatus, top: float) -> list[str]:
+def _flow(status: TrialStatus, top: float) -> tuple[list[str], float]:
+    """The flow's SVG and where it ends."""
     c = status.consort
     out = [_text(20, top + 26, "CONSORT flow (blinded: counts are not split by arm)", size=16,
                  weight="bold")]
@@ -177,10 +185,10 @@ def _flow(status: TrialStatus, top: float) -> list[str]:
          [f"Not randomized (n={c.not_randomized})",
           f"withdrew before randomization: {c.withdrew_before_randomization}",
           f"not yet randomized: {c.not_randomized - c.withdrew_before_randomization}"]),
-        ("Allocation", [f"Randomized (n={c.randomized})", f"infused: {c.infused}"],
-         [f"Withdrawn after randomization (n={c.withdrawn})"]),
+        ("Allocation", [f"Randomized (n={c.randomized})", f"infused: {c.infused}"], []),
         ("Follow-up", [f"Completed {c.primary_window} (n={c.completed_primary})",
-                       "window over and still in the trial on its last day"], []),
+                       "window over and still in the trial on its last day"],
+         [f"Withdrawn after randomization (n={c.withdrawn})"]),
         ("Analysis", [f"Analysed (n={c.analysed})",
                       f"primary outcome ({c.primary_window}) not missing"], []),
     ]
@@ -200,12 +208,7 @@ def _flow(status: TrialStatus, top: float) -> list[str]:
             out.append(_text(20, y + 20, label, size=13, weight="bold", fill=MUTED))
         previous_bottom = y + h
         y += max(h, side_h) + 28
-    return out
-
-
-def flow_height(status: TrialStatus) -> float:
-    reasons = min(len(status.consort.ineligible_by_criterion), MAX_REASONS + 1) or 1
-    return FLOW_HEIGHT + 17 * max(0, reasons - 6)
+    return out, y
 
 
 # --- the document --------------------------------------------------------------------------
@@ -215,7 +218,8 @@ def status_svg(status: TrialStatus) -> str:
     """The enrolment curve above the CONSORT flow, as a standalone SVG document."""
     banner = 34 if status.training else 0
     header = 56
-    height = banner + header + CURVE_HEIGHT + flow_height(status)
+    flow, bottom = _flow(status, banner + header + CURVE_HEIGHT)
+    height = bottom + 10
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
@@ -237,6 +241,6 @@ def status_svg(status: TrialStatus) -> str:
     out.append(_text(20, banner + 46, f"{locked}; {status.consort.randomized} of "
                      f"{status.target} randomized; blinded", size=12, fill=MUTED))
     out += _curve(status, banner + header)
-    out += _flow(status, banner + header + CURVE_HEIGHT)
+    out += flow
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -32,15 +32,10 @@ from trialkit.domain.errors import (
 )
 from trialkit.domain.roles import Role
 from trialkit.services import integrity
-from trialkit.services.diary import (
-    ImportRejected,
-    history,
-    import_diary,
-    infuse,
-    outcomes,
-    record_day,
-)
+from trialkit.services.diary import history, infuse, record_day
+from trialkit.services.diary_import import ImportRejected, import_diary
 from trialkit.services.enrolment import list_participants, withdraw
+from trialkit.services.outcomes import outcomes
 from trialkit.services.pharmacy import dispense
 from trialkit.services.users import create_user
 from trialkit.store.db import transaction

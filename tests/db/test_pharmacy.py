@@ -45,19 +45,18 @@ from trialkit.services.actor import Actor
 from trialkit.services.allocation import seal_lists
 from trialkit.services.auth import login
 from trialkit.services.enrolment import ParticipantView, list_participants, randomize, withdraw
+from trialkit.services.envelopes import EnvelopeBroken
 from trialkit.services.pharmacy import (
     Dispensing,
-    EnvelopeBroken,
-    PharmacyRefused,
     QueueEntry,
-    Unblinding,
     dispense,
     dispense_queue,
     print_labels,
     read_preparation,
-    unblind,
 )
+from trialkit.services.pharmacy_checks import PharmacyRefused
 from trialkit.services.setup import initialize
+from trialkit.services.unblinding import Unblinding, unblind
 from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, Participant, Preparation, Trial

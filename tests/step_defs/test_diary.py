@@ -22,17 +22,10 @@ from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.roles import Role
 from trialkit.services.allocation import seal_lists
-from trialkit.services.diary import (
-    DiaryVersion,
-    ImportRejected,
-    ParticipantOutcomes,
-    history,
-    import_diary,
-    infuse,
-    outcomes,
-    record_day,
-)
+from trialkit.services.diary import DiaryVersion, history, infuse, record_day
+from trialkit.services.diary_import import ImportRejected, import_diary
 from trialkit.services.enrolment import Randomization, randomize
+from trialkit.services.outcomes import ParticipantOutcomes, outcomes
 from trialkit.services.pharmacy import dispense
 from trialkit.store.db import read_only, transaction
 

@@ -16,7 +16,7 @@ from tests.conftest import BACKENDS
 from tests.db.test_pharmacy import ARMS, World, build_world, window
 from tests.step_defs.test_pharmacy import TREATMENTS, PharmacyWorld, names_a_treatment
 from trialkit.domain.errors import InvalidInput, Refused
-from trialkit.services.pharmacy import Unblinding
+from trialkit.services.unblinding import Unblinding
 
 scenarios("unblinding.feature")
 

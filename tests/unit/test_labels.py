@@ -25,7 +25,6 @@ from trialkit.labels import (
     PAGE_H,
     PAGE_W,
     PARTICIPANT_REGIONS,
-    QR_ALPHANUMERIC,
     QR_QUIET,
     QR_SIZE,
     QR_X,
@@ -34,10 +33,10 @@ from trialkit.labels import (
     initials,
     label_sheet,
     print_note,
-    qr_matrix,
     render_labels,
 )
-from trialkit.labels import _qr_codewords as qr_codewords
+from trialkit.qrcode import QR_ALPHANUMERIC, qr_matrix
+from trialkit.qrcode import _qr_codewords as qr_codewords
 
 PREPARED = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
 MM = 72 / 25.4  # points per mm

@@ -97,7 +97,7 @@ def import_file(
 ) -> None:
     """Import diary days from a CSV file: every row or none (each bad row is reported
     with its line number)."""
-    from trialkit.services.diary import import_diary
+    from trialkit.services.diary_import import import_diary
 
     c = cli(ctx)
     try:
@@ -191,7 +191,7 @@ def outcomes(
 ) -> None:
     """Derived outcomes per window: days recorded, headache days, proration, change from
     baseline (blinded)."""
-    from trialkit.services.diary import outcomes as read_outcomes
+    from trialkit.services.outcomes import outcomes as read_outcomes
 
     c = cli(ctx)
     actor = c.actor()

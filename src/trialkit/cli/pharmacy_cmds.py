@@ -320,7 +320,7 @@ def unblind(
     the arm is shown to you only, the reason is logged and the participant is flagged in
     every blinded view."""
     from trialkit.domain.roles import Permission
-    from trialkit.services.pharmacy import unblind as do_unblind
+    from trialkit.services.unblinding import unblind as do_unblind
 
     c = cli(ctx)
     if not reason.strip():

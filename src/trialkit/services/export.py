@@ -50,13 +50,14 @@ from trialkit.domain.diary import (
     window_of,
 )
 from trialkit.domain.errors import InvalidInput, PermissionDenied
-from trialkit.domain.protocol import Protocol
+from trialkit.domain.protocol import Diary, Protocol
 from trialkit.domain.roles import Permission
 from trialkit.domain.strata import all_strata
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import Progress
 from trialkit.services.custody import custodian_private_key
+from trialkit.services.diary import _gc_paused as gc_paused
 from trialkit.services.enrolment import status_of
 from trialkit.services.trial import get_trial, stored_protocol
 from trialkit.store.models import Participant, Preparation, Trial
@@ -419,19 +420,28 @@ def stream_outcomes(
     """Every randomized participant's outcomes in every window, a batch at a time."""
     rules = stored_protocol(session).diary
     for people in participant_batches(session, randomized_only=True, batch=batch):
-        ids = [p.id for p in people]
-        days = _days_by_participant(_current_rows(session, ids, with_record=False))
-        dispensed = _dispensed(session, ids)
-        records = []
-        for p in people:
-            mine = days.get(p.id, [])
-            windows = derive_outcomes(
-                mine, anchors_of(p), rules, today=today,
-                last_day=p.withdrawn_at.date() if p.withdrawn_at else None,
-            )
-            records.append(OutcomeRecord(p, status_of(p, dispensed=p.id in dispensed),
-                                         windows, mine[-1].day if mine else None))
+        with gc_paused():
+            records = _outcomes_of(session, people, rules, today)
         yield records
+
+
+def _outcomes_of(session: Session, people: Sequence[Participant], rules: Diary, today: date
+                 ) -> list[OutcomeRecord]:
+    # Its diary days die when this returns, before the garbage collector runs again: they
+    # never reach an older generation, whose full passes would cost a quarter of the export.
+    ids = [p.id for p in people]
+    days = _days_by_participant(_current_rows(session, ids, with_record=False))
+    dispensed = _dispensed(session, ids)
+    records = []
+    for p in people:
+        mine = days.get(p.id, [])
+        windows = derive_outcomes(
+            mine, anchors_of(p), rules, today=today,
+            last_day=p.withdrawn_at.date() if p.withdrawn_at else None,
+        )
+        records.append(OutcomeRecord(p, status_of(p, dispensed=p.id in dispensed),
+                                     windows, mine[-1].day if mine else None))
+    return records
 
 
 # --- the arm (unblinded export only) -----------------------------------------------------------
@@ -484,7 +494,8 @@ class _Counts:
     escaped: dict[str, str] = field(default_factory=dict)
 
     def text(self, value: str) -> str:
-        """``escape_text`` once per distinct value."""
+        """``escape_text`` once per distinct value: for the few values repeated on many
+        rows (sites, windows, severities, users), not for ids."""
         shown = self.escaped.get(value)
         if shown is None:
             shown = self.escaped[value] = escape_text(value)
@@ -503,7 +514,8 @@ def _outcome_rows(records: Sequence[OutcomeRecord], n: _Counts,
     for r in records:
         p = r.participant
         assert p.randomized_at is not None and p.randomization_number is not None
-        head = [t(p.id), t(p.site_code), t(p.stratum_code), t(p.randomization_number),
+        head = [escape_text(p.id), t(p.site_code), t(p.stratum_code),
+                escape_text(p.randomization_number),
                 p.randomized_at.date(), p.infusion_date, t(r.status),
                 _YES_NO[p.unblinded_emergency]]
         tail = [t(arm_of(p))] if arm_of is not None else []
@@ -537,6 +549,7 @@ def _diary_rows(session: Session, people: Sequence[Participant], n: _Counts,
                 protocol: Protocol, arm_of: ArmOf | None) -> list[list[Any]]:
     rules = protocol.diary
     by_id = {p.id: p for p in people}
+    pids = {p.id: escape_text(p.id) for p in people}
     anchors = {p.id: anchors_of(p) for p in people}
     arms: dict[str, str] = {}
     times: dict[Any, str] = {}
@@ -550,7 +563,7 @@ def _diary_rows(session: Session, people: Sequence[Participant], n: _Counts,
         shown_at = times.get(at)
         if shown_at is None:
             shown_at = times[at] = _utc_text(at)
-        row = [t(pid), d.day, study_day(d.day, a.infused_on), t(w.code) if w else None,
+        row = [pids[pid], d.day, study_day(d.day, a.infused_on), t(w.code) if w else None,
                _YES_NO[d.headache], t(severity), hours, _YES_NO[d.acute_medication],
                _YES_NO[is_headache_day(d, rules)], t(by), shown_at]
         if arm_of is not None:
@@ -567,10 +580,12 @@ def _write_diary(session: Session, out: _HashedCsv, n: _Counts, batch: int,
     protocol = stored_protocol(session)
     n.total = count_participants(session, randomized_only=False)
     for people in participant_batches(session, randomized_only=False, batch=batch):
-        rows = _diary_rows(session, people, n, protocol, arm_of)
-        out.rows(rows)
-        n.rows += len(rows)
-        n.participants += len({r[0] for r in rows})
+        with gc_paused():  # the batch's rows die before the collector runs (stream_outcomes)
+            rows = _diary_rows(session, people, n, protocol, arm_of)
+            out.rows(rows)
+            n.rows += len(rows)
+            n.participants += len({r[0] for r in rows})
+            del rows
         n.advance(len(people))
 
 

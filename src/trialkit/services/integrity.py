@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from trialkit.domain.audit_chain import canonical_json
 from trialkit.services import audit
 from trialkit.services.allocation import list_snapshot
-from trialkit.services.diary import diary_states
+from trialkit.services.diary_audit import diary_states
 from trialkit.services.enrolment import participant_snapshot
 from trialkit.services.list_integrity import verify_lists
 from trialkit.services.pharmacy import preparation_snapshot

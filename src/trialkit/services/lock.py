@@ -12,10 +12,11 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
+from trialkit.domain.errors import Refused
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
-from trialkit.services.trial import ensure_unlocked, get_trial, trial_snapshot
+from trialkit.services.trial import get_trial, trial_snapshot
 from trialkit.store.models import DiaryEntry, Participant
 
 
@@ -38,8 +39,10 @@ def lock_database(session: Session, actor: Actor, *, clock: Clock) -> LockResult
     # Write transactions run one at a time (store.db), so no second lock can slip in
     # between this check and the commit.
     audit.lock_chain(session)
-    ensure_unlocked(session)
     trial = get_trial(session)
+    if trial.locked_at is not None:
+        raise Refused(f"{trial.trial_code} is already locked: since "
+                      f"{trial.locked_at:%Y-%m-%d %H:%M} UTC, by {trial.locked_by}")
     before = trial_snapshot(session, trial)
     now = clock.now().astimezone(UTC)
     trial.locked_at, trial.locked_by = now, actor.name
@@ -66,8 +69,3 @@ def lock_database(session: Session, actor: Actor, *, clock: Clock) -> LockResult
     return LockResult(trial.trial_code, now, actor.name, participants, randomized, days,
                       trial.training)
 
-
-def lock_state(session: Session) -> tuple[datetime, str | None] | None:
-    """When and by whom the database was locked, or None while it is open."""
-    trial = get_trial(session)
-    return None if trial.locked_at is None else (trial.locked_at, trial.locked_by)

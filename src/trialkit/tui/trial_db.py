@@ -24,13 +24,15 @@ if TYPE_CHECKING:
     from trialkit.labels import LabelSheet
     from trialkit.services.actor import Actor
     from trialkit.services.allocation import SealResult, StratumUse
-    from trialkit.services.diary import DiaryVersion, ParticipantOutcomes, RecordedDay
+    from trialkit.services.diary import DiaryVersion, RecordedDay
     from trialkit.services.enrolment import ParticipantView, Randomization
     from trialkit.services.export import ExportResult
     from trialkit.services.lock import LockResult
-    from trialkit.services.pharmacy import Dispensing, QueueEntry, Unblinding
+    from trialkit.services.outcomes import ParticipantOutcomes
+    from trialkit.services.pharmacy import Dispensing, QueueEntry
     from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
+    from trialkit.services.unblinding import Unblinding
 
 
 class DatabaseUnavailable(TrialkitError):
@@ -275,7 +277,7 @@ class TrialDatabase:
 
     def unblind(self, actor: Actor, pid: str, *, reason: str, password: str) -> Unblinding:
         """Emergency unblinding: the arm for this user only, the reason audited. UNBLINDED."""
-        from trialkit.services.pharmacy import unblind
+        from trialkit.services.unblinding import unblind
         from trialkit.store.db import transaction
 
         with _driver_errors(self.label), transaction(self.engine) as session:
@@ -286,7 +288,8 @@ class TrialDatabase:
 
     def diary(self, actor: Actor, pid: str) -> DiaryView:
         """Windows, completeness and current days of one participant."""
-        from trialkit.services.diary import history, outcomes
+        from trialkit.services.diary import history
+        from trialkit.services.outcomes import outcomes
         from trialkit.services.trial import stored_protocol
         from trialkit.store.db import read_only
 

@@ -15,7 +15,7 @@ from trialkit.tui.dialogs.dialog import Dialog
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
-    from trialkit.services.pharmacy import Unblinding
+    from trialkit.services.unblinding import Unblinding
     from trialkit.tui.trial_db import TrialDatabase
 
 

@@ -1,0 +1,165 @@
+"""Opening a participant's sealed envelope (list checked, commitment re-checked, every
+opening audited without its arm), and the preparation details sealed under the list's data
+key, padded to a length fixed by the protocol so the stored row is the same size whichever
+arm it hides. The blinding rules are those of ``pharmacy``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, select
+
+from trialkit.domain.audit_chain import canonical_json
+from trialkit.domain.clock import Clock
+from trialkit.domain.errors import IntegrityFailure, Refused
+from trialkit.domain.protocol import Protocol
+from trialkit.domain.sealed_blob import open_blob, seal_blob
+from trialkit.domain.sealing import (
+    ARM_CODE_WIDTH,
+    commitment,
+    open_envelope,
+    parse_envelope_plaintext,
+    unwrap_data_key,
+)
+from trialkit.services import audit
+from trialkit.services.actor import Actor
+from trialkit.services.allocation import key_info
+from trialkit.services.custody import custodian_private_key
+from trialkit.services.list_integrity import check_list
+from trialkit.services.pharmacy_checks import LOT_MAX
+from trialkit.store.models import AllocationList, Envelope, ListKeyGrant, Participant
+
+# Sealed preparation details are padded to a multiple of this, after the longest content
+# any arm could give, so their length says nothing about the arm.
+_PAD_BLOCK = 64
+_LEN_BYTES = 2
+
+
+class EnvelopeBroken(IntegrityFailure):
+    """An envelope failed its checks when opened; the failure is audited."""
+
+    keep_record = True
+
+
+@dataclass(frozen=True)
+class _Opened:
+    envelope: Envelope
+    arm_code: str
+    data_key: bytes
+
+
+# --- opening an envelope ---------------------------------------------------------------------
+
+
+def _envelope(session: Session, p: Participant) -> Envelope:
+    env = session.exec(select(Envelope).where(Envelope.participant_id == p.id)).first()
+    if env is None:
+        raise IntegrityFailure(f"{p.id} is randomized but no envelope is bound to them")
+    return env
+
+
+def _data_key(session: Session, actor: Actor, env: Envelope, password: str) -> bytes:
+    grant = session.get(ListKeyGrant, (env.list_id, actor.user_id))
+    if grant is None:
+        raise Refused(
+            f"{actor.name} holds no key to the list of {env.stratum_code}: an existing "
+            f"custodian must grant it (trialkit custodian grant {actor.name})"
+        )
+    private = custodian_private_key(session, actor, password)  # the password KDF: the cost
+    return unwrap_data_key(grant.wrapped_key, private, key_info(env.list_id))
+
+
+def _broken(
+    session: Session, actor: Actor, env: Envelope, p: Participant, problem: str, clock: Clock
+) -> EnvelopeBroken:
+    audit.record(
+        session,
+        actor,
+        action="envelope.broken",
+        entity="envelope",
+        entity_id=f"{env.stratum_code}#{env.seq}",
+        after={"participant": p.id, "list": env.list_id},
+        reason=problem,
+        clock=clock,
+    )
+    return EnvelopeBroken(
+        f"the envelope of {p.id} ({env.stratum_code} #{env.seq}) fails its checks: {problem}; "
+        "it was not used. Tell the trial's data manager"
+    )
+
+
+def _open(
+    session: Session,
+    actor: Actor,
+    p: Participant,
+    *,
+    password: str,
+    purpose: str,
+    protocol: Protocol,
+    clock: Clock,
+) -> _Opened:
+    """Unwrap the list key with the actor's own key, check the list and decrypt only this
+    participant's envelope, re-checking its commitment; audit the opening (no arm)."""
+    env = _envelope(session, p)
+    data_key = _data_key(session, actor, env, password)
+    lst = session.get(AllocationList, env.list_id)
+    problem = "its list is missing" if lst is None else check_list(session, lst)
+    if problem is not None:
+        raise _broken(session, actor, env, p, f"its list: {problem}", clock)
+    try:
+        plaintext = open_envelope(data_key, env.ciphertext, env.list_id, env.stratum_code, env.seq)
+        content = parse_envelope_plaintext(plaintext)
+    except IntegrityFailure as err:
+        raise _broken(session, actor, env, p, err.message, clock) from None
+    if commitment(plaintext) != env.commitment:
+        raise _broken(session, actor, env, p, "its commitment does not match", clock)
+    if (content.list_id, content.stratum, content.seq) != (env.list_id, env.stratum_code, env.seq):
+        raise _broken(session, actor, env, p, "it names another slot", clock)
+    if content.arm_code not in protocol.arm_codes:
+        raise _broken(session, actor, env, p, "it names no arm of this protocol", clock)
+    audit.record(
+        session,
+        actor,
+        action="envelope.open",
+        entity="envelope",
+        entity_id=f"{env.stratum_code}#{env.seq}",
+        after={"participant": p.id, "list": env.list_id, "purpose": purpose},
+        clock=clock,
+    )
+    return _Opened(env, content.arm_code, data_key)
+
+
+# --- sealed preparation details --------------------------------------------------------------
+
+
+def _details_size(protocol: Protocol) -> int:
+    """Padded size of the sealed details: what the longest arm code and lots would take,
+    rounded up. Depends on the protocol only, never on the arm."""
+    widest = {"v": 1, "arm": "X" * ARM_CODE_WIDTH,
+              "lots": {p.id: "X" * LOT_MAX for p in protocol.dosing.preparations}}
+    longest = _LEN_BYTES + len(canonical_json(widest).encode())
+    return -(-longest // _PAD_BLOCK) * _PAD_BLOCK
+
+
+def _seal_details(
+    protocol: Protocol, data_key: bytes, pid: str, arm_code: str, lots: Mapping[str, str]
+) -> bytes:
+    body = canonical_json({"v": 1, "arm": arm_code, "lots": dict(lots)}).encode()
+    size = _details_size(protocol)
+    padded = len(body).to_bytes(_LEN_BYTES, "big") + body
+    return seal_blob(data_key, padded.ljust(size, b"\x00"), pid.encode())
+
+
+def _open_details(data_key: bytes, sealed: bytes, pid: str) -> dict[str, Any]:
+    padded = open_blob(data_key, sealed, pid.encode())
+    length = int.from_bytes(padded[:_LEN_BYTES], "big")
+    try:
+        details = json.loads(padded[_LEN_BYTES : _LEN_BYTES + length])
+    except ValueError:
+        raise IntegrityFailure(f"the sealed preparation details of {pid} are malformed") from None
+    if not isinstance(details, dict):
+        raise IntegrityFailure(f"the sealed preparation details of {pid} are malformed")
+    return details

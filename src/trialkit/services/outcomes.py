@@ -1,0 +1,62 @@
+"""Each participant's derived outcomes (blinded): counts, proration and change from
+baseline in every window of the protocol, from the current version of every diary day."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlmodel import Session
+
+from trialkit.domain.clock import Clock
+from trialkit.domain.diary import Anchors, WindowOutcome, derive_outcomes
+from trialkit.domain.errors import Refused
+from trialkit.domain.roles import Permission
+from trialkit.services.actor import Actor, require
+from trialkit.services.diary import _anchors, current_days, diary_rules
+from trialkit.services.enrolment import get_participant, status_of
+
+
+@dataclass(frozen=True)
+class ParticipantOutcomes:
+    """A participant's outcomes per window (blinded). Before randomization the baseline
+    window is the one randomizing today would use (``provisional``)."""
+
+    participant_id: str
+    site: str
+    status: str
+    randomization_number: str | None
+    randomized_on: date | None
+    infused_on: date | None
+    provisional: bool
+    windows: list[WindowOutcome]
+
+
+def outcomes(session: Session, actor: Actor, pid: str, *, clock: Clock) -> ParticipantOutcomes:
+    """Counts, proration and change from baseline in every window of the protocol."""
+    require(actor, Permission.READ_STATUS)
+    p = get_participant(session, actor, pid)
+    if not p.eligible:
+        raise Refused(f"{p.id} is a screen failure: no outcomes")
+    today = clock.now().date()
+    anchors = _anchors(p)
+    provisional = anchors.randomized_on is None
+    if provisional:
+        anchors = Anchors(randomized_on=today, infused_on=None)
+    windows = derive_outcomes(
+        current_days(session, p.id),
+        anchors,
+        diary_rules(session),
+        today=today,
+        last_day=p.withdrawn_at.date() if p.withdrawn_at else None,
+    )
+    return ParticipantOutcomes(
+        participant_id=p.id,
+        site=p.site_code,
+        status=status_of(p),
+        randomization_number=p.randomization_number,
+        randomized_on=None if provisional else anchors.randomized_on,
+        infused_on=anchors.infused_on,
+        provisional=provisional,
+        windows=windows,
+    )

@@ -1,0 +1,120 @@
+"""The checks made before a pharmacy action: the permission (a refusal is audited), the lot
+numbers, that the participant is randomized and not yet dispensed, and the second pharmacist
+who checks a preparation. Nothing here opens an envelope or reads an arm."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from sqlmodel import Session
+
+from trialkit.domain.clock import Clock
+from trialkit.domain.errors import InvalidInput, NotFound, PermissionDenied, Refused
+from trialkit.domain.protocol import Protocol
+from trialkit.domain.roles import Permission, Role
+from trialkit.services import audit
+from trialkit.services.actor import Actor
+from trialkit.services.users import find_user, user_sites
+from trialkit.store.models import Participant, Preparation, User
+
+# Lot numbers as printed on vials and bags: 3-20 capitals, digits or '-', starting and
+# ending with a capital or digit (e.g. KT2403-17). Typed lower case, they are upper-cased.
+LOT_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9-]{1,18}[A-Z0-9]")
+LOT_RULE = "3-20 capital letters, digits or '-', starting and ending with a letter or digit"
+LOT_MAX = 20
+
+
+class PharmacyRefused(PermissionDenied):
+    """A role without the permission tried a pharmacy action; the refusal is audited."""
+
+    keep_record = True
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def _key(pid: str) -> str:
+    return pid.strip().upper()[:128]
+
+
+def _require(
+    session: Session, actor: Actor, permission: Permission, action: str, pid: str, clock: Clock
+) -> None:
+    """Refuse and audit the refusal when the actor lacks ``permission``."""
+    if actor.can(permission):
+        return
+    audit.record(
+        session,
+        actor,
+        action=f"{action}.refused",
+        entity="participant",
+        entity_id=_key(pid),
+        reason=f"lacks the permission to {permission.value}",
+        clock=clock,
+    )
+    raise PharmacyRefused(
+        f"{actor.name} ({actor.role.value}) lacks the permission to {permission.value}"
+    )
+
+
+def check_lots(protocol: Protocol, lots: Mapping[str, str]) -> dict[str, str]:
+    """One lot number per preparation of the protocol, each of the documented shape."""
+    wanted = [p.id for p in protocol.dosing.preparations]
+    unknown = sorted(set(lots) - set(wanted))
+    if unknown:
+        raise InvalidInput(
+            f"lot for {unknown[0]!r}: the preparations are {', '.join(wanted)}"
+        )
+    missing = [w for w in wanted if w not in lots]
+    if missing:
+        example = " ".join(f"--lot {w}=LOT" for w in wanted)
+        raise InvalidInput(f"no lot number for {', '.join(missing)}: give {example}")
+    checked: dict[str, str] = {}
+    for prep in wanted:
+        lot = lots[prep].strip().upper()
+        if not LOT_PATTERN.fullmatch(lot):
+            raise InvalidInput(f"lot number {lots[prep]!r} for {prep}: use {LOT_RULE}")
+        checked[prep] = lot
+    return checked
+
+
+def _randomized(p: Participant) -> tuple[str, str]:
+    if p.randomization_number is None or p.label_code is None:
+        raise Refused(f"{p.id} has not been randomized: there is no envelope to open")
+    return p.randomization_number, p.label_code
+
+
+def _dispensable(session: Session, p: Participant) -> tuple[str, str]:
+    numbers = _randomized(p)
+    if p.withdrawn_at is not None:
+        raise Refused(f"{p.id} has withdrawn: nothing is prepared for them")
+    prep = session.get(Preparation, p.id)
+    if prep is not None:
+        raise Refused(
+            f"{p.id} was already dispensed on {prep.prepared_at:%Y-%m-%d %H:%M} UTC by "
+            f"{prep.prepared_by}; to print its labels again: trialkit label {p.id} --out FILE.pdf"
+        )
+    return numbers
+
+
+def _checker(session: Session, actor: Actor, name: str, p: Participant) -> User:
+    """The second pharmacist who checks the preparation: another active pharmacist."""
+    try:
+        user = find_user(session, name.strip())
+    except NotFound:
+        raise NotFound(f"checked by {name!r}: no user of that name") from None
+    if user.id == actor.user_id:
+        raise Refused(
+            f"{actor.name} prepared it, so cannot also check it: a second pharmacist must "
+            "check the preparation (--checked-by NAME)"
+        )
+    if user.role != Role.PHARMACIST.value:
+        raise Refused(f"{user.name} is a {user.role}, not a pharmacist: a second pharmacist "
+                      "must check the preparation")
+    if user.disabled:
+        raise Refused(f"{user.name}'s account is disabled: another pharmacist must check it")
+    sites = user_sites(session, user)
+    if sites and p.site_code not in sites:
+        raise Refused(f"{user.name} works at {', '.join(sites)}, not at {p.site_code}")
+    return user

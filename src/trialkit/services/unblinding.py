@@ -1,0 +1,89 @@
+"""Emergency unblinding: one participant's arm for the requester only, the participant
+flagged ``unblinded_emergency`` for everyone, the reason audited (never the arm). The
+blinding rules are those of ``pharmacy``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from trialkit.domain.clock import Clock
+from trialkit.domain.errors import InvalidInput
+from trialkit.domain.roles import Permission
+from trialkit.services import audit
+from trialkit.services.actor import Actor
+from trialkit.services.enrolment import get_participant, participant_snapshot
+from trialkit.services.envelopes import _open, _open_details
+from trialkit.services.pharmacy import PreparationRecord, _record_of
+from trialkit.services.pharmacy_checks import _randomized, _require
+from trialkit.services.trial import stored_protocol
+from trialkit.store.models import Preparation
+
+REASON_MAX = 1000
+
+
+@dataclass(frozen=True)
+class Unblinding:
+    """An emergency unblinding, for the requester only. UNBLINDED."""
+
+    participant_id: str
+    randomization_number: str
+    arm_code: str
+    arm_name: str
+    at: datetime
+    reason: str
+    record: PreparationRecord | None  # with the product lots, if the pharmacy has prepared
+
+
+def _check_reason(reason: str) -> str:
+    text = " ".join(reason.split())
+    if not text:
+        raise InvalidInput("an emergency unblinding needs a reason: --reason TEXT")
+    if len(text) > REASON_MAX:
+        raise InvalidInput(f"the reason is too long ({len(text)} characters, at most {REASON_MAX})")
+    return text
+
+
+def unblind(
+    session: Session, actor: Actor, pid: str, *, reason: str, password: str, clock: Clock
+) -> Unblinding:
+    """Emergency unblinding of one participant: the arm for the requester only, the
+    participant flagged ``unblinded_emergency`` for everyone, the reason audited (no arm)."""
+    _require(session, actor, Permission.UNBLIND, "unblind", pid, clock)
+    why = _check_reason(reason)
+    protocol = stored_protocol(session)
+    p = get_participant(session, actor, pid, lock=True)
+    rand_no, _code = _randomized(p)
+    opened = _open(session, actor, p, password=password, protocol=protocol, clock=clock,
+                   purpose="emergency unblinding")
+    before = participant_snapshot(session, p)
+    p.unblinded_emergency = True
+    session.add(p)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="participant.unblind",
+        entity="participant",
+        entity_id=p.id,
+        before=before,
+        after=participant_snapshot(session, p),
+        reason=why,
+        clock=clock,
+    )
+    prep = session.get(Preparation, p.id)
+    record = None
+    if prep is not None:
+        details = _open_details(opened.data_key, prep.sealed_details, p.id)
+        record = _record_of(prep, details.get("lots") or {})
+    return Unblinding(
+        participant_id=p.id,
+        randomization_number=rand_no,
+        arm_code=opened.arm_code,
+        arm_name=next(a.name for a in protocol.arms if a.code == opened.arm_code),
+        at=clock.now(),
+        reason=why,
+        record=record,
+    )
