@@ -463,6 +463,16 @@ def test_a_bad_output_file_is_refused_before_anything(tmp_path: Path, name: str)
         ExportFiles(tmp_path / name)
 
 
+def test_a_file_that_cannot_be_written_is_one_message_and_no_audit_event(
+    box: Box, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ExportFiles, "partial", lambda self, final: tmp_path / "gone" / "x")
+    before = box.state()
+    err = box.refused(InvalidInput, lambda: export(box, "outcomes", tmp_path / "o.csv"))
+    assert err.message.startswith(f"cannot write {tmp_path / 'o.csv'}: ")
+    assert box.state() == before and list(tmp_path.iterdir()) == []
+
+
 def test_an_unknown_export_is_bad_input(box: Box, tmp_path: Path) -> None:
     err = box.refused(InvalidInput, lambda: export(box, "arms", tmp_path / "a.csv"))
     assert err.message == "unknown export 'arms': choose outcomes or diary"

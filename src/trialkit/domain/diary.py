@@ -273,17 +273,21 @@ def derive_outcomes(
     they are over; ``last_day`` (a withdrawal date) ends what is expected."""
     yesterday = today - timedelta(days=1)
     until = yesterday if last_day is None else min(yesterday, last_day)
+    # Each window's dates once, not once per diary day (exports derive millions of days).
+    spans = {w.code: window_dates(w, anchors) for w in rules.windows}
+    placed = [(code, span) for code, span in spans.items() if span is not None]
     by_window: dict[str, list[DiaryDay]] = {w.code: [] for w in rules.windows}
     for d in days:
-        w = window_of(d.day, anchors, rules)
-        if w is not None:
-            by_window[w.code].append(d)
+        for code, (start, end) in placed:
+            if start <= d.day <= end:
+                by_window[code].append(d)
+                break
     base_code = rules.baseline_window.code
     base = _counts(by_window[base_code], rules)
     base_28 = prorate(base[1], len(by_window[base_code]), rules)
     out: list[WindowOutcome] = []
     for w in rules.windows:
-        span = window_dates(w, anchors)
+        span = spans[w.code]
         recorded = len(by_window[w.code])
         hd, ms, am = _counts(by_window[w.code], rules)
         hd_28 = prorate(hd, recorded, rules)

@@ -131,7 +131,11 @@ class ExportFiles:
     def publish(self) -> None:
         """Move the written files into place (each an atomic rename)."""
         for final, partial in self._partial.items():
-            os.replace(partial, final)
+            try:
+                os.replace(partial, final)
+            except OSError as err:
+                raise InvalidInput(f"cannot write {final}: {err.strerror or err} (the export "
+                                   f"was audited; its file is still at {partial})") from None
 
     def discard(self) -> None:
         for partial in self._partial.values():
@@ -624,22 +628,11 @@ def export_table(
     specs = (outcome_columns if kind == "outcomes" else diary_columns)(
         protocol, unblinded=unblinded)
     n = _Counts(progress=progress)
-    with files.partial(files.data).open("wb") as stream:
-        out = _HashedCsv(stream)
-        out.rows([[s.name for s in specs]])
-        if kind == "outcomes":
-            _write_outcomes(session, out, n, today, batch, arm_of)
-        else:
-            _write_diary(session, out, n, batch, arm_of)
-    data = ExportedFile(files.data, out.sha256.hexdigest(), out.bytes)
-    with files.partial(files.dictionary).open("w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(_dictionary_rows(specs, trial.training))
-    dictionary = ExportedFile(files.dictionary, *_sha256_of(files.partial(files.dictionary)))
-    manifest_doc = _manifest(trial, actor, kind, unblinded, clock, today, n, specs,
-                             (data, dictionary))
-    files.partial(files.manifest).write_text(
-        json.dumps(manifest_doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    manifest = ExportedFile(files.manifest, *_sha256_of(files.partial(files.manifest)))
+    try:
+        data, dictionary, manifest = _write_files(session, actor, trial, kind, files, specs,
+                                                  n, today, batch, arm_of, clock)
+    except OSError as err:
+        raise InvalidInput(f"cannot write {files.data}: {err.strerror or err}") from None
     result = ExportResult(kind, not unblinded, trial.training, n.rows, n.participants, today,
                           (data, dictionary, manifest))
     audit.record(
@@ -662,6 +655,30 @@ def export_table(
         clock=clock,
     )
     return result
+
+
+def _write_files(session: Session, actor: Actor, trial: Trial, kind: str, files: ExportFiles,
+                 specs: Sequence[ColumnSpec], n: _Counts, today: date, batch: int,
+                 arm_of: ArmOf | None, clock: Clock
+                 ) -> tuple[ExportedFile, ExportedFile, ExportedFile]:
+    """The data (streamed), its dictionary and its manifest, under their temporary names."""
+    with files.partial(files.data).open("wb") as stream:
+        out = _HashedCsv(stream)
+        out.rows([[s.name for s in specs]])
+        if kind == "outcomes":
+            _write_outcomes(session, out, n, today, batch, arm_of)
+        else:
+            _write_diary(session, out, n, batch, arm_of)
+    data = ExportedFile(files.data, out.sha256.hexdigest(), out.bytes)
+    with files.partial(files.dictionary).open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(_dictionary_rows(specs, trial.training))
+    dictionary = ExportedFile(files.dictionary, *_sha256_of(files.partial(files.dictionary)))
+    unblinded = arm_of is not None
+    doc = _manifest(trial, actor, kind, unblinded, clock, today, n, specs, (data, dictionary))
+    files.partial(files.manifest).write_text(
+        json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    manifest = ExportedFile(files.manifest, *_sha256_of(files.partial(files.manifest)))
+    return data, dictionary, manifest
 
 
 def _manifest(trial: Trial, actor: Actor, kind: str, unblinded: bool, clock: Clock,
