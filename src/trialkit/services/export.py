@@ -52,13 +52,20 @@ from trialkit.domain.diary import (
 from trialkit.domain.errors import InvalidInput, PermissionDenied
 from trialkit.domain.protocol import Diary, Protocol
 from trialkit.domain.roles import Permission
-from trialkit.domain.strata import all_strata
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import Progress
 from trialkit.services.custody import custodian_private_key
 from trialkit.services.diary import _gc_paused as gc_paused
 from trialkit.services.enrolment import status_of
+from trialkit.services.export_dictionary import (
+    TRAINING_NOTICE,
+    ColumnSpec,
+    diary_columns,
+    dictionary_rows,
+    escape_text,
+    outcome_columns,
+)
 from trialkit.services.trial import get_trial, stored_protocol
 from trialkit.store.models import Participant, Preparation, Trial
 
@@ -76,18 +83,7 @@ DIARY_COLUMNS: Final = (
     "participant_id", "date", "study_day", "window", "headache", "severity",
     "duration_hours", "acute_medication", "headache_day", "recorded_by", "recorded_at",
 )
-ARM_COLUMN: Final = "arm"
-DICTIONARY_COLUMNS: Final = ("column", "type", "unit", "derivation", "allowed_values")
-TRAINING_NOTICE: Final = "TRAINING - not for clinical use: every row comes from a training trial"
-
-# What a spreadsheet takes for the start of a formula (OWASP "CSV injection").
-_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 _YES_NO: Final = ("no", "yes")
-
-
-def escape_text(value: str) -> str:
-    """A text cell a spreadsheet will show as text, never run as a formula."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 class ExportRefused(PermissionDenied):
@@ -188,142 +184,6 @@ class ExportResult:
     participants: int
     as_of: date
     files: tuple[ExportedFile, ...]  # data, dictionary, manifest
-
-
-# --- the data dictionary -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One column as the data dictionary describes it. Only ``text`` cells are escaped."""
-
-    name: str
-    type: str  # text, integer, decimal, date, datetime
-    unit: str
-    derivation: str
-    allowed: str = ""
-
-
-def _windows_text(protocol: Protocol) -> str:
-    parts = []
-    for w in protocol.diary.windows:
-        anchor = "randomization" if w.relative_to == "randomization" else "the infusion (day 0)"
-        primary = " (primary outcome)" if w.primary else ""
-        parts.append(f"{w.code} = days {w.start} to {w.end} from {anchor}{primary}")
-    return "; ".join(parts)
-
-
-def _headache_day_text(protocol: Protocol) -> str:
-    rules = protocol.diary
-    text = f"a headache lasting at least {rules.headache_day_min_hours:g} h"
-    if rules.headache_day_if_acute_medication:
-        text += ", or any headache treated with acute medication"
-    return text
-
-
-def _missing_note() -> str:
-    return "empty (missing, never zero) when no day of the window is recorded"
-
-
-def outcome_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
-    """The columns of outcomes.csv, described from the protocol's own rules."""
-    rules = protocol.diary
-    per = f"days per {rules.window_days} days"
-    decimals = f"{rules.proration_decimals} decimal{'s' if rules.proration_decimals != 1 else ''}"
-    specs = [
-        ColumnSpec("participant_id", "text", "", "Participant id: site code and screening number"),
-        ColumnSpec("site", "text", "", "Site code", ", ".join(protocol.site_codes)),
-        ColumnSpec("stratum", "text", "", "Stratum (site and stratification levels)",
-                   ", ".join(s.code for s in all_strata(protocol))),
-        ColumnSpec("randomization_number", "text", "",
-                   "Trial-wide number given in order of randomization"),
-        ColumnSpec("randomized_on", "date", "", "Date of randomization (UTC), ISO 8601"),
-        ColumnSpec("infusion_on", "date", "",
-                   "Date of the infusion (day 0), ISO 8601; empty before it is recorded"),
-        ColumnSpec("status", "text", "", "Where the participant is at export",
-                   "randomized, dispensed, infused, withdrawn"),
-        ColumnSpec("unblinded_emergency", "text", "",
-                   "yes if the participant's allocation was revealed by an emergency "
-                   "unblinding (which arm is never shown here)", "yes, no"),
-        ColumnSpec("window", "text", "", f"Diary window: {_windows_text(protocol)}",
-                   ", ".join(w.code for w in rules.windows)),
-        ColumnSpec("window_start", "date", "",
-                   "First calendar date of the window; empty while its anchor is not recorded"),
-        ColumnSpec("window_end", "date", "",
-                   "Last calendar date of the window; empty while its anchor is not recorded"),
-        ColumnSpec("days_expected", "integer", "days",
-                   "Dates of the window that are over at export (up to the day before the "
-                   "export; for a withdrawn participant up to the withdrawal date)"),
-        ColumnSpec("days_recorded", "integer", "days",
-                   "Diary days recorded in the window (current versions); one more than "
-                   "days_expected when the export day's diary is already recorded"),
-        ColumnSpec("headache_days", "integer", "days",
-                   f"Days with {_headache_day_text(protocol)}; {_missing_note()}"),
-        ColumnSpec("moderate_severe_days", "integer", "days",
-                   f"Days with a headache of peak severity "
-                   f"{' or '.join(rules.moderate_severe_levels)}; {_missing_note()}"),
-        ColumnSpec("acute_medication_days", "integer", "days",
-                   f"Days with acute medication taken (with or without headache); "
-                   f"{_missing_note()}"),
-        ColumnSpec("headache_days_28", "decimal", per,
-                   f"headache_days x {rules.window_days} / days_recorded, rounded half up to "
-                   f"{decimals}, when at least {rules.proration_min_days} days of the window "
-                   "are recorded; empty otherwise"),
-        ColumnSpec("baseline_headache_days_28", "decimal", per,
-                   f"headache_days_28 of the participant's {rules.baseline_window.code} "
-                   "window, repeated on each of their rows"),
-        ColumnSpec("change_from_baseline", "decimal", per,
-                   "headache_days_28 - baseline_headache_days_28; empty on the "
-                   f"{rules.baseline_window.code} row and when either is empty"),
-    ]
-    return specs + ([_arm_spec(protocol)] if unblinded else [])
-
-
-def diary_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
-    """The columns of diary.csv, described from the protocol's own rules."""
-    rules = protocol.diary
-    none = rules.severity_levels[0]
-    specs = [
-        ColumnSpec("participant_id", "text", "", "Participant id: site code and screening number"),
-        ColumnSpec("date", "date", "", "Calendar date of the diary day, ISO 8601"),
-        ColumnSpec("study_day", "integer", "days",
-                   "Days since the infusion (day 0; negative before it); empty before the "
-                   "infusion is recorded"),
-        ColumnSpec("window", "text", "",
-                   f"Window the date falls in ({_windows_text(protocol)}); empty if none",
-                   ", ".join(w.code for w in rules.windows)),
-        ColumnSpec("headache", "text", "", "Headache on this day", "yes, no"),
-        ColumnSpec("severity", "text", "", f"Peak severity; {none} on a day without headache",
-                   ", ".join(rules.severity_levels)),
-        ColumnSpec("duration_hours", "decimal", "hours",
-                   "Headache duration; 0 on a day without headache", "0 to 24"),
-        ColumnSpec("acute_medication", "text", "", "Acute medication taken on this day",
-                   "yes, no"),
-        ColumnSpec("headache_day", "text", "",
-                   f"yes if the day counts as a headache day: {_headache_day_text(protocol)}",
-                   "yes, no"),
-        ColumnSpec("recorded_by", "text", "", "User who entered the current version of the day"),
-        ColumnSpec("recorded_at", "datetime", "UTC",
-                   "When the current version was entered, ISO 8601 with its UTC offset; "
-                   "earlier versions (corrections) are in the audit trail"),
-    ]
-    return specs + ([_arm_spec(protocol)] if unblinded else [])
-
-
-def _arm_spec(protocol: Protocol) -> ColumnSpec:
-    return ColumnSpec(ARM_COLUMN, "text", "",
-                      "Allocated arm, from the participant's sealed envelope (unblinded export "
-                      "only, after database lock); empty for a participant not randomized",
-                      ", ".join(f"{a.code} ({a.name})" for a in protocol.arms))
-
-
-def _dictionary_rows(specs: Sequence[ColumnSpec], training: bool) -> list[list[str]]:
-    rows = [list(DICTIONARY_COLUMNS)]
-    if training:
-        rows.append(["TRAINING", "", "", TRAINING_NOTICE, ""])
-    rows += [[escape_text(v) for v in (s.name, s.type, s.unit, s.derivation, s.allowed)]
-             for s in specs]
-    return rows
 
 
 # --- reading in batches ------------------------------------------------------------------------
@@ -671,7 +531,7 @@ def _write_files(session: Session, actor: Actor, trial: Trial, kind: str, files:
             _write_diary(session, out, n, batch, arm_of)
     data = ExportedFile(files.data, out.sha256.hexdigest(), out.bytes)
     with files.partial(files.dictionary).open("w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(_dictionary_rows(specs, trial.training))
+        csv.writer(f).writerows(dictionary_rows(specs, trial.training))
     dictionary = ExportedFile(files.dictionary, *_sha256_of(files.partial(files.dictionary)))
     unblinded = arm_of is not None
     doc = _manifest(trial, actor, kind, unblinded, clock, today, n, specs, (data, dictionary))
