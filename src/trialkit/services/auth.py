@@ -61,29 +61,17 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
         raise SignInRefused("wrong user name or password")
     actor = actor_for(session, user)
     if user.disabled:
-        audit.record(
+        raise _refused(
             session,
             actor,
-            action="login.refused",
-            entity="user",
-            entity_id=user.name,
-            reason="account disabled",
-            clock=clock,
+            "account disabled",
+            clock,
+            f"the account {user.name!r} is disabled; ask your trial admin",
         )
-        raise SignInLocked(f"the account {user.name!r} is disabled; ask your trial admin")
     before = user_snapshot(session, user)
     if user.locked_until is not None:
         if now < user.locked_until:
-            audit.record(
-                session,
-                actor,
-                action="login.refused",
-                entity="user",
-                entity_id=user.name,
-                reason="account locked",
-                clock=clock,
-            )
-            raise SignInLocked(_locked_message(user))
+            raise _refused(session, actor, "account locked", clock, _locked_message(user))
         user.locked_until, user.failed_logins = None, 0  # the lockout has run out
     if not password_ok:
         user.failed_logins += 1
@@ -122,6 +110,20 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
         clock=clock,
     )
     return actor
+
+
+def _refused(session: Session, actor: Actor, why: str, clock: Clock, message: str) -> SignInLocked:
+    """Record a sign-in refused for the account's state; the caller raises what it returns."""
+    audit.record(
+        session,
+        actor,
+        action="login.refused",
+        entity="user",
+        entity_id=actor.name,
+        reason=why,
+        clock=clock,
+    )
+    return SignInLocked(message)
 
 
 def _locked_message(user: User) -> str:

@@ -4,7 +4,7 @@ product specification, a data dictionary and a manifest of SHA-256 checksums bes
 
 - Blinded by default. The unblinded export adds ``arm`` as the last column, only after the
   database lock and only for an unblinding custodian who gives their password; each
-  envelope is opened the way the pharmacy opens it (``pharmacy._open``: checked against its
+  envelope is opened the way the pharmacy opens it (``envelopes._open``: checked against its
   commitment, audited).
 - Every export is audited with the SHA-256 of each file it wrote; a refused unblinded
   export is audited too.
@@ -333,8 +333,8 @@ def _arm_reader(session: Session, actor: Actor, trial: Trial, kind: str, *,
         raise InvalidInput("the unblinded export needs your password (it unlocks your "
                            "custodian key)")
     custodian_private_key(session, actor, password)  # a wrong password stops here, early
-    # Imported here: the pharmacy module is only needed (and only loaded) to unblind.
-    from trialkit.services.pharmacy import _open
+    # Imported here: envelope opening is only needed (and only loaded) to unblind.
+    from trialkit.services.envelopes import _open
 
     protocol = stored_protocol(session)
 

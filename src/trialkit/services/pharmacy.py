@@ -34,8 +34,7 @@ from trialkit.labels import LabelSheet, label_sheet
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.enrolment import get_participant
-from trialkit.services.envelopes import _broken, _open_details, _seal_details
-from trialkit.services.envelopes import _open as _open  # export.py opens envelopes through here
+from trialkit.services.envelopes import _broken, _open, _open_details, _Opened, _seal_details
 from trialkit.services.pharmacy_checks import (
     _checker,
     _dispensable,
@@ -146,6 +145,32 @@ def _sheet(session: Session, protocol: Protocol, p: Participant, prep: Preparati
 # --- services --------------------------------------------------------------------------------
 
 
+def _dispensing(
+    protocol: Protocol,
+    p: Participant,
+    rand_no: str,
+    code: str,
+    opened: _Opened,
+    record: PreparationRecord | None,
+    labels: LabelSheet | None,
+) -> Dispensing:
+    """What an opened envelope shows its custodian: arm, dose plan and products."""
+    return Dispensing(
+        participant_id=p.id,
+        site=p.site_code,
+        randomization_number=rand_no,
+        label_code=code,
+        envelope=f"{opened.envelope.stratum_code} #{opened.envelope.seq}",
+        arm_code=opened.arm_code,
+        arm_name=next(a.name for a in protocol.arms if a.code == opened.arm_code),
+        plan=dose_plan(protocol.dosing, p.weight_kg),
+        products=products_for(protocol.dosing, opened.arm_code),
+        concomitant=protocol.dosing.concomitant,
+        record=record,
+        labels=labels,
+    )
+
+
 def dispense_queue(session: Session, actor: Actor, *, site: str | None = None) -> list[QueueEntry]:
     """Randomized participants awaiting preparation, per site, oldest randomization first."""
     require(actor, Permission.DISPENSE)
@@ -210,8 +235,15 @@ def dispense(
     p = get_participant(session, actor, pid, lock=True)
     rand_no, code = _dispensable(session, p)
     checker = _checker(session, actor, checked_by or "", p) if recording else None
-    opened = _open(session, actor, p, password=password, protocol=protocol, clock=clock,
-                   purpose="dispense" if recording else "look")
+    opened = _open(
+        session,
+        actor,
+        p,
+        password=password,
+        protocol=protocol,
+        clock=clock,
+        purpose="dispense" if recording else "look",
+    )
     record: PreparationRecord | None = None
     sheet: LabelSheet | None = None
     if checker is not None:
@@ -222,8 +254,9 @@ def dispense(
             prepared_by=actor.name,
             checked_by=checker.name,
             expires_at=now + timedelta(hours=protocol.dosing.expiry_hours),
-            sealed_details=_seal_details(protocol, opened.data_key, p.id, opened.arm_code,
-                                         checked_lots),
+            sealed_details=_seal_details(
+                protocol, opened.data_key, p.id, opened.arm_code, checked_lots
+            ),
             label_prints=1 if print_labels else 0,
         )
         session.add(prep)
@@ -239,20 +272,7 @@ def dispense(
         )
         record = _record_of(prep, checked_lots)
         sheet = _sheet(session, protocol, p, prep) if print_labels else None
-    return Dispensing(
-        participant_id=p.id,
-        site=p.site_code,
-        randomization_number=rand_no,
-        label_code=code,
-        envelope=f"{opened.envelope.stratum_code} #{opened.envelope.seq}",
-        arm_code=opened.arm_code,
-        arm_name=next(a.name for a in protocol.arms if a.code == opened.arm_code),
-        plan=dose_plan(protocol.dosing, p.weight_kg),
-        products=products_for(protocol.dosing, opened.arm_code),
-        concomitant=protocol.dosing.concomitant,
-        record=record,
-        labels=sheet,
-    )
+    return _dispensing(protocol, p, rand_no, code, opened, record, sheet)
 
 
 def print_labels(session: Session, actor: Actor, pid: str, *, clock: Clock) -> LabelSheet:
@@ -298,23 +318,25 @@ def read_preparation(
     prep = session.get(Preparation, p.id)
     if prep is None:
         raise Refused(f"{p.id} has not been dispensed yet: there is no preparation record")
-    opened = _open(session, actor, p, password=password, protocol=protocol, clock=clock,
-                   purpose="read preparation")
+    opened = _open(
+        session,
+        actor,
+        p,
+        password=password,
+        protocol=protocol,
+        clock=clock,
+        purpose="read preparation",
+    )
     details = _open_details(opened.data_key, prep.sealed_details, p.id)
     if details.get("arm") != opened.arm_code:
-        raise _broken(session, actor, opened.envelope, p,
-                      "the preparation record names another allocation", clock)
-    return Dispensing(
-        participant_id=p.id,
-        site=p.site_code,
-        randomization_number=rand_no,
-        label_code=code,
-        envelope=f"{opened.envelope.stratum_code} #{opened.envelope.seq}",
-        arm_code=opened.arm_code,
-        arm_name=next(a.name for a in protocol.arms if a.code == opened.arm_code),
-        plan=dose_plan(protocol.dosing, p.weight_kg),
-        products=products_for(protocol.dosing, opened.arm_code),
-        concomitant=protocol.dosing.concomitant,
-        record=_record_of(prep, details.get("lots") or {}),
-        labels=None,
+        raise _broken(
+            session,
+            actor,
+            opened.envelope,
+            p,
+            "the preparation record names another allocation",
+            clock,
+        )
+    return _dispensing(
+        protocol, p, rand_no, code, opened, _record_of(prep, details.get("lots") or {}), None
     )
