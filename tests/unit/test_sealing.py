@@ -25,6 +25,7 @@ from trialkit.domain.sealing import (
     fingerprint,
     manifest_bytes,
     merkle_root,
+    merkle_root_of,
     new_custodian_keys,
     new_data_key,
     new_envelope_salt,
@@ -336,6 +337,24 @@ def test_merkle_root_follows_rfc6962_and_order_matters() -> None:
     assert merkle_root(c) != merkle_root(c[:2])
 
 
+def _rfc6962_root(items: list[bytes]) -> bytes:
+    """The tree hash as RFC 6962 section 2.1 defines it, recursively: the reference the
+    level-by-level implementation must agree with."""
+    if len(items) == 1:
+        return hashlib.sha256(b"\x00" + items[0]).digest()
+    split = 1 << ((len(items) - 1).bit_length() - 1)
+    left, right = _rfc6962_root(items[:split]), _rfc6962_root(items[split:])
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+@pytest.mark.parametrize("n", [*range(1, 70), 127, 128, 129, 1000])
+def test_merkle_root_equals_the_recursive_rfc6962_definition(n: int) -> None:
+    items = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n)]
+    leaf_hashes = [hashlib.sha256(b"\x00" + item).digest() for item in items]
+    assert merkle_root_of(leaf_hashes) == _rfc6962_root(items).hex()
+    assert merkle_root([i.hex() for i in items]) == _rfc6962_root(items).hex()
+
+
 def test_merkle_root_refuses_a_non_commitment() -> None:
     with pytest.raises(InvalidInput, match="not a SHA-256 commitment"):
         merkle_root(["xyz"])
@@ -356,13 +375,14 @@ def test_sealing_a_run_at_once_gives_envelopes_that_open_to_their_own_slot_and_a
     key = new_data_key()
     arms = ["KET", "PLA", "PLA", "KET"]
     sealed = seal_envelopes(key, "list-1", "TWH-CM", 7, arms)
-    assert len({len(ct) for _c, ct in sealed}) == 1
-    for i, (digest, ciphertext) in enumerate(sealed):
+    assert len({len(e.ciphertext) for e in sealed}) == 1
+    for i, (digest, ciphertext, leaf) in enumerate(sealed):
         plaintext = open_envelope(key, ciphertext, "list-1", "TWH-CM", 7 + i)
         content = parse_envelope_plaintext(plaintext)
         assert (content.list_id, content.stratum, content.seq, content.arm_code) == (
             "list-1", "TWH-CM", 7 + i, arms[i],
         )
         assert commitment(plaintext) == digest
+        assert leaf == hashlib.sha256(b"\x00" + bytes.fromhex(digest) + ciphertext).digest()
     with pytest.raises(IntegrityFailure):
-        open_envelope(key, sealed[0][1], "list-1", "TWH-CM", 8)
+        open_envelope(key, sealed[0].ciphertext, "list-1", "TWH-CM", 8)

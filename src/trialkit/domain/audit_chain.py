@@ -14,9 +14,13 @@ from typing import Any
 GENESIS = "0" * 64
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
-    """One exact text for a JSON value: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """One exact text for a JSON value: sorted keys, no spaces, UTF-8 kept. (One encoder for
+    every call: ``json.dumps`` with options builds a new one each time.)"""
+    return _CANONICAL.encode(value)
 
 
 @dataclass(frozen=True)

@@ -46,21 +46,19 @@ class SystemRandomSource:
         self._buffer = b""
         self._at = 0
 
-    def _take(self, k: int) -> bytes:
-        if self._at + k > len(self._buffer):
-            self._buffer, self._at = os.urandom(self._PAGE), 0
-        chunk = self._buffer[self._at : self._at + k]
-        self._at += k
-        return chunk
-
     def randbelow(self, n: int) -> int:
         """Return a uniform integer in ``[0, n)`` from the OS CSPRNG."""
         if n <= 0:
             raise ValueError("randbelow needs a positive bound")
         bits = n.bit_length()
         k = (bits + 7) // 8
+        shift = 8 * k - bits
         while True:
-            value = int.from_bytes(self._take(k), "big") >> (8 * k - bits)
+            at = self._at
+            if at + k > len(self._buffer):
+                self._buffer, at = os.urandom(self._PAGE), 0
+            self._at = at + k
+            value = int.from_bytes(self._buffer[at : at + k], "big") >> shift
             if value < n:
                 return value
 
@@ -126,18 +124,24 @@ def _validate_arms(arm_codes: Sequence[str], ratio: Sequence[int]) -> None:
 
 def _shuffle(items: list[str], rng: RandomSource) -> None:
     """Fisher–Yates in place: every permutation equally likely given a uniform ``rng``."""
+    draw = rng.randbelow
     for i in range(len(items) - 1, 0, -1):
-        j = rng.randbelow(i + 1)
+        j = draw(i + 1)
         items[i], items[j] = items[j], items[i]
+
+
+def _unshuffled(arm_codes: Sequence[str], ratio: Sequence[int], size: int) -> list[str]:
+    """A block's arms before shuffling: each arm its share of ``size``, in protocol order."""
+    per_unit = size // sum(ratio)
+    return [
+        code for code, part in zip(arm_codes, ratio, strict=True) for _ in range(part * per_unit)
+    ]
 
 
 def _make_block(
     arm_codes: Sequence[str], ratio: Sequence[int], size: int, rng: RandomSource
 ) -> Block:
-    per_unit = size // sum(ratio)
-    arms = [
-        code for code, part in zip(arm_codes, ratio, strict=True) for _ in range(part * per_unit)
-    ]
+    arms = _unshuffled(arm_codes, ratio, size)
     _shuffle(arms, rng)
     return Block(size=size, arms=tuple(arms))
 
@@ -162,11 +166,14 @@ def generate_blocks(
     _validate_ratio_and_sizes(ratio, block_sizes)
     if not _is_positive_int(n_slots):
         raise InvalidInput(f"the number of slots must be at least 1, not {n_slots}")
+    unshuffled = {size: _unshuffled(arm_codes, ratio, size) for size in block_sizes}
     blocks: list[Block] = []
     total = 0
     while total < n_slots:
         size = block_sizes[rng.randbelow(len(block_sizes))]
-        blocks.append(_make_block(arm_codes, ratio, size, rng))
+        arms = unshuffled[size].copy()
+        _shuffle(arms, rng)
+        blocks.append(Block(size=size, arms=tuple(arms)))
         total += size
     return blocks
 

@@ -31,8 +31,8 @@ import os
 import struct
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.backends.openssl.backend import backend as _openssl
@@ -230,28 +230,48 @@ def envelope_plaintext(list_id: str, stratum: str, seq: int, arm_code: str, salt
     )
 
 
+class SealedEnvelope(NamedTuple):
+    """One envelope as sealing makes it: the hex commitment and the stored ciphertext (the
+    rows the database keeps) and its Merkle leaf hash (what the signed root commits to)."""
+
+    commitment: str
+    ciphertext: bytes
+    leaf: bytes
+
+
+def envelope_leaf(commitment_raw: bytes, ciphertext: bytes) -> bytes:
+    """An envelope's RFC 6962 leaf hash, ``SHA-256(0x00 || commitment || ciphertext)``: the
+    manifest's Merkle tree commits to the plaintext commitment and the stored ciphertext, so
+    changing either is detected without decrypting."""
+    return hashlib.sha256(b"\x00" + commitment_raw + ciphertext).digest()
+
+
 def seal_envelopes(
     data_key: bytes, list_id: str, stratum: str, first_seq: int, arm_codes: Sequence[str]
-) -> list[tuple[str, bytes]]:
+) -> list[SealedEnvelope]:
     """Seal a run of slots at once, as :func:`envelope_plaintext` + :func:`seal_envelope`
-    would one by one: (commitment, ciphertext) per slot, in order, same work for each arm."""
+    would one by one, in order, the same work for each arm."""
     _check_data_key(data_key)
     _pack_slot(list_id, stratum, first_seq + max(len(arm_codes) - 1, 0))  # range check
-    aead = AESGCM(data_key)
+    encrypt = AESGCM(data_key).encrypt
+    sha256 = hashlib.sha256
+    seq_pack = _SEQ.pack
     slot_head = _pack_slot(list_id, stratum, 0)[: -_SEQ.size]
     arms = {code: _pack_text("arm code", code, ARM_CODE_WIDTH) for code in set(arm_codes)}
-    sealed: list[tuple[str, bytes]] = []
+    sealed: list[SealedEnvelope] = []
     step = SALT_LEN + NONCE_LEN
     fresh = os.urandom(step * len(arm_codes))  # one system call, not two per envelope
+    at = 0
     for i, arm in enumerate(arm_codes):
-        slot = slot_head + _SEQ.pack(first_seq + i)
-        salt, nonce = (
-            fresh[i * step : i * step + SALT_LEN],
-            fresh[i * step + SALT_LEN : (i + 1) * step],
-        )
+        slot = slot_head + seq_pack(first_seq + i)
+        salt, nonce = fresh[at : at + SALT_LEN], fresh[at + SALT_LEN : at + step]
+        at += step
         plaintext = _MAGIC + slot + arms[arm] + salt
-        ciphertext = nonce + aead.encrypt(nonce, plaintext, _ENVELOPE_AD + slot)
-        sealed.append((hashlib.sha256(plaintext).hexdigest(), ciphertext))
+        ciphertext = nonce + encrypt(nonce, plaintext, _ENVELOPE_AD + slot)
+        digest = sha256(plaintext).digest()
+        sealed.append(
+            SealedEnvelope(digest.hex(), ciphertext, sha256(b"\x00" + digest + ciphertext).digest())
+        )
     return sealed
 
 
@@ -338,33 +358,44 @@ def unwrap_data_key(wrapped: bytes, private_key: X25519PrivateKey, info: bytes) 
 # --- manifests ------------------------------------------------------------------------------
 
 
-def _leaf(commitment_hex: str) -> bytes:
+def _commitment_bytes(commitment_hex: str) -> bytes:
     try:
         raw = bytes.fromhex(commitment_hex)
     except ValueError:
         raw = b""
     if len(raw) != 32 or commitment_hex != raw.hex():
         raise InvalidInput(f"{commitment_hex!r} is not a SHA-256 commitment")
-    return hashlib.sha256(b"\x00" + raw).digest()
+    return raw
 
 
-def _subtree(leaves: Sequence[bytes]) -> bytes:
-    if len(leaves) == 1:
-        return leaves[0]
-    split = 1 << ((len(leaves) - 1).bit_length() - 1)  # largest power of two below n
-    return hashlib.sha256(b"\x01" + _subtree(leaves[:split]) + _subtree(leaves[split:])).digest()
+def merkle_root_of(leaf_hashes: Sequence[bytes]) -> str:
+    """RFC 6962 Merkle tree hash (hex) over leaf hashes already made (``SHA-256(0x00 ||
+    item)``, see :func:`envelope_leaf`); nodes are ``SHA-256(0x01 || left || right)`` and
+    the empty tree hashes to ``SHA-256("")``. A tree, not a running hash, so an extended list
+    can later prove it kept the old envelopes as a prefix.
+
+    Built bottom up, a level at a time; a level's odd last node moves up unchanged, which
+    gives exactly the RFC 6962 tree (left subtrees are the largest powers of two)."""
+    if not leaf_hashes:
+        return hashlib.sha256(b"").hexdigest()
+    sha256 = hashlib.sha256
+    level = list(leaf_hashes)
+    while len(level) > 1:
+        paired = [
+            sha256(b"\x01" + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0].hex()
 
 
 def merkle_root(commitments: Sequence[str]) -> str:
-    """RFC 6962 Merkle tree hash (hex) of the commitments in sequence order.
-
-    Leaves are ``SHA-256(0x00 || commitment)``, nodes ``SHA-256(0x01 || left || right)``;
-    the empty list hashes to ``SHA-256("")``. A tree, not a running hash, so an
-    extended list can later prove it kept the old envelopes as a prefix.
-    """
-    if not commitments:
-        return hashlib.sha256(b"").hexdigest()
-    return _subtree([_leaf(c) for c in commitments]).hex()
+    """RFC 6962 Merkle tree hash (hex) of hex commitments in order: leaves are
+    ``SHA-256(0x00 || commitment)``."""
+    leaves = [hashlib.sha256(b"\x00" + _commitment_bytes(c)).digest() for c in commitments]
+    return merkle_root_of(leaves)
 
 
 @dataclass(frozen=True)
@@ -378,10 +409,20 @@ class Manifest:
     root: str
 
 
+_MANIFEST_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def manifest_bytes(manifest: Manifest) -> bytes:
     """Canonical JSON of a manifest (sorted keys, no spaces, format tag): what is signed."""
-    body = {"format": "trialkit-manifest-v1", **asdict(manifest)}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    body = {
+        "format": "trialkit-manifest-v1",
+        "list_id": manifest.list_id,
+        "stratum": manifest.stratum,
+        "count": manifest.count,
+        "policy_hash": manifest.policy_hash,
+        "root": manifest.root,
+    }
+    return _MANIFEST_JSON.encode(body).encode()
 
 
 def new_signing_key() -> tuple[Ed25519PrivateKey, bytes]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from trialkit.domain.sealed_blob import seal_blob
 from trialkit.domain.sealing import (
     Manifest,
     fingerprint,
-    merkle_root,
+    merkle_root_of,
     new_data_key,
     new_signing_key,
     seal_envelopes,
@@ -44,7 +44,7 @@ from trialkit.domain.strata import all_strata
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.trial import stored_protocol
-from trialkit.store.models import AllocationList, Envelope, ListKeyGrant, Stratum, User
+from trialkit.store.models import AllocationList, Envelope, Stratum, User
 
 MAX_PER_STRATUM = 100_000
 Progress = Callable[[int, int], None]
@@ -55,22 +55,18 @@ def key_info(list_id: str) -> bytes:
     return f"trialkit list data key {list_id}".encode()
 
 
-def envelope_leaf(commitment_hex: str, ciphertext: bytes) -> str:
-    """What the manifest's Merkle tree commits to per envelope: the plaintext commitment and
-    the stored ciphertext, so changing either is detected without decrypting."""
-    return hashlib.sha256(bytes.fromhex(commitment_hex) + ciphertext).hexdigest()
-
-
-def list_snapshot(lst: AllocationList) -> dict[str, Any]:
-    """A list segment as the audit trail records it: counts and hashes, never arms or sizes."""
+def list_snapshot(lst: AllocationList | Mapping[str, Any]) -> dict[str, Any]:
+    """A list segment as the audit trail records it: counts and hashes, never arms or sizes.
+    Takes the stored row or the column values about to be inserted."""
+    row = lst if isinstance(lst, Mapping) else lst.__dict__
     return {
-        "stratum": lst.stratum_code,
-        "segment": lst.segment,
-        "first_seq": lst.first_seq,
-        "count": lst.count,
-        "root": lst.root,
-        "policy_hash": lst.policy_hash,
-        "signing_key": fingerprint(lst.signing_key),
+        "stratum": row["stratum_code"],
+        "segment": row["segment"],
+        "first_seq": row["first_seq"],
+        "count": row["count"],
+        "root": row["root"],
+        "policy_hash": row["policy_hash"],
+        "signing_key": fingerprint(row["signing_key"]),
     }
 
 
@@ -120,19 +116,40 @@ def _padded(record: bytes, n: int, ratio: Sequence[int]) -> bytes:
 
 def _ensure_strata(session: Session, strata: list[StratumDef]) -> None:
     existing = set(session.exec(select(Stratum.code)).all())
-    missing = [s for s in strata if s.code not in existing]
-    for s in missing:
-        session.add(Stratum(code=s.code, site_code=s.site, levels_json=json.dumps(dict(s.levels))))
+    missing = [
+        {"code": s.code, "site_code": s.site, "levels_json": json.dumps(dict(s.levels))}
+        for s in strata
+        if s.code not in existing
+    ]
     if missing:
         session.flush()
+        _insert_plain(session, "stratum", ("code", "site_code", "levels_json"), missing)
+
+
+def _insert_plain(
+    session: Session, table: str, columns: tuple[str, ...], rows: Sequence[Any]
+) -> None:
+    """Bulk insert of columns that need no type conversion (text, integers, bytes) straight
+    through the driver: for thousands of rows SQLAlchemy's per-row processing costs more than
+    the insert. ``rows`` are tuples in column order, or dicts keyed by column."""
+    if not rows:
+        return
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    values = [tuple(r[c] for c in columns) if isinstance(r, dict) else r for r in rows]
+    conn.exec_driver_sql(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",
+        values,
+    )
 
 
 @dataclass
 class _Segment:
-    """One sealed list segment, ready to be stored in bulk."""
+    """One sealed list segment, ready to be stored in bulk: the list row's column values,
+    the envelope rows (list id, stratum, seq, ciphertext, commitment) and the key grants."""
 
-    row: AllocationList
-    envelopes: list[dict[str, Any]]
+    row: dict[str, Any]
+    envelopes: list[tuple[str, str, int, bytes, str]]
     grants: list[dict[str, Any]]
 
 
@@ -162,34 +179,28 @@ def _seal_segment(
     }
     policy_bytes = _padded(canonical_json(policy).encode(), n, protocol.allocation.ratio)
     sealed = seal_envelopes(data_key, list_id, stratum, first_seq, arms)
-    leaves = [envelope_leaf(digest, ciphertext) for digest, ciphertext in sealed]
     envelopes = [
-        {
-            "list_id": list_id,
-            "stratum_code": stratum,
-            "seq": first_seq + i,
-            "ciphertext": ciphertext,
-            "commitment": digest,
-        }
-        for i, (digest, ciphertext) in enumerate(sealed)
+        (list_id, stratum, first_seq + i, e.ciphertext, e.commitment)
+        for i, e in enumerate(sealed)
     ]
+    leaves = [e.leaf for e in sealed]
     policy_hash = hashlib.sha256(policy_bytes).hexdigest()
-    manifest = Manifest(list_id, stratum, len(arms), policy_hash, merkle_root(leaves))
-    row = AllocationList(
-        id=list_id,
-        stratum_code=stratum,
-        segment=segment,
-        first_seq=first_seq,
-        count=len(arms),
-        sealed_policy=seal_blob(data_key, policy_bytes, list_id.encode()),
-        policy_hash=policy_hash,
-        root=manifest.root,
-        leaves=b"".join(bytes.fromhex(leaf) for leaf in leaves),
-        signature=sign_manifest(signer[0], manifest),
-        signing_key=signer[1],
-        created_at=clock.now(),
-        created_by=actor.name,
-    )
+    manifest = Manifest(list_id, stratum, len(arms), policy_hash, merkle_root_of(leaves))
+    row = {
+        "id": list_id,
+        "stratum_code": stratum,
+        "segment": segment,
+        "first_seq": first_seq,
+        "count": len(arms),
+        "sealed_policy": seal_blob(data_key, policy_bytes, list_id.encode()),
+        "policy_hash": policy_hash,
+        "root": manifest.root,
+        "leaves": b"".join(leaves),
+        "signature": sign_manifest(signer[0], manifest),
+        "signing_key": signer[1],
+        "created_at": clock.now(),
+        "created_by": actor.name,
+    }
     grants = [
         {
             "list_id": list_id,
@@ -207,26 +218,16 @@ def _store(session: Session, actor: Actor, segments: list[_Segment], clock: Cloc
     the cryptography here), then audit each list."""
     conn = session.connection()
     table = AllocationList.__table__  # type: ignore[attr-defined]
-    conn.execute(insert(table), [seg.row.model_dump() for seg in segments])
-    # Envelope columns need no type conversion: hand the rows straight to the driver.
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(
-        "INSERT INTO envelope (list_id, stratum_code, seq, ciphertext, commitment) "
-        f"VALUES ({', '.join([mark] * 5)})",
-        [
-            (e["list_id"], e["stratum_code"], e["seq"], e["ciphertext"], e["commitment"])
-            for seg in segments
-            for e in seg.envelopes
-        ],
-    )
-    grants = [g for seg in segments for g in seg.grants]
-    if grants:
-        conn.execute(insert(ListKeyGrant.__table__), grants)  # type: ignore[attr-defined]
+    conn.execute(insert(table), [seg.row for seg in segments])
+    envelope_columns = ("list_id", "stratum_code", "seq", "ciphertext", "commitment")
+    _insert_plain(session, "envelope", envelope_columns, [e for g in segments for e in g.envelopes])
+    grant_columns = ("list_id", "user_id", "wrapped_key")
+    _insert_plain(session, "list_key_grant", grant_columns, [g for s in segments for g in s.grants])
     changes = [
         audit.Change(
-            action="list.seal" if seg.row.segment == 1 else "list.extend",
+            action="list.seal" if seg.row["segment"] == 1 else "list.extend",
             entity="list",
-            entity_id=seg.row.id,
+            entity_id=seg.row["id"],
             after=list_snapshot(seg.row),
         )
         for seg in segments
@@ -257,6 +258,7 @@ def seal_lists(
     signer = new_signing_key()
     strata = all_strata(protocol)
     _ensure_strata(session, strata)
+    source = rng or SystemRandomSource()
     segments: list[_Segment] = []
     for i, s in enumerate(strata):
         segments.append(
@@ -270,14 +272,14 @@ def seal_lists(
                 sizes=sizes,
                 custodians=custodians,
                 signer=signer,
-                rng=rng or SystemRandomSource(),
+                rng=source,
                 clock=clock,
             )
         )
         if progress:
             progress(i + 1, len(strata))
     _store(session, actor, segments, clock)
-    counts = [SealedCount(seg.row.stratum_code, seg.row.count) for seg in segments]
+    counts = [SealedCount(seg.row["stratum_code"], seg.row["count"]) for seg in segments]
     return SealResult(tuple(counts), fingerprint(signer[1]))
 
 
@@ -326,7 +328,7 @@ def extend_list(
         clock=clock,
     )
     _store(session, actor, [seg], clock)
-    return SealResult((SealedCount(code, seg.row.count),), fingerprint(signer[1]))
+    return SealResult((SealedCount(code, seg.row["count"]),), fingerprint(signer[1]))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,7 +110,7 @@ def record_many(
             prev_hash=prev,
         )
         prev = chain_hash(fields)
-        rows.append(asdict(fields) | {"hash": prev})
+        rows.append(vars(fields) | {"hash": prev})  # flat fields: no deep copy (asdict)
     session.flush()  # pending ORM changes go first, as they would with session.add
     session.connection().execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
     session.info[_HEAD] = (seq, prev)

@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from trialkit.domain.errors import IntegrityFailure
-from trialkit.domain.sealing import Manifest, fingerprint, merkle_root, verify_manifest
-from trialkit.services.allocation import envelope_leaf
+from trialkit.domain.sealing import (
+    Manifest,
+    envelope_leaf,
+    fingerprint,
+    merkle_root_of,
+    verify_manifest,
+)
 from trialkit.store.models import AllocationList, AuditEvent, Envelope
 
 LEAF_LEN = 32
@@ -34,6 +39,13 @@ def _audited_key(session: Session, list_id: str) -> str | None:
     return None if after is None else str(json.loads(after).get("signing_key"))
 
 
+def _raw(commitment_hex: str) -> bytes:
+    try:
+        return bytes.fromhex(commitment_hex)
+    except ValueError:  # an edited commitment that is not even hex: it cannot match its leaf
+        return commitment_hex.encode()
+
+
 def check_list(session: Session, lst: AllocationList) -> str | None:
     """The first problem with one list segment, or None."""
     manifest = Manifest(lst.id, lst.stratum_code, lst.count, lst.policy_hash, lst.root)
@@ -43,8 +55,8 @@ def check_list(session: Session, lst: AllocationList) -> str | None:
         return "its signed manifest does not verify (count, root or procedure changed)"
     if _audited_key(session, lst.id) != fingerprint(lst.signing_key):
         return "its signing key is not the one recorded in the audit trail when it was sealed"
-    leaves = [lst.leaves[i : i + LEAF_LEN].hex() for i in range(0, len(lst.leaves), LEAF_LEN)]
-    if len(leaves) != lst.count or merkle_root(leaves) != lst.root:
+    leaves = [lst.leaves[i : i + LEAF_LEN] for i in range(0, len(lst.leaves), LEAF_LEN)]
+    if len(leaves) != lst.count or merkle_root_of(leaves) != lst.root:
         return "its stored commitments do not match the signed manifest"
     envelopes = session.exec(
         select(Envelope.seq, Envelope.commitment, Envelope.ciphertext)
@@ -55,7 +67,7 @@ def check_list(session: Session, lst: AllocationList) -> str | None:
     for (seq, digest, ciphertext), leaf in zip(envelopes, leaves, strict=False):
         if seq != expected:
             return f"envelope {lst.stratum_code} #{expected} is missing"
-        if envelope_leaf(digest, ciphertext) != leaf:
+        if envelope_leaf(_raw(digest), ciphertext) != leaf:
             return f"envelope {lst.stratum_code} #{seq} was changed after sealing"
         expected += 1
     if len(envelopes) < lst.count:
