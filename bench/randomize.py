@@ -6,8 +6,8 @@ PostgreSQL (16 client processes; URL from TRIALKIT_TEST_PG_URL or the local defa
 fresh schema dropped at the end) and a SQLite file (4 client processes). Each client signs
 in once, waits at a barrier with the others, then randomizes its own consented
 participants (each with the baseline diary the randomization gate asks for) back to back
-through the real service (``randomize`` in
-``transaction(engine)``), spread over KetHead's four strata.
+through the real service (``randomize_in_turn``, what the CLI and the TUI call: checks in a
+read-only transaction, the claim in a write transaction), spread over KetHead's four strata.
 
 The raw loop, in the same run, does the least a correct claim needs with the same locking
 and durability, in plain SQL over the bare driver (psycopg, sqlite3): take the lock (PG: the
@@ -59,7 +59,8 @@ from trialkit.services import integrity
 from trialkit.services.allocation import seal_lists
 from trialkit.services.auth import login
 from trialkit.services.diary_import import record_days
-from trialkit.services.enrolment import consent, randomize, screen
+from trialkit.services.enrolment import consent, screen
+from trialkit.services.randomization import randomize_in_turn
 from trialkit.services.setup import initialize
 from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, normalize_url, read_only, transaction
@@ -103,8 +104,7 @@ def service_client(url: str, pids: Sequence[str], barrier: Any, out: Any) -> Non
         started, done, error = time.monotonic(), 0, None
         for pid in pids:
             try:
-                with transaction(engine) as s:
-                    randomize(s, actor, pid, clock=clock)
+                randomize_in_turn(engine, actor, pid, clock=clock)
             except Exception as exc:  # counted, never retried
                 error = f"{pid}: {type(exc).__name__}: {exc}".splitlines()[0]
                 break
@@ -525,22 +525,20 @@ def profile_one_client(backend: str, pg_base: str, n: int = 200) -> None:
             statements.clear()
             start = time.perf_counter()
             for _, pid in plain:
-                with transaction(engine) as s:
-                    randomize(s, actor, pid, clock=clock)
+                randomize_in_turn(engine, actor, pid, clock=clock)
             wall = (time.perf_counter() - start) / n
             per_call = Counter(statements)
             profiler = cProfile.Profile()
             profiler.enable()
             for _, pid in profiled:
-                with transaction(engine) as s:
-                    randomize(s, actor, pid, clock=clock)
+                randomize_in_turn(engine, actor, pid, clock=clock)
             profiler.disable()
             engine.dispose()
     shown = ", ".join(f"{k} {v / n:g}" for k, v in per_call.most_common())
     print(f"{backend}, one client: {wall * 1000:.2f} ms per randomization (no profiler); "
           f"statements per randomization: {sum(per_call.values()) / n:g} ({shown})")
     stats = pstats.Stats(profiler, stream=sys.stdout)
-    stats.sort_stats("cumulative").print_stats(30)
+    stats.sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(30)
 
 
 def main() -> int:

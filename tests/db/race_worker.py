@@ -7,7 +7,10 @@ Run from the repository root::
 
 It opens its own engine, signs in once (one Argon2 check), prints ``ready`` and waits for
 one line on standard input: a JSON list of participant ids. It then randomizes them in that
-order, each in its own ``transaction(engine)``, printing one JSON line per step:
+order, every other one as the CLI and the TUI do (``randomize_in_turn``: checks in a
+read-only transaction, the claim in a write transaction) and the rest with the whole of
+``randomize`` in one ``transaction(engine)``, so both paths race each other; it prints one
+JSON line per step:
 
     {"begin": "TWH-001"}                                    about to open the transaction
     {"pid": "TWH-001", "number": "R0001", "label": "...", "already": false, "ms": 4.2}
@@ -54,6 +57,7 @@ from trialkit.services.actor import Actor
 from trialkit.services.auth import login
 from trialkit.services.diary_import import record_days
 from trialkit.services.enrolment import consent, randomize, screen
+from trialkit.services.randomization import randomize_in_turn
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, Participant
 
@@ -90,12 +94,15 @@ def run(
             if not line.strip():
                 return 0  # the parent changed its mind
             pids = json.loads(line)
-        for pid in pids:
+        for i, pid in enumerate(pids):
             _say({"begin": pid}, out)
             started = time.monotonic()
             try:
-                with transaction(engine) as s:
-                    r = randomize(s, actor, pid, clock=clock)
+                if i % 2:  # as the CLI and the TUI do: checks first, the claim in turn
+                    r = randomize_in_turn(engine, actor, pid, clock=clock)
+                else:  # the whole of it under the write lock
+                    with transaction(engine) as s:
+                        r = randomize(s, actor, pid, clock=clock)
             except Exception as exc:  # reported, never retried: the parent judges it
                 _say({"error": type(exc).__name__, "pid": pid, "message": str(exc)[:2000]}, out)
                 return 1

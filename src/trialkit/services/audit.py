@@ -17,10 +17,15 @@ from trialkit.domain.audit_chain import first_break as chain_first_break
 from trialkit.domain.clock import Clock
 from trialkit.domain.roles import Permission
 from trialkit.services.actor import Actor, require
-from trialkit.store.db import WRITE_LOCK_KEY
+from trialkit.store.db import WRITE_LOCK_KEY, takes_write_lock_at_begin
 from trialkit.store.models import AuditEvent
 
 _HEAD = "trialkit_audit_head"
+EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
+_EVENTS = EVENTS
+# Built once: the hot paths (randomize, diary entry) append an event per transaction.
+_HEAD_ROW = select(_EVENTS.c.seq, _EVENTS.c.hash).order_by(_EVENTS.c.seq.desc()).limit(1)
+_APPEND = insert(_EVENTS)
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -32,9 +37,26 @@ def _forget_head(session: Session, _transaction: object) -> None:
 def lock_chain(session: Session) -> None:
     """Serialise with every other writer until this transaction ends. Write transactions
     from ``store.db`` engines already hold it (BEGIN IMMEDIATE on SQLite, the same advisory
-    lock on PostgreSQL, re-entrant); this covers sessions bound some other way."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+    lock on PostgreSQL): this covers sessions bound some other way, without a second round
+    trip for those that hold it."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql" and not takes_write_lock_at_begin(conn):
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+
+
+# The chain head as two scalar subqueries, for a caller that reads it together with its own
+# rows in one statement (under the write lock) and hands it to :func:`known_head`.
+HEAD_SEQ = _HEAD_ROW.with_only_columns(_EVENTS.c.seq).scalar_subquery().label("audit_head_seq")
+HEAD_HASH = (
+    _HEAD_ROW.with_only_columns(_EVENTS.c.hash).scalar_subquery().label("audit_head_hash")
+)
+
+
+def known_head(session: Session, seq: int | None, hash_: str | None) -> None:
+    """The chain head as this transaction has just read it (:data:`HEAD_SEQ`,
+    :data:`HEAD_HASH`) while holding the write lock, so appending need not read it again."""
+    lock_chain(session)
+    session.info[_HEAD] = (0, GENESIS) if seq is None or hash_ is None else (seq, hash_)
 
 
 def _chain_head(session: Session) -> tuple[int, str]:
@@ -44,8 +66,8 @@ def _chain_head(session: Session) -> tuple[int, str]:
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     lock_chain(session)
-    last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
-    return (0, GENESIS) if last is None else (last.seq, last.hash)
+    last = session.connection().execute(_HEAD_ROW).first()
+    return (0, GENESIS) if last is None else (last[0], last[1])
 
 
 def _fields(e: AuditEvent) -> ChainFields:
@@ -77,18 +99,17 @@ class Change:
     reason: str | None = None
 
 
-def record_many(
+def event_rows(
     session: Session,
     actor: Actor | None,
     changes: Sequence[Change],
     *,
     clock: Clock,
     user_name: str | None = None,
-) -> None:
-    """Append events to the chain in one bulk insert (sealing thousands of lists, importing
-    thousands of diary days), in the caller's transaction."""
-    if not changes:
-        return
+) -> list[dict[str, Any]]:
+    """The audit rows (columns of :data:`EVENTS`) that append ``changes`` to the chain, for a
+    caller that inserts them in a statement of its own, in this transaction, under the write
+    lock; then it calls :func:`appended`. :func:`record_many` does both."""
     seq, prev = _chain_head(session)
     at = clock.now().astimezone(UTC)
     who = user_name or (actor.name if actor else "(unknown)")
@@ -111,9 +132,31 @@ def record_many(
         )
         prev = chain_hash(fields)
         rows.append(vars(fields) | {"hash": prev})  # flat fields: no deep copy (asdict)
+    return rows
+
+
+def appended(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Note that :func:`event_rows`' rows are now in the table: the chain's new head."""
+    if rows:
+        session.info[_HEAD] = (rows[-1]["seq"], rows[-1]["hash"])
+
+
+def record_many(
+    session: Session,
+    actor: Actor | None,
+    changes: Sequence[Change],
+    *,
+    clock: Clock,
+    user_name: str | None = None,
+) -> None:
+    """Append events to the chain in one bulk insert (sealing thousands of lists, importing
+    thousands of diary days), in the caller's transaction."""
+    if not changes:
+        return
+    rows = event_rows(session, actor, changes, clock=clock, user_name=user_name)
     session.flush()  # pending ORM changes go first, as they would with session.add
-    session.connection().execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
-    session.info[_HEAD] = (seq, prev)
+    session.connection().execute(_APPEND, rows)
+    appended(session, rows)
 
 
 def record(

@@ -54,6 +54,12 @@ def participant_snapshot(
         else envelope
     )
     assert not isinstance(env, str)
+    return participant_state(p, f"{env.stratum_code}#{env.seq}" if env else None)
+
+
+def participant_state(p: Any, envelope: str | None) -> dict[str, Any]:
+    """:func:`participant_snapshot` of a participant model or of a row of the participant
+    table (anything with its column names as attributes), given its envelope's position."""
     return {
         "id": p.id,
         "site": p.site_code,
@@ -71,7 +77,7 @@ def participant_snapshot(
         "withdrawal_reason": p.withdrawal_reason,
         "randomization_number": p.randomization_number,
         "label_code": p.label_code,
-        "envelope": f"{env.stratum_code}#{env.seq}" if env else None,
+        "envelope": envelope,
         "infusion_date": p.infusion_date,
         "unblinded_emergency": p.unblinded_emergency,
     } | ({"planned_infusion_date": p.planned_infusion_date} if p.planned_infusion_date else {})

@@ -122,6 +122,11 @@ def stored_protocol(session: Session) -> Protocol:
     sha = session.exec(select(Trial.protocol_sha256).where(Trial.id == 1)).first()
     if sha is None:
         raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
+    return protocol_with_sha(session, sha)
+
+
+def protocol_with_sha(session: Session, sha: str) -> Protocol:
+    """The stored protocol, once its SHA-256 has been read (parsed once per process)."""
     if sha not in _PARSED:
         loaded = protocol_from_text(
             get_trial(session).protocol_text, source="the protocol stored in the database"

@@ -4,12 +4,15 @@ transactions let two writers read the same "next envelope" before either commits
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session
@@ -56,7 +59,31 @@ def _sqlite_on_begin(conn: Any) -> None:
     if conn.get_execution_options().get(READONLY):
         conn.exec_driver_sql("BEGIN")
     else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin_immediate(conn.connection.dbapi_connection)
+
+
+def _begin_immediate(dbapi_conn: Any) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock by polling every few hundred microseconds
+    (with jitter) for up to the busy timeout. SQLite's own busy handler sleeps 1, 2, 5, 10,
+    ... up to 100 ms between tries, so with several writers the lock often sits free while
+    every waiter sleeps, and one unlucky writer can wait seconds behind others that keep
+    winning; short polls keep the lock busy and the waits fair enough."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    dbapi_conn.execute("PRAGMA busy_timeout = 0")  # for this statement only (see finally)
+    try:
+        pause = 0.0001
+        while True:
+            try:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(pause * 2, 0.001)
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 # Names the PostgreSQL advisory lock every write transaction takes first (see _pg_on_begin).
@@ -68,6 +95,15 @@ def _pg_on_begin(conn: Any) -> None:
     # writer takes this lock before any row lock, so lock order can never deadlock.
     if not conn.get_execution_options().get(READONLY):
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+
+def takes_write_lock_at_begin(conn: Connection) -> bool:
+    """Whether this connection's transaction began by taking the write lock: every write
+    transaction of an engine from :func:`make_engine` does (SQLite: BEGIN IMMEDIATE)."""
+    if conn.get_execution_options().get(READONLY):
+        return False
+    listener = _pg_on_begin if conn.dialect.name == "postgresql" else _sqlite_on_begin
+    return event.contains(conn.engine, "begin", listener)
 
 
 def make_engine(db: str, *, must_exist: bool = True, **kwargs: Any) -> Engine:
