@@ -45,18 +45,11 @@ def lock_chain(session: Session) -> None:
 
 
 # The chain head as two scalar subqueries, for a caller that reads it together with its own
-# rows in one statement (under the write lock) and hands it to :func:`known_head`.
+# rows in one statement, under the write lock, and builds its rows with :func:`chained_rows`.
 HEAD_SEQ = _HEAD_ROW.with_only_columns(_EVENTS.c.seq).scalar_subquery().label("audit_head_seq")
 HEAD_HASH = (
     _HEAD_ROW.with_only_columns(_EVENTS.c.hash).scalar_subquery().label("audit_head_hash")
 )
-
-
-def known_head(session: Session, seq: int | None, hash_: str | None) -> None:
-    """The chain head as this transaction has just read it (:data:`HEAD_SEQ`,
-    :data:`HEAD_HASH`) while holding the write lock, so appending need not read it again."""
-    lock_chain(session)
-    session.info[_HEAD] = (0, GENESIS) if seq is None or hash_ is None else (seq, hash_)
 
 
 def _chain_head(session: Session) -> tuple[int, str]:
@@ -110,8 +103,23 @@ def event_rows(
     """The audit rows (columns of :data:`EVENTS`) that append ``changes`` to the chain, for a
     caller that inserts them in a statement of its own, in this transaction, under the write
     lock; then it calls :func:`appended`. :func:`record_many` does both."""
-    seq, prev = _chain_head(session)
-    at = clock.now().astimezone(UTC)
+    return chained_rows(
+        _chain_head(session), actor, changes, at=clock.now(), user_name=user_name
+    )
+
+
+def chained_rows(
+    head: tuple[int, str],
+    actor: Actor | None,
+    changes: Sequence[Change],
+    *,
+    at: datetime,
+    user_name: str | None = None,
+) -> list[dict[str, Any]]:
+    """The rows that append ``changes`` after the event ``head`` (its seq and hash), which
+    the caller read under the write lock it still holds."""
+    seq, prev = head
+    at = at.astimezone(UTC)
     who = user_name or (actor.name if actor else "(unknown)")
     role = actor.role.value if actor else "-"
     rows: list[dict[str, Any]] = []

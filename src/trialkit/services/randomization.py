@@ -1,48 +1,58 @@
-"""Randomizing in turn: the checks before the write lock, only the claim under it.
+"""Randomizing in one short transaction: what the CLI and the TUI call.
 
 Every randomization is serialised by the database's write lock (``store.db``: BEGIN
 IMMEDIATE on SQLite, an advisory lock on PostgreSQL), so how many can be made per second
-is one over the time that lock is held. :func:`randomize_in_turn` therefore makes its
-checks (site, eligibility, consent, withdrawal, the baseline-diary gate) in a read-only
-transaction first, which any number of clients run at once, and keeps under the lock only
-what must be there:
+is one over the time that lock is held. :func:`randomize_in_turn` holds it for as little
+as the claim allows, on the bare driver connection with statements compiled once
+(``store.prepared``):
 
-1. one query re-reads everything the checks depended on (the participant's row, the
-   newest version of any of their diary days, the database lock, the protocol's hash)
-   and the number of participants randomized so far; the answer must equal what the
-   checks saw (and the day must be the same), else nothing is taken this way;
-2. the stratum's lowest unused envelope is bound, the next randomization number and a
-   label code are given, and the audit event is appended, in that one transaction.
+1. two reads, sent together (one round trip on PostgreSQL): the participant's row with
+   the database lock, the protocol's hash, the number randomized so far, the stratum's
+   lowest unused envelope and the audit chain's head; and the participant's diary days;
+2. the checks of :func:`trialkit.services.enrolment.randomize` on what was read (site,
+   eligibility, consent, withdrawal, the baseline-diary gate), in Python;
+3. the envelope bound, the participant numbered and the audit event appended, with the
+   COMMIT (one statement and one round trip on PostgreSQL).
 
-Whenever the checks refused, or anything they read changed in between, or the stratum has
-no envelope left, the full :func:`trialkit.services.enrolment.randomize` runs under the
-lock instead and gives the authoritative answer (and any refusal), so both paths always
-agree. Diary days are never updated in place (a correction adds a version with a new id),
-so the newest id of a participant's diary rows changes whenever their diary does.
+Whenever anything is not simply ready (a check refuses, the participant was randomized
+already, the stratum is exhausted or not sealed, the protocol is not parsed in this process
+yet), it writes nothing and the full ``randomize`` runs instead, in a transaction of its own,
+and gives the authoritative answer (and records any audited refusal): both paths always
+agree, and the refusals keep their one wording.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
+import weakref
+from datetime import date
 from typing import Any
 
-from sqlalchemy import Engine, Insert, bindparam, exists, func, insert, select, true, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import (
+    Engine,
+    Insert,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.sql.elements import BindParameter
-from sqlmodel import Session
 
+from trialkit.domain.audit_chain import GENESIS
 from trialkit.domain.clock import Clock
 from trialkit.domain.codes import new_label_code, randomization_number
 from trialkit.domain.diary import DiaryDay, check_baseline
-from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor
 from trialkit.services.enrolment import Randomization, participant_state, randomize
-from trialkit.services.trial import protocol_with_sha
+from trialkit.services.trial import cached_protocol, stored_protocol
 from trialkit.store.db import read_only, transaction
 from trialkit.store.models import DiaryEntry, Envelope, Participant, Trial
+from trialkit.store.prepared import PreparedSet, raw_transaction
 
 _P = Participant.__table__  # type: ignore[attr-defined]
 _D = DiaryEntry.__table__  # type: ignore[attr-defined]
@@ -53,40 +63,29 @@ _E = Envelope.__table__  # type: ignore[attr-defined]
 # Statements are built once, with bound parameters, so each call only executes them (their
 # compiled forms are cached by SQLAlchemy): building a statement costs more than running it.
 _PID: BindParameter[str] = bindparam("pid")
-_NEWEST_DIARY = select(func.max(_D.c.id)).where(_D.c.participant_id == _PID)
-_STATE = select(  # the participant's row and what else the checks read, in one query
-    _P,
-    _NEWEST_DIARY.scalar_subquery().label("newest_diary_row"),
-    select(_T.c.locked_at).where(_T.c.id == 1).scalar_subquery().label("locked_at"),
-    select(_T.c.protocol_sha256).where(_T.c.id == 1).scalar_subquery().label("protocol"),
-).where(_P.c.id == _PID)
-_NEXT = (
+_NEXT = (  # the lowest unused envelope of the participant's stratum (correlated)
     select(_E.c.id)
-    .where(_E.c.stratum_code == bindparam("stratum"), _E.c.participant_id.is_(None))
+    .where(_E.c.stratum_code == _P.c.stratum_code, _E.c.participant_id.is_(None))
     .order_by(_E.c.seq)
     .limit(1)
 )
-# Under the lock, one round trip reads the checked state again and what the claim needs.
-_CLAIM_STATE = _STATE.add_columns(
+_STATE = select(  # the participant's row and everything else the claim reads, in one query
+    _P,
+    select(_T.c.locked_at).where(_T.c.id == 1).scalar_subquery().label("locked_at"),
+    select(_T.c.protocol_sha256).where(_T.c.id == 1).scalar_subquery().label("protocol"),
     select(func.count())
-    .select_from(_P)
-    .where(_P.c.randomization_number.is_not(None))
+    .select_from(_P.alias("randomized"))
+    .where(literal_column("randomized.randomization_number").is_not(None))
     .scalar_subquery()
     .label("randomized_so_far"),
     _NEXT.scalar_subquery().label("envelope_id"),
     _NEXT.with_only_columns(_E.c.seq).scalar_subquery().label("envelope_seq"),
     audit.HEAD_SEQ,
     audit.HEAD_HASH,
-)
-_CHECKED_COLUMNS = len(_STATE.selected_columns)
-_BASELINE_DAYS = select(
+).where(_P.c.id == _PID)
+_DIARY_DAYS = select(  # before randomization a diary holds its baseline days only
     _D.c.day, _D.c.headache, _D.c.severity, _D.c.duration_hours, _D.c.acute_medication
-).where(
-    _D.c.participant_id == _PID,
-    _D.c.current.is_(true()),
-    _D.c.day >= bindparam("start"),
-    _D.c.day <= bindparam("end"),
-)
+).where(_D.c.participant_id == _PID, _D.c.current.is_(true()))
 _BIND_ENVELOPE = (
     update(_E)
     .where(_E.c.id == bindparam("envelope"), _E.c.participant_id.is_(None))
@@ -126,107 +125,95 @@ def _claim_in_one_statement() -> Insert:
     )
 
 
-_CLAIM_IN_ONE = _claim_in_one_statement()
-_APPEND_EVENT = insert(_A)
+_APPEND_EVENT = insert(_A).values(
+    {c: bindparam(f"event_{c}", type_=_A.c[c].type) for c in _EVENT_COLUMNS}
+)
+_STATEMENTS = PreparedSet(
+    state=_STATE,
+    diary_days=_DIARY_DAYS,
+    claim_in_one=_claim_in_one_statement(),
+    bind_envelope=_BIND_ENVELOPE,
+    number_participant=_NUMBER_PARTICIPANT,
+    append_event=_APPEND_EVENT,
+)
 
 
-@dataclass(frozen=True)
-class Checked:
-    """A participant found ready to randomize, and what that finding rested on."""
-
-    participant_id: str
-    stratum: str
-    day: date
-    seen: tuple[Any, ...]  # the row of :func:`_state` the checks read
-    before: dict[str, Any]  # the participant as the audit trail records it now
-
-
-def _baseline_passes(conn: Connection, session: Session, row: Any, today: date) -> bool:
-    rules = protocol_with_sha(session, row.protocol).diary
-    window = rules.baseline_window
-    start, end = today + timedelta(days=window.start), today + timedelta(days=window.end)
-    days = conn.execute(
-        _BASELINE_DAYS, {"pid": row.id, "start": start.isoformat(), "end": end.isoformat()}
-    )
-    recorded = [DiaryDay(date.fromisoformat(d[0]), *d[1:]) for d in days]
-    return check_baseline(recorded, today, rules).passed
-
-
-def check(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Checked | None:
-    """Whether ``pid`` can be randomized now, read without the write lock; None whenever
-    it cannot or the answer needs the full path (which then says why)."""
-    if not actor.can(Permission.ENROL):
-        return None
-    conn = session.connection()
-    row = conn.execute(_STATE, {"pid": pid.strip().upper()}).first()
-    if row is None or row.locked_at is not None:
-        return None
+def _ready(actor: Actor, row: Any, days: list[Any], today: date) -> bool:
+    """Whether the full path would randomize now, from what was read under the lock."""
+    if row.locked_at is not None or row.envelope_id is None:
+        return False
     if (actor.sites or actor.role.value == "coordinator") and row.site_code not in actor.sites:
-        return None
-    ready = (
+        return False
+    if not (
         row.randomization_number is None
         and row.eligible
         and row.withdrawn_at is None
         and row.consent_date is not None
-    )
-    today = clock.now().date()
-    if not ready or not _baseline_passes(conn, session, row, today):
-        return None
-    return Checked(row.id, row.stratum_code, today, tuple(row), participant_state(row, None))
+    ):
+        return False
+    protocol = cached_protocol(row.protocol)
+    if protocol is None:
+        return False  # not parsed in this process yet: the full path parses it
+    recorded = [DiaryDay(date.fromisoformat(d[0]), *d[1:]) for d in days]
+    return check_baseline(recorded, today, protocol.diary).passed
 
 
-def claim_checked(
-    session: Session, actor: Actor, checked: Checked, *, clock: Clock
-) -> Randomization | None:
-    """Under the write lock: bind the next envelope to a participant :func:`check` found
-    ready, if nothing it read has changed; None (having written nothing) otherwise."""
-    now = clock.now()
-    if now.date() != checked.day:
+def claim(engine: Engine, actor: Actor, pid: str, *, clock: Clock) -> Randomization | None:
+    """Randomize ``pid`` in one short write transaction if it is simply ready; None, having
+    written nothing, whenever the full path must answer (see the module's description)."""
+    if not actor.can(Permission.ENROL):
         return None
-    conn = session.connection()
-    pid = checked.participant_id
-    row = conn.execute(_CLAIM_STATE, {"pid": pid, "stratum": checked.stratum}).first()
-    if row is None or tuple(row)[:_CHECKED_COLUMNS] != checked.seen:
-        return None
-    if row.envelope_id is None:
-        return None  # exhausted, or not sealed: the full path says which
-    audit.known_head(session, row.audit_head_seq, row.audit_head_hash)
-    number, label = randomization_number(row.randomized_so_far + 1), new_label_code()
-    after = checked.before | {
-        "randomization_number": number,
-        "label_code": label,
-        "envelope": f"{checked.stratum}#{row.envelope_seq}",
-    }
-    change = audit.Change("participant.randomize", "participant", pid, checked.before, after)
-    (event,) = audit.event_rows(session, actor, [change], clock=clock)
-    params = {"envelope": row.envelope_id, "pid": pid, "now": now}
-    params |= {"rand_number": number, "label": label}
-    if conn.dialect.name == "postgresql":
+    run = _STATEMENTS.for_dialect(engine.dialect)
+    key = pid.strip().upper()
+    postgres = engine.dialect.name == "postgresql"
+    with raw_transaction(engine, write=True) as conn:
+        now = clock.now()
+        # Both reads are queued before either is read: one round trip on PostgreSQL.
+        state, diary = conn.cursor(), conn.cursor()
+        run["state"].run(state, {"pid": key})
+        run["diary_days"].run(diary, {"pid": key})
+        row = run["state"].fetch_first(state)
+        days = run["diary_days"].fetch_all(diary)
+        if row is None or not _ready(actor, row, days, now.date()):
+            return None
+        number, label = randomization_number(row.randomized_so_far + 1), new_label_code()
+        envelope = f"{row.stratum_code}#{row.envelope_seq}"
+        before = participant_state(row, None)
+        after = before | {"randomization_number": number, "label_code": label}
+        change = audit.Change(
+            "participant.randomize", "participant", key, before, after | {"envelope": envelope}
+        )
+        head = (row.audit_head_seq or 0, row.audit_head_hash or GENESIS)
+        (event,) = audit.chained_rows(head, actor, [change], at=now)
+        params = {"envelope": row.envelope_id, "pid": key, "now": now}
+        params |= {"rand_number": number, "label": label}
         params |= {f"event_{c}": event[c] for c in _EVENT_COLUMNS}
-        done = conn.execute(_CLAIM_IN_ONE, params).first() is not None
-    else:  # SQLite has no data-modifying CTEs, and no round trips to save
-        done = conn.execute(_BIND_ENVELOPE, params).rowcount == 1
-        if done:
-            conn.execute(_NUMBER_PARTICIPANT, params)
-            conn.execute(_APPEND_EVENT, event)
-    if not done:  # impossible under the write lock; never number without an envelope
-        raise RuntimeError(f"envelope {checked.stratum}#{row.envelope_seq} was taken meanwhile")
-    audit.appended(session, [event])
-    return Randomization(checked.participant_id, number, label, already=False)
+        writes = conn.cursor()
+        if postgres:  # sent with the COMMIT: the three writes happen together or not at all
+            run["claim_in_one"].run(writes, params)
+            conn.commit()  # one round trip for both (pipeline mode)
+            if writes.fetchone() is None:  # it wrote nothing: impossible under the lock
+                raise RuntimeError(f"envelope {envelope} was taken under the write lock")
+        else:  # SQLite has no data-modifying CTEs, and no round trips to save
+            if run["bind_envelope"].run(writes, params).rowcount != 1:
+                raise RuntimeError(f"envelope {envelope} was taken under the write lock")
+            run["number_participant"].run(writes, params)
+            run["append_event"].run(writes, params)
+    return Randomization(key, number, label, already=False)
+
+
+_PROTOCOL_READ: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def randomize_in_turn(engine: Engine, actor: Actor, pid: str, *, clock: Clock) -> Randomization:
     """Randomize ``pid`` as :func:`trialkit.services.enrolment.randomize` does, holding the
-    write lock only for the claim (see the module's description)."""
-    checked: Checked | None
-    try:
+    write lock as briefly as the claim allows (see the module's description)."""
+    if engine not in _PROTOCOL_READ:  # parse it once per process, not under the lock
         with read_only(engine) as session:
-            checked = check(session, actor, pid, clock=clock)
-    except TrialkitError:
-        checked = None  # the full path, under the lock, gives (and records) the refusal
+            stored_protocol(session)
+        _PROTOCOL_READ.add(engine)
+    done = claim(engine, actor, pid, clock=clock)
+    if done is not None:
+        return done
     with transaction(engine) as session:
-        if checked is not None:
-            done = claim_checked(session, actor, checked, clock=clock)
-            if done is not None:
-                return done
         return randomize(session, actor, pid, clock=clock)

@@ -125,6 +125,11 @@ def stored_protocol(session: Session) -> Protocol:
     return protocol_with_sha(session, sha)
 
 
+def cached_protocol(sha: str) -> Protocol | None:
+    """The stored protocol of this hash if this process has parsed it already."""
+    return _PARSED.get(sha)
+
+
 def protocol_with_sha(session: Session, sha: str) -> Protocol:
     """The stored protocol, once its SHA-256 has been read (parsed once per process)."""
     if sha not in _PARSED:
