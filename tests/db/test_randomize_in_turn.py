@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, func, select
 
 from tests.builders import (
+    baseline_days,
     consented,
     ready_to_randomize,
     record_baseline,
@@ -22,8 +23,9 @@ from tests.builders import (
 )
 from tests.conftest import SteppingClock
 from trialkit.domain.errors import TrialkitError
-from trialkit.services import trial
+from trialkit.services import randomization, trial
 from trialkit.services.actor import Actor
+from trialkit.services.diary import record_day
 from trialkit.services.enrolment import participant_snapshot, randomize, withdraw
 from trialkit.services.integrity import verify
 from trialkit.services.randomization import claim, randomize_in_turn
@@ -186,3 +188,50 @@ def test_asking_again_in_turn_answers_with_the_same_randomization(
     assert (again.randomization_number, again.label_code, again.already) == (
         first.randomization_number, first.label_code, True)
     assert _written(engine)[1] == bound
+
+
+def _withdraw_it(engine: Engine, cora: Actor, pid: str, clock: SteppingClock) -> None:
+    with transaction(engine) as s:
+        withdraw(s, cora, pid, reason="moved away", clock=clock)
+
+
+def _add_a_diary_day(engine: Engine, cora: Actor, pid: str, clock: SteppingClock) -> None:
+    # Today, after the baseline window: the gate still passes, but the diary changed.
+    with transaction(engine) as s:
+        record_day(s, cora, pid, baseline_days(clock.now().date(), days=1)[0], clock=clock)
+
+
+def _next_day(engine: Engine, cora: Actor, pid: str, clock: SteppingClock) -> None:
+    clock.advance(days=1)
+
+
+@pytest.mark.parametrize("change", [_withdraw_it, _add_a_diary_day, _next_day])
+def test_a_change_after_the_checks_leaves_the_answer_to_the_full_path(
+    engine: Engine, team: dict[str, Actor], clock: SteppingClock,
+    monkeypatch: pytest.MonkeyPatch, change: Callable[[Engine, Actor, str, SteppingClock], None],
+) -> None:
+    """SQLite makes its checks before taking the lock: whatever changes in between must be
+    seen under the lock. PostgreSQL reads and checks under the lock only."""
+    cora = team["cora"]
+    pid = ready_to_randomize(engine, cora, clock).id
+    looked: list[str] = []
+    real_look = randomization._look
+
+    def look_then_change(*args: Any) -> Any:
+        found = real_look(*args)
+        looked.append(pid)
+        change(engine, cora, pid, clock)
+        return found
+
+    monkeypatch.setattr(randomization, "_look", look_then_change)
+    if engine.dialect.name == "postgresql":
+        assert claim(engine, cora, pid, clock=clock) is not None
+        assert looked == []  # no check outside the lock to go stale
+        return
+    before = _written(engine)
+    assert claim(engine, cora, pid, clock=clock) is None
+    assert looked == [pid]
+    assert _written(engine)[1] == before[1]  # no envelope taken
+    with read_only(engine) as s:
+        p = s.get(Participant, pid)
+        assert p is not None and p.randomization_number is None

@@ -1,4 +1,4 @@
-"""Randomizing in one short transaction: what the CLI and the TUI call.
+"""Randomizing in one short write transaction: what the CLI and the TUI call.
 
 Every randomization is serialised by the database's write lock (``store.db``: BEGIN
 IMMEDIATE on SQLite, an advisory lock on PostgreSQL), so how many can be made per second
@@ -6,24 +6,33 @@ is one over the time that lock is held. :func:`randomize_in_turn` holds it for a
 as the claim allows, on the bare driver connection with statements compiled once
 (``store.prepared``):
 
-1. two reads, sent together (one round trip on PostgreSQL): the participant's row with
-   the database lock, the protocol's hash, the number randomized so far, the stratum's
-   lowest unused envelope and the audit chain's head; and the participant's diary days;
-2. the checks of :func:`trialkit.services.enrolment.randomize` on what was read (site,
-   eligibility, consent, withdrawal, the baseline-diary gate), in Python;
-3. the envelope bound, the participant numbered and the audit event appended, with the
-   COMMIT (one statement and one round trip on PostgreSQL).
+1. the checks of :func:`trialkit.services.enrolment.randomize` (site, eligibility,
+   consent, withdrawal, the baseline-diary gate) on the participant's row and diary days,
+   read in one batch with the database lock, the protocol's hash, the number randomized so
+   far, the stratum's lowest unused envelope and the audit chain's head;
+2. the envelope bound, the participant numbered and the audit event appended, with the
+   COMMIT.
+
+On PostgreSQL every statement is a round trip, so the reads are pipelined with BEGIN and the
+lock (one round trip) and the writes with the COMMIT (one statement, one round trip). On
+SQLite statements cost no round trip but the Python work does count while the lock is held,
+so the checks are made first, in a read transaction without the lock; under the lock the
+same row is read again and must be exactly what the checks saw (the participant's row, the
+newest of their diary rows, the database lock, the protocol, the day), else nothing is
+taken this way. Diary days are never updated in place (a correction adds a version with a
+new id), so the newest id of a participant's diary rows changes whenever their diary does.
 
 Whenever anything is not simply ready (a check refuses, the participant was randomized
-already, the stratum is exhausted or not sealed, the protocol is not parsed in this process
-yet), it writes nothing and the full ``randomize`` runs instead, in a transaction of its own,
-and gives the authoritative answer (and records any audited refusal): both paths always
-agree, and the refusals keep their one wording.
+already, the stratum is exhausted or not sealed, something changed, the protocol is not
+parsed in this process yet), it writes nothing and the full ``randomize`` runs instead, in
+a transaction of its own, and gives the authoritative answer (and records any audited
+refusal): both paths always agree, and the refusals keep their one wording.
 """
 
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -69,10 +78,15 @@ _NEXT = (  # the lowest unused envelope of the participant's stratum (correlated
     .order_by(_E.c.seq)
     .limit(1)
 )
-_STATE = select(  # the participant's row and everything else the claim reads, in one query
+_LOOK = select(  # the participant's row and everything else the checks read
     _P,
+    select(func.max(_D.c.id)).where(_D.c.participant_id == _PID).scalar_subquery()
+    .label("newest_diary_row"),
     select(_T.c.locked_at).where(_T.c.id == 1).scalar_subquery().label("locked_at"),
     select(_T.c.protocol_sha256).where(_T.c.id == 1).scalar_subquery().label("protocol"),
+).where(_P.c.id == _PID)
+_LOOKED = len(_LOOK.selected_columns)
+_STATE = _LOOK.add_columns(  # under the lock: the same, and what the claim needs
     select(func.count())
     .select_from(_P.alias("randomized"))
     .where(literal_column("randomized.randomization_number").is_not(None))
@@ -82,7 +96,7 @@ _STATE = select(  # the participant's row and everything else the claim reads, i
     _NEXT.with_only_columns(_E.c.seq).scalar_subquery().label("envelope_seq"),
     audit.HEAD_SEQ,
     audit.HEAD_HASH,
-).where(_P.c.id == _PID)
+)
 _DIARY_DAYS = select(  # before randomization a diary holds its baseline days only
     _D.c.day, _D.c.headache, _D.c.severity, _D.c.duration_hours, _D.c.acute_medication
 ).where(_D.c.participant_id == _PID, _D.c.current.is_(true()))
@@ -129,6 +143,7 @@ _APPEND_EVENT = insert(_A).values(
     {c: bindparam(f"event_{c}", type_=_A.c[c].type) for c in _EVENT_COLUMNS}
 )
 _STATEMENTS = PreparedSet(
+    look=_LOOK,
     state=_STATE,
     diary_days=_DIARY_DAYS,
     claim_in_one=_claim_in_one_statement(),
@@ -139,8 +154,8 @@ _STATEMENTS = PreparedSet(
 
 
 def _ready(actor: Actor, row: Any, days: list[Any], today: date) -> bool:
-    """Whether the full path would randomize now, from what was read under the lock."""
-    if row.locked_at is not None or row.envelope_id is None:
+    """Whether the full path would randomize now, from what was read."""
+    if row.locked_at is not None:
         return False
     if (actor.sites or actor.role.value == "coordinator") and row.site_code not in actor.sites:
         return False
@@ -158,31 +173,65 @@ def _ready(actor: Actor, row: Any, days: list[Any], today: date) -> bool:
     return check_baseline(recorded, today, protocol.diary).passed
 
 
+@dataclass(frozen=True)
+class _Looked:
+    """A participant found ready before the lock, and what that rested on."""
+
+    seen: tuple[Any, ...]  # the row of ``_LOOK``: participant, newest diary row, lock, protocol
+    before: dict[str, Any]  # their state as the audit trail records it
+
+
+def _look(engine: Engine, actor: Actor, key: str, today: date) -> _Looked | None:
+    run = _STATEMENTS.for_dialect(engine.dialect)
+    with raw_transaction(engine, write=False) as conn:
+        state, diary = conn.cursor(), conn.cursor()
+        run["look"].run(state, {"pid": key})
+        run["diary_days"].run(diary, {"pid": key})
+        row = run["look"].fetch_first(state)
+        days = run["diary_days"].fetch_all(diary)
+    if row is None or not _ready(actor, row, days, today):
+        return None
+    return _Looked(tuple(row), participant_state(row, None))
+
+
 def claim(engine: Engine, actor: Actor, pid: str, *, clock: Clock) -> Randomization | None:
-    """Randomize ``pid`` in one short write transaction if it is simply ready; None, having
-    written nothing, whenever the full path must answer (see the module's description)."""
+    """Randomize ``pid`` the short way if it is simply ready; None, having written nothing,
+    whenever the full path must answer (see the module's description)."""
     if not actor.can(Permission.ENROL):
         return None
-    run = _STATEMENTS.for_dialect(engine.dialect)
     key = pid.strip().upper()
+    run = _STATEMENTS.for_dialect(engine.dialect)
     postgres = engine.dialect.name == "postgresql"
+    today = clock.now().date()
+    looked = None
+    if not postgres:  # SQLite: the checks before the lock (see the module's description)
+        looked = _look(engine, actor, key, today)
+        if looked is None:
+            return None
+    label = new_label_code()
     with raw_transaction(engine, write=True) as conn:
         now = clock.now()
-        # Both reads are queued before either is read: one round trip on PostgreSQL.
         state, diary = conn.cursor(), conn.cursor()
         run["state"].run(state, {"pid": key})
-        run["diary_days"].run(diary, {"pid": key})
+        if looked is None:  # both reads go with the lock: one round trip on PostgreSQL
+            run["diary_days"].run(diary, {"pid": key})
         row = run["state"].fetch_first(state)
-        days = run["diary_days"].fetch_all(diary)
-        if row is None or not _ready(actor, row, days, now.date()):
+        if row is None or now.date() != today:
             return None
-        number, label = randomization_number(row.randomized_so_far + 1), new_label_code()
+        if looked is None:
+            if not _ready(actor, row, run["diary_days"].fetch_all(diary), today):
+                return None
+            before = participant_state(row, None)
+        elif tuple(row)[:_LOOKED] == looked.seen:  # nothing the checks read has changed
+            before = looked.before
+        else:
+            return None
+        if row.envelope_id is None:
+            return None  # exhausted, or not sealed: the full path says which
+        number = randomization_number(row.randomized_so_far + 1)
         envelope = f"{row.stratum_code}#{row.envelope_seq}"
-        before = participant_state(row, None)
-        after = before | {"randomization_number": number, "label_code": label}
-        change = audit.Change(
-            "participant.randomize", "participant", key, before, after | {"envelope": envelope}
-        )
+        after = before | {"randomization_number": number, "label_code": label, "envelope": envelope}
+        change = audit.Change("participant.randomize", "participant", key, before, after)
         head = (row.audit_head_seq or 0, row.audit_head_hash or GENESIS)
         (event,) = audit.chained_rows(head, actor, [change], at=now)
         params = {"envelope": row.envelope_id, "pid": key, "now": now}
