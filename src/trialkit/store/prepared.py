@@ -39,6 +39,9 @@ class Prepared:
         # a SELECT's columns, or what an INSERT/UPDATE ... RETURNING returns (else none)
         columns = list(getattr(statement, "exported_columns", None) or [])
         self._dialect = dialect
+        # psycopg prepares a statement on the server after five runs by default; these run
+        # on every call of a hot path, so prepare them on the first (same round trip).
+        self._execute_options = {"prepare": True} if dialect.driver == "psycopg" else {}
         self._columns = columns
         self._result: list[Any] | None = None  # from the driver's column types, on first read
         self.Row = namedtuple("Row", [c.key for c in columns]) if columns else None
@@ -53,7 +56,7 @@ class Prepared:
         return tuple(merged[name] for name in self._order)
 
     def run(self, cursor: Any, values: Mapping[str, Any]) -> Any:
-        cursor.execute(self.sql, self.params(values))
+        cursor.execute(self.sql, self.params(values), **self._execute_options)
         return cursor
 
     def _processors(self, description: Any) -> list[Any]:
