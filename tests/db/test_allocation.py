@@ -42,17 +42,19 @@ from trialkit.domain.errors import (
     Refused,
     TrialkitError,
 )
+from trialkit.domain.manifests import (
+    Manifest,
+    new_signing_key,
+    sign_manifest,
+)
 from trialkit.domain.procedures import flatten, generate_blocks
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.domain.sealing import (
     CustodianKeys,
     EnvelopeContent,
-    Manifest,
-    new_signing_key,
     open_envelope,
     parse_envelope_plaintext,
-    sign_manifest,
     unwrap_data_key,
     unwrap_private_key,
 )

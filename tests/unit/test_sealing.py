@@ -14,30 +14,32 @@ from hypothesis import strategies as st
 
 from trialkit.domain import sealing
 from trialkit.domain.errors import AuthenticationFailed, IntegrityFailure, InvalidInput
+from trialkit.domain.manifests import (
+    Manifest,
+    fingerprint,
+    manifest_bytes,
+    merkle_root,
+    merkle_root_of,
+    new_signing_key,
+    sign_manifest,
+    verify_manifest,
+)
 from trialkit.domain.sealing import (
     ENVELOPE_CIPHERTEXT_LEN,
     ENVELOPE_PLAINTEXT_LEN,
     CustodianKeys,
     EnvelopeContent,
-    Manifest,
     commitment,
     envelope_plaintext,
-    fingerprint,
-    manifest_bytes,
-    merkle_root,
-    merkle_root_of,
     new_custodian_keys,
     new_data_key,
     new_envelope_salt,
-    new_signing_key,
     open_envelope,
     parse_envelope_plaintext,
     rewrap_private_key,
     seal_envelope,
-    sign_manifest,
     unwrap_data_key,
     unwrap_private_key,
-    verify_manifest,
     wrap_data_key,
 )
 

@@ -19,6 +19,13 @@ from sqlmodel import Session, col, select
 from trialkit.domain.audit_chain import canonical_json
 from trialkit.domain.clock import Clock
 from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.manifests import (
+    Manifest,
+    fingerprint,
+    merkle_root_of,
+    new_signing_key,
+    sign_manifest,
+)
 from trialkit.domain.procedures import (
     RandomSource,
     SystemRandomSource,
@@ -30,13 +37,8 @@ from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission, Role
 from trialkit.domain.sealed_blob import seal_blob
 from trialkit.domain.sealing import (
-    Manifest,
-    fingerprint,
-    merkle_root_of,
     new_data_key,
-    new_signing_key,
     seal_envelopes,
-    sign_manifest,
     wrap_data_key,
 )
 from trialkit.domain.strata import Stratum as StratumDef

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from trialkit.domain.errors import IntegrityFailure
-from trialkit.domain.sealing import (
+from trialkit.domain.manifests import (
     Manifest,
-    envelope_leaf,
     fingerprint,
     merkle_root_of,
     verify_manifest,
+)
+from trialkit.domain.sealing import (
+    envelope_leaf,
 )
 from trialkit.store.models import AllocationList, AuditEvent, Envelope
 
