@@ -22,10 +22,9 @@ from trialkit.store.models import AuditEvent
 
 _HEAD = "trialkit_audit_head"
 EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
-_EVENTS = EVENTS
 # Built once: the hot paths (randomize, diary entry) append an event per transaction.
-_HEAD_ROW = select(_EVENTS.c.seq, _EVENTS.c.hash).order_by(_EVENTS.c.seq.desc()).limit(1)
-_APPEND = insert(_EVENTS)
+_HEAD_ROW = select(EVENTS.c.seq, EVENTS.c.hash).order_by(EVENTS.c.seq.desc()).limit(1)
+_APPEND = insert(EVENTS)
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -46,9 +45,9 @@ def lock_chain(session: Session) -> None:
 
 # The chain head as two scalar subqueries, for a caller that reads it together with its own
 # rows in one statement, under the write lock, and builds its rows with :func:`chained_rows`.
-HEAD_SEQ = _HEAD_ROW.with_only_columns(_EVENTS.c.seq).scalar_subquery().label("audit_head_seq")
+HEAD_SEQ = _HEAD_ROW.with_only_columns(EVENTS.c.seq).scalar_subquery().label("audit_head_seq")
 HEAD_HASH = (
-    _HEAD_ROW.with_only_columns(_EVENTS.c.hash).scalar_subquery().label("audit_head_hash")
+    _HEAD_ROW.with_only_columns(EVENTS.c.hash).scalar_subquery().label("audit_head_hash")
 )
 
 
@@ -92,22 +91,6 @@ class Change:
     reason: str | None = None
 
 
-def event_rows(
-    session: Session,
-    actor: Actor | None,
-    changes: Sequence[Change],
-    *,
-    clock: Clock,
-    user_name: str | None = None,
-) -> list[dict[str, Any]]:
-    """The audit rows (columns of :data:`EVENTS`) that append ``changes`` to the chain, for a
-    caller that inserts them in a statement of its own, in this transaction, under the write
-    lock; then it calls :func:`appended`. :func:`record_many` does both."""
-    return chained_rows(
-        _chain_head(session), actor, changes, at=clock.now(), user_name=user_name
-    )
-
-
 def chained_rows(
     head: tuple[int, str],
     actor: Actor | None,
@@ -143,12 +126,6 @@ def chained_rows(
     return rows
 
 
-def appended(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Note that :func:`event_rows`' rows are now in the table: the chain's new head."""
-    if rows:
-        session.info[_HEAD] = (rows[-1]["seq"], rows[-1]["hash"])
-
-
 def record_many(
     session: Session,
     actor: Actor | None,
@@ -161,10 +138,10 @@ def record_many(
     thousands of diary days), in the caller's transaction."""
     if not changes:
         return
-    rows = event_rows(session, actor, changes, clock=clock, user_name=user_name)
+    rows = chained_rows(_chain_head(session), actor, changes, at=clock.now(), user_name=user_name)
     session.flush()  # pending ORM changes go first, as they would with session.add
     session.connection().execute(_APPEND, rows)
-    appended(session, rows)
+    session.info[_HEAD] = (rows[-1]["seq"], rows[-1]["hash"])
 
 
 def record(

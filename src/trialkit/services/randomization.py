@@ -34,6 +34,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -69,8 +70,8 @@ _T = Trial.__table__  # type: ignore[attr-defined]
 _E = Envelope.__table__  # type: ignore[attr-defined]
 
 
-# Statements are built once, with bound parameters, so each call only executes them (their
-# compiled forms are cached by SQLAlchemy): building a statement costs more than running it.
+# Statements are built once, with bound parameters, and compiled once per dialect
+# (``_STATEMENTS``): building and compiling a statement costs more than running it.
 _PID: BindParameter[str] = bindparam("pid")
 _NEXT = (  # the lowest unused envelope of the participant's stratum (correlated)
     select(_E.c.id)
@@ -182,13 +183,13 @@ class _Looked:
 
 
 def _look(engine: Engine, actor: Actor, key: str, today: date) -> _Looked | None:
-    run = _STATEMENTS.for_dialect(engine.dialect)
+    stmt = partial(_STATEMENTS.get, engine.dialect)
     with raw_transaction(engine, write=False) as conn:
         state, diary = conn.cursor(), conn.cursor()
-        run["look"].run(state, {"pid": key})
-        run["diary_days"].run(diary, {"pid": key})
-        row = run["look"].fetch_first(state)
-        days = run["diary_days"].fetch_all(diary)
+        stmt("look").run(state, {"pid": key})
+        stmt("diary_days").run(diary, {"pid": key})
+        row = stmt("look").fetch_first(state)
+        days = stmt("diary_days").fetch_all(diary)
     if row is None or not _ready(actor, row, days, today):
         return None
     return _Looked(tuple(row), participant_state(row, None))
@@ -200,7 +201,7 @@ def claim(engine: Engine, actor: Actor, pid: str, *, clock: Clock) -> Randomizat
     if not actor.can(Permission.ENROL):
         return None
     key = pid.strip().upper()
-    run = _STATEMENTS.for_dialect(engine.dialect)
+    stmt = partial(_STATEMENTS.get, engine.dialect)
     postgres = engine.dialect.name == "postgresql"
     today = clock.now().date()
     looked = None
@@ -212,14 +213,14 @@ def claim(engine: Engine, actor: Actor, pid: str, *, clock: Clock) -> Randomizat
     with raw_transaction(engine, write=True) as conn:
         now = clock.now()
         state, diary = conn.cursor(), conn.cursor()
-        run["state"].run(state, {"pid": key})
+        stmt("state").run(state, {"pid": key})
         if looked is None:  # both reads go with the lock: one round trip on PostgreSQL
-            run["diary_days"].run(diary, {"pid": key})
-        row = run["state"].fetch_first(state)
+            stmt("diary_days").run(diary, {"pid": key})
+        row = stmt("state").fetch_first(state)
         if row is None or now.date() != today:
             return None
         if looked is None:
-            if not _ready(actor, row, run["diary_days"].fetch_all(diary), today):
+            if not _ready(actor, row, stmt("diary_days").fetch_all(diary), today):
                 return None
             before = participant_state(row, None)
         elif tuple(row)[:_LOOKED] == looked.seen:  # nothing the checks read has changed
@@ -239,15 +240,15 @@ def claim(engine: Engine, actor: Actor, pid: str, *, clock: Clock) -> Randomizat
         params |= {f"event_{c}": event[c] for c in _EVENT_COLUMNS}
         writes = conn.cursor()
         if postgres:  # sent with the COMMIT: the three writes happen together or not at all
-            run["claim_in_one"].run(writes, params)
+            stmt("claim_in_one").run(writes, params)
             conn.commit()  # one round trip for both (pipeline mode)
             if writes.fetchone() is None:  # it wrote nothing: impossible under the lock
                 raise RuntimeError(f"envelope {envelope} was taken under the write lock")
         else:  # SQLite has no data-modifying CTEs, and no round trips to save
-            if run["bind_envelope"].run(writes, params).rowcount != 1:
+            if stmt("bind_envelope").run(writes, params).rowcount != 1:
                 raise RuntimeError(f"envelope {envelope} was taken under the write lock")
-            run["number_participant"].run(writes, params)
-            run["append_event"].run(writes, params)
+            stmt("number_participant").run(writes, params)
+            stmt("append_event").run(writes, params)
     return Randomization(key, number, label, already=False)
 
 

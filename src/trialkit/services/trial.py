@@ -117,21 +117,16 @@ def ensure_unlocked(session: Session) -> None:
 _PARSED: dict[str, Protocol] = {}
 
 
-def stored_protocol(session: Session) -> Protocol:
-    """The protocol this database was created from (never re-read from a file)."""
-    sha = session.exec(select(Trial.protocol_sha256).where(Trial.id == 1)).first()
-    if sha is None:
-        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
-    return protocol_with_sha(session, sha)
-
-
 def cached_protocol(sha: str) -> Protocol | None:
     """The stored protocol of this hash if this process has parsed it already."""
     return _PARSED.get(sha)
 
 
-def protocol_with_sha(session: Session, sha: str) -> Protocol:
-    """The stored protocol, once its SHA-256 has been read (parsed once per process)."""
+def stored_protocol(session: Session) -> Protocol:
+    """The protocol this database was created from (never re-read from a file)."""
+    sha = session.exec(select(Trial.protocol_sha256).where(Trial.id == 1)).first()
+    if sha is None:
+        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
     if sha not in _PARSED:
         loaded = protocol_from_text(
             get_trial(session).protocol_text, source="the protocol stored in the database"

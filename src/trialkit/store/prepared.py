@@ -94,19 +94,19 @@ class Prepared:
 
 
 class PreparedSet:
-    """Statements compiled lazily, once per dialect (an engine's dialect is fixed)."""
+    """Statements compiled on first use, once per dialect (an engine's dialect is fixed):
+    a statement one backend never runs is never compiled for it."""
 
     def __init__(self, **statements: ClauseElement) -> None:
         self._statements = statements
-        self._compiled: dict[str, dict[str, Prepared]] = {}
+        self._compiled: dict[tuple[str, str, str], Prepared] = {}
 
-    def for_dialect(self, dialect: Dialect) -> dict[str, Prepared]:
-        key = f"{dialect.name}/{dialect.driver}"
-        if key not in self._compiled:
-            self._compiled[key] = {
-                name: Prepared(stmt, dialect) for name, stmt in self._statements.items()
-            }
-        return self._compiled[key]
+    def get(self, dialect: Dialect, name: str) -> Prepared:
+        key = (dialect.name, dialect.driver, name)
+        prepared = self._compiled.get(key)
+        if prepared is None:
+            prepared = self._compiled[key] = Prepared(self._statements[name], dialect)
+        return prepared
 
 
 def _end(dbapi: Any, dialect_name: str, *, commit: bool) -> None:
