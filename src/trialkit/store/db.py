@@ -63,11 +63,11 @@ def _sqlite_on_begin(conn: Any) -> None:
 
 
 def _begin_immediate(dbapi_conn: Any) -> None:
-    """BEGIN IMMEDIATE, waiting for the write lock by polling every few hundred microseconds
-    (with jitter) for up to the busy timeout. SQLite's own busy handler sleeps 1, 2, 5, 10,
-    ... up to 100 ms between tries, so with several writers the lock often sits free while
-    every waiter sleeps, and one unlucky writer can wait seconds behind others that keep
-    winning; short polls keep the lock busy and the waits fair enough."""
+    """BEGIN IMMEDIATE, waiting for the write lock by polling every 0.1 ms, backing off to
+    every 1 ms (with jitter), for up to the busy timeout. SQLite's own busy handler sleeps
+    1, 2, 5, 10, ... up to 100 ms between tries, so with several writers the lock often
+    sits free while every waiter sleeps, and one unlucky writer can wait seconds behind
+    others that keep winning; short polls keep the lock busy and the waits fair enough."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     dbapi_conn.execute("PRAGMA busy_timeout = 0")  # for this statement only (see finally)
     try:
