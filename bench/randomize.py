@@ -162,6 +162,24 @@ def _raw_claim_sqlite(conn: sqlite3.Connection, stratum: str, pid: str) -> None:
         raise
 
 
+def _claim_all(claim: Callable[[str, str], None], closer: Callable[[], None],
+               work: Sequence[tuple[str, str]], barrier: Any, out: Any) -> None:
+    """Wait for the others, claim every (stratum, pid) back to back, report, close."""
+    try:
+        barrier.wait()
+        started, done, error = time.monotonic(), 0, None
+        for stratum, pid in work:
+            try:
+                claim(stratum, pid)
+            except Exception as exc:
+                error = f"{pid}: {type(exc).__name__}: {exc}".splitlines()[0]
+                break
+            done += 1
+        out.put(ClientResult(done, started, time.monotonic(), error))
+    finally:
+        closer()
+
+
 def raw_client(target: str, work: Sequence[tuple[str, str]], barrier: Any, out: Any) -> None:
     """``target``: a psycopg conninfo, or ``sqlite:PATH``; ``work``: (stratum, pid) pairs."""
     claim: Callable[[str, str], None]
@@ -180,19 +198,7 @@ def raw_client(target: str, work: Sequence[tuple[str, str]], barrier: Any, out: 
 
         def claim(stratum: str, pid: str) -> None:
             _raw_claim_pg(pg, stratum, pid)
-    try:
-        barrier.wait()
-        started, done, error = time.monotonic(), 0, None
-        for stratum, pid in work:
-            try:
-                claim(stratum, pid)
-            except Exception as exc:
-                error = f"{pid}: {type(exc).__name__}: {exc}".splitlines()[0]
-                break
-            done += 1
-        out.put(ClientResult(done, started, time.monotonic(), error))
-    finally:
-        closer()
+    _claim_all(claim, closer, work, barrier, out)
 
 
 def equivalent_client(target: str, payload: str, work: Sequence[tuple[str, str]], barrier: Any,
@@ -203,19 +209,7 @@ def equivalent_client(target: str, payload: str, work: Sequence[tuple[str, str]]
         claim, closer = equivalent_claim.sqlite_claimer(target.removeprefix("sqlite:"), payload)
     else:
         claim, closer = equivalent_claim.pg_claimer(target, payload)
-    try:
-        barrier.wait()
-        started, done, error = time.monotonic(), 0, None
-        for stratum, pid in work:
-            try:
-                claim(stratum, pid)
-            except Exception as exc:
-                error = f"{pid}: {type(exc).__name__}: {exc}".splitlines()[0]
-                break
-            done += 1
-        out.put(ClientResult(done, started, time.monotonic(), error))
-    finally:
-        closer()
+    _claim_all(claim, closer, work, barrier, out)
 
 
 def run_clients(
