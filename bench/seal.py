@@ -72,7 +72,8 @@ def synthetic_protocol(sites: int) -> LoadedProtocol:
     text = KETHEAD.read_text(encoding="utf-8")
     start, end = text.index("\n[[sites]]\n") + 1, text.index("\n[[stratification]]\n") + 1
     generated = "".join(
-        f'[[sites]]\ncode = "S{i:04d}"\nname = "Synthetic site {i}"\ntarget = 40\n\n'
+        f'[[sites]]\ncode = "S{i:04d}"\nname = "Synthetic site {i}"\ntarget = 40\n'
+        'timezone = "America/Toronto"\n\n'
         for i in range(1, sites + 1)
     )
     text = text[:start] + generated + text[end:]

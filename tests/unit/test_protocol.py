@@ -244,6 +244,30 @@ BAD_FILES = [
     # sites and strata
     ("duplicate_site", [('code = "SHS"', 'code = "TWH"')], "sites[1].code: duplicate code 'TWH'"),
     (
+        "site_without_time_zone",
+        [('timezone = "America/Toronto"\n', "")],
+        "sites[0].timezone: missing",
+    ),
+    (
+        "unknown_time_zone",
+        [('timezone = "America/Toronto"', 'timezone = "America/Toronot"')],
+        "sites[0].timezone: 'America/Toronot' is not a known time zone "
+        "(an IANA name such as 'America/Toronto')",
+    ),
+    (
+        "time_zone_as_a_path",
+        [('timezone = "America/Toronto"', 'timezone = "../../etc/passwd"')],
+        "sites[0].timezone: '../../etc/passwd' is not an IANA time zone name "
+        "(e.g. 'America/Toronto')",
+    ),
+    (
+        "time_zone_as_an_offset",
+        [('name = "Sinai Health System"\ntarget = 28  # ours\ntimezone = "America/Toronto"',
+          'name = "Sinai Health System"\ntarget = 28  # ours\ntimezone = "-05:00"')],
+        "sites[1].timezone: '-05:00' is not a known time zone "
+        "(an IANA name such as 'America/Toronto')",
+    ),
+    (
         "lowercase_site",
         [('code = "TWH"', 'code = "twh"')],
         "sites[0].code: 'twh' is not a valid code (a capital, then up to 9 capitals or digits)",
@@ -409,3 +433,36 @@ def test_stored_text_problems_name_their_source() -> None:
     with pytest.raises(ProtocolFileError) as caught:
         protocol_from_text(TEXT.replace("idle_lock_minutes = 5", "idle_lock_minutes = 0"))
     assert str(caught.value) == "stored protocol: ui.idle_lock_minutes: must be at least 1 (got 0)"
+
+
+def test_kethead_sites_are_both_in_toronto(kethead: LoadedProtocol) -> None:
+    # Both KetHead hospitals are in Toronto (kethead.md); the zone names the law, not an offset.
+    assert [s.timezone for s in kethead.protocol.sites] == ["America/Toronto"] * 2
+    assert kethead.protocol.trial_time.name == "America/Toronto"
+
+
+def test_a_stored_protocol_from_before_time_zones_still_loads_on_utc() -> None:
+    # Databases created before sites had a zone hold protocol text without one: that text is
+    # hashed and never rewritten, so it loads as it ran, on UTC. A protocol *file* must say.
+    old = TEXT.replace('timezone = "America/Toronto"\n', "")
+    assert "timezone" not in old
+    stored = protocol_from_text(old, stored=True)
+    assert [s.timezone for s in stored.protocol.sites] == ["UTC", "UTC"]
+    assert stored.sha256 == hashlib.sha256(old.encode("utf-8")).hexdigest()
+    missing = r"^stored protocol: sites\[0\]\.timezone: missing$"
+    with pytest.raises(ProtocolFileError, match=missing):
+        protocol_from_text(old)
+
+
+def test_a_stored_protocol_keeps_the_zones_it_names() -> None:
+    text = TEXT.replace('timezone = "America/Toronto"', 'timezone = "Europe/Paris"', 1)
+    sites = protocol_from_text(text, stored=True).protocol.sites
+    assert [s.timezone for s in sites] == ["Europe/Paris", "America/Toronto"]
+
+
+def test_sites_in_different_zones_have_no_one_local_time() -> None:
+    text = TEXT.replace('timezone = "America/Toronto"', 'timezone = "America/Vancouver"', 1)
+    protocol = parse_protocol(text, "p.toml")
+    assert protocol.site_time("TWH").name == "America/Vancouver"
+    assert protocol.site_time("SHS").name == "America/Toronto"
+    assert protocol.trial_time.name == "UTC"

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from pydantic_core import ErrorDetails
 
 from trialkit.domain.errors import ProtocolFileError
+from trialkit.domain.site_time import LEGACY_ZONE, SiteTime, trial_time, zone
 
 # A field path and what is wrong with it, e.g. ("arms[1].code", "duplicate code 'KET'").
 Problems = Iterator[tuple[str, str]]
@@ -63,6 +64,13 @@ class Site(_Model):
     code: str
     name: Text
     target: PositiveInt
+    # IANA name, e.g. "America/Toronto": the site's dates and the times its staff read.
+    timezone: Text
+
+    @property
+    def time(self) -> SiteTime:
+        """Local time at this site (validation guarantees the zone exists)."""
+        return SiteTime.named(self.timezone)
 
 
 class Level(_Model):
@@ -192,6 +200,17 @@ class Protocol(_Model):
         """The site with this code, or None."""
         return next((s for s in self.sites if s.code == code), None)
 
+    def site_time(self, code: str) -> SiteTime:
+        """Local time at the site with this code (trial-wide time for an unknown code)."""
+        site = self.site(code)
+        return site.time if site is not None else self.trial_time
+
+    @property
+    def trial_time(self) -> SiteTime:
+        """Local time for what belongs to no one site: the sites' zone if they share one,
+        otherwise UTC."""
+        return trial_time([s.timezone for s in self.sites])
+
 
 @dataclass(frozen=True)
 class LoadedProtocol:
@@ -217,18 +236,31 @@ def load_protocol(path: str | Path) -> LoadedProtocol:
     return LoadedProtocol(protocol, text, hashlib.sha256(data).hexdigest(), str(path))
 
 
-def protocol_from_text(text: str, source: str = "stored protocol") -> LoadedProtocol:
-    """Validate protocol text kept elsewhere (e.g. in the database); hashes its UTF-8 bytes."""
-    protocol = parse_protocol(text, source)
+def protocol_from_text(
+    text: str, source: str = "stored protocol", *, stored: bool = False
+) -> LoadedProtocol:
+    """Validate protocol text kept elsewhere (e.g. in the database); hashes its UTF-8 bytes.
+
+    ``stored``: the text is a trial's own protocol, kept in its database. Those written before
+    sites had a ``timezone`` ran on UTC and keep doing so (the text, and its hash, never change);
+    a protocol *file* must name every site's zone.
+    """
+    protocol = parse_protocol(text, source, legacy_timezone=LEGACY_ZONE if stored else None)
     return LoadedProtocol(protocol, text, hashlib.sha256(text.encode("utf-8")).hexdigest(), source)
 
 
-def parse_protocol(text: str, source: str) -> Protocol:
-    """Parse and validate TOML text; the first problem raises ``ProtocolFileError``."""
+def parse_protocol(text: str, source: str, *, legacy_timezone: str | None = None) -> Protocol:
+    """Parse and validate TOML text; the first problem raises ``ProtocolFileError``.
+
+    ``legacy_timezone``: the zone of a site that names none (stored protocols only)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise _error(source, f"not valid TOML: {err}") from None
+    if legacy_timezone is not None:
+        for site in raw.get("sites", ()):
+            if isinstance(site, dict):
+                site.setdefault("timezone", legacy_timezone)
     try:
         protocol = Protocol.model_validate(_tuples(raw))
     except ValidationError as err:
@@ -299,6 +331,11 @@ def _problems(p: Protocol) -> Problems:
     if not p.sites:
         yield "sites", "no sites"
     yield from _named(p.site_codes, "sites", "code")
+    for i, site in enumerate(p.sites):
+        try:
+            zone(site.timezone)
+        except ValueError as err:
+            yield f"sites[{i}].timezone", str(err)
     yield from _named([f.id for f in p.stratification], "stratification", "id")
     for i, factor in enumerate(p.stratification):
         if not factor.levels:

@@ -129,7 +129,8 @@ def stored_protocol(session: Session) -> Protocol:
         raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
     if sha not in _PARSED:
         loaded = protocol_from_text(
-            get_trial(session).protocol_text, source="the protocol stored in the database"
+            get_trial(session).protocol_text, source="the protocol stored in the database",
+            stored=True,
         )
         _PARSED[sha] = loaded.protocol
     return _PARSED[sha]
