@@ -84,6 +84,13 @@ Feature: Preparing the study infusion in the research pharmacy
       And every label says "KETAMINE OR PLACEBO" and names neither a product nor a lot
       And the labels of "TWH-001" and "TWH-002" differ only in the participants' own identifiers and times
 
+  Rule: A label code is read aloud and typed, so it is letters and digits only
+
+    Scenario: Label codes have no symbols and a mistyped character is caught
+      Then the label codes of "TWH-001, TWH-002, TWH-003, TWH-004" are four letters or digits, a dash, four more, a dash and a check letter or digit
+      And any of those label codes typed with one character wrong is refused or matches nobody
+      And a label code printed before this change, "0000-0010-*", is still accepted as typed
+
   Rule: Nobody but a pharmacist opens an envelope
 
     Scenario Outline: Someone who is not a pharmacist cannot open an envelope

@@ -25,6 +25,7 @@ import pytest
 
 from tests.builders import PROTOCOL, baseline_days, eligible_answers
 from tests.conftest import ADMIN, KETHEAD, PASSWORD
+from trialkit.domain.codes import label_code
 
 ARM_WORDS = re.compile(r"\b(?:ket|pla|ketamine|placebo|saline)\b", re.IGNORECASE)
 TRAINING = "TRAINING — not for clinical use"
@@ -149,6 +150,10 @@ def test_randomizing_prints_the_number_and_label_code_but_no_arm(flow: Flow) -> 
                          flow.shown("randomize"))
     assert found, done.stdout
     assert "randomization number" in done.stdout and "label code" in done.stdout
+    # letters and digits only, read aloud and typed: 8 random characters and a check one
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]",
+                        found[2]), found[2]
+    assert label_code(found[2].replace("-", "")[:8]) == found[2]
     again = json.loads(flow["randomize again"].stdout)
     assert again == {"training": True, "participant_id": "TWH-001",
                      "randomization_number": found[1], "label_code": found[2],

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Engine
 from textual.pilot import Pilot
 from textual.widgets import Input, Select
@@ -19,6 +21,7 @@ from tests.tui.conftest import (
     sign_in,
     table_rows,
 )
+from trialkit.domain.codes import label_code
 from trialkit.services.actor import Actor
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.consent import ConsentDialog
@@ -148,6 +151,9 @@ async def test_randomize_asks_first_then_shows_number_and_label_code_never_an_ar
         text = screen_text(app)
         assert "Randomization number  R0001" in text
         assert f"Label code            {result.label_code}" in text
+        assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]",
+                            result.label_code)
+        assert label_code(result.label_code.replace("-", "")[:8]) == result.label_code
         assert arm_words(text) == []
         await press(pilot, "enter")
         assert isinstance(app.screen, ParticipantsScreen)
