@@ -70,6 +70,7 @@ def init(
     from trialkit.domain.protocol import load_protocol
     from trialkit.services.setup import initialize
     from trialkit.store.db import check_reachable, make_engine, normalize_url, sqlite_path
+    from trialkit.store.urls import public_url
 
     c = cli(ctx)
     clock = resolve_clock(training=training)
@@ -92,6 +93,7 @@ def init(
         raise
     facts = loaded.protocol
     kind = "training trial" if training else "trial"
+    where = public_url(c.db)
     c.emit(
         {
             "trial": facts.trial.id,
@@ -99,10 +101,10 @@ def init(
             "protocol_sha256": loaded.sha256,
             "training": training,
             "admin": admin,
-            "database": c.db,
+            "database": where,
         },
         f"Created {kind} {facts.trial.id} (protocol {facts.trial.version}, "
-        f"sha256 {loaded.sha256[:12]}…) in {c.db}; admin: {admin}",
+        f"sha256 {loaded.sha256[:12]}…) in {where}; admin: {admin}",
     )
 
 
@@ -127,6 +129,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port on localhost")] = 8000,
 ) -> None:
     """Serve the terminal UI in a browser, bound to localhost only."""
+    import os
     import shlex
     import sys
 
@@ -134,7 +137,11 @@ def serve(
 
     c = cli(ctx)
     c.engine()
-    command = f"{shlex.quote(sys.executable)} -m trialkit --db {shlex.quote(c.db)} tui"
+    # Each browser session runs `trialkit tui` in a child process. The database URL (which
+    # may carry a password) reaches it in the environment, never on its command line,
+    # where any user of the machine could read it.
+    os.environ["TRIALKIT_DB"] = c.db
+    command = f"{shlex.quote(sys.executable)} -m trialkit tui"
     Server(command, host="127.0.0.1", port=port, title="trialkit").serve()
 
 

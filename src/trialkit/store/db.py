@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session
 
 from trialkit.domain.errors import InvalidInput, TrialkitError
+from trialkit.store.urls import public_url
 
 BUSY_TIMEOUT_MS = 30_000
 READONLY = "trialkit_readonly"
@@ -139,7 +140,9 @@ def make_engine(db: str, *, must_exist: bool = True, **kwargs: Any) -> Engine:
     try:
         engine = create_engine(url, **kwargs)
     except (ArgumentError, ImportError) as exc:
-        raise InvalidInput(f"database: cannot use {db!r}: {exc}") from None
+        shown = public_url(db)
+        reason = str(exc).replace(db, shown)
+        raise InvalidInput(f"database: cannot use {shown}: {reason}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
@@ -155,7 +158,7 @@ def check_reachable(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        where = engine.url.render_as_string(hide_password=True)
+        where = public_url(engine.url)
         raise InvalidInput(f"cannot reach database {where}: {reason}") from None
 
 

@@ -14,6 +14,7 @@ from textual.app import App
 from textual.reactive import var
 
 from trialkit.domain.roles import Role
+from trialkit.store.urls import public_url
 from trialkit.tui.commands import APP_COMMANDS, LOCK_SCREEN, SIGN_OUT
 from trialkit.tui.messages import LoginSucceeded, ServiceFailed, TrialLoaded
 from trialkit.tui.screens.login import LoginScreen
@@ -203,6 +204,6 @@ def make_app(
     """The app over this database. ``engine`` may be a function that opens it, called in
     the first worker, so the sign-in screen paints before any database work. ``training``
     marks the screens before the trial has been read; ``idle_seconds`` overrides the
-    protocol's idle-lock time (tests)."""
-    db = TrialDatabase(engine=engine, clock=clock, label=db_label)
+    protocol's idle-lock time (tests). The header names the database without its password."""
+    db = TrialDatabase(engine=engine, clock=clock, label=public_url(db_label))
     return TrialkitApp(db, training=training, idle_seconds=idle_seconds)

@@ -1,0 +1,13 @@
+Feature: A command line that cannot lose a trial or give away a secret
+  Trial staff run trialkit from a terminal and from scripts. A slip of the keyboard,
+  a script that pipes "n" into a command, or a trainer's demo must never destroy a live
+  trial; a database password must never be shown; and a script must be able to read
+  every answer, a refusal included, as JSON.
+
+  Rule: A database password is never shown and never put on a command line
+
+    Scenario: The admin's database password stays out of the output
+      Given a PostgreSQL database reached through a URL that carries a password
+      When the admin creates the trial there from the command line
+      Then the output names the database as "postgresql+psycopg://USER@HOST/DB"
+      And the password appears nowhere in what the command printed
