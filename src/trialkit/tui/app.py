@@ -5,13 +5,16 @@ touches the database before the sign-in screen is up: screens read the trial in 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar, overload
 
 from textual import events
 from textual.app import App
 from textual.reactive import var
+from textual.screen import Screen
+from textual.widget import AwaitMount
 
 from trialkit.domain.roles import Role
 from trialkit.store.urls import public_url
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
     from trialkit.domain.clock import Clock
     from trialkit.services.actor import Actor
     from trialkit.services.trial import TrialInfo
+
+ResultT = TypeVar("ResultT")
 
 # How often the idle check runs; the idle limit itself comes from the protocol.
 IDLE_POLL_SECONDS = 1.0
@@ -69,6 +74,7 @@ class TrialkitApp(App[None]):
         self.db = db
         self._idle_override = idle_seconds
         self._last_activity = time.monotonic()
+        self._held_notes: list[str] = []
         self.set_reactive(TrialkitApp.training, training)
 
     # --- start-up and the header -------------------------------------------------------
@@ -191,6 +197,62 @@ class TrialkitApp(App[None]):
         self.locked = False
         if signin is not None:
             self._accept(signin)
+        for note in self._held_notes:
+            self.notify(note, title="trialkit", severity="warning", timeout=15)
+        self._held_notes.clear()
+
+    def discard_while_locked(self, what: str) -> bool:
+        """Whether a result that arrived from a worker must be thrown away because the
+        screen is locked (an opened envelope, an unblinding): it is never shown on a locked
+        terminal, and ``what`` is said once the owner has unlocked."""
+        if not self.locked:
+            return False
+        self._held_notes.append(what)
+        return True
+
+    # The lock screen stays on top while locked: whatever a worker that finished meanwhile
+    # would push (an UNBLINDED preparation screen, a dialog) is dropped, never rendered.
+    if TYPE_CHECKING:
+
+        @overload
+        def push_screen(
+            self,
+            screen: Screen[ResultT] | str,
+            callback: Callable[[ResultT | None], object] | None = None,
+            wait_for_dismiss: Literal[False] = False,
+            *,
+            mode: str | None = None,
+        ) -> AwaitMount: ...
+
+        @overload
+        def push_screen(
+            self,
+            screen: Screen[ResultT] | str,
+            callback: Callable[[ResultT | None], object] | None = None,
+            wait_for_dismiss: Literal[True] = True,
+            *,
+            mode: str | None = None,
+        ) -> asyncio.Future[ResultT]: ...
+
+    def push_screen(
+        self,
+        screen: Screen[ResultT] | str,
+        callback: Callable[[ResultT | None], object] | None = None,
+        wait_for_dismiss: bool = False,
+        *,
+        mode: str | None = None,
+    ) -> AwaitMount | asyncio.Future[ResultT]:
+        """Push a screen, except over the lock screen (see above)."""
+        from trialkit.tui.screens.lock import LockScreen
+
+        if self.locked and not isinstance(screen, LockScreen):
+            self.log.warning(f"not shown while the screen is locked: {screen!r}")
+            if wait_for_dismiss:
+                refused: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+                refused.cancel()
+                return refused
+            return AwaitMount(self.screen, [])
+        return super().push_screen(screen, callback, wait_for_dismiss, mode=mode)  # type: ignore[call-overload,no-any-return]
 
 
 def make_app(

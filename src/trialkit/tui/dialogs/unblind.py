@@ -3,7 +3,7 @@ only. Nothing of the answer leaves the dialog: closing it forgets the arm."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -16,6 +16,7 @@ from trialkit.tui.dialogs.dialog import Dialog
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
     from trialkit.services.unblinding import Unblinding
+    from trialkit.tui.app import TrialkitApp
     from trialkit.tui.trial_db import TrialDatabase
 
 
@@ -77,6 +78,12 @@ class UnblindDialog(Dialog[bool]):
             self.app.call_from_thread(self._show, describe_unblinding(answer))
 
     def _show(self, text: str) -> None:
+        if cast("TrialkitApp", self.app).discard_while_locked(
+            f"The emergency unblinding of {self._pid} was recorded while the screen was "
+            "locked, so the arm was not shown. Unblind again to see it."
+        ):
+            self.say("The answer arrived while the screen was locked and was not shown.")
+            return
         self._done = True
         self.say("")
         for field in self.query(Input):

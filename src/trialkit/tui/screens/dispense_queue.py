@@ -5,7 +5,7 @@ preparation screen; recording it shows the (blinded) label text."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -27,6 +27,7 @@ from trialkit.tui.widgets.training_banner import TrainingBanner
 if TYPE_CHECKING:
     from trialkit.labels import LabelSheet
     from trialkit.services.actor import Actor
+    from trialkit.tui.app import TrialkitApp
     from trialkit.tui.trial_db import TrialDatabase
 
 COLUMNS = ("Site", "Participant", "Rand. no.", "Weight", "Infusion", "Randomized")
@@ -139,6 +140,11 @@ class DispenseQueueScreen(Screen[None]):
     def on_envelope_opened(self, message: EnvelopeOpened) -> None:
         """The UNBLINDED preparation screen; when recorded, the blinded label text."""
         self._busy = False
+        if cast("TrialkitApp", self.app).discard_while_locked(
+            f"The envelope of {message.opened.participant_id} was opened (audited) while the "
+            "screen was locked, so nothing was shown. Open it again to prepare."
+        ):
+            return
         screen = PreparationScreen(self._db, self._actor, message.opened, message.password)
         self.app.push_screen(screen, self._prepared)
 
