@@ -37,3 +37,24 @@ Feature: Headache days derived from the diary
     And "TWH-001" kept her diary on 20 days from 1 April, with a headache of 5 hours on 20 of them
     When I look at the outcomes of "TWH-001"
     Then the window "D1-28" shows 20 days recorded but no prorated headache days
+
+  Scenario: The change from baseline compares headache days with headache days, whatever their severity
+    # A trial statistician's check of the primary outcome against the protocol's definition:
+    # mild headaches of 4 hours or more are headache days, and so is any headache treated with
+    # acute medication; short untreated headaches are not, however severe.
+    Given I screened "TWH-002" on 1 April, who consented the same day
+    And "TWH-002" kept her baseline diary on 24 of the 28 days from 1 April, these days in turn:
+      | days | headache | severity | duration_hours | acute_medication |
+      | 7    | yes      | severe   | 8              | no               |
+      | 5    | yes      | mild     | 6              | no               |
+      | 3    | yes      | moderate | 2              | no               |
+      | 2    | yes      | mild     | 1              | yes              |
+      | 1    | yes      | moderate | 3              | yes              |
+      | 6    | no       | none     | 0              | no               |
+    And "TWH-002" was randomized on 29 April, and infused the same day
+    And it is 28 May 2026
+    And "TWH-002" kept her diary on 28 days from 30 April, with a headache of 5 hours on 9 of them
+    When I look at the outcomes of "TWH-002"
+    Then the window "BASELINE" shows 28 days expected, 24 recorded, 15 headache days, 11 moderate or severe days and 3 acute-medication days
+    And the window "BASELINE" shows 17.5 headache days per 28 days
+    And the window "D1-28" shows 9.0 headache days per 28 days, a change of -8.5 from baseline

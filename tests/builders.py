@@ -101,19 +101,31 @@ def baseline_days(first: date, *, days: int | None = None,
                   headache_days: int | None = None) -> list[DiaryDay]:
     """``days`` consecutive diary days from ``first`` (default: the whole baseline window),
     the first ``headache_days`` of them headache days (default: a few more than the
-    protocol's minimum), the rest headache-free."""
+    protocol's minimum), the rest without a headache day.
+
+    Varied as real diaries are, so that no outcome can pass by confusing headache days
+    with moderate/severe days: headache days cycle through every severity, long ones and
+    short ones treated with acute medication; among the other days every third has a short
+    moderate headache, untreated (a headache, but no headache day)."""
     rules = PROTOCOL.diary
     window = rules.baseline_window
     count = window.end - window.start + 1 if days is None else days
     aching = rules.baseline_min_headache_days + 5 if headache_days is None else headache_days
-    level = rules.moderate_severe_levels[0]
-    hours = float(rules.headache_day_min_hours) + 2
-    none = rules.severity_levels[0]
-    return [
-        DiaryDay(first + timedelta(days=i), True, level, hours, False) if i < aching
-        else DiaryDay(first + timedelta(days=i), False, none, 0.0, False)
-        for i in range(count)
-    ]
+    none, *levels = rules.severity_levels
+    long_ = float(rules.headache_day_min_hours) + 2
+    short = float(rules.headache_day_min_hours) / 2
+    out: list[DiaryDay] = []
+    for i in range(count):
+        on = first + timedelta(days=i)
+        if i < aching:
+            treated_short = i % 4 == 3 and rules.headache_day_if_acute_medication
+            out.append(DiaryDay(on, True, levels[i % len(levels)],
+                                short if treated_short else long_, treated_short))
+        elif (i - aching) % 3 == 1:
+            out.append(DiaryDay(on, True, rules.moderate_severe_levels[0], short, False))
+        else:
+            out.append(DiaryDay(on, False, none, 0.0, False))
+    return out
 
 
 def record_baseline(engine: Engine, coordinator: Actor, clock: SteppingClock, *pids: str,

@@ -223,7 +223,9 @@ def test_a_recorded_day_is_corrected_only_with_a_reason_and_keeps_its_history(
     same = flow["correct it the same way"]
     assert same.returncode == 1 and "no change" in same.stderr
     lines = flow.out("history").splitlines()
-    assert lines[1].split()[:8] == ["2026-03-29", "1", "no", "none", "0", "no", "no", "-"]
+    # The builder's last baseline day: a 2-hour moderate headache, untreated (no headache day)
+    assert lines[1].split()[:8] == ["2026-03-29", "1", "yes", "moderate", "2", "no", "no",
+                                    "-"]
     assert lines[2].split()[:9] == ["2026-03-29", "2", "*", "yes", "severe", "9", "yes",
                                     "yes", "-"]
     assert lines[2].endswith("paper diary re-read")

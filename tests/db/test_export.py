@@ -253,6 +253,12 @@ def test_the_dictionary_describes_every_column_from_the_protocol(box: Box, tmp_p
         described["headache_days"][3])
     assert "at least 21 days" in described["headache_days_28"][3]
     assert described["headache_days_28"][1:3] == ["decimal", "days per 28 days"]
+    # The baseline is prorated headache days (as the code derives it), never moderate/severe
+    baseline = described["baseline_headache_days_28"][3]
+    assert "its headache days (a headache lasting at least 4 h, or any headache treated " \
+           "with acute medication, whatever the severity) x 28 / its days_recorded" in baseline
+    assert "at least 21 of its days" in baseline and "moderate" not in baseline
+    assert "never moderate_severe_days" in described["change_from_baseline"][3]
     assert described["randomized_on"][1] == "date"
     assert all(r[1] in {"text", "integer", "decimal", "date", "datetime"} for r in rows[1:])
 

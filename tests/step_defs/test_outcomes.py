@@ -117,3 +117,31 @@ def too_few(world: DiaryWorld, code: str, recorded: int) -> None:
     w = window(world, code)
     assert (w.days_recorded, w.headache_days_28) == (recorded, None)
     assert w.headache_days == recorded
+
+
+# --- a baseline of mixed severities -------------------------------------------------------------
+
+
+@given(parsers.parse('"{pid}" kept her baseline diary on {days:d} of the 28 days from {first}, '
+                     "these days in turn:"))
+def kept_mixed_baseline(world: DiaryWorld, pid: str, days: int, first: str,
+                        datatable: list[list[str]]) -> None:
+    """The table's days (``days`` of each kind), spread over the 28 days from ``first`` in a
+    fixed mixed order, the days left over unrecorded (the gaps fall every 7th day); the
+    clock moves on to the day after them."""
+    assert datatable[0][0] == "days" and tuple(datatable[0][1:]) == COLUMNS[2:]
+    kinds = [row[1:] for row in datatable[1:] for _ in range(int(row[0]))]
+    assert len(kinds) == days
+    mixed = [kinds[(i * 5) % days] for i in range(days)]  # 5 is prime to 24: every day once
+    dates = [d for d in (on(first) + timedelta(days=i) for i in range(28))
+             if (d - on(first)).days % 7 != 6][:days]
+    world.go_to(on(first) + timedelta(days=28))  # kept: the 28 days are over
+    world.import_rows([list(COLUMNS)] + [[pid, d.isoformat(), *kind]
+                                         for d, kind in zip(dates, mixed, strict=True)])
+
+
+@given(parsers.parse('"{pid}" was randomized on {day}, and infused the same day'))
+def randomized_and_infused(world: DiaryWorld, pid: str, day: str) -> None:
+    world.go_to(on(day))
+    world.randomize(pid)
+    world.dispense_and_infuse(pid)

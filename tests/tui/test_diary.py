@@ -70,6 +70,6 @@ async def test_correction_needs_a_reason_and_keeps_history(
         await press(pilot, "left", "h")
         assert isinstance(app.screen, HistoryDialog)
         text = screen_text(app)
-        assert "v1: moderate headache, 6 h" in text
+        assert "v1: mild headache, 6 h" in text  # the builder's first baseline day
         assert "v2 (current): no headache" in text
         assert "transcription error" in text

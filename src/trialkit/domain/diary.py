@@ -283,8 +283,10 @@ def derive_outcomes(
                 by_window[code].append(d)
                 break
     base_code = rules.baseline_window.code
-    base = _counts(by_window[base_code], rules)
-    base_28 = prorate(base[1], len(by_window[base_code]), rules)
+    # The change is measured in headache days (not moderate/severe days): the baseline's
+    # headache days prorated exactly as every other window's are.
+    base_headache_days = _counts(by_window[base_code], rules)[0]
+    base_28 = prorate(base_headache_days, len(by_window[base_code]), rules)
     out: list[WindowOutcome] = []
     for w in rules.windows:
         span = spans[w.code]

@@ -162,13 +162,17 @@ def outcome_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
             "decimal",
             per,
             f"headache_days_28 of the participant's {rules.baseline_window.code} "
-            "window, repeated on each of their rows",
+            f"window: its headache days ({_headache_day_text(protocol)}, whatever the "
+            f"severity) x {rules.window_days} / its days_recorded, rounded half up to "
+            f"{decimals}, when at least {rules.proration_min_days} of its days are "
+            "recorded; empty otherwise; repeated on each of their rows",
         ),
         ColumnSpec(
             "change_from_baseline",
             "decimal",
             per,
-            "headache_days_28 - baseline_headache_days_28; empty on the "
+            "headache_days_28 - baseline_headache_days_28 (headache days in both, never "
+            "moderate_severe_days); empty on the "
             f"{rules.baseline_window.code} row and when either is empty",
         ),
     ]
