@@ -38,7 +38,7 @@ from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services import pharmacy
+from trialkit.services import envelopes, pharmacy
 from trialkit.services.allocation import seal_lists
 from trialkit.services.auth import login
 from trialkit.services.diary_import import record_days
@@ -131,11 +131,11 @@ def main() -> int:
 
     watch = Stopwatch()
     for module, name, label in (
-        (pharmacy, "custodian_private_key", "password KDF (custodian key)"),
-        (pharmacy, "unwrap_data_key", "HPKE unwrap of the list key"),
-        (pharmacy, "check_list", "list re-verification"),
-        (pharmacy, "open_envelope", "envelope decryption"),
-        (pharmacy, "commitment", "commitment re-check"),
+        (envelopes, "custodian_private_key", "password KDF (custodian key)"),
+        (envelopes, "unwrap_data_key", "HPKE unwrap of the list key"),
+        (envelopes, "check_list", "list re-verification"),
+        (envelopes, "open_envelope", "envelope decryption"),
+        (envelopes, "commitment", "commitment re-check"),
         (pharmacy, "_seal_details", "sealing the lots"),
     ):
         setattr(module, name, watch.wrap(label, getattr(module, name)))
