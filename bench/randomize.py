@@ -44,8 +44,7 @@ from trialkit.services import integrity
 from trialkit.services.allocation import seal_lists
 from trialkit.services.auth import login
 from trialkit.services.diary_import import record_days
-from trialkit.services.enrolment import consent, screen
-from trialkit.services.randomization import randomize_in_turn
+from trialkit.services.enrolment import consent, randomize, screen
 from trialkit.services.setup import initialize
 from trialkit.services.users import create_user
 from trialkit.store.db import check_reachable, make_engine, normalize_url, read_only, transaction
@@ -143,7 +142,8 @@ def measure(url: str, participants: int) -> tuple[float, list[float], list[str]]
         times: list[float] = []
         for pid in pids:
             begin = time.perf_counter()
-            randomize_in_turn(engine, cora, pid, clock=clock)
+            with transaction(engine) as s:  # as the CLI and the TUI do
+                randomize(s, cora, pid, clock=clock)
             times.append(time.perf_counter() - begin)
     finally:
         engine.dispose()

@@ -7,9 +7,7 @@ Run from the repository root::
 
 It opens its own engine, signs in once (one Argon2 check), prints ``ready`` and waits for
 one line on standard input: a JSON list of participant ids. It then randomizes them in that
-order, every other one as the CLI and the TUI do (``randomize_in_turn``: checks in a
-read-only transaction, the claim in a write transaction) and the rest with the whole of
-``randomize`` in one ``transaction(engine)``, so both paths race each other; it prints one
+order as the CLI and the TUI do (``randomize`` in one ``transaction(engine)``); it prints one
 JSON line per step:
 
     {"begin": "TWH-001"}                                    about to open the transaction
@@ -57,7 +55,6 @@ from trialkit.services.actor import Actor
 from trialkit.services.auth import login
 from trialkit.services.diary_import import record_days
 from trialkit.services.enrolment import consent, randomize, screen
-from trialkit.services.randomization import randomize_in_turn
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, Participant
 
@@ -94,15 +91,12 @@ def run(
             if not line.strip():
                 return 0  # the parent changed its mind
             pids = json.loads(line)
-        for i, pid in enumerate(pids):
+        for pid in pids:
             _say({"begin": pid}, out)
             started = time.monotonic()
             try:
-                if i % 2:  # as the CLI and the TUI do: checks first, the claim in turn
-                    r = randomize_in_turn(engine, actor, pid, clock=clock)
-                else:  # the whole of it under the write lock
-                    with transaction(engine) as s:
-                        r = randomize(s, actor, pid, clock=clock)
+                with transaction(engine) as s:  # as the CLI and the TUI do
+                    r = randomize(s, actor, pid, clock=clock)
             except Exception as exc:  # reported, never retried: the parent judges it
                 _say({"error": type(exc).__name__, "pid": pid, "message": str(exc)[:2000]}, out)
                 return 1

@@ -33,6 +33,7 @@ from trialkit.services.enrolment import (
     list_participants,
     withdraw,
 )
+from trialkit.services.integrity import verify
 from trialkit.store.models import AuditEvent, Envelope, Participant
 
 PER_STRATUM = 3
@@ -259,6 +260,29 @@ def test_randomizing_gives_a_number_and_a_label_code_and_takes_the_next_envelope
     assert [(e.entity_id, e.user_name) for e in events] == [
         (second, "cora"), (other, "cora"), (first, "cora")]
     assert json.loads(events[0].after_json or "{}")["envelope"] == "TWH-CM#1"
+
+
+def test_the_randomize_event_records_the_participant_before_and_after(box: Box) -> None:
+    pid = box.screen().id
+    consented_on = box.clock.now().date().isoformat()
+    consent_on(box, pid)
+    box.baseline(pid)
+    r = box.randomize(pid)
+    [event] = box.events("participant.randomize")
+    before, after = json.loads(event.before_json or "{}"), json.loads(event.after_json or "{}")
+    # what randomizing changes, and nothing else
+    assert {k for k in after if after[k] != before.get(k)} == {
+        "randomization_number", "label_code", "envelope"}
+    assert (before["randomization_number"], before["label_code"], before["envelope"]) == (
+        None, None, None)
+    assert (after["randomization_number"], after["label_code"], after["envelope"]) == (
+        "R0001", r.label_code, "TWH-CM#1")
+    assert (after["id"], after["site"], after["stratum"], after["consent_date"]) == (
+        pid, "TWH", "TWH-CM", consented_on)
+    assert not {"arm", "arm_code", "treatment"} & set(after)  # blinded
+    with box.tx() as s:
+        report = verify(s)
+    assert report.ok, report.problem
 
 
 def test_randomizing_an_unknown_participant_is_invalid_input(box: Box) -> None:

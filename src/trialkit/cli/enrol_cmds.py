@@ -124,11 +124,12 @@ def randomize(
     ctx: typer.Context, pid: Annotated[str, typer.Argument(help="Participant id")]
 ) -> None:
     """Randomize: prints the randomization number and label code, never the arm."""
-    from trialkit.services.randomization import randomize_in_turn
+    from trialkit.services.enrolment import randomize as do_randomize
 
     c = cli(ctx)
     actor = c.actor()
-    r = randomize_in_turn(c.engine(), actor, pid, clock=c.clock())
+    with c.write() as s:
+        r = do_randomize(s, actor, pid, clock=c.clock())
     note = " (already randomized; no envelope used)" if r.already else ""
     c.emit(
         {

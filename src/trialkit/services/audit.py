@@ -43,14 +43,6 @@ def lock_chain(session: Session) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
 
 
-# The chain head as two scalar subqueries, for a caller that reads it together with its own
-# rows in one statement, under the write lock, and builds its rows with :func:`chained_rows`.
-HEAD_SEQ = _HEAD_ROW.with_only_columns(EVENTS.c.seq).scalar_subquery().label("audit_head_seq")
-HEAD_HASH = (
-    _HEAD_ROW.with_only_columns(EVENTS.c.hash).scalar_subquery().label("audit_head_hash")
-)
-
-
 def _chain_head(session: Session) -> tuple[int, str]:
     # Two transactions must never both read the same head and fork the chain: every write
     # transaction holds the write lock (store.db); the head is cached for the transaction.

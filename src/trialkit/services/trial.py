@@ -117,11 +117,6 @@ def ensure_unlocked(session: Session) -> None:
 _PARSED: dict[str, Protocol] = {}
 
 
-def cached_protocol(sha: str) -> Protocol | None:
-    """The stored protocol of this hash if this process has parsed it already."""
-    return _PARSED.get(sha)
-
-
 def stored_protocol(session: Session) -> Protocol:
     """The protocol this database was created from (never re-read from a file)."""
     sha = session.exec(select(Trial.protocol_sha256).where(Trial.id == 1)).first()

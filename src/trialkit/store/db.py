@@ -101,24 +101,6 @@ def _pg_on_begin(conn: Any) -> None:
 _PG_WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 
 
-def begin_write(dbapi_conn: Any, dialect_name: str) -> None:
-    """Begin a write transaction on a bare driver connection as the engine's own write
-    transactions begin: holding the write lock (see ``store.prepared``)."""
-    if dialect_name == "sqlite":
-        _begin_immediate(dbapi_conn)
-    elif dialect_name == "postgresql":
-        dbapi_conn.execute(_PG_WRITE_LOCK)  # psycopg opens the transaction with it
-    else:
-        raise NotImplementedError(f"no write lock for {dialect_name}")
-
-
-def begin_read(dbapi_conn: Any, dialect_name: str) -> None:
-    """Begin a read transaction on a bare driver connection (no write lock)."""
-    if dialect_name == "sqlite":
-        dbapi_conn.execute("BEGIN")
-    # psycopg opens a transaction with the first statement
-
-
 def takes_write_lock_at_begin(conn: Connection) -> bool:
     """Whether this connection's transaction began by taking the write lock: every write
     transaction of an engine from :func:`make_engine` does (SQLite: BEGIN IMMEDIATE)."""

@@ -176,10 +176,11 @@ class TrialDatabase:
 
     def randomize(self, actor: Actor, pid: str) -> Randomization:
         """Claim the next sealed envelope: a randomization number and label code, no arm."""
-        from trialkit.services.randomization import randomize_in_turn
+        from trialkit.services.enrolment import randomize
+        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label):
-            return randomize_in_turn(self.engine, actor, pid, clock=self.clock)
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return randomize(session, actor, pid, clock=self.clock)
 
     def withdraw(self, actor: Actor, pid: str, *, reason: str) -> ParticipantView:
         """Withdraw a participant, keeping what was recorded."""
