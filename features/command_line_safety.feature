@@ -11,3 +11,17 @@ Feature: A command line that cannot lose a trial or give away a secret
       When the admin creates the trial there from the command line
       Then the output names the database as "postgresql+psycopg://USER@HOST/DB"
       And the password appears nowhere in what the command printed
+
+  Rule: The demo never costs anyone a trial
+
+    Scenario Outline: A trainer's demo command refuses a database that holds the live trial
+      Given the live KetHead trial in the database "trial.db"
+      When a trainer runs "<command>" with that database
+      Then the command is refused, naming the live trial "KETHEAD"
+      And the demo password is not printed
+      And the live trial is exactly as it was
+
+      Examples:
+        | command               |
+        | trialkit demo --fresh |
+        | trialkit demo         |

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from trialkit.domain.clock import SystemClock
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
+from trialkit.domain.errors import Refused
 from trialkit.domain.protocol import LoadedProtocol, Protocol, load_protocol, protocol_from_text
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
@@ -23,9 +24,18 @@ from trialkit.services.diary import infuse
 from trialkit.services.diary_import import record_days
 from trialkit.services.enrolment import consent, randomize, screen
 from trialkit.services.pharmacy import dispense, dispense_queue, dispensed_ids
-from trialkit.services.setup import initialize
+from trialkit.services.setup import found_trial, initialize
 from trialkit.services.users import create_user
-from trialkit.store.db import make_engine, normalize_url, sqlite_path, transaction
+from trialkit.store.db import (
+    check_reachable,
+    make_engine,
+    make_inspecting_engine,
+    normalize_url,
+    sqlite_path,
+    transaction,
+)
+from trialkit.store.schema import erase
+from trialkit.store.urls import public_url
 
 DEMO_PASSWORD = "kethead-demo"
 
@@ -225,14 +235,37 @@ def _infuse_and_follow_up(engine: Engine, clock: DemoClock) -> None:
 
 
 def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
-    """Create the demo trial in ``db`` (kept as it is if it already exists, unless ``fresh``)."""
+    """Create the demo trial in ``db``: in a new (or empty) database, or over the demo
+    ``trialkit demo`` built there before (kept as it is unless ``fresh``). A database that
+    holds any other trial, or anything else, is refused and left untouched: the demo must
+    never cost anyone a trial, nor hand out its passwords for one it did not build."""
     users = [(DEMO_ADMIN, Role.ADMIN.value)] + [(n, r.value) for n, r, _s, _c in DEMO_USERS]
+    shown = public_url(db)
     path = sqlite_path(normalize_url(db))
-    if path is not None and path.exists():
-        if not fresh:
-            return DemoSummary(database=db, created=False, users=users)
-        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            p.unlink(missing_ok=True)
+    if path is None or path.exists():
+        engine = make_inspecting_engine(db)
+        try:
+            check_reachable(engine)
+            found = found_trial(engine)
+            if found is not None and not found.is_demo:
+                raise Refused(
+                    f"{shown} holds {found.describe()}, not the demo: `trialkit demo` only "
+                    "builds a new database or rebuilds its own demo; nothing was changed "
+                    "(give another --db)"
+                )
+            if found is not None and not fresh:
+                return DemoSummary(database=shown, created=False, users=users)
+        finally:
+            engine.dispose()
+        if found is not None and path is None:
+            writer = make_engine(db)
+            try:
+                erase(writer)
+            finally:
+                writer.dispose()
+        if found is not None and path is not None:
+            for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                p.unlink(missing_ok=True)
     # Late enough that the story (baseline, randomization, follow-up) ends before now.
     clock = DemoClock(SystemClock().now() - timedelta(days=DEMO_DAYS_AGO))
     engine = make_engine(db, must_exist=False)
@@ -243,6 +276,7 @@ def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
             admin=DEMO_ADMIN,
             admin_password=DEMO_PASSWORD,
             training=True,
+            demo=True,
             clock=clock,
         )
         with transaction(engine) as s:
@@ -266,4 +300,4 @@ def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
         _infuse_and_follow_up(engine, clock)
     finally:
         engine.dispose()
-    return DemoSummary(database=db, created=True, users=users)
+    return DemoSummary(database=shown, created=True, users=users)

@@ -13,9 +13,11 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.cli.test_cli import Run, trialkit
-from tests.conftest import ADMIN, KETHEAD, PASSWORD, PG_URL, pg_schema_url
-from trialkit.store.db import normalize_url
+from tests.cli.test_cli import Run, State, state_of, trialkit
+from tests.conftest import ADMIN, KETHEAD, PASSWORD, PG_URL, SteppingClock, pg_schema_url
+from trialkit.domain.protocol import load_protocol
+from trialkit.services.setup import initialize
+from trialkit.store.db import make_engine, normalize_url
 
 scenarios("command_line_safety.feature")
 
@@ -27,6 +29,7 @@ class World:
     workdir: Path
     db: str = ""
     runs: list[Run] = field(default_factory=list)
+    before: State | None = None
 
     @property
     def last(self) -> Run:
@@ -85,3 +88,52 @@ def names_database(world: World, shape: str) -> None:
 def no_password(world: World) -> None:
     for run in world.runs:
         assert DB_PASSWORD not in run.out + run.err
+
+
+# --- Rule: the demo never costs anyone a trial -----------------------------------------------
+
+# What README tells every trainee: the one password of every demo user.
+DEMO_PASSWORD = "kethead-demo"
+
+
+def trial_state(world: World) -> State:
+    engine = make_engine(world.db)
+    try:
+        return state_of(engine)
+    finally:
+        engine.dispose()
+
+
+@given(parsers.parse('the live KetHead trial in the database "{name}"'))
+def live_trial(world: World, name: str, clock: SteppingClock) -> None:
+    world.db = str(world.workdir / name)
+    engine = make_engine(world.db, must_exist=False)
+    initialize(engine, load_protocol(KETHEAD), admin=ADMIN, admin_password=PASSWORD,
+               training=False, clock=clock)
+    engine.dispose()
+    world.before = trial_state(world)
+
+
+@when(parsers.parse('a trainer runs "{command}" with that database'))
+def trainer_runs(world: World, command: str) -> None:
+    words = command.split()
+    assert words[0] == "trialkit"
+    world.runs.append(trialkit(*words[1:], db=world.db, cwd=world.workdir, user=None,
+                               password=None))
+
+
+@then(parsers.parse('the command is refused, naming the live trial "{code}"'))
+def refused_naming(world: World, code: str) -> None:
+    assert world.last.code == 1, world.last.err
+    assert f"LIVE trial {code}" in world.last.err
+    assert "nothing was changed" in world.last.err
+
+
+@then("the demo password is not printed")
+def no_demo_password(world: World) -> None:
+    assert DEMO_PASSWORD not in world.last.out + world.last.err
+
+
+@then("the live trial is exactly as it was")
+def trial_unchanged(world: World) -> None:
+    assert trial_state(world) == world.before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -14,6 +16,8 @@ from trialkit.services.actor import SYSTEM
 from trialkit.services.trial import create_trial
 from trialkit.services.users import create_user, validate_name
 from trialkit.store import schema
+from trialkit.store.db import read_only
+from trialkit.store.models import Trial
 
 
 def initialize(
@@ -24,8 +28,10 @@ def initialize(
     admin_password: str,
     training: bool,
     clock: Clock,
+    demo: bool = False,
 ) -> None:
-    """Apply the migrations, store the protocol and create the first admin."""
+    """Apply the migrations, store the protocol and create the first admin (``demo``: this
+    is the throwaway training trial of ``trialkit demo``)."""
     validate_name(admin)
     check_new_password(admin_password)
     revision = schema.schema_revision(engine)
@@ -36,7 +42,7 @@ def initialize(
         if revision is None:
             schema.upgrade_on(conn)
         session = Session(bind=conn)
-        create_trial(session, loaded, training=training, clock=clock)
+        create_trial(session, loaded, training=training, clock=clock, demo=demo)
         create_user(
             session,
             SYSTEM,
@@ -49,6 +55,43 @@ def initialize(
         )
         session.flush()
         session.close()
+
+
+@dataclass(frozen=True)
+class FoundTrial:
+    """The trial a database already holds, as `trialkit demo` must know it before it may
+    touch that database."""
+
+    trial_code: str
+    protocol_version: str
+    training: bool
+    demo: bool
+
+    @property
+    def is_demo(self) -> bool:
+        """The throwaway trial `trialkit demo` built: the only one it may rebuild."""
+        return self.training and self.demo
+
+    def describe(self) -> str:
+        kind = "the demo training trial" if self.is_demo else (
+            "the training trial" if self.training else "the LIVE trial")
+        return f"{kind} {self.trial_code} (protocol {self.protocol_version})"
+
+
+def found_trial(engine: Engine) -> FoundTrial | None:
+    """What an existing database holds: None if it is empty (no tables at all), else its
+    trial. A database holding something other than a trialkit trial is refused."""
+    revision = schema.schema_revision(engine)
+    if revision is None:
+        if schema.table_names(engine):
+            raise Refused("this database holds tables but no trialkit trial; it was not touched")
+        return None
+    schema.check_current(engine)
+    with read_only(engine) as session:
+        trial = session.get(Trial, 1)
+        if trial is None:
+            raise Refused("this database holds a trialkit schema but no trial; it was not touched")
+        return FoundTrial(trial.trial_code, trial.protocol_version, trial.training, trial.demo)
 
 
 def upgrade_schema(engine: Engine) -> str:

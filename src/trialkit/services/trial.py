@@ -44,6 +44,8 @@ def trial_snapshot(session: Session, t: Trial) -> dict[str, Any]:
         "protocol_version": t.protocol_version,
         "protocol_sha256": t.protocol_sha256,
         "training": t.training,
+        # Only for the demo, so the events of every other trial still match their trial row.
+        **({"demo": True} if t.demo else {}),
         "sites": {s.code: s.target for s in sites},
         "locked_at": t.locked_at.isoformat() if t.locked_at else None,
         # Only once locked, so the events of databases created before the lock existed
@@ -53,9 +55,12 @@ def trial_snapshot(session: Session, t: Trial) -> dict[str, Any]:
 
 
 def create_trial(
-    session: Session, loaded: LoadedProtocol, *, training: bool, clock: Clock
+    session: Session, loaded: LoadedProtocol, *, training: bool, clock: Clock, demo: bool = False
 ) -> Trial:
-    """Store the protocol (text, version, hash) and its sites. A database holds one trial."""
+    """Store the protocol (text, version, hash) and its sites. A database holds one trial.
+    ``demo`` marks the throwaway training trial of ``trialkit demo`` (a training trial)."""
+    if demo and not training:
+        raise InvalidInput("only a training trial can be the demo")
     existing = session.get(Trial, 1)
     if existing is not None:
         raise Refused(
@@ -71,6 +76,7 @@ def create_trial(
         protocol_sha256=loaded.sha256,
         protocol_text=loaded.text,
         training=training,
+        demo=demo,
         created_at=clock.now(),
     )
     session.add(trial)

@@ -133,6 +133,19 @@ def make_engine(db: str, *, must_exist: bool = True, **kwargs: Any) -> Engine:
     return engine
 
 
+def make_inspecting_engine(db: str) -> Engine:
+    """An engine that can only look at an existing database: a SQLite file opened read-only
+    (and without the journal-mode and other settings :func:`make_engine` applies, which
+    would change a file that may not be trialkit's at all)."""
+    url = normalize_url(db)
+    path = sqlite_path(url)
+    if path is None:
+        return make_engine(db)
+    if not path.exists():
+        raise InvalidInput(f"no database at {path}")
+    return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+
+
 def check_reachable(engine: Engine) -> None:
     """Connect once, turning a driver failure into one clear line."""
     try:

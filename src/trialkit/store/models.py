@@ -27,6 +27,8 @@ class Trial(SQLModel, table=True):
     protocol_sha256: str = Field(sa_column=Column(String(64), nullable=False))
     protocol_text: str = Field(sa_column=Column(Text, nullable=False))
     training: bool = Field(default=False)
+    # Built by `trialkit demo`: the only trial `demo --fresh` may erase (with training).
+    demo: bool = Field(default=False)
     created_at: datetime = Field(sa_column=_utc())
     locked_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     locked_by: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from trialkit.domain.errors import InvalidInput, Refused
 
 # Every revision this trialkit knows, oldest first. A test keeps it equal to Alembic's view.
-KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005")
 SCHEMA_HEAD = KNOWN_REVISIONS[-1]
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -21,6 +21,26 @@ def schema_revision(engine: Engine) -> str | None:
             return None
         row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
     return None if row is None else str(row[0])
+
+
+def table_names(engine: Engine) -> list[str]:
+    """The tables (and nothing else) in the database's default schema."""
+    with engine.connect() as conn:
+        return inspect(conn).get_table_names()
+
+
+def erase(engine: Engine) -> None:
+    """Drop every table of the database's default schema, and trialkit's own trigger
+    function, in one transaction: for `trialkit demo --fresh` on a server database, after
+    it has checked that the database holds its own demo and nothing else."""
+    from sqlalchemy import MetaData
+
+    with engine.begin() as conn:
+        tables = MetaData()
+        tables.reflect(conn)
+        tables.drop_all(conn)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP FUNCTION IF EXISTS audit_event_append_only()"))
 
 
 def upgrade_on(conn: Connection) -> None:
