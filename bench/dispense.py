@@ -157,7 +157,8 @@ def main() -> int:
                 begin = time.perf_counter()
                 with transaction(engine) as s:
                     done = pharmacy.dispense(s, phil, pid, password=PASSWORD, clock=clock,
-                                             lots=LOTS, checked_by="pia")
+                                             lots=LOTS, checked_by="pia",
+                                             checker_password=PASSWORD)
                 per_call.append(time.perf_counter() - begin)
                 assert done.record is not None
             watch.on = False

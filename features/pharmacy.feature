@@ -43,6 +43,16 @@ Feature: Preparing the study infusion in the research pharmacy
       And my dispense queue at "TWH" lists "TWH-002, TWH-003, TWH-004"
       And "pia" can read the lots "K2403-117" and "K2403-118" of "TWH-001" again
 
+    Scenario: My colleague signs her check with her own password
+      When "pia" checks my preparation of "TWH-001" with the lots "bolus=K2403-117, infusion=K2403-118" and signs with her password
+      Then the preparation of "TWH-001" is recorded as prepared by "phil" and checked by "pia"
+      And the record says "pia" signed the check when it was recorded
+
+    Scenario: A check signed with a wrong password records nothing
+      When "pia" checks my preparation of "TWH-001" with the lots "bolus=K2403-117, infusion=K2403-118" and signs with the password "not-her-password"
+      Then I am refused: "the check by pia is not signed: wrong password"
+      And nothing has been recorded but a failed sign-in of "pia", which counts towards locking her account
+
     Scenario: The checker must differ from the preparer
       When I record the preparation of "TWH-001" with the lots "bolus=K2403-117, infusion=K2403-118", checked by "phil"
       Then I am refused: "phil prepared it, so cannot also check it"

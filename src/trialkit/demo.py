@@ -206,6 +206,7 @@ def _prepare_participants(engine: Engine, clock: DemoClock) -> None:
                 clock=clock,
                 lots=DEMO_LOTS[opened.arm_code],
                 checked_by="pia",
+                checker_password=DEMO_PASSWORD,
                 print_labels=True,
             )
 

@@ -140,6 +140,7 @@ def trialkit(db: Path, at: str, who: str | None,
              args: list[str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIALKIT_")}
     env |= {"TRIALKIT_PASSWORD": PASSWORD, "TRIALKIT_NEW_PASSWORD": PASSWORD,
+            "TRIALKIT_CHECKER_PASSWORD": PASSWORD,
             "TRIALKIT_CLOCK": day(at)}
     if who:
         env["TRIALKIT_USER"] = who

@@ -78,16 +78,23 @@ FLOW: list[tuple[str, str | None, list[str]]] = [
     ("own check", "phil", ["dispense", "TWH-003", *KET_LOTS, "--checked-by", "phil"]),
     ("not randomized", "phil", ["dispense", "TWH-006"]),
     ("labels before dispensing", "phil", ["label", "TWH-003", "--out", "FILE/early.pdf"]),
+    # the checker signs the check with their own password (TRIALKIT_CHECKER_PASSWORD)
+    ("wrong checker password", "phil", ["dispense", "TWH-003", *KET_LOTS, "--checked-by", "pia"]),
+    ("no checker password", "phil", ["dispense", "TWH-003", *KET_LOTS, "--checked-by", "pia"]),
 ]
+# TRIALKIT_CHECKER_PASSWORD is PASSWORD (pia's) unless a step says otherwise (None: unset)
+CHECKER_PASSWORDS: dict[str, str | None] = {"wrong checker password": "not-pias-password",
+                                            "no checker password": None}
 MISTAKES = {"label-out not a pdf", "label-out in no folder", "lot of the wrong shape",
-            "lot without a preparation", "unknown participant", "no reason", "blank reason"}
+            "lot without a preparation", "unknown participant", "no reason", "blank reason",
+            "no checker password"}
 PERMISSION_REFUSALS = {"coordinator dispenses": "dispense.refused",
                        "coordinator reprints": "label.refused",
                        "monitor unblinds": "unblind.refused",
                        "investigator unblinds": "unblind.refused",
                        "admin dispenses": "dispense.refused"}
 REFUSALS = set(PERMISSION_REFUSALS) | {"dispensed again", "own check", "not randomized",
-                                       "labels before dispensing"}
+                                       "labels before dispensing", "wrong checker password"}
 
 
 @dataclass(frozen=True)
@@ -119,12 +126,13 @@ def audit_actions(url: str) -> list[str]:
         return [row[0] for row in conn.execute("SELECT action FROM audit_event ORDER BY seq")]
 
 
-def invoke(url: str, who: str | None, args: list[str], clock: str) -> tuple[int, str, str]:
+def invoke(url: str, who: str | None, args: list[str], clock: str,
+           checker_password: str | None = PASSWORD) -> tuple[int, str, str]:
     """``trialkit --db URL [--user WHO] ARGS`` in process, as ``python -m trialkit`` runs
     it: a domain error becomes one line on stderr and its exit status."""
     options = ["--db", url] + (["--user", who] if who else [])
     env = {"TRIALKIT_CLOCK": clock, "TRIALKIT_PASSWORD": PASSWORD, "TRIALKIT_DB": None,
-           "TRIALKIT_USER": None}
+           "TRIALKIT_USER": None, "TRIALKIT_CHECKER_PASSWORD": checker_password}
     engines: list[Engine] = []
 
     def recorded(*a: Any, **k: Any) -> Engine:
@@ -156,7 +164,8 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
         for name, who, args in FLOW:
             before = len(audit_actions(world.url))
             args = [a.replace("FILE/", f"{folder}/") for a in args]
-            code, out, err = invoke(world.url, who, args, clock)
+            code, out, err = invoke(world.url, who, args, clock,
+                                    CHECKER_PASSWORDS.get(name, PASSWORD))
             played.printed[name] = Shown(code, out, err,
                                          tuple(audit_actions(world.url)[before:]))
         yield played
@@ -174,6 +183,8 @@ def test_a_mistake_or_a_refusal_is_one_line_and_writes_nothing_but_its_audit(flo
         assert shown.stderr.count("\n") == 1 and "Traceback" not in shown.stderr, name
         assert shown.stderr.startswith("Error: " if name in MISTAKES else "Refused: "), name
         allowed = {"login", PERMISSION_REFUSALS.get(name, "login")}
+        if name == "wrong checker password":  # pia's failed sign-in, as any other
+            allowed.add("login.fail")
         assert set(shown.new_events) <= allowed, (name, shown.new_events)
     for name, action in PERMISSION_REFUSALS.items():
         assert action in flow[name].new_events, name
@@ -196,6 +207,8 @@ def test_refusals_say_what_is_missing(flow: Flow) -> None:
         "lot without a preparation": "lot 'K2403-117': write it as KEY=VALUE",
         "own check": "phil prepared it, so cannot also check it",
         "not randomized": "TWH-006 has not been randomized",
+        "wrong checker password": "the check by pia is not signed: wrong password",
+        "no checker password": "no password given: set TRIALKIT_CHECKER_PASSWORD",
     }
     for name, message in expected.items():
         assert message in flow[name].stderr, name
@@ -222,9 +235,21 @@ def test_the_pharmacist_is_shown_the_arm_marked_unblinded(flow: Flow) -> None:
     recorded = flow["record ketamine"].stdout
     assert "checked by pia" in recorded and "Lots: bolus K2403-117, infusion K2403-118" in recorded
     doc = json.loads(flow["record placebo"].stdout)
+    assert (doc["preparation"]["checked_by"], doc["preparation"]["check_signed_at"]) == (
+        "pia", doc["preparation"]["prepared_at"])
     assert (doc["training"], doc["unblinded"], doc["arm"]) == (True, True, "PLA")
     assert doc["preparation"]["lots"] == {"bolus": "S2311-042", "infusion": "NS-2311-0043-BAG"}
     assert [p["volume_ml"] for p in doc["preparations"]] == ["7.0", "210.0"]
+
+
+def test_the_checker_signs_with_their_own_password(flow: Flow) -> None:
+    """pia's password verified as her sign-in (an audited login, or a failed one that
+    counts towards her lockout); without it nothing is recorded."""
+    recorded = flow["record ketamine"]
+    assert re.search(r"The check signed by pia \d{4}-\d\d-\d\d \d\d:\d\d UTC", recorded.stdout)
+    assert recorded.new_events == ("login", "login", "envelope.open", "preparation.record")
+    assert flow["wrong checker password"].new_events == ("login", "login.fail")
+    assert flow["no checker password"].new_events == ("login",)  # phil's own sign-in
 
 
 def test_the_labels_of_both_arms_differ_only_in_identifiers_and_times(flow: Flow) -> None:

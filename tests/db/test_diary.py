@@ -148,7 +148,8 @@ def enrolled(box: Box, site: str = "TWH") -> str:
 def dispensed(box: Box, pid: str) -> None:
     with box.tx() as s:
         dispense(s, box.actor("phil"), pid, password=PASSWORD, clock=box.clock,
-                 lots={p.id: "LOT-1" for p in PROTOCOL.dosing.preparations}, checked_by="pia")
+                 lots={p.id: "LOT-1" for p in PROTOCOL.dosing.preparations}, checked_by="pia",
+                 checker_password=PASSWORD)
 
 
 def infused(box: Box, *, days_later: int = 1) -> str:

@@ -94,7 +94,7 @@ def build_export_world(backend: str, folder: Path, *, training: bool = False
         for pid in INFUSED:
             with transaction(w.engine) as s:
                 dispense(s, phil, pid, password=PASSWORD, clock=clock, lots=LOTS[ARMS[pid]],
-                         checked_by="pia")
+                         checked_by="pia", checker_password=PASSWORD)
             with transaction(w.engine) as s:
                 infuse(s, cora, pid, on=day0, clock=clock)
         clock.advance(days=FOLLOW_UP_DAYS)

@@ -29,6 +29,7 @@ from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, ad
 from tests.db.test_allocation import empty_database
 from tests.unit.test_labels import differences, page_texts, render
 from trialkit.domain.errors import (
+    AccountLocked,
     AuthenticationFailed,
     InvalidInput,
     NotFound,
@@ -43,7 +44,7 @@ from trialkit.labels import LabelSheet, render_labels
 from trialkit.services import audit, integrity
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import seal_lists
-from trialkit.services.auth import login
+from trialkit.services.auth import MAX_FAILURES, login
 from trialkit.services.enrolment import ParticipantView, list_participants, randomize, withdraw
 from trialkit.services.envelopes import EnvelopeBroken
 from trialkit.services.pharmacy import (
@@ -59,7 +60,7 @@ from trialkit.services.setup import initialize
 from trialkit.services.unblinding import Unblinding, unblind
 from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, read_only, transaction
-from trialkit.store.models import AuditEvent, Envelope, Participant, Preparation, Trial
+from trialkit.store.models import AuditEvent, Envelope, Participant, Preparation, Trial, User
 
 # Every stratum's list reads KET, PLA, KET, PLA, ...: so are the participants randomized.
 ARMS = {"TWH-001": "KET", "TWH-002": "PLA", "TWH-003": "KET", "TWH-004": "PLA",
@@ -171,6 +172,10 @@ class Box:
 
     def dispense(self, pid: str, *, by: str = "phil", password: str = PASSWORD,
                  **record: Any) -> Dispensing:
+        """Open the envelope; with ``checked_by`` the checker signs with their password
+        (every user's is PASSWORD) unless ``checker_password`` says otherwise."""
+        if "checked_by" in record:
+            record.setdefault("checker_password", PASSWORD)
         with self.tx() as s:
             return dispense(s, self.actor(by), pid, password=password, clock=self.clock,
                             **record)
@@ -224,6 +229,11 @@ class Box:
     def preparation(self, pid: str) -> Preparation | None:
         with self.tx() as s:
             return s.get(Preparation, pid)
+
+    def failed_sign_ins(self, name: str) -> int:
+        """The user's wrong passwords in a row (what their lockout counts)."""
+        with self.tx() as s:
+            return s.exec(select(User).where(User.name == name)).one().failed_logins
 
     def state(self) -> tuple[int, int, int, str]:
         """Audit events, preparations, participants flagged as unblinded, and the chain
@@ -356,6 +366,66 @@ def test_recording_the_preparation(box: Box) -> None:
     assert [e.action for e in box.events()[-2:]] == ["envelope.open", "preparation.record"]
     assert box.participants()["TWH-002"].status == "dispensed"
     assert box.verify().ok
+
+
+def test_the_checker_signs_the_check_with_their_own_password(box: Box) -> None:
+    box.clock.advance(minutes=7)
+    signed_at = box.clock.now()
+    d = box.prepare("TWH-001")
+    assert d.record is not None
+    assert (d.record.checked_by, d.record.checked_at) == ("pia", signed_at)
+    prep = box.preparation("TWH-001")
+    assert prep is not None and (prep.checked_by, prep.checked_at) == ("pia", signed_at)
+    # the check was verified as pia's sign-in, and the record says it was signed
+    actions = [(e.action, e.user_name) for e in box.events()[-3:]]
+    assert actions == [("login", "pia"), ("envelope.open", "phil"),
+                       ("preparation.record", "phil")]
+    after = json.loads(box.events("preparation.record")[-1].after_json or "")
+    assert (after["checked_by"], after["check_signed_at"]) == ("pia", signed_at.isoformat())
+    assert box.verify().ok
+
+
+def pia_failures(box: Box) -> int:
+    return box.failed_sign_ins("pia")
+
+
+@pytest.mark.parametrize("password", ["not-pias-password", PASSWORD.upper()])
+def test_a_wrong_checker_password_records_nothing_but_the_failed_sign_in(
+    box: Box, password: str
+) -> None:
+    before, failures = box.state(), pia_failures(box)
+    err = box.refused(AuthenticationFailed, lambda: box.dispense(
+        "TWH-001", lots=LOTS["KET"], checked_by="pia", checker_password=password))
+    assert "the check by pia is not signed: wrong password" in err.message
+    # as a wrong sign-in of pia's: counted towards her lockout and audited, nothing else
+    assert pia_failures(box) == failures + 1
+    events, preps, flagged, _head = box.state()
+    assert (events, preps, flagged) == (before[0] + 1, before[1], before[2])
+    [failed] = box.events()[-1:]
+    assert (failed.action, failed.user_name, failed.entity_id) == ("login.fail", "pia", "pia")
+    assert "TWH-001" in [e.participant_id for e in box.queue()]
+
+
+def test_wrong_checker_passwords_lock_the_checker_as_wrong_sign_ins_do(box: Box) -> None:
+    for _ in range(MAX_FAILURES):
+        box.refused(AuthenticationFailed, lambda: box.dispense(
+            "TWH-001", lots=LOTS["KET"], checked_by="pia", checker_password="guess"))
+    # now even the right password does not sign: pia's account is locked, as after
+    # MAX_FAILURES wrong sign-ins
+    err = box.refused(AuthenticationFailed, lambda: box.prepare("TWH-001"))
+    assert "the check by pia is not signed" in err.message and "locked" in err.message
+    with box.tx() as s:
+        with pytest.raises(AccountLocked):
+            login(s, "pia", PASSWORD, clock=box.clock)
+    assert box.preparation("TWH-001") is None
+
+
+def test_the_check_needs_the_checkers_password(box: Box) -> None:
+    before = box.state()
+    err = box.refused(InvalidInput, lambda: box.dispense(
+        "TWH-001", lots=LOTS["KET"], checked_by="pia", checker_password=""))
+    assert "pia signs the check with their own password" in err.message
+    assert box.state() == before
 
 
 def test_lower_case_lots_are_taken_in_capitals(box: Box) -> None:

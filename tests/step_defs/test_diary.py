@@ -88,7 +88,7 @@ class DiaryWorld(EnrolmentWorld):
         lots = {p.id: "LOT-7" for p in PROTOCOL.dosing.preparations}
         with transaction(self.engine) as s:
             dispense(s, self.actor("phil"), pid, password=PASSWORD, clock=self.clock,
-                     lots=lots, checked_by="pia")
+                     lots=lots, checked_by="pia", checker_password=PASSWORD)
         with transaction(self.engine) as s:
             infuse(s, self.actor(self.me), pid, on=self.clock.now().date(), clock=self.clock)
 

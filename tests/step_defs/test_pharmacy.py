@@ -52,6 +52,7 @@ class PharmacyWorld:
     before: tuple[int, int, int, str] = (0, 0, 0, "")  # the stored state before that "When"
     events_before: int = 0
     labels: dict[str, LabelSheet] = field(default_factory=dict)
+    failures_before: int = 0  # a user's failed sign-ins before the "When"
 
     def attempt(self, action: Callable[[], Any]) -> None:
         """Do what a "When" step says, keeping the result or the refusal."""
@@ -208,6 +209,39 @@ def record_preparation(world: PharmacyWorld, pid: str, lots: str, checker: str) 
                     '"{checker}", and print its labels'))
 def record_and_label(world: PharmacyWorld, pid: str, lots: str, checker: str) -> None:
     record(world, pid, lots, checker, labels=True)
+
+
+@when(parsers.parse('"{checker}" checks my preparation of "{pid}" with the lots "{lots}" and '
+                    "signs with her password"))
+def checked_and_signed(world: PharmacyWorld, checker: str, pid: str, lots: str) -> None:
+    record(world, pid, lots, checker, labels=False)  # every user's password is PASSWORD
+
+
+@when(parsers.parse('"{checker}" checks my preparation of "{pid}" with the lots "{lots}" and '
+                    'signs with the password "{password}"'))
+def checked_with_password(world: PharmacyWorld, checker: str, pid: str, lots: str,
+                          password: str) -> None:
+    world.failures_before = world.box.failed_sign_ins(checker)
+    world.attempt(lambda: world.box.dispense(pid, by=world.me, lots=lots_of(lots),
+                                             checked_by=checker, checker_password=password))
+
+
+@then(parsers.parse('the record says "{checker}" signed the check when it was recorded'))
+def check_signed(world: PharmacyWorld, checker: str) -> None:
+    record = world.outcome.record
+    assert (record.checked_by, record.checked_at) == (checker, record.prepared_at)
+    [login, *_rest] = world.box.events()[world.events_before:]
+    assert (login.action, login.user_name) == ("login", checker)
+
+
+@then(parsers.parse('nothing has been recorded but a failed sign-in of "{who}", which counts '
+                    "towards locking her account"))
+def only_a_failed_sign_in(world: PharmacyWorld, who: str) -> None:
+    events, preps, flagged, _head = world.box.state()
+    assert (events, preps, flagged) == (world.before[0] + 1, *world.before[1:3])
+    assert world.new_events() == ["login.fail"]
+    assert world.box.events()[-1].user_name == who
+    assert world.box.failed_sign_ins(who) == world.failures_before + 1
 
 
 @given(parsers.parse('I have recorded the preparation of "{pid}", checked by "{checker}"'))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import col, select
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -27,7 +28,8 @@ from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.enrolment import randomize
-from trialkit.store.db import transaction
+from trialkit.store.db import read_only, transaction
+from trialkit.store.models import AuditEvent, Preparation, User
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
 from trialkit.tui.dialogs.password import PasswordDialog
 from trialkit.tui.dialogs.unblind import UnblindDialog
@@ -105,7 +107,8 @@ async def test_right_password_shows_the_unblinded_panel_and_recording_empties_th
         assert any(f"Arm: {a.name} ({a.code})" in text for a in ARMS)
         assert app.screen.query_one("#labels-path", Input).value == f"labels-{randomized}.pdf"
         prep_ids = [p.id for p in load_protocol(KETHEAD).protocol.dosing.preparations]
-        fill(pilot, checker="pia", **{"labels-path": str(tmp_path / "l.pdf")})
+        fill(pilot, checker="pia", **{"labels-path": str(tmp_path / "l.pdf"),
+                                      "checker-password": PASSWORD})
         fill(pilot, **{f"lot-{p}": "KT2403-17" for p in prep_ids})
         await press(pilot, "ctrl+s")
         assert isinstance(app.screen, LabelPreviewDialog)
@@ -127,12 +130,54 @@ async def test_checker_cannot_be_the_preparer(
         await sign_in(pilot, "phil")
         await open_envelope(pilot, PASSWORD)
         prep_ids = [p.id for p in load_protocol(KETHEAD).protocol.dosing.preparations]
-        fill(pilot, checker="phil", **{"labels-path": str(tmp_path / "l.pdf")})
+        fill(pilot, checker="phil", **{"labels-path": str(tmp_path / "l.pdf"),
+                                       "checker-password": PASSWORD})
         fill(pilot, **{f"lot-{p}": "KT2403-17" for p in prep_ids})
         await press(pilot, "ctrl+s")
         assert isinstance(app.screen, PreparationScreen)
         assert any("cannot also check it" in n for n in notifications(app))
         assert not (tmp_path / "l.pdf").exists()
+
+
+async def test_the_checker_signs_with_a_password_of_their_own(
+    engine: Engine, randomized: str, clock: SteppingClock, tmp_path: Path
+) -> None:
+    """The form's second password field: empty, it asks for it; wrong, pia's failed sign-in
+    is counted and nothing is recorded; right, the preparation records the signed check."""
+    app = app_for(engine, clock)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await sign_in(pilot, "phil")
+        await open_envelope(pilot, PASSWORD)
+        assert app.screen.query_one("#checker-password", Input).password  # not echoed
+        prep_ids = [p.id for p in load_protocol(KETHEAD).protocol.dosing.preparations]
+        fill(pilot, checker="pia", **{"labels-path": str(tmp_path / "l.pdf")})
+        fill(pilot, **{f"lot-{p}": "KT2403-17" for p in prep_ids})
+        await press(pilot, "ctrl+s")
+        assert isinstance(app.screen, PreparationScreen)
+        assert any("pia signs the check: they type their password" in n
+                   for n in notifications(app))
+        fill(pilot, **{"checker-password": "not-pias-password"})
+        await press(pilot, "ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, PreparationScreen)
+        assert any("the check by pia is not signed: wrong password" in n
+                   for n in notifications(app))
+        assert app.screen.query_one("#checker-password", Input).value == ""
+        assert not (tmp_path / "l.pdf").exists()
+        with read_only(engine) as s:
+            assert s.exec(select(User).where(User.name == "pia")).one().failed_logins == 1
+            last = s.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc())).first()
+            assert last is not None and (last.action, last.user_name) == ("login.fail", "pia")
+        fill(pilot, **{"checker-password": PASSWORD})
+        await pilot.press("ctrl+s")
+        for _ in range(400):  # not settle(): the recording worker ends as its screen closes
+            if isinstance(app.screen, LabelPreviewDialog):
+                break
+            await pilot.pause(0.05)
+        assert isinstance(app.screen, LabelPreviewDialog)
+    with read_only(engine) as s:
+        prep = s.get(Preparation, randomized)
+        assert prep is not None and (prep.checked_by, prep.checked_at) == ("pia", clock.now())
 
 
 async def test_coordinator_never_sees_the_pharmacy_keys(

@@ -135,6 +135,7 @@ def test_blinded_label_preview(
             if field.id and field.id.startswith("lot-"):
                 field.value = "KT2403-17"
         pilot.app.screen.query_one("#checker", Input).value = "pia"
+        pilot.app.screen.query_one("#checker-password", Input).value = PASSWORD
         await press(pilot, "ctrl+s")
         assert isinstance(pilot.app.screen, LabelPreviewDialog)
 

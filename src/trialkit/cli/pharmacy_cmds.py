@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 UNBLINDED = "UNBLINDED - for the research pharmacy only: do not show this to blinded staff"
 OPEN_PROMPT = "Password to open the envelope (custodian key of {}): "
+CHECKER_PROMPT = "Password of {}, who checked the preparation (signs the check): "
 
 
 def register(app: typer.Typer) -> None:
@@ -72,11 +73,24 @@ def _key_password(actor: "Actor", permission: "Permission", prompt: str) -> str:
     return ask_secret(prompt, "TRIALKIT_PASSWORD")
 
 
+def _checker_password(actor: "Actor", checked_by: str | None) -> str:
+    """The checker's own password, their signature of the check: asked (or read from
+    TRIALKIT_CHECKER_PASSWORD) before any transaction starts, and only when a checker is
+    named by someone the service will not refuse anyway."""
+    from trialkit.domain.roles import Permission
+
+    name = (checked_by or "").strip()
+    if not name or not actor.can(Permission.DISPENSE):
+        return ""
+    return ask_secret(CHECKER_PROMPT.format(name), "TRIALKIT_CHECKER_PASSWORD")
+
+
 def _record_doc(r: "PreparationRecord") -> dict[str, Any]:
     return {
         "prepared_at": r.prepared_at.isoformat(),
         "prepared_by": r.prepared_by,
         "checked_by": r.checked_by,
+        "check_signed_at": None if r.checked_at is None else r.checked_at.isoformat(),
         "expires_at": r.expires_at.isoformat(),
         "lots": r.lots,
         "label_prints": r.label_prints,
@@ -148,10 +162,16 @@ def _dispensing_text(d: "Dispensing") -> list[str]:
 
 def _record_text(r: "PreparationRecord") -> list[str]:
     lots = ", ".join(f"{prep} {lot}" for prep, lot in r.lots.items())
+    signed = (
+        "the check not signed (recorded before checks were signed)"
+        if r.checked_at is None
+        else f"the check signed by {r.checked_by} {_when(r.checked_at)}"
+    )
     return [
         f"Preparation: prepared {_when(r.prepared_at)} by {r.prepared_by}, checked by "
         f"{r.checked_by}; expires {_when(r.expires_at)}",
         f"  Lots: {lots}",
+        f"  {signed[0].upper()}{signed[1:]}",
     ]
 
 
@@ -218,12 +238,17 @@ def dispense(
     ] = None,
     checked_by: Annotated[
         str | None,
-        typer.Option("--checked-by", help="The second pharmacist who checked the preparation"),
+        typer.Option(
+            "--checked-by",
+            help="The second pharmacist who checked the preparation; they sign the check "
+            "with their password (asked, or TRIALKIT_CHECKER_PASSWORD)",
+        ),
     ] = None,
 ) -> None:
     """Open a participant's sealed envelope (pharmacist): shows the arm and how to prepare
-    it. With --lot and --checked-by the preparation is recorded; with --label-out its
-    labels are written too. Needs your password again to unlock your custodian key."""
+    it. With --lot and --checked-by the preparation is recorded (the checker signs with
+    their own password); with --label-out its labels are written too. Needs your password
+    again to unlock your custodian key."""
     from trialkit.domain.roles import Permission
     from trialkit.services.pharmacy import dispense as do_dispense
 
@@ -232,6 +257,7 @@ def dispense(
     lots = _pairs(lot, "lot") if lot else None
     actor = c.actor()
     password = _key_password(actor, Permission.DISPENSE, OPEN_PROMPT.format(actor.name))
+    checker_password = _checker_password(actor, checked_by)
     with c.write() as s:
         d = do_dispense(
             s,
@@ -241,6 +267,7 @@ def dispense(
             clock=c.clock(),
             lots=lots,
             checked_by=checked_by,
+            checker_password=checker_password,
             print_labels=out is not None,
         )
         if out is not None and d.labels is not None:

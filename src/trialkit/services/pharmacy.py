@@ -41,6 +41,7 @@ from trialkit.services.pharmacy_checks import (
     _randomized,
     _require,
     check_lots,
+    sign_check,
 )
 from trialkit.services.trial import ensure_unlocked, get_trial, stored_protocol
 from trialkit.store.models import Participant, Preparation
@@ -69,6 +70,7 @@ class PreparationRecord:
     prepared_at: datetime
     prepared_by: str
     checked_by: str
+    checked_at: datetime | None  # when the checker signed; None: recorded before signatures
     expires_at: datetime
     lots: dict[str, str]
     label_prints: int
@@ -97,8 +99,10 @@ class Dispensing:
 
 
 def preparation_snapshot(prep: Preparation) -> dict[str, Any]:
-    """A preparation as the audit trail records it: blinded, the sealed details as a hash."""
-    return {
+    """A preparation as the audit trail records it: blinded, the sealed details as a hash.
+    (A preparation recorded before checks were signed has no ``check_signed_at``, as its
+    audit events have none.)"""
+    snapshot: dict[str, Any] = {
         "participant": prep.participant_id,
         "prepared_at": prep.prepared_at.astimezone(UTC).isoformat(),
         "prepared_by": prep.prepared_by,
@@ -107,6 +111,9 @@ def preparation_snapshot(prep: Preparation) -> dict[str, Any]:
         "sealed_details": hashlib.sha256(prep.sealed_details).hexdigest(),
         "label_prints": prep.label_prints,
     }
+    if prep.checked_at is not None:
+        snapshot["check_signed_at"] = prep.checked_at.astimezone(UTC).isoformat()
+    return snapshot
 
 
 def dispensed_ids(session: Session) -> set[str]:
@@ -119,6 +126,7 @@ def _record_of(prep: Preparation, lots: Mapping[str, str]) -> PreparationRecord:
         prepared_at=prep.prepared_at,
         prepared_by=prep.prepared_by,
         checked_by=prep.checked_by,
+        checked_at=prep.checked_at,
         expires_at=prep.expires_at,
         lots=dict(lots),
         label_prints=prep.label_prints,
@@ -212,12 +220,14 @@ def dispense(
     clock: Clock,
     lots: Mapping[str, str] | None = None,
     checked_by: str | None = None,
+    checker_password: str = "",
     print_labels: bool = False,
 ) -> Dispensing:
     """Open a randomized participant's envelope and show the arm with the preparation
     instructions. With ``lots`` and ``checked_by`` the preparation is recorded in the same
-    transaction (and ``print_labels`` counts the first print of its labels); without them
-    the opening is only looked at (and audited) and the participant stays in the queue."""
+    transaction (and ``print_labels`` counts the first print of its labels); the checker
+    signs the check with ``checker_password``, verified as a sign-in. Without them the
+    opening is only looked at (and audited) and the participant stays in the queue."""
     _require(session, actor, Permission.DISPENSE, "dispense", pid, clock)
     ensure_unlocked(session)
     protocol = stored_protocol(session)
@@ -235,6 +245,8 @@ def dispense(
     p = get_participant(session, actor, pid, lock=True)
     rand_no, code = _dispensable(session, p)
     checker = _checker(session, actor, checked_by or "", p) if recording else None
+    if checker is not None:
+        sign_check(session, checker, checker_password, clock=clock)
     opened = _open(
         session,
         actor,
@@ -253,6 +265,7 @@ def dispense(
             prepared_at=now,
             prepared_by=actor.name,
             checked_by=checker.name,
+            checked_at=now,
             expires_at=now + timedelta(hours=protocol.dosing.expiry_hours),
             sealed_details=_seal_details(
                 protocol, opened.data_key, p.id, opened.arm_code, checked_lots

@@ -1,6 +1,7 @@
 """The checks made before a pharmacy action: the permission (a refusal is audited), the lot
 numbers, that the participant is randomized and not yet dispensed, and the second pharmacist
-who checks a preparation. Nothing here opens an envelope or reads an arm."""
+who checks a preparation and signs the check with their own password. Nothing here opens an
+envelope or reads an arm."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from collections.abc import Mapping
 from sqlmodel import Session
 
 from trialkit.domain.clock import Clock
-from trialkit.domain.errors import InvalidInput, NotFound, PermissionDenied, Refused
+from trialkit.domain.errors import (
+    AccountLocked,
+    AuthenticationFailed,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Refused,
+)
 from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission, Role
 from trialkit.services import audit
 from trialkit.services.actor import Actor
+from trialkit.services.auth import login
 from trialkit.services.users import find_user, user_sites
 from trialkit.store.models import Participant, Preparation, User
 
@@ -27,6 +36,13 @@ LOT_MAX = 20
 
 class PharmacyRefused(PermissionDenied):
     """A role without the permission tried a pharmacy action; the refusal is audited."""
+
+    keep_record = True
+
+
+class CheckNotSigned(AuthenticationFailed):
+    """The checker's password was wrong (or their account is locked): the check is not
+    signed. Their failed attempt is recorded as a sign-in's is, so the record is kept."""
 
     keep_record = True
 
@@ -118,3 +134,22 @@ def _checker(session: Session, actor: Actor, name: str, p: Participant) -> User:
     if sites and p.site_code not in sites:
         raise Refused(f"{user.name} works at {', '.join(sites)}, not at {p.site_code}")
     return user
+
+
+def sign_check(session: Session, checker: User, password: str, *, clock: Clock) -> None:
+    """The checker signs the check: their password is verified exactly as a sign-in is (the
+    sign-in service: a wrong password counts towards their lockout and is audited). Call it
+    before anything else is written: a refusal keeps what the sign-in service recorded, and
+    only that."""
+    if not password:
+        raise InvalidInput(
+            f"{checker.name} signs the check with their own password "
+            "(TRIALKIT_CHECKER_PASSWORD in scripts)"
+        )
+    try:
+        login(session, checker.name, password, clock=clock)
+    except (AuthenticationFailed, AccountLocked) as err:
+        detail = "wrong password" if isinstance(err, AuthenticationFailed) else err.message
+        raise CheckNotSigned(
+            f"the check by {checker.name} is not signed: {detail}; the preparation is not recorded"
+        ) from None

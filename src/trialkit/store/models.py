@@ -208,6 +208,9 @@ class Preparation(SQLModel, table=True):
     prepared_at: datetime = Field(sa_column=_utc())
     prepared_by: str = Field(sa_column=Column(String(64), nullable=False))
     checked_by: str = Field(sa_column=Column(String(64), nullable=False))
+    # when the checker signed the check with their password; None: recorded before checks
+    # were signed (the checker was only named)
+    checked_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     expires_at: datetime = Field(sa_column=_utc())
     sealed_details: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     label_prints: int = Field(default=0)

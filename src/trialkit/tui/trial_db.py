@@ -249,17 +249,18 @@ class TrialDatabase:
 
     def record_preparation(
         self, actor: Actor, pid: str, *, password: str, lots: Mapping[str, str],
-        checked_by: str, labels_path: Path,
+        checked_by: str, checker_password: str, labels_path: Path,
     ) -> LabelSheet:
-        """Record the preparation with its first label print and write the labels' PDF in
-        the same transaction. Returns the blinded label sheet only."""
+        """Record the preparation (the checker signs with their password) with its first
+        label print and write the labels' PDF in the same transaction. Returns the blinded
+        label sheet only."""
         from trialkit.services.pharmacy import dispense
         from trialkit.store.db import transaction
 
         with _driver_errors(self.label), transaction(self.engine) as session:
             done = dispense(
                 session, actor, pid, password=password, clock=self.clock, lots=lots,
-                checked_by=checked_by, print_labels=True,
+                checked_by=checked_by, checker_password=checker_password, print_labels=True,
             )
             assert done.labels is not None
             _write_labels(done.labels, labels_path)  # inside: a failure undoes the record

@@ -1,5 +1,6 @@
 """After the envelope is opened: the UNBLINDED panel (arm, products, volumes and rates) and
-the preparation form (a lot per preparation, the checking pharmacist, the labels' PDF).
+the preparation form (a lot per preparation, the checking pharmacist and their password,
+which signs the check, the labels' PDF).
 
 UNBLINDED: this screen is for the pharmacy only. It keeps the password given to open the
 envelope in memory until it closes, because recording opens the envelope again."""
@@ -91,6 +92,9 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                 yield Label("Checked by")
                 yield Input(placeholder="another pharmacist's user name", id="checker",
                             compact=True)
+                yield Label("Checker's password")
+                yield Input(placeholder="the checker types it: signs the check", password=True,
+                            id="checker-password", compact=True)
                 yield Label("Labels PDF")
                 yield Input(default_labels_path(self._opened.participant_id), id="labels-path",
                             compact=True)
@@ -117,24 +121,29 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
         lots = {d.preparation_id: self.query_one(f"#lot-{d.preparation_id}", Input).value.strip()
                 for d in self._opened.plan.doses}
         checker = self.query_one("#checker", Input).value.strip()
+        signature = self.query_one("#checker-password", Input)
         try:
             if not all(lots.values()):
                 raise ValueError("Give a lot number for every preparation.")
             if not checker:
                 raise ValueError("Name the second pharmacist who checked the preparation.")
+            if not signature.value:
+                raise ValueError(f"{checker} signs the check: they type their password.")
             path = labels_path(self.query_one("#labels-path", Input).value)
         except ValueError as exc:
             self.notify(str(exc), title="Preparation", severity="error")
             return
         self._busy = True
-        self._record(lots, checker, path)
+        checker_password, signature.value = signature.value, ""  # typed again on a retry
+        self._record(lots, checker, checker_password, path)
 
     @work(thread=True, exclusive=True, group="preparation")
-    def _record(self, lots: dict[str, str], checker: str, path: Path) -> None:
+    def _record(self, lots: dict[str, str], checker: str, checker_password: str,
+                path: Path) -> None:
         try:
             sheet = self._db.record_preparation(
                 self._actor, self._opened.participant_id, password=self._password, lots=lots,
-                checked_by=checker, labels_path=path,
+                checked_by=checker, checker_password=checker_password, labels_path=path,
             )
         except TrialkitError as exc:
             self.post_message(ServiceFailed(exc.message))
