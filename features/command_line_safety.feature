@@ -25,3 +25,17 @@ Feature: A command line that cannot lose a trial or give away a secret
         | command               |
         | trialkit demo --fresh |
         | trialkit demo         |
+
+  Rule: A script can read every answer as JSON, a refusal included
+
+    Scenario Outline: A script is told in JSON why its command failed
+      Given the live KetHead trial in the database "trial.db"
+      When a script runs "<command>" as the admin
+      Then it reads one JSON document saying "<error>" with exit code <code>
+      And a person reading the terminal sees the same message as text
+
+      Examples:
+        | command                                             | error                            | code |
+        | trialkit --json export everything --out x.csv        | unknown export 'everything'      | 2    |
+        | trialkit --json queue                                | lacks the permission             | 1    |
+        | trialkit --json seal --per-stratum many              | Invalid value for '--per-stratum' | 2    |

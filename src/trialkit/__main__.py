@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 # Options every command takes; people type them after the command name as often as before.
 GLOBAL_VALUED = ("--db", "--user")
@@ -50,10 +51,60 @@ def plain_tui_database(args: list[str]) -> str | None:
     return db
 
 
+def json_requested(args: list[str]) -> bool:
+    """Whether --json was given as a global option (before any bare ``--``)."""
+    head = args[: args.index("--")] if "--" in args else args
+    return "--json" in head
+
+
+def fail(human: str | None, message: str, exit_code: int, *, as_json: bool,
+         details: dict[str, object] | None = None) -> NoReturn:
+    """End a refused or invalid command: the human text on stderr and, with --json, one
+    JSON document ``{"error": ..., "exit_code": ...}`` on stdout (after any details the
+    command gave, e.g. which audit event failed verification)."""
+    import json
+
+    if human is not None:
+        print(human, file=sys.stderr)
+    if as_json:
+        doc = (details or {}) | {"error": message, "exit_code": exit_code}
+        print(json.dumps(doc, indent=2, default=str, ensure_ascii=False))
+    sys.exit(exit_code)
+
+
+def run_cli(args: list[str], *, as_json: bool) -> None:
+    """The Typer CLI, not standalone, so that Click's usage errors (unknown command or
+    option, a bad value, a missing argument) end here like every other error."""
+    import typer
+
+    from trialkit.cli.app import app
+
+    try:
+        status = app(args=args, prog_name="trialkit", standalone_mode=False)
+    except typer.TyperException as exc:
+        show = getattr(exc, "show", None)  # Click's usage text and hint, as Typer prints it
+        if callable(show):
+            show()
+        else:
+            print(f"Error: {exc.format_message()}", file=sys.stderr)
+        message = exc.format_message()
+        if "\n" in message:  # a group without its command answers with its whole help
+            usage = message.splitlines()[0].removeprefix("Usage: ")
+            message = f"a command is missing: {usage}"
+            print(f"Error: {message}", file=sys.stderr)
+        fail(None, message, exc.exit_code, as_json=as_json)
+    except typer.Abort:  # end of input at a prompt
+        fail("Aborted: nothing was changed.", "aborted: nothing was changed", 1,
+             as_json=as_json)
+    if isinstance(status, int) and status != 0:  # Click's Exit(n), e.g. 130 on Ctrl-C
+        sys.exit(status)
+
+
 def main() -> None:
     from trialkit.domain.errors import TrialkitError
 
     args = hoist_global_options(sys.argv[1:])
+    as_json = json_requested(args)
     try:
         db = plain_tui_database(args)
         if db is not None:
@@ -61,13 +112,11 @@ def main() -> None:
 
             open_tui_lazily(db)
             return
-        from trialkit.cli.app import app
-
-        app(args=args, prog_name="trialkit")
+        run_cli(args, as_json=as_json)
     except TrialkitError as exc:
         label = "Error" if exc.exit_code == 2 else "Refused"
-        print(f"{label}: {exc.message}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        fail(f"{label}: {exc.message}", exc.message, exc.exit_code, as_json=as_json,
+             details=exc.details)
     except KeyboardInterrupt:
         print("Interrupted: nothing was changed by the interrupted step.", file=sys.stderr)
         sys.exit(130)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -137,3 +138,27 @@ def no_demo_password(world: World) -> None:
 @then("the live trial is exactly as it was")
 def trial_unchanged(world: World) -> None:
     assert trial_state(world) == world.before
+
+
+# --- Rule: a script can read every answer as JSON ---------------------------------------------
+
+
+@when(parsers.parse('a script runs "{command}" as the admin'))
+def script_runs(world: World, command: str) -> None:
+    words = command.split()
+    assert words[0] == "trialkit"
+    world.runs.append(trialkit(*words[1:], db=world.db, cwd=world.workdir))
+
+
+@then(parsers.parse('it reads one JSON document saying "{error}" with exit code {code:d}'))
+def reads_json_error(world: World, error: str, code: int) -> None:
+    assert world.last.code == code, world.last.err
+    doc = json.loads(world.last.out)
+    assert set(doc) == {"error", "exit_code"}
+    assert doc["exit_code"] == code
+    assert error in doc["error"]
+
+
+@then("a person reading the terminal sees the same message as text")
+def same_message_on_stderr(world: World) -> None:
+    assert json.loads(world.last.out)["error"] in world.last.err

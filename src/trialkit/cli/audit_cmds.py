@@ -31,17 +31,9 @@ def verify(
     with c.read() as s:
         report = run_verify(s, expected_head=head)
     if not report.ok:
-        if c.json:
-            c.emit(
-                {
-                    "ok": False,
-                    "events": report.events,
-                    "first_bad_event": report.bad_seq,
-                    "problem": report.problem,
-                },
-                "",
-            )
-        raise IntegrityFailure(f"verification failed: {report.problem}")
+        details = {"ok": False, "events": report.events, "first_bad_event": report.bad_seq,
+                   "problem": report.problem}
+        raise IntegrityFailure(f"verification failed: {report.problem}", details=details)
     c.emit(
         {"ok": True, "events": report.events, "head": report.head},
         f"OK: {report.events} events, chain head {report.head[:16]}",

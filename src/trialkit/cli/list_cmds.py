@@ -90,10 +90,9 @@ def verify(ctx: typer.Context) -> None:
         checks = verify_lists(s)
     bad = [x for x in checks if x.problem]
     if bad:
-        if c.json:
-            c.emit({"ok": False, "problems": [x.__dict__ for x in bad]}, "")
         first = bad[0]
-        raise IntegrityFailure(f"list {first.list_id} ({first.stratum}): {first.problem}")
+        raise IntegrityFailure(f"list {first.list_id} ({first.stratum}): {first.problem}",
+                               details={"ok": False, "problems": [x.__dict__ for x in bad]})
     c.emit(
         {"ok": True, "lists": len(checks), "envelopes": sum(x.envelopes for x in checks)},
         f"OK: {len(checks)} lists, {sum(x.envelopes for x in checks)} envelopes verified",

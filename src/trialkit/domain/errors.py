@@ -6,6 +6,8 @@ trial refused the action. The faces (CLI, TUI) turn these into a message; nothin
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TrialkitError(Exception):
     """Base of every error a user may see. ``str(err)`` is the message."""
@@ -15,9 +17,12 @@ class TrialkitError(Exception):
     # (a failed sign-in count, an audit event) before the error reaches the user.
     keep_record = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # What a script reading --json output gets besides the message (e.g. which audit
+        # event failed verification); the CLI adds "error" and "exit_code" to it.
+        self.details = details
 
 
 class InvalidInput(TrialkitError):

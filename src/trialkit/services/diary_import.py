@@ -53,7 +53,8 @@ class ImportRejected(InvalidInput):
         self.problems = list(problems)
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         super().__init__(
-            f"{source}: {count}, nothing was imported:\n" + "\n".join(f"  {p}" for p in problems)
+            f"{source}: {count}, nothing was imported:\n" + "\n".join(f"  {p}" for p in problems),
+            details={"problems": self.problems},
         )
 
 
