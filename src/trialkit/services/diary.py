@@ -9,9 +9,6 @@ services never wait on each other in opposite orders."""
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -172,21 +169,6 @@ def record_day(
         window=w.code if w else None,
         study_day=study_day(day.day, anchors.infused_on),
     )
-
-
-# Shared by the file import (``diary_import``) and the export.
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Hold the cyclic garbage collector while a file is read and stored: its passes over
-    the hundreds of thousands of fresh tuples (which hold no cycles) cost more than the
-    import itself."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # --- reading the diary ------------------------------------------------------------------------

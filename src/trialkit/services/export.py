@@ -36,7 +36,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final
 
-from sqlalchemy import func, tuple_
+from sqlalchemy import func, true, tuple_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
@@ -56,7 +57,6 @@ from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import Progress
 from trialkit.services.custody import custodian_private_key
-from trialkit.services.diary import _gc_paused as gc_paused
 from trialkit.services.enrolment import status_of
 from trialkit.services.export_dictionary import (
     TRAINING_NOTICE,
@@ -67,7 +67,7 @@ from trialkit.services.export_dictionary import (
     outcome_columns,
 )
 from trialkit.services.trial import get_trial, stored_protocol
-from trialkit.store.models import Participant, Preparation, Trial
+from trialkit.store.models import DiaryEntry, Participant, Preparation, Trial
 
 KINDS: Final = ("outcomes", "diary")
 BATCH: Final = 500  # participants per read: well inside every backend's parameter limit
@@ -217,29 +217,25 @@ def count_participants(session: Session, *, randomized_only: bool) -> int:
     return int(session.exec(stmt).one())
 
 
-# The diary columns every reader needs, then what diary.csv adds. Plain driver SQL: at
-# millions of rows SQLAlchemy's per-row result processing would cost more than the query.
-_DAY_FIELDS = "participant_id, day, headache, severity, duration_hours, acute_medication"
-_RECORD_FIELDS = ", recorded_by, recorded_at"
+# The diary columns every reader needs, then what diary.csv adds.
+_DAY_COLUMNS = (col(DiaryEntry.participant_id), col(DiaryEntry.day), col(DiaryEntry.headache),
+                col(DiaryEntry.severity), col(DiaryEntry.duration_hours),
+                col(DiaryEntry.acute_medication))
+_RECORD_COLUMNS = (col(DiaryEntry.recorded_by), col(DiaryEntry.recorded_at))
 
 
 def _current_rows(session: Session, ids: Sequence[str], *, with_record: bool
                   ) -> Sequence[Any]:
     """The current version of every diary day of these participants, by participant and
-    date, as driver tuples."""
+    date, as rows of plain values (Core: no ORM objects for millions of rows)."""
     if not ids:
         return []
-    conn = session.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"SELECT {_DAY_FIELDS}{_RECORD_FIELDS if with_record else ''} FROM diary_entry "
-           f"WHERE current AND participant_id IN ({', '.join([mark] * len(ids))}) "
-           "ORDER BY participant_id, day")
-    cursor = conn.connection.cursor()  # the transaction's own driver connection
-    try:
-        cursor.execute(sql, tuple(ids))
-        return cursor.fetchall()
-    finally:
-        cursor.close()
+    stmt = (
+        sa_select(*_DAY_COLUMNS, *(_RECORD_COLUMNS if with_record else ()))
+        .where(col(DiaryEntry.current).is_(true()), col(DiaryEntry.participant_id).in_(ids))
+        .order_by(col(DiaryEntry.participant_id), col(DiaryEntry.day))
+    )
+    return session.connection().execute(stmt).all()
 
 
 def _dispensed(session: Session, ids: Sequence[str]) -> set[str]:
@@ -284,9 +280,7 @@ def stream_outcomes(
     """Every randomized participant's outcomes in every window, a batch at a time."""
     rules = stored_protocol(session).diary
     for people in participant_batches(session, randomized_only=True, batch=batch):
-        with gc_paused():
-            records = _outcomes_of(session, people, rules, today)
-        yield records
+        yield _outcomes_of(session, people, rules, today)
 
 
 def _outcomes_of(session: Session, people: Sequence[Participant], rules: Diary, today: date
@@ -402,10 +396,7 @@ def _write_outcomes(session: Session, out: _HashedCsv, n: _Counts, today: date, 
         n.advance(len(records))
 
 
-def _utc_text(value: Any) -> str:
-    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)  # SQLite keeps UTC without its zone (store.types)
+def _utc_text(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -444,12 +435,10 @@ def _write_diary(session: Session, out: _HashedCsv, n: _Counts, batch: int,
     protocol = stored_protocol(session)
     n.total = count_participants(session, randomized_only=False)
     for people in participant_batches(session, randomized_only=False, batch=batch):
-        with gc_paused():  # the batch's rows die before the collector runs (stream_outcomes)
-            rows = _diary_rows(session, people, n, protocol, arm_of)
-            out.rows(rows)
-            n.rows += len(rows)
-            n.participants += len({r[0] for r in rows})
-            del rows
+        rows = _diary_rows(session, people, n, protocol, arm_of)
+        out.rows(rows)
+        n.rows += len(rows)
+        n.participants += len({r[0] for r in rows})
         n.advance(len(people))
 
 
