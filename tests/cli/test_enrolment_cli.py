@@ -75,6 +75,8 @@ FLOW: list[tuple[str, str | None, date, list[str]]] = [
     ("screen aged 200", "cora", RANDOMIZED_ON, screening(age="200")),
     ("screen with a bad option", "cora", RANDOMIZED_ON, screening(age="forty")),
     ("randomize without an id", "cora", RANDOMIZED_ON, ["randomize"]),
+    ("extend with other block sizes", ADMIN, RANDOMIZED_ON,
+     ["seal", "--extend", "TWH-CM", "--count", "2", "--block-sizes", "8,10"]),
     # refusals: exit status 1
     ("screen at another site", "cora", RANDOMIZED_ON, screening(site="SHS")),
     ("seal again", ADMIN, RANDOMIZED_ON, ["seal", "--per-stratum", "1"]),
@@ -179,6 +181,9 @@ def test_the_admin_sees_the_exhausted_stratum(flow: Flow) -> None:
     ("screen aged 200", "Error: age 200 is not plausible (0-120)\n"),
     ("screen with a bad option", "Invalid value for '--age'"),
     ("randomize without an id", "Missing argument 'pid'"),
+    # the protocol says blocks of 4 and 6: the design is binding
+    ("extend with other block sizes",
+     "Error: block sizes 8, 10 differ from the protocol's (4, 6)"),
 ])
 def test_bad_input_exits_with_status_2(flow: Flow, step: str, message: str) -> None:
     result = flow[step]

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, create_engine, func, text
 from sqlmodel import Session, col, select
 
@@ -332,17 +334,27 @@ def sealed(box: Box) -> Box:
 
 
 @pytest.mark.parametrize("per_stratum", [1, 5, 7, 11])
-def test_each_stratum_gets_exactly_the_envelopes_asked_for(box: Box, per_stratum: int) -> None:
+def test_each_stratum_releases_exactly_the_envelopes_asked_for_in_whole_blocks(
+    box: Box, per_stratum: int
+) -> None:
     # Whole blocks of 4 or 6 would give counts such as 8 or 12: a count that is always a sum
-    # of block sizes tells a blinded reader something about the block sizes.
+    # of block sizes tells a blinded reader something about the block sizes. So the list holds
+    # whole blocks, and what is shown and claimable is exactly the count asked for.
+    largest = max(PROTOCOL.allocation.block_sizes)
     result = box.seal(per_stratum)
     assert [(c.stratum, c.envelopes) for c in result.lists] == [(s, per_stratum) for s in STRATA]
     for stratum in STRATA:
-        assert [e["seq"] for e in box.envelopes(stratum)] == list(range(1, per_stratum + 1))
-        assert box.list_of(stratum)["count"] == per_stratum
+        rows = box.envelopes(stratum)
+        assert [e["seq"] for e in rows] == list(range(1, len(rows) + 1))
+        assert per_stratum <= len(rows) < per_stratum + largest
+        assert box.list_of(stratum)["count"] == len(rows)
+        assert box.list_of(stratum)["released"] == per_stratum
+        arms = box.arms(stratum)  # whole 1:1 blocks: the list ends balanced
+        assert [arms.count(a) for a in ("KET", "PLA")] == [len(rows) // 2] * 2
     usage = box.usage()
     assert {(u.sealed, u.used, u.left) for u in usage.values()} == {(per_stratum, 0, per_stratum)}
     assert [c.problem for c in box.checks()] == [None] * len(STRATA)
+    assert [c.envelopes for c in box.checks()] == [per_stratum] * len(STRATA)
 
 
 def test_each_list_holds_the_generated_sequence_in_order(box: Box) -> None:
@@ -351,19 +363,23 @@ def test_each_list_holds_the_generated_sequence_in_order(box: Box) -> None:
     for stratum in STRATA:
         blocks = generate_blocks(PROTOCOL.arm_codes, PROTOCOL.allocation.ratio,
                                  PROTOCOL.allocation.block_sizes, 11, rng)
-        assert box.arms(stratum) == flatten(blocks)[:11]
-        assert [c.seq for c in open_all(box, "phil", stratum)] == list(range(1, 12))
+        assert box.arms(stratum) == flatten(blocks)
+        assert [c.seq for c in open_all(box, "phil", stratum)] == list(
+            range(1, len(flatten(blocks)) + 1))
 
 
-def test_sealing_is_audited_with_counts_and_hashes_only(box: Box) -> None:
+def test_sealing_is_audited_with_counts_hashes_and_the_protocols_design_only(box: Box) -> None:
     result = box.seal(5)
     events = box.events("list.seal")
     assert [json.loads(e.after_json or "{}")["stratum"] for e in events] == list(STRATA)
     for event in events:
         after = json.loads(event.after_json or "{}")
-        assert set(after) == {"stratum", "segment", "first_seq", "count", "root",
+        # no segment length or first sequence number: either would show a block boundary
+        assert set(after) == {"stratum", "segment", "released", "design", "root",
                               "policy_hash", "signing_key"}
-        assert after["count"] == 5 and after["signing_key"] == result.signing_key_fingerprint
+        assert after["released"] == 5 and after["signing_key"] == result.signing_key_fingerprint
+        assert after["design"] == {"procedure": "permuted blocks", "ratio": [1, 1],
+                                   "block_sizes": [4, 6]}  # kethead.toml's words
         assert event.user_name == ADMIN
 
 
@@ -400,6 +416,10 @@ def test_only_the_admin_seals(box: Box, who: str) -> None:
     (0, None, "not between 1 and"),
     (4, [4, 5], "block size 5 is not a multiple of 2"),
     (4, [4, 4], "listed more than once"),
+    # the protocol says blocks of 4 and 6: the design is binding
+    (4, [2], r"block sizes 2 differ from the protocol's \(4, 6\)"),
+    (4, [8, 10], r"block sizes 8, 10 differ from the protocol's \(4, 6\)"),
+    (4, [4], r"block sizes 4 differ from the protocol's \(4, 6\)"),
 ])
 def test_a_bad_sealing_request_is_invalid_input(
     box: Box, per_stratum: int, sizes: list[int] | None, message: str
@@ -437,34 +457,47 @@ def test_stratum_usage_before_sealing_shows_nothing_sealed(box: Box) -> None:
 # --- extending a stratum --------------------------------------------------------------------------
 
 
-def test_an_extension_appends_after_the_last_envelope_and_keeps_the_old_ones(sealed: Box) -> None:
+@pytest.mark.parametrize("seed", [1, 7])  # TWH-CM's first block: 4 (seed 1) or 6 (seed 7)
+def test_an_extension_releases_what_was_held_then_appends_whole_blocks(
+    box: Box, seed: int
+) -> None:
+    box.seal(4, seed=seed)
     for _ in range(4):
-        sealed.enrol("TWH", "CM")
-    before = sealed.envelopes()
-    first = sealed.list_of("TWH-CM")
+        box.enrol("TWH", "CM")
+    before = box.envelopes()
+    first = box.list_of("TWH-CM")
+    held = list(range(5, first["count"] + 1))  # the rest of the first block: held back
+    assert first["released"] == 4
+    assert len(held) == (0 if seed == 1 else 2)
 
-    result = sealed.extend("twh-cm", 3)
+    result = box.extend("twh-cm", 3)
 
     assert [(c.stratum, c.envelopes) for c in result.lists] == [("TWH-CM", 3)]
-    after = sealed.envelopes()
+    after = box.envelopes()
     assert [e for e in after if e["id"] in {b["id"] for b in before}] == before  # byte for byte
-    added = sealed.envelopes("TWH-CM")[4:]
-    second = sealed.list_of("TWH-CM", segment=2)
-    assert [e["seq"] for e in added] == [5, 6, 7]
-    assert {e["list_id"] for e in added} == {second["id"]} != {first["id"]}
-    assert (second["first_seq"], second["count"]) == (5, 3)
-    assert sealed.list_of("TWH-CM") == first
-    assert (sealed.usage()["TWH-CM"].sealed, sealed.usage()["TWH-CM"].left) == (7, 3)
-    assert [e.action for e in sealed.events("list.extend")] == ["list.extend"]
-    # the pharmacist holds the new list's key and reads whole envelopes in it
-    assert [c.seq for c in open_all(sealed, "phil", "TWH-CM")] == list(range(1, 8))
+    second = box.list_of("TWH-CM", segment=2)
+    added = [e for e in box.envelopes("TWH-CM") if e["list_id"] == second["id"]]
+    assert [e["seq"] for e in added] == list(range(first["count"] + 1, first["count"] + 1
+                                                   + second["count"]))
+    assert second["first_seq"] == first["count"] + 1 != first["first_seq"]
+    assert second["count"] >= max(3 - len(held), 1)  # at least one block, always
+    assert box.list_of("TWH-CM") == first
+    assert second["released"] == 3
+    assert (box.usage()["TWH-CM"].sealed, box.usage()["TWH-CM"].left) == (7, 3)
+    [event] = box.events("list.extend")
+    assert json.loads(event.after_json or "{}")["released"] == 3
+    # whole blocks: the second segment ends balanced, and so does the stratum
+    arms = box.arms("TWH-CM")
+    assert arms.count("KET") == arms.count("PLA") == len(arms) // 2
+    assert [c.seq for c in open_all(box, "phil", "TWH-CM")] == list(range(1, len(arms) + 1))
 
-    pid = sealed.enrol("TWH", "CM")
+    pid = box.enrol("TWH", "CM")
 
-    [bound] = [e for e in sealed.envelopes("TWH-CM") if e["participant_id"] == pid]
-    assert (bound["seq"], bound["list_id"]) == (5, second["id"])
-    assert [c.problem for c in sealed.checks()] == [None] * (len(STRATA) + 1)
-    report = sealed.verify()
+    [bound] = [e for e in box.envelopes("TWH-CM") if e["participant_id"] == pid]
+    assert bound["seq"] == 5
+    assert bound["list_id"] == (first["id"] if held else second["id"])
+    assert [c.problem for c in box.checks()] == [None] * (len(STRATA) + 1)
+    report = box.verify()
     assert report.ok, report.problem
 
 
@@ -715,3 +748,36 @@ def test_a_window_is_rolled_back(staffed: World) -> None:
     with window(staffed) as second:
         assert second.envelopes() == []
         assert second.events("participant.randomize") == []
+
+
+# --- whole blocks under any sequence of extensions ------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.integers(1, 15),
+       extensions=st.lists(st.tuples(st.sampled_from(STRATA), st.integers(1, 9)), max_size=8),
+       seed=st.integers(0, 2**16))
+def test_extensions_never_unbalance_a_stratum_beyond_half_the_largest_block(
+    staffed: World, first: int, extensions: list[tuple[str, int]], seed: int
+) -> None:
+    # Permuted blocks of 4 or 6 (the protocol's words) promise that, at any point of a
+    # stratum's sequence, the arms are at most half the largest block apart: 3. The arms are
+    # read back as a custodian reads them, so this holds for what was actually sealed.
+    bound = max(PROTOCOL.allocation.block_sizes) // 2
+    with window(staffed) as box:
+        box.seal(first, seed=seed)
+        released = dict.fromkeys(STRATA, first)
+        for stratum, count in extensions:
+            box.extend(stratum, count)
+            released[stratum] += count
+        assert {u.stratum: u.sealed for u in box.usage().values()} == released
+        for stratum in STRATA:
+            arms = box.arms(stratum)
+            assert len(arms) >= released[stratum]
+            running, worst = 0, 0
+            for arm in arms:
+                running += 1 if arm == "KET" else -1
+                worst = max(worst, abs(running))
+            assert worst <= bound, (stratum, arms)
+            assert running == 0  # whole blocks: every list ends balanced

@@ -1,4 +1,4 @@
-"""Admin and custodian commands: seal, list verify/status, custodian grant."""
+"""Admin and custodian commands: seal, list verify/status/procedure, custodian grant."""
 
 import sys
 from typing import Annotated
@@ -93,9 +93,10 @@ def verify(ctx: typer.Context) -> None:
         first = bad[0]
         raise IntegrityFailure(f"list {first.list_id} ({first.stratum}): {first.problem}",
                                details={"ok": False, "problems": [x.__dict__ for x in bad]})
+    released = sum(x.envelopes for x in checks)
     c.emit(
-        {"ok": True, "lists": len(checks), "envelopes": sum(x.envelopes for x in checks)},
-        f"OK: {len(checks)} lists, {sum(x.envelopes for x in checks)} envelopes verified",
+        {"ok": True, "lists": len(checks), "envelopes": released},
+        f"OK: {len(checks)} lists verified, every envelope in them ({released} released)",
     )
 
 
@@ -118,6 +119,54 @@ def status(ctx: typer.Context) -> None:
 
     c.emit(
         [{"stratum": r.stratum, "sealed": r.sealed, "used": r.used, "left": r.left} for r in rows],
+        text,
+    )
+
+
+@list_app.command("procedure")
+def procedure(ctx: typer.Context) -> None:
+    """After the lock, a custodian opens the sealed procedure: per list, the blocks drawn and
+    where each begins and ends (audited; no arm)."""
+    from trialkit.services.sealed_procedure import open_procedures
+
+    c = cli(ctx)
+    actor = c.actor()
+    password = ask_secret("Your password (unlocks your custodian key): ", "TRIALKIT_PASSWORD")
+    with c.write() as s:
+        segments = open_procedures(s, actor, password=password, clock=c.clock())
+
+    def text() -> str:
+        lines = []
+        for g in segments:
+            lines.append(
+                f"{g.stratum} segment {g.segment} (list {g.list_id}, sealed "
+                f"{g.sealed_at:%Y-%m-%d %H:%M} UTC by {g.sealed_by}): "
+                f"{g.procedure.get('procedure')}, ratio "
+                f"{':'.join(str(r) for r in g.procedure.get('ratio', []))}, "
+                f"{g.count} envelopes, {g.released} released"
+            )
+            lines += [f"  block {b.first_seq}-{b.last_seq} (size {b.size})" for b in g.blocks]
+        return "\n".join(lines)
+
+    c.emit(
+        [
+            {
+                "stratum": g.stratum,
+                "segment": g.segment,
+                "list_id": g.list_id,
+                "first_seq": g.first_seq,
+                "envelopes": g.count,
+                "released": g.released,
+                "procedure": g.procedure,
+                "blocks": [
+                    {"first_seq": b.first_seq, "last_seq": b.last_seq, "size": b.size}
+                    for b in g.blocks
+                ],
+                "sealed_at": g.sealed_at.isoformat(),
+                "sealed_by": g.sealed_by,
+            }
+            for g in segments
+        ],
         text,
     )
 

@@ -31,7 +31,7 @@ import json
 import os
 import struct
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -215,15 +215,29 @@ def _pack_slot(list_id: str, stratum: str, seq: int) -> bytes:
     )
 
 
+def _plaintext(slot: bytes, packed_arm: bytes, salt: bytes) -> bytes:
+    """The one envelope layout: magic, slot, arm, salt."""
+    return _MAGIC + slot + packed_arm + salt
+
+
+def _slot_ad(slot: bytes) -> bytes:
+    """The associated data binding a ciphertext to its slot."""
+    return _ENVELOPE_AD + slot
+
+
+def _encrypt(encrypt: Callable[[bytes, bytes, bytes], bytes], slot: bytes, plaintext: bytes,
+             nonce: bytes) -> bytes:
+    """The one stored form of an envelope: ``nonce || AES-256-GCM(plaintext)``, bound to its
+    slot (``encrypt`` is a data key's ``AESGCM(...).encrypt``)."""
+    return nonce + encrypt(nonce, plaintext, _slot_ad(slot))
+
+
 def envelope_plaintext(list_id: str, stratum: str, seq: int, arm_code: str, salt: bytes) -> bytes:
     """Canonical, fixed-length (:data:`ENVELOPE_PLAINTEXT_LEN`) bytes of one envelope."""
     if len(salt) != SALT_LEN:
         raise InvalidInput(f"an envelope salt must be {SALT_LEN} bytes")
-    return (
-        _MAGIC
-        + _pack_slot(list_id, stratum, seq)
-        + _pack_text("arm code", arm_code, ARM_CODE_WIDTH)
-        + salt
+    return _plaintext(
+        _pack_slot(list_id, stratum, seq), _pack_text("arm code", arm_code, ARM_CODE_WIDTH), salt
     )
 
 
@@ -263,11 +277,11 @@ def seal_envelopes(
         slot = slot_head + seq_pack(first_seq + i)
         salt, nonce = fresh[at : at + SALT_LEN], fresh[at + SALT_LEN : at + step]
         at += step
-        plaintext = _MAGIC + slot + arms[arm] + salt
-        ciphertext = nonce + encrypt(nonce, plaintext, _ENVELOPE_AD + slot)
+        plaintext = _plaintext(slot, arms[arm], salt)
+        ciphertext = _encrypt(encrypt, slot, plaintext, nonce)
         digest = sha256(plaintext).digest()
         sealed.append(
-            SealedEnvelope(digest.hex(), ciphertext, sha256(b"\x00" + digest + ciphertext).digest())
+            SealedEnvelope(digest.hex(), ciphertext, envelope_leaf(digest, ciphertext))
         )
     return sealed
 
@@ -309,9 +323,8 @@ def seal_envelope(data_key: bytes, plaintext: bytes, list_id: str, stratum: str,
     content = parse_envelope_plaintext(plaintext)
     if (content.list_id, content.stratum, content.seq) != (list_id, stratum, seq):
         raise InvalidInput(f"the envelope plaintext is not for {list_id}/{stratum}/{seq}")
-    nonce = os.urandom(NONCE_LEN)
-    ad = _ENVELOPE_AD + _pack_slot(list_id, stratum, seq)
-    return nonce + AESGCM(data_key).encrypt(nonce, plaintext, ad)
+    slot = _pack_slot(list_id, stratum, seq)
+    return _encrypt(AESGCM(data_key).encrypt, slot, plaintext, os.urandom(NONCE_LEN))
 
 
 def open_envelope(
@@ -319,7 +332,7 @@ def open_envelope(
 ) -> bytes:
     """The plaintext of a sealed envelope; :class:`IntegrityFailure` if altered or moved."""
     _check_data_key(data_key)
-    ad = _ENVELOPE_AD + _pack_slot(list_id, stratum, seq)
+    ad = _slot_ad(_pack_slot(list_id, stratum, seq))
     try:
         return AESGCM(data_key).decrypt(ciphertext[:NONCE_LEN], ciphertext[NONCE_LEN:], ad)
     except (InvalidTag, ValueError) as err:

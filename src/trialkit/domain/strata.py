@@ -15,27 +15,29 @@ class Stratum:
     """A stratum code such as ``TWH-CM`` and the levels it stands for."""
 
     code: str
-    site: str
+    site: str | None  # None when the protocol does not stratify by site
     levels: tuple[tuple[str, str], ...]  # (factor id, level code) in protocol order
 
     def describe(self, protocol: Protocol) -> str:
-        site = protocol.site(self.site)
-        names = [site.name if site else self.site]
+        site = protocol.site(self.site) if self.site else None
+        names = [site.name if site else self.site] if self.site else []
         for factor in protocol.stratification:
             level = dict(self.levels).get(factor.id)
             names += [lv.name for lv in factor.levels if lv.code == level]
         return " / ".join(names)
 
 
-def stratum_code(site: str, levels: Mapping[str, str], protocol: Protocol) -> str:
-    parts = [site] if protocol.allocation.stratify_by_site else []
+def stratum_code(site: str | None, levels: Mapping[str, str], protocol: Protocol) -> str:
+    parts = [site] if site and protocol.allocation.stratify_by_site else []
     parts += [levels[f.id] for f in protocol.stratification]
     return "-".join(parts) or "ALL"
 
 
 def all_strata(protocol: Protocol) -> list[Stratum]:
     """Every stratum of the protocol, in a stable order (site, then levels as listed)."""
-    sites = protocol.site_codes if protocol.allocation.stratify_by_site else ("",)
+    sites: tuple[str | None, ...] = (
+        tuple(protocol.site_codes) if protocol.allocation.stratify_by_site else (None,)
+    )
     level_sets = [[(f.id, lv.code) for lv in f.levels] for f in protocol.stratification]
     strata: list[Stratum] = []
     for site in sites:

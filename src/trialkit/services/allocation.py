@@ -27,6 +27,7 @@ from trialkit.domain.manifests import (
     sign_manifest,
 )
 from trialkit.domain.procedures import (
+    PROCEDURE_NAME,
     RandomSource,
     SystemRandomSource,
     describe_policy,
@@ -58,17 +59,45 @@ def key_info(list_id: str) -> bytes:
 
 
 def list_snapshot(lst: AllocationList | Mapping[str, Any]) -> dict[str, Any]:
-    """A list segment as the audit trail records it: counts and hashes, never arms or sizes.
-    Takes the stored row or the column values about to be inserted."""
+    """A list segment as the audit trail records it: the envelopes released (the count asked
+    for), hashes and the protocol's design, never arms, the blocks drawn or how many envelopes
+    the segment holds (whole blocks: that count, or where the segment starts, would show a
+    block boundary). Takes the stored row or the column values about to be inserted."""
     row = lst if isinstance(lst, Mapping) else lst.__dict__
+    if row["released"] is None:  # sealed before whole blocks: recorded as it was then
+        return {
+            "stratum": row["stratum_code"],
+            "segment": row["segment"],
+            "first_seq": row["first_seq"],
+            "count": row["count"],
+            "root": row["root"],
+            "policy_hash": row["policy_hash"],
+            "signing_key": fingerprint(row["signing_key"]),
+        }
     return {
         "stratum": row["stratum_code"],
         "segment": row["segment"],
-        "first_seq": row["first_seq"],
-        "count": row["count"],
+        "released": row["released"],
+        "design": json.loads(row["design"]),
         "root": row["root"],
         "policy_hash": row["policy_hash"],
         "signing_key": fingerprint(row["signing_key"]),
+    }
+
+
+def released_in(lst: AllocationList) -> int:
+    """Envelopes released by a segment's sealing or extension (all of a segment sealed
+    before whole blocks were kept)."""
+    return lst.count if lst.released is None else lst.released
+
+
+def protocol_design(protocol: Protocol) -> dict[str, Any]:
+    """The randomization design exactly as the protocol states it (nothing more): what a
+    sealed list records in clear and the audit trail shows."""
+    return {
+        "procedure": PROCEDURE_NAME,
+        "ratio": list(protocol.allocation.ratio),
+        "block_sizes": sorted(protocol.allocation.block_sizes),
     }
 
 
@@ -96,9 +125,20 @@ def _custodians(session: Session) -> list[User]:
 
 
 def _check_sizes(protocol: Protocol, block_sizes: Sequence[int] | None) -> tuple[int, ...]:
-    sizes = tuple(block_sizes) if block_sizes else tuple(protocol.allocation.block_sizes)
-    describe_policy(sizes, protocol.allocation.ratio)  # raises InvalidInput on a bad set
-    return sizes
+    """The protocol's block sizes. The protocol is the design: sizes given on the command line
+    may only repeat it (the lists must be made as the protocol says)."""
+    ours = tuple(protocol.allocation.block_sizes)
+    if not block_sizes:
+        return ours
+    describe_policy(block_sizes, protocol.allocation.ratio)  # raises InvalidInput on a bad set
+    if sorted(block_sizes) != sorted(ours):
+        given = ", ".join(str(b) for b in block_sizes)
+        theirs = ", ".join(str(b) for b in sorted(ours))
+        raise InvalidInput(
+            f"block sizes {given} differ from the protocol's ({theirs}): the lists follow the "
+            "protocol's design; to change it, amend the protocol"
+        )
+    return ours
 
 
 def _check_count(n: int) -> None:
@@ -119,7 +159,7 @@ def _padded(record: bytes, n: int, ratio: Sequence[int]) -> bytes:
 def _ensure_strata(session: Session, strata: list[StratumDef]) -> None:
     existing = set(session.exec(select(Stratum.code)).all())
     missing = [
-        {"code": s.code, "site_code": s.site, "levels_json": json.dumps(dict(s.levels))}
+        {"code": s.code, "site_code": s.site or None, "levels_json": json.dumps(dict(s.levels))}
         for s in strata
         if s.code not in existing
     ]
@@ -163,17 +203,22 @@ def _seal_segment(
     segment: int,
     first_seq: int,
     n: int,
+    held: int = 0,
     sizes: tuple[int, ...],
     custodians: list[User],
     signer: tuple[Ed25519PrivateKey, bytes],
     rng: RandomSource,
     clock: Clock,
 ) -> _Segment:
+    """Seal whole blocks releasing ``n`` envelopes, the ``held`` (sealed, not yet released)
+    ones of earlier segments first: the segment covers the rest, and at least one block, so
+    every extension looks the same whatever was held. What it holds beyond that stays sealed
+    and held back for the next extension, so no block is ever cut short."""
     list_id = secrets.token_hex(8)
-    blocks = generate_blocks(protocol.arm_codes, protocol.allocation.ratio, sizes, n, rng)
-    # Exactly n envelopes: a count made of whole blocks would hint at the block sizes to the
-    # blinded admin who reads it. The cut block is simply never completed, as at trial end.
-    arms = flatten(blocks)[:n]
+    blocks = generate_blocks(
+        protocol.arm_codes, protocol.allocation.ratio, sizes, max(n - held, 1), rng
+    )
+    arms = flatten(blocks)
     data_key = new_data_key()
     policy = describe_policy(sizes, protocol.allocation.ratio) | {
         "salt": secrets.token_hex(16),  # without it, the few possible policies could be hashed
@@ -194,6 +239,8 @@ def _seal_segment(
         "segment": segment,
         "first_seq": first_seq,
         "count": len(arms),
+        "released": n,
+        "design": canonical_json(protocol_design(protocol)),
         "sealed_policy": seal_blob(data_key, policy_bytes, list_id.encode()),
         "policy_hash": policy_hash,
         "root": manifest.root,
@@ -281,7 +328,7 @@ def seal_lists(
         if progress:
             progress(i + 1, len(strata))
     _store(session, actor, segments, clock)
-    counts = [SealedCount(seg.row["stratum_code"], seg.row["count"]) for seg in segments]
+    counts = [SealedCount(seg.row["stratum_code"], seg.row["released"]) for seg in segments]
     return SealResult(tuple(counts), fingerprint(signer[1]))
 
 
@@ -295,8 +342,10 @@ def extend_list(
     clock: Clock,
     rng: RandomSource | None = None,
 ) -> SealResult:
-    """Append whole new blocks to a stratum under a new data key; existing envelopes are
-    neither read nor touched, and numbering continues after the last one."""
+    """Release ``count`` more envelopes in a stratum: first those sealed beyond the count
+    asked for before (whole blocks), then from whole new blocks appended under a new data
+    key. Existing envelopes are neither read nor changed, and numbering continues after the
+    last one."""
     require(actor, Permission.SEAL_LISTS)
     protocol = stored_protocol(session)
     sizes = _check_sizes(protocol, block_sizes)
@@ -314,6 +363,7 @@ def extend_list(
         .join(Envelope, col(Envelope.list_id) == col(AllocationList.id))
         .where(AllocationList.stratum_code == code)
     ).one()
+    held = (last_seq or 0) - released_total(session, code)
     custodians = _custodians(session)
     signer = new_signing_key()
     seg = _seal_segment(
@@ -323,6 +373,7 @@ def extend_list(
         segment=(last_segment or 0) + 1,
         first_seq=(last_seq or 0) + 1,
         n=count,
+        held=held,
         sizes=sizes,
         custodians=custodians,
         signer=signer,
@@ -330,12 +381,14 @@ def extend_list(
         clock=clock,
     )
     _store(session, actor, [seg], clock)
-    return SealResult((SealedCount(code, seg.row["count"]),), fingerprint(signer[1]))
+    return SealResult((SealedCount(code, count),), fingerprint(signer[1]))
 
 
 @dataclass(frozen=True)
 class StratumUse:
-    """Envelopes per stratum, as an admin sees them (never sizes or arms)."""
+    """Envelopes per stratum, as an admin sees them (never sizes or arms). ``sealed`` counts
+    the released envelopes only: how many more are sealed but held back would show where a
+    block ends."""
 
     stratum: str
     sealed: int
@@ -346,12 +399,25 @@ class StratumUse:
         return self.sealed - self.used
 
 
+def _released_column() -> Any:
+    return func.coalesce(AllocationList.released, AllocationList.count)
+
+
+def released_total(session: Session, stratum: str) -> int:
+    """How many of a stratum's envelopes are released: its first ones, in sequence."""
+    total = session.exec(
+        select(func.sum(_released_column())).where(AllocationList.stratum_code == stratum)
+    ).one()
+    return int(total or 0)
+
+
 def stratum_usage(session: Session, actor: Actor) -> list[StratumUse]:
-    """Sealed, used and left envelopes per stratum."""
+    """Released, used and left envelopes per stratum."""
     require(actor, Permission.READ_STATUS)
     sealed = dict(
         session.exec(
-            select(Envelope.stratum_code, func.count()).group_by(col(Envelope.stratum_code))
+            select(AllocationList.stratum_code, func.sum(_released_column()))
+            .group_by(col(AllocationList.stratum_code))
         ).all()
     )
     used = dict(
@@ -365,15 +431,26 @@ def stratum_usage(session: Session, actor: Actor) -> list[StratumUse]:
     return [StratumUse(code, int(sealed.get(code, 0)), int(used.get(code, 0))) for code in strata]
 
 
+def released_bound(stratum: Any) -> Any:
+    """The highest sequence number that may be claimed in ``stratum`` (a column or value),
+    as a scalar subquery: the stratum's released envelopes are its first ones."""
+    return (
+        select(func.coalesce(func.sum(_released_column()), 0))
+        .where(AllocationList.stratum_code == stratum)
+        .scalar_subquery()
+    )
+
+
 def claim_next(session: Session, stratum: str) -> Envelope | None:
-    """The stratum's lowest unused envelope (None when exhausted), for the caller to bind in
-    the same transaction. The caller's write transaction holds the database's write lock
-    (BEGIN IMMEDIATE on SQLite, the advisory write lock on PostgreSQL), so no other
-    transaction can claim between this read and the commit."""
+    """The stratum's lowest unused released envelope (None when none is left), for the
+    caller to bind in the same transaction. The caller's write transaction holds the
+    database's write lock (BEGIN IMMEDIATE on SQLite, the advisory write lock on PostgreSQL),
+    so no other transaction can claim between this read and the commit."""
     return session.exec(
         select(Envelope)
         .where(Envelope.stratum_code == stratum)
         .where(col(Envelope.participant_id).is_(None))
+        .where(col(Envelope.seq) <= released_bound(stratum))
         .order_by(col(Envelope.seq))
         .limit(1)
     ).first()

@@ -18,6 +18,7 @@ from trialkit.domain.manifests import (
 from trialkit.domain.sealing import (
     envelope_leaf,
 )
+from trialkit.services.allocation import released_in
 from trialkit.store.models import AllocationList, AuditEvent, Envelope
 
 LEAF_LEN = 32
@@ -25,6 +26,9 @@ LEAF_LEN = 32
 
 @dataclass(frozen=True)
 class ListCheck:
+    """One segment's verification; ``envelopes`` counts the envelopes its sealing or
+    extension released (never how many it holds)."""
+
     list_id: str
     stratum: str
     envelopes: int
@@ -81,12 +85,22 @@ def check_list(session: Session, lst: AllocationList) -> str | None:
 
 
 def verify_lists(session: Session) -> list[ListCheck]:
-    """Check every list segment; anyone may run this (it shows no arm or block size)."""
+    """Check every list segment, every envelope of it, released or not; anyone may run this
+    (it shows no arm or block size). The counts it reports are of released envelopes: how
+    many more each list holds back would show where a block ends."""
     lists = session.exec(
         select(AllocationList).order_by(
             col(AllocationList.stratum_code), col(AllocationList.segment)
         )
     ).all()
-    return [
-        ListCheck(lst.id, lst.stratum_code, lst.count, check_list(session, lst)) for lst in lists
+    checks = [
+        ListCheck(lst.id, lst.stratum_code, released_in(lst), check_list(session, lst))
+        for lst in lists
     ]
+    held: dict[str, int] = {}  # per stratum: envelopes sealed minus released, in list order
+    for i, lst in enumerate(lists):
+        held[lst.stratum_code] = held.get(lst.stratum_code, 0) + lst.count - released_in(lst)
+        if held[lst.stratum_code] < 0 and checks[i].problem is None:
+            problem = "it releases more envelopes than its stratum's lists hold"
+            checks[i] = ListCheck(lst.id, lst.stratum_code, checks[i].envelopes, problem)
+    return checks

@@ -100,7 +100,8 @@ class Stratum(SQLModel, table=True):
     __tablename__ = "stratum"
 
     code: str = Field(sa_column=Column(String(64), primary_key=True))
-    site_code: str = Field(foreign_key="site.code")
+    # None when the protocol does not stratify by site (one list serves every site).
+    site_code: str | None = Field(default=None, foreign_key="site.code", nullable=True)
     levels_json: str = Field(sa_column=Column(Text, nullable=False))
 
 
@@ -116,6 +117,14 @@ class AllocationList(SQLModel, table=True):
     segment: int
     first_seq: int
     count: int
+    # Envelopes this sealing or extension released (the count asked for): a stratum's first
+    # sum-of-released envelopes may be claimed, the rest of its whole blocks stay sealed and
+    # held back until an extension releases them. None: sealed before whole blocks (schema
+    # 0007), when a segment held exactly what was asked for (all of it released).
+    released: int | None = Field(default=None, nullable=True)
+    # The design the segment was sealed with, as the protocol states it (canonical JSON);
+    # None before schema 0007.
+    design: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     sealed_policy: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     policy_hash: str = Field(sa_column=Column(String(64), nullable=False))
     root: str = Field(sa_column=Column(String(64), nullable=False))

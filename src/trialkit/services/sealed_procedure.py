@@ -1,0 +1,118 @@
+"""Opening the sealed procedure after the database lock: for every list segment, the
+design it was sealed with and the blocks drawn (their sizes and where each begins and
+ends). For custodians only, after the lock, audited; it names no arm (the randomization
+report adds the arms)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from trialkit.domain.clock import Clock
+from trialkit.domain.errors import IntegrityFailure, InvalidInput, PermissionDenied, Refused
+from trialkit.domain.sealed_blob import open_blob
+from trialkit.domain.sealing import unwrap_data_key
+from trialkit.services import audit
+from trialkit.services.actor import Actor
+from trialkit.services.allocation import key_info, released_in
+from trialkit.services.custody import custodian_private_key
+from trialkit.store.models import AllocationList, ListKeyGrant, Trial
+
+
+class ProcedureRefused(PermissionDenied):
+    """Opening the sealed procedure refused (not a custodian, or before the lock); the
+    refusal is audited."""
+
+    keep_record = True
+
+
+@dataclass(frozen=True)
+class BlockDrawn:
+    """One block as drawn: its size and the sequence numbers it spans (inclusive)."""
+
+    first_seq: int
+    last_seq: int
+    size: int
+
+
+@dataclass(frozen=True)
+class SegmentProcedure:
+    """One sealed segment's procedure, as opened by a custodian after the lock."""
+
+    stratum: str
+    segment: int
+    list_id: str
+    first_seq: int
+    count: int  # envelopes the segment holds (whole blocks)
+    released: int  # envelopes its sealing or extension released
+    procedure: dict[str, Any]  # procedure, ratio, block sizes, generator
+    blocks: tuple[BlockDrawn, ...]
+    sealed_at: datetime
+    sealed_by: str
+
+
+def _refuse(session: Session, actor: Actor, why: str, clock: Clock) -> ProcedureRefused:
+    audit.record(session, actor, action="procedure.refused", entity="procedure",
+                 entity_id="sealed lists", reason=why, clock=clock)
+    return ProcedureRefused(f"opening the sealed procedure is refused: {why}")
+
+
+def _blocks(first_seq: int, sizes: list[int]) -> tuple[BlockDrawn, ...]:
+    blocks: list[BlockDrawn] = []
+    at = first_seq
+    for size in sizes:
+        blocks.append(BlockDrawn(at, at + size - 1, size))
+        at += size
+    return tuple(blocks)
+
+
+def open_procedures(
+    session: Session, actor: Actor, *, password: str, clock: Clock
+) -> list[SegmentProcedure]:
+    """Every segment's sealed procedure, in stratum and segment order (custodian, after the
+    database lock, with their password)."""
+    trial = session.get(Trial, 1)
+    if trial is None or trial.locked_at is None:
+        raise _refuse(session, actor, "the database is not locked yet (an investigator locks "
+                      "it with `trialkit lock`)", clock)
+    if not actor.custodian:
+        raise _refuse(session, actor, f"{actor.name} is not an unblinding custodian", clock)
+    if not password:
+        raise InvalidInput("opening the sealed procedure needs your password (it unlocks your "
+                           "custodian key)")
+    private = custodian_private_key(session, actor, password)
+    lists = session.exec(
+        select(AllocationList).order_by(col(AllocationList.stratum_code),
+                                        col(AllocationList.segment))
+    ).all()
+    opened: list[SegmentProcedure] = []
+    for lst in lists:
+        grant = session.get(ListKeyGrant, (lst.id, actor.user_id))
+        if grant is None:
+            raise Refused(
+                f"{actor.name} holds no key to the list of {lst.stratum_code}: an existing "
+                f"custodian must grant it (trialkit custodian grant {actor.name})"
+            )
+        data_key = unwrap_data_key(grant.wrapped_key, private, key_info(lst.id))
+        try:
+            policy = json.loads(open_blob(data_key, lst.sealed_policy, lst.id.encode()))
+        except ValueError as err:
+            raise IntegrityFailure(f"the sealed procedure of list {lst.id} is malformed") from err
+        sizes = [int(b) for b in policy.pop("blocks", [])]
+        policy.pop("salt", None)
+        if sum(sizes) != lst.count:
+            raise IntegrityFailure(
+                f"the sealed procedure of list {lst.id} does not add up to its envelopes"
+            )
+        opened.append(SegmentProcedure(
+            lst.stratum_code, lst.segment, lst.id, lst.first_seq, lst.count, released_in(lst),
+            policy, _blocks(lst.first_seq, sizes), lst.created_at, lst.created_by,
+        ))
+    audit.record(session, actor, action="procedure.open", entity="procedure",
+                 entity_id="sealed lists", reason="randomization report after the lock",
+                 clock=clock)
+    return opened
