@@ -39,3 +39,17 @@ Feature: A command line that cannot lose a trial or give away a secret
         | trialkit --json export everything --out x.csv        | unknown export 'everything'      | 2    |
         | trialkit --json queue                                | lacks the permission             | 1    |
         | trialkit --json seal --per-stratum many              | Invalid value for '--per-stratum' | 2    |
+
+  Rule: What cannot be undone is confirmed first
+
+    Scenario: An investigator is asked before locking, and a script must say --yes
+      Given the live KetHead trial in the database "trial.db"
+      And the investigator "ivan" on its team
+      When "ivan" pipes "n" into "trialkit lock"
+      Then the command is refused because it cannot be undone without --yes
+      And the database is not locked and nothing at all was recorded
+      When "ivan" answers "n" at the terminal to "trialkit lock"
+      Then he was asked "Lock KETHEAD now?"
+      And the database is not locked and nothing at all was recorded
+      When "ivan" runs "trialkit lock --yes"
+      Then the database is locked

@@ -48,10 +48,10 @@ def flow_steps(today: str) -> list[tuple[str, str | None, list[str]]]:
         ("coordinator exports", "cora", ["export", "outcomes", "--out", "FILE/cora.csv"]),
         ("unblinded before lock", "ivan",
          ["export", "outcomes", "--out", "FILE/early.csv", "--unblinded"]),
-        ("coordinator locks", "cora", ["lock"]),
+        ("coordinator locks", "cora", ["lock", "--yes"]),
         # the lock
-        ("lock", "iris", ["lock"]),
-        ("lock again", "ivan", ["lock"]),
+        ("lock", "iris", ["lock", "--yes"]),
+        ("lock again", "ivan", ["lock", "--yes"]),
         ("consent after lock", "cora",
          ["consent", "TWH-006", "--date", today, "--form-version", "2.0"]),
         ("diary after lock", "cora",

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,8 +18,20 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.cli.test_cli import Run, State, state_of, trialkit
-from tests.conftest import ADMIN, KETHEAD, PASSWORD, PG_URL, SteppingClock, pg_schema_url
+from tests.cli.test_confirmation import INVESTIGATOR, at_a_terminal
+from tests.conftest import (
+    ADMIN,
+    KETHEAD,
+    PASSWORD,
+    PG_URL,
+    SteppingClock,
+    add_user,
+    pg_schema_url,
+    sign_in,
+)
+from tests.db.tampering import reader
 from trialkit.domain.protocol import load_protocol
+from trialkit.domain.roles import Role
 from trialkit.services.setup import initialize
 from trialkit.store.db import make_engine, normalize_url
 
@@ -162,3 +177,68 @@ def reads_json_error(world: World, error: str, code: int) -> None:
 @then("a person reading the terminal sees the same message as text")
 def same_message_on_stderr(world: World) -> None:
     assert json.loads(world.last.out)["error"] in world.last.err
+
+
+# --- Rule: what cannot be undone is confirmed first -------------------------------------------
+
+
+def locked(world: World) -> bool:
+    engine = make_engine(world.db)
+    try:
+        with reader(engine).connect() as conn:
+            return conn.execute(text("SELECT locked_at FROM trial")).scalar_one() is not None
+    finally:
+        engine.dispose()
+
+
+@given(parsers.parse('the investigator "{name}" on its team'))
+def investigator(world: World, name: str, clock: SteppingClock) -> None:
+    engine = make_engine(world.db)
+    add_user(engine, sign_in(engine, ADMIN, clock), clock, name, Role.INVESTIGATOR)
+    engine.dispose()
+    world.before = trial_state(world)
+
+
+@when(parsers.parse('"{name}" pipes "{answer}" into "{command}"'))
+def pipes_answer(world: World, name: str, answer: str, command: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIALKIT_")}
+    env |= {"TRIALKIT_DB": world.db, "TRIALKIT_USER": name, "TRIALKIT_PASSWORD": PASSWORD}
+    done = subprocess.run([sys.executable, "-m", *command.split()], input=f"{answer}\n",
+                          env=env, cwd=world.workdir, capture_output=True, text=True,
+                          timeout=60, check=False)
+    world.runs.append(Run(done.returncode, done.stdout, done.stderr))
+
+
+@when(parsers.parse('"{name}" answers "{answer}" at the terminal to "{command}"'))
+def answers_at_terminal(world: World, name: str, answer: str, command: str) -> None:
+    assert name == INVESTIGATOR
+    world.runs.append(at_a_terminal(command.split()[1:], Path(world.db), f"{answer}\n".encode()))
+
+
+@when(parsers.parse('"{name}" runs "{command}"'))
+def runs(world: World, name: str, command: str) -> None:
+    world.runs.append(trialkit(*command.split()[1:], db=world.db, cwd=world.workdir, user=name))
+
+
+@then("the command is refused because it cannot be undone without --yes")
+def refused_without_yes(world: World) -> None:
+    assert world.last.code == 1, world.last.err
+    assert "cannot be undone" in world.last.err and "give --yes" in world.last.err
+
+
+@then(parsers.parse('he was asked "{question}"'))
+def was_asked(world: World, question: str) -> None:
+    assert question in world.last.out
+    assert world.last.code == 1, world.last.err
+
+
+@then("the database is not locked and nothing at all was recorded")
+def not_locked(world: World) -> None:
+    assert not locked(world)
+    assert trial_state(world) == world.before
+
+
+@then("the database is locked")
+def is_locked(world: World) -> None:
+    assert world.last.code == 0, world.last.err
+    assert locked(world)

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from trialkit.cli.context import DEFAULT_DB, Cli, ask_new_password, cli, env
+from trialkit.cli.context import (
+    DEFAULT_DB,
+    YES_HELP,
+    Cli,
+    ask_new_password,
+    cli,
+    confirm_irreversible,
+    env,
+)
 
 app = typer.Typer(
     name="trialkit",
@@ -150,14 +158,25 @@ app.add_typer(db_app, name="db")
 
 
 @db_app.command("upgrade")
-def db_upgrade(ctx: typer.Context) -> None:
-    """Apply schema migrations to an existing trial database (admin; take a backup first)."""
+def db_upgrade(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", help=YES_HELP)] = False,
+) -> None:
+    """Apply schema migrations to an existing trial database (admin; take a backup first).
+    Cannot be undone: asks at a terminal, and needs --yes without one."""
     from trialkit.domain.roles import Permission
     from trialkit.services.actor import require
     from trialkit.services.setup import upgrade_schema
+    from trialkit.store.schema import SCHEMA_HEAD, schema_revision
+    from trialkit.store.urls import public_url
 
     c = cli(ctx)
-    c.engine(check_schema=False)
+    revision = schema_revision(c.engine(check_schema=False))
+    if revision is not None and revision != SCHEMA_HEAD:
+        confirm_irreversible(
+            f"Upgrade the schema of {public_url(c.db)} from {revision} to {SCHEMA_HEAD}? "
+            "A database cannot be downgraded; take a backup first",
+            yes=yes, what="a schema upgrade")
     require(c.actor(), Permission.MANAGE_USERS)
     revision = upgrade_schema(c.engine(check_schema=False))
     c.emit({"schema": revision}, f"Database schema is at {revision}")

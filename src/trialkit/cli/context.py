@@ -57,6 +57,30 @@ def ask_new_password(prompt: str = "New password: ") -> str:
     return first
 
 
+def confirm_irreversible(question: str, *, yes: bool, what: str) -> None:
+    """The one rule for commands that cannot be undone (lock, emergency unblinding, a schema
+    upgrade): at a terminal they ask ``question`` (default no); without a terminal they
+    need ``--yes``. "n", an empty answer or the end of input refuses (exit 1) — called
+    before the command signs anyone in or writes anything, so nothing is written."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise Refused(
+            f"{what} cannot be undone and there is no terminal to confirm it at: "
+            "give --yes to confirm; nothing was changed"
+        )
+    try:
+        confirmed = typer.confirm(question, default=False)
+    except typer.Abort:  # end of input, Ctrl-C
+        confirmed = False
+    if not confirmed:
+        raise Refused(f"not confirmed: {what} was not done; nothing was changed")
+
+
+# The option every irreversible command takes.
+YES_HELP = "Confirm without being asked (needed without a terminal): this cannot be undone"
+
+
 @dataclass
 class Cli:
     """Options shared by every command (``--db``, ``--user``, ``--json``)."""

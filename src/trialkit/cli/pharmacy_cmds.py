@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trialkit.cli.context import ask_secret, cli
+from trialkit.cli.context import YES_HELP, ask_secret, cli, confirm_irreversible
 from trialkit.cli.enrol_cmds import _pairs
 from trialkit.domain.errors import InvalidInput
 
@@ -342,16 +342,20 @@ def unblind(
     reason: Annotated[
         str, typer.Option("--reason", help="Why this emergency unblinding is needed")
     ] = "",
+    yes: Annotated[bool, typer.Option("--yes", help=YES_HELP)] = False,
 ) -> None:
     """Emergency unblinding of one participant (pharmacist or custodian investigator):
     the arm is shown to you only, the reason is logged and the participant is flagged in
-    every blinded view."""
+    every blinded view. Cannot be undone: asks at a terminal, and needs --yes without one."""
     from trialkit.domain.roles import Permission
     from trialkit.services.unblinding import unblind as do_unblind
 
     c = cli(ctx)
     if not reason.strip():
         raise InvalidInput("an emergency unblinding needs a reason: --reason TEXT")
+    confirm_irreversible(
+        f"Unblind {pid.strip().upper()}? Its arm will be shown to you and the unblinding "
+        "logged; this cannot be undone", yes=yes, what="an emergency unblinding")
     actor = c.actor()
     prompt = f"Re-enter the password of {actor.name} to unblind: "
     password = _key_password(actor, Permission.UNBLIND, prompt)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trialkit.cli.context import ask_secret, cli
-from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.cli.context import YES_HELP, ask_secret, cli, confirm_irreversible
+from trialkit.domain.errors import InvalidInput
 
 if TYPE_CHECKING:
     from trialkit.services.export import ExportResult
@@ -171,22 +171,19 @@ def status(
 
 def lock(
     ctx: typer.Context,
-    yes: Annotated[
-        bool, typer.Option("--yes", help="Do not ask for confirmation at the terminal")
-    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help=YES_HELP)] = False,
 ) -> None:
     """Lock the database (investigator): from now on no clinical data can change, and the
-    unblinded export becomes possible. Cannot be undone; audited."""
-    from trialkit.domain.roles import Permission
+    unblinded export becomes possible. Cannot be undone: asks at a terminal, and needs
+    --yes without one; audited."""
     from trialkit.services.lock import lock_database
 
     c = cli(ctx)
+    info = c.trial()
+    confirm_irreversible(
+        f"Lock {info.trial_code} now? No clinical data can change after this, and it "
+        "cannot be undone", yes=yes, what="the database lock")
     actor = c.actor()
-    if actor.can(Permission.LOCK) and not yes and sys.stdin.isatty():
-        info = c.trial()
-        if not typer.confirm(f"Lock {info.trial_code} now? No clinical data can change after "
-                             "this, and it cannot be undone", default=False):
-            raise Refused("not locked: the lock was not confirmed")
     with c.write() as s:
         r = lock_database(s, actor, clock=c.clock())
     c.emit(
