@@ -4,8 +4,8 @@ of the same rows.
 Run with the project's interpreter:  .venv/bin/python bench/diary_import.py [--rows N]
 
 Set-up (not timed): a KetHead trial in a temporary SQLite file, with enough participants
-screened (through the real service) for N rows of 80 diary days each, and a CSV file of
-those N rows (headache days, severities, durations, acute medication: varied, valid).
+screened and consented (through the real services) for N rows of 80 diary days each, and a
+CSV file of those N rows (headache days, severities, durations, acute medication: varied, valid).
 
 Each round starts from two fresh copies of that database and times, alternately:
 
@@ -53,7 +53,7 @@ from trialkit.domain.roles import Role
 from trialkit.services import integrity
 from trialkit.services.auth import login
 from trialkit.services.diary_import import import_diary
-from trialkit.services.enrolment import screen
+from trialkit.services.enrolment import consent, screen
 from trialkit.services.setup import initialize
 from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, normalize_url, read_only, transaction
@@ -79,7 +79,7 @@ Row = tuple[str, str, bool, str, float, bool]
 
 
 def build_template(url: str, participants: int) -> list[str]:
-    """The trial with ``participants`` screened at two sites; their ids."""
+    """The trial with ``participants`` screened and consented at two sites; their ids."""
     protocol = load_protocol(KETHEAD)
     clock = FixedClock(SCREENED_AT)
     engine = make_engine(url, must_exist=False)
@@ -101,6 +101,9 @@ def build_template(url: str, participants: int) -> list[str]:
                     v = screen(s, cora, site=("TWH", "SHS")[i % 2], age=40, sex="F",
                                weight_kg=70.0, factors={"headache_type": ("CM", "CDH")[i % 2]},
                                answers=answers, clock=clock)
+                    # the diary starts at consent
+                    consent(s, cora, v.id, on=SCREENED_AT.date(),
+                            form_version=protocol.protocol.consent.form_versions[-1], clock=clock)
                     pids.append(v.id)
         return pids
     finally:

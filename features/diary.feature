@@ -71,3 +71,27 @@ Feature: Keeping the headache diary
       And "TWH-001" kept her diary on 24 of the 28 days before today, with headache on 15 of them
       When I randomize "TWH-001"
       Then she is given the randomization number "R0001"
+
+  Rule: The diary starts at consent
+
+    Scenario: No diary day is taken for someone who has not consented
+      Given it is 10 March 2026
+      And I screened "TWH-002" today, who has not consented yet
+      When I enter for "TWH-002" on 10 March: no headache
+      Then I am refused: "TWH-002 has not consented: the diary starts at consent"
+      And no diary day of "TWH-002" has been recorded
+
+    Scenario: Someone screened and consented today starts the diary today, with nothing yet due
+      Given it is 10 March 2026
+      And I screened "TWH-002" today, who consented the same day
+      When I enter for "TWH-002" on 10 March: a mild headache of 5 hours, no acute medication
+      Then the diary of "TWH-002" for 10 March shows a mild headache of 5 hours
+      And the baseline of "TWH-002" runs from 10 March to 6 April, with 0 days due and 1 recorded
+
+    Scenario: Randomization waits until the baseline can hold 24 days from consent
+      Given it is 10 March 2026
+      And I screened "TWH-002" today, who consented the same day
+      And it is 30 March 2026
+      And "TWH-002" kept her diary every day from 10 March to 29 March, with headache on 20 of them
+      When I randomize "TWH-002"
+      Then I am refused: "TWH-002 cannot be randomized yet: the baseline diary (2026-03-02 to 2026-03-29) has 20 of 28 days recorded (at least 24 needed; the diary starts at consent (2026-03-10), so 2026-04-03 is the earliest day to randomize)"

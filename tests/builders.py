@@ -138,16 +138,17 @@ def record_baseline(engine: Engine, coordinator: Actor, clock: SteppingClock, *p
 def baseline_in(session: Session, coordinator: Actor, clock: SteppingClock, *pids: str,
                 days: int | None = None, headache_days: int | None = None) -> None:
     """Record an eligible baseline diary for each participant, in ``session``: every day of
-    the baseline window before today. Diary days cannot predate screening, so the clock
-    first moves on (never back) until the window starts on or after the latest of their
-    screenings."""
+    the baseline window before today. The diary starts at consent, so the clock first
+    moves on (never back) until the window starts on or after the latest of their
+    consents."""
     keys = [pid.strip().upper() for pid in pids]
-    screened = [p.screened_at.date() for p in
-                session.exec(select(Participant).where(col(Participant.id).in_(keys)))]
+    consented = [date.fromisoformat(p.consent_date) for p in
+                 session.exec(select(Participant).where(col(Participant.id).in_(keys)))
+                 if p.consent_date]
     start = clock.now().date() + timedelta(days=PROTOCOL.diary.baseline_window.start)
-    if screened and start < max(screened):
-        clock.advance(days=(max(screened) - start).days)
-        start = max(screened)
+    if consented and start < max(consented):
+        clock.advance(days=(max(consented) - start).days)
+        start = max(consented)
     for pid in keys:
         record_days(session, coordinator, pid,
                     baseline_days(start, days=days, headache_days=headache_days), clock=clock)

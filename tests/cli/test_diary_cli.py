@@ -58,6 +58,8 @@ FLOW: list[tuple[str, str, str | None, list[str]]] = [
     ("screen", "2026-03-02", "cora",
      ["screen", "--site", "TWH", "--age", "40", "--sex", "F", "--weight-kg", "70",
       "--stratum-factor", "headache_type=CM", *answers()]),
+    ("record before consent", "2026-03-02", "cora",
+     ["diary", "record", "TWH-001", "--date", "2026-03-02", "--headache", "no"]),
     ("consent", "2026-03-02", "cora",
      ["consent", "TWH-001", "--date", "2026-03-02", "--form-version", "2.0"]),
     ("randomize too early", "2026-03-20", "cora", ["randomize", "TWH-001"]),
@@ -178,6 +180,12 @@ def test_the_trial_is_set_up_and_the_participant_consented(flow: Flow) -> None:
         assert flow[step].returncode == 0, (step, flow[step].stderr)
 
 
+def test_no_diary_day_is_taken_before_consent(flow: Flow) -> None:
+    result = flow["record before consent"]
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "Refused: TWH-001 has not consented: the diary starts at consent\n"
+
+
 def test_randomizing_before_the_baseline_diary_is_refused_saying_what_is_short(
     flow: Flow
 ) -> None:
@@ -185,8 +193,9 @@ def test_randomizing_before_the_baseline_diary_is_refused_saying_what_is_short(
     assert result.returncode == 1
     assert result.stderr == (
         "Refused: TWH-001 cannot be randomized yet: the baseline diary (2026-02-20 to "
-        "2026-03-19) has 0 of 28 days recorded (at least 24 needed) and 0 headache days "
-        "(at least 15 needed)\n")
+        "2026-03-19) has 0 of 28 days recorded (at least 24 needed; the diary starts at "
+        "consent (2026-03-02), so 2026-03-26 is the earliest day to randomize) and 0 headache "
+        "days (at least 15 needed)\n")
 
 
 def test_a_bad_file_is_refused_whole_with_every_problem_and_its_line(flow: Flow) -> None:

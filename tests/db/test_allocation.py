@@ -215,6 +215,13 @@ class Box:
             return consent(s, self.actor(by), pid, on=self.clock.now().date(),
                            form_version="2.0", clock=self.clock)
 
+    def consented(self, *, by: str = "cora", site: str = "TWH") -> str:
+        """Screen someone eligible and record their consent today (the diary starts there);
+        their id."""
+        pid = self.screen(by=by, site=site).id
+        self.consent(pid, by=by)
+        return pid
+
     def randomize(self, pid: str, *, by: str = "cora") -> Randomization:
         with self.tx() as s:
             return randomize(s, self.actor(by), pid, clock=self.clock)

@@ -9,10 +9,12 @@ in a window on it that is rolled back (see ``tests/db/test_allocation.py``)."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,9 +34,11 @@ from trialkit.domain.errors import (
 )
 from trialkit.domain.roles import Role
 from trialkit.services import integrity
+from trialkit.services.auth import login
 from trialkit.services.diary import history, infuse, record_day
-from trialkit.services.diary_import import ImportRejected, import_diary
+from trialkit.services.diary_import import ImportRejected, import_diary, record_days
 from trialkit.services.enrolment import list_participants, withdraw
+from trialkit.services.export import ExportFiles, export_table
 from trialkit.services.outcomes import outcomes
 from trialkit.services.pharmacy import dispense
 from trialkit.services.users import create_user
@@ -53,6 +57,11 @@ def trial(request: pytest.FixtureRequest,
             create_user(s, w.actors["alice"], name="pia", role=Role.PHARMACIST,
                         password=PASSWORD, sites=[], custodian=False,
                         clock=_Fixed(w.at))
+            create_user(s, w.actors["alice"], name="ivan", role=Role.INVESTIGATOR,
+                        password=PASSWORD, sites=[], custodian=False,
+                        clock=_Fixed(w.at))
+        with transaction(w.engine) as s:  # the investigator exports
+            w.actors["ivan"] = login(s, "ivan", PASSWORD, clock=_Fixed(w.at))
         yield w
 
 
@@ -171,7 +180,7 @@ def infuse_on(box: Box, pid: str, on: date, by: str = "cora") -> Any:
 
 
 def test_a_recorded_day_is_stored_and_audited(box: Box) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     box.clock.advance(days=3)
     r = record(box, pid, headache(today(box) - timedelta(days=1), hours=5, acute=True))
     assert (r.version, r.corrected, r.headache_day, r.window, r.study_day) == (
@@ -189,7 +198,7 @@ def test_a_recorded_day_is_stored_and_audited(box: Box) -> None:
 
 
 def test_a_correction_needs_a_reason_and_keeps_the_old_version(box: Box) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     box.clock.advance(days=2)
     on = today(box)
     record(box, pid, headache(on, hours=3))
@@ -214,7 +223,7 @@ def test_a_correction_needs_a_reason_and_keeps_the_old_version(box: Box) -> None
 
 
 def test_entering_the_same_day_again_is_no_change(box: Box) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     record(box, pid, clear(today(box)))
     err = refused(box, Refused, record, box, pid, clear(today(box)), reason="again")
     assert "no change" in err.message and err.exit_code == 1
@@ -222,17 +231,17 @@ def test_entering_the_same_day_again_is_no_change(box: Box) -> None:
 
 @pytest.mark.parametrize(("shift", "message"), [
     (1, "date 2026-03-03 is in the future (today is 2026-03-02)"),
-    (-1, "date 2026-03-01 is before screening (2026-03-02)"),
+    (-1, "date 2026-03-01 is before consent (2026-03-02): the diary starts at consent"),
 ])
 def test_a_day_outside_the_allowed_dates_is_refused(box: Box, shift: int, message: str) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     err = refused(box, InvalidInput, record, box, pid,
                   clear(today(box) + timedelta(days=shift)))
     assert err.message == f"{pid}: {message}" and err.exit_code == 2
 
 
 def test_bad_values_are_refused_with_every_problem(box: Box) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     err = refused(box, InvalidInput, record, box, pid,
                   DiaryDay(today(box), False, "severe", 30.0, False))
     assert err.message == ("2026-03-02: headache=no with severity 'severe': a day without "
@@ -253,7 +262,7 @@ def test_who_may_record_a_diary_day(box: Box) -> None:
 
 
 def test_no_diary_after_withdrawal_but_earlier_days_can_still_be_entered(box: Box) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     box.clock.advance(days=5)
     with box.tx() as s:
         withdraw(s, box.actor("cora"), pid, reason="moved away", clock=box.clock)
@@ -280,7 +289,7 @@ def test_a_locked_database_takes_no_diary_day_and_no_infusion(box: Box) -> None:
 
 
 def test_a_good_file_is_imported_whole_and_audited_as_one_batch(box: Box) -> None:
-    one, two = box.screen().id, box.screen(site="SHS").id
+    one, two = box.consented(), box.consented(site="SHS")
     box.clock.advance(days=3)
     content = HEADER + "".join(
         f"{pid},2026-03-0{d},{'yes' if d % 2 else 'no'},{'mild' if d % 2 else ''},"
@@ -307,7 +316,7 @@ def test_a_good_file_is_imported_whole_and_audited_as_one_batch(box: Box) -> Non
 
 
 def test_an_imported_day_corrected_later_keeps_both_audits(box: Box) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     box.clock.advance(days=1)
     r = import_text(box, HEADER + f"{pid},2026-03-02,no,,,no\n")
     record(box, pid, headache(date(2026, 3, 2)), reason="phoned in")
@@ -327,8 +336,8 @@ BAD_FILE = [
      ["line 2: unknown participant 'TWH-099'"]),
     ("date in the future", "{pid},2026-03-06,no,,,no",
      ["line 2: date 2026-03-06 is in the future (today is 2026-03-05)"]),
-    ("date before screening", "{pid},2026-03-01,no,,,no",
-     ["line 2: date 2026-03-01 is before screening (2026-03-02)"]),
+    ("date before consent", "{pid},2026-03-01,no,,,no",
+     ["line 2: date 2026-03-01 is before consent (2026-03-02): the diary starts at consent"]),
     ("not a date", "{pid},03/03/2026,no,,,no",
      ["line 2: date '03/03/2026' is not a date like 2026-03-01"]),
     ("duration over 24 h", "{pid},2026-03-03,yes,mild,25,no",
@@ -348,7 +357,7 @@ BAD_FILE = [
 @pytest.mark.parametrize(("row", "expected"), [(r, e) for _n, r, e in BAD_FILE],
                          ids=[n for n, _r, _e in BAD_FILE])
 def test_a_bad_row_rejects_the_whole_file(box: Box, row: str, expected: list[str]) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     box.screen(site="SHS")
     box.clock.advance(days=3)
     good = f"{pid},2026-03-02,no,,,no\n"
@@ -361,7 +370,7 @@ def test_a_bad_row_rejects_the_whole_file(box: Box, row: str, expected: list[str
 
 
 def test_every_problem_of_a_file_is_reported_with_its_line(box: Box) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     box.clock.advance(days=3)
     record(box, pid, clear(date(2026, 3, 2)))
     content = HEADER + "\n".join([
@@ -404,7 +413,7 @@ def test_a_file_of_the_wrong_shape_is_rejected(box: Box, content: str | bytes,
 
 
 def test_extra_columns_of_an_exported_diary_are_ignored(box: Box) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     content = ("participant_id,date,study_day,window,headache,severity,duration_hours,"
                f"acute_medication,headache_day\n{pid},2026-03-02,,,yes,severe,8,no,yes\n")
     assert import_text(box, content).rows == 1
@@ -521,20 +530,115 @@ def test_outcomes_are_derived_per_window_as_the_protocol_says(box: Box) -> None:
     assert later.headache_days_28 is None and later.change_from_baseline is None
 
 
-def test_before_randomization_the_baseline_is_shown_as_randomizing_today_would_see_it(
-    box: Box
-) -> None:
-    pid = box.screen().id
+def test_before_randomization_the_baseline_is_the_28_days_from_consent(box: Box) -> None:
+    pid = box.consented()  # on 2 March
     box.clock.advance(days=5)
     for i in range(5):
         record(box, pid, headache(date(2026, 3, 2) + timedelta(days=i)))
     with box.tx() as s:
         o = outcomes(s, box.actor("cora"), pid, clock=box.clock)
-    assert (o.provisional, o.randomized_on, o.status) == (True, None, "eligible")
+    assert (o.provisional, o.randomized_on, o.status) == (True, None, "consented")
     base = o.windows[0]
-    assert (base.start, base.end, base.days_recorded, base.headache_days) == (
-        date(2026, 2, 7), date(2026, 3, 6), 5, 5)
+    # 2 to 29 March: the first 28 days from consent; 2-6 March are over (today is 7 March)
+    assert (base.start, base.end, base.days_expected, base.days_recorded,
+            base.headache_days) == (date(2026, 3, 2), date(2026, 3, 29), 5, 5, 5)
     assert base.headache_days_28 is None  # 5 days are too few to prorate
+    box.clock.advance(days=40)  # 16 April: the window randomizing today would use
+    with box.tx() as s:
+        base = outcomes(s, box.actor("cora"), pid, clock=box.clock).windows[0]
+    assert (base.start, base.end, base.days_expected, base.days_recorded) == (
+        date(2026, 3, 19), date(2026, 4, 15), 28, 0)
+
+
+# --- the diary starts at consent (issue 9, item 9) ------------------------------------------
+
+
+def test_no_diary_day_before_consent_by_any_path(box: Box) -> None:
+    pid = box.screen().id  # eligible, not consented
+    said = f"{pid} has not consented: the diary starts at consent"
+    err = refused(box, Refused, record, box, pid, clear(today(box)))
+    assert (err.message, err.exit_code) == (said, 1)
+    err = refused(box, ImportRejected, import_text, box, HEADER + f"{pid},{today(box)},no,,,no\n")
+    assert isinstance(err, ImportRejected) and err.problems == [f"line 2: {said}"]
+    with box.tx() as s:
+        with pytest.raises(Refused, match=said):
+            record_days(s, box.actor("cora"), pid, [clear(today(box))], clock=box.clock)
+    box.consent(pid)
+    assert record(box, pid, clear(today(box))).version == 1  # from consent on, it can
+
+
+def slipped_in(box: Box, pid: str, day: str) -> None:
+    """A diary day as an older version let it in before consent (written behind
+    trialkit's back: no version today can)."""
+    box.conn.execute(text(
+        "INSERT INTO diary_entry (participant_id, day, version, headache, severity, "
+        "duration_hours, acute_medication, recorded_by, recorded_at, current) VALUES "
+        "(:pid, :day, 1, false, 'none', 0, false, 'cora', :at, true)"),
+        {"pid": pid, "day": day, "at": datetime(2026, 3, 3, 9, tzinfo=UTC).replace(tzinfo=None)})
+
+
+def test_who_withdrew_before_consenting_has_no_diary_and_none_is_exported(
+    box: Box, tmp_path: Path
+) -> None:
+    pid = box.screen().id
+    box.clock.advance(days=2)
+    with box.tx() as s:
+        withdraw(s, box.actor("cora"), pid, reason="changed her mind", clock=box.clock)
+    said = f"{pid} has not consented: the diary starts at consent"
+    assert refused(box, Refused, record, box, pid, clear(date(2026, 3, 3))).message == said
+    # A day an older version let in before consent is not exported
+    slipped_in(box, pid, "2026-03-03")
+    consented = box.consented()  # on 4 March, with a day before consent let in the same way
+    slipped_in(box, consented, "2026-03-03")
+    record(box, consented, clear(today(box)))
+    files = ExportFiles(tmp_path / "diary.csv")
+    with files:
+        with box.tx() as s:
+            export_table(s, box.actor("ivan"), "diary", files, clock=box.clock)
+        files.publish()
+    with (tmp_path / "diary.csv").open(newline="", encoding="utf-8") as f:
+        rows = [(r["participant_id"], r["date"]) for r in csv.DictReader(f)]
+    assert rows == [(consented, today(box).isoformat())]
+
+
+def test_a_participant_consented_today_starts_the_diary_today(box: Box) -> None:
+    pid = box.consented()  # screened and consented on 2 March
+    assert record(box, pid, headache(today(box))).version == 1
+    with box.tx() as s:
+        base = outcomes(s, box.actor("cora"), pid, clock=box.clock).windows[0]
+    # Nothing is due yet (today is not over); today's day is in the window already
+    assert (base.start, base.days_expected, base.days_recorded) == (date(2026, 3, 2), 0, 1)
+    box.clock.advance(days=3)
+    with box.tx() as s:
+        base = outcomes(s, box.actor("cora"), pid, clock=box.clock).windows[0]
+    assert (base.days_expected, base.days_recorded) == (3, 1)  # 2, 3 and 4 March are over
+
+
+def test_the_baseline_gate_counts_from_consent(box: Box) -> None:
+    pid = box.screen().id  # screened on 2 March
+    box.clock.advance(days=8)
+    box.consent(pid)  # consented on 10 March: the diary starts there
+    box.clock.advance(days=20)  # 30 March: 20 days (10-29 March) can be recorded
+    with box.tx() as s:
+        record_days(s, box.actor("cora"), pid,
+                    [headache(date(2026, 3, 10) + timedelta(days=i)) for i in range(20)],
+                    clock=box.clock)
+    err = refused(box, Refused, box.randomize, pid)
+    # 24 of the 28 days before randomization, from 10 March on: 3 April at the earliest
+    assert err.message == (
+        f"{pid} cannot be randomized yet: the baseline diary (2026-03-02 to 2026-03-29) has "
+        "20 of 28 days recorded (at least 24 needed; the diary starts at consent "
+        "(2026-03-10), so 2026-04-03 is the earliest day to randomize)")
+    with box.tx() as s:
+        base = outcomes(s, box.actor("cora"), pid, clock=box.clock).windows[0]
+    assert (base.start, base.days_expected, base.days_recorded) == (date(2026, 3, 10), 20, 20)
+    box.clock.advance(days=4)  # 3 April
+    with box.tx() as s:
+        record_days(s, box.actor("cora"), pid,
+                    [headache(date(2026, 3, 30) + timedelta(days=i)) for i in range(4)],
+                    clock=box.clock)
+    assert box.randomize(pid).randomization_number == "R0001"
+    assert windows(box, pid)["BASELINE"].days_expected == 24  # 10 March to 2 April
 
 
 # --- tampering --------------------------------------------------------------------------------
@@ -548,7 +652,7 @@ def test_before_randomization_the_baseline_is_shown_as_randomizing_today_would_s
 def test_a_diary_row_changed_behind_trialkits_back_fails_verification(
     box: Box, change: str
 ) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     record(box, pid, headache(today(box), hours=3))
     record(box, pid, headache(today(box), hours=6, severity="severe"), reason="misread")
     assert verified(box).ok
@@ -559,7 +663,7 @@ def test_a_diary_row_changed_behind_trialkits_back_fails_verification(
 
 
 def test_a_baseline_recorded_in_bulk_is_the_same_as_day_by_day(box: Box) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     box.clock.advance(days=28)
     with box.tx() as s:
         baseline_in(s, box.actor("cora"), box.clock, pid)
@@ -578,7 +682,7 @@ def test_a_baseline_recorded_in_bulk_is_the_same_as_day_by_day(box: Box) -> None
 def test_an_imported_row_changed_behind_trialkits_back_fails_verification(
     box: Box, change: str
 ) -> None:
-    pid = box.screen().id
+    pid = box.consented()
     box.clock.advance(days=3)
     r = import_text(box, HEADER + "".join(
         f"{pid},2026-03-0{d},yes,mild,5,no\n" for d in (2, 3, 4)))
@@ -592,7 +696,7 @@ def test_an_imported_row_changed_behind_trialkits_back_fails_verification(
 def test_imported_and_single_days_are_stored_alike(box: Box) -> None:
     """The bulk path writes through the driver: what it stores must read back exactly as
     what the ORM stores (types, time format)."""
-    pid = box.screen().id
+    pid = box.consented()
     box.clock.advance(days=2)  # a whole second: sqlite3 alone would drop the ".000000"
     record(box, pid, headache(date(2026, 3, 2), hours=5.5, acute=True))
     import_text(box, HEADER + f"{pid},2026-03-03,yes,moderate,5.5,yes\n")

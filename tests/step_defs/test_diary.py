@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -257,3 +257,33 @@ def not_randomized(world: DiaryWorld, pid: str) -> None:
 def given_number(world: DiaryWorld, number: str) -> None:
     assert isinstance(world.outcome, Randomization), world.outcome
     assert (world.outcome.randomization_number, world.outcome.already) == (number, False)
+
+
+# --- the diary starts at consent ------------------------------------------------------------
+
+
+@given(parsers.re(r'I screened "(?P<pid>[^"]+)" today, who (?P<answer>consented the same day|'
+                  r"has not consented yet)"))
+def screened_today(world: DiaryWorld, pid: str, answer: str) -> None:
+    assert world.screen("TWH").id == pid
+    if answer == "consented the same day":
+        world.consent(pid)
+
+
+@given(parsers.parse('"{pid}" kept her diary every day from {first} to {last}, with headache '
+                     "on {aching:d} of them"))
+def kept_from_to(world: DiaryWorld, pid: str, first: str, last: str, aching: int) -> None:
+    start, days = on(first), (on(last) - on(first)).days + 1
+    rows = [[pid, (start + timedelta(days=i)).isoformat(),
+             *(["yes", "severe", "5"] if i < aching else ["no", "", ""]), "no"]
+            for i in range(days)]
+    world.import_rows([list(COLUMNS), *rows])
+
+
+@then(parsers.parse('the baseline of "{pid}" runs from {first} to {last}, with {due:d} days '
+                    "due and {recorded:d} recorded"))
+def baseline_runs(world: DiaryWorld, pid: str, first: str, last: str, due: int,
+                  recorded: int) -> None:
+    base = world.outcomes(pid).windows[0]
+    assert (base.window, base.start, base.end, base.days_expected, base.days_recorded) == (
+        PROTOCOL.diary.baseline_window.code, on(first), on(last), due, recorded)

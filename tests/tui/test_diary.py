@@ -9,8 +9,10 @@ from textual.widgets import Input
 
 from tests.builders import consented, record_baseline
 from tests.conftest import SteppingClock
-from tests.tui.conftest import app_for, arm_words, press, screen_text, sign_in
+from tests.tui.conftest import app_for, arm_words, press, screen_text, screened, sign_in
 from trialkit.services.actor import Actor
+from trialkit.services.diary import current_days
+from trialkit.store.db import read_only
 from trialkit.tui.dialogs.diary_day import CorrectionDialog, HistoryDialog
 from trialkit.tui.screens.diary import DiaryScreen
 
@@ -73,3 +75,38 @@ async def test_correction_needs_a_reason_and_keeps_history(
         assert "v1: mild headache, 6 h" in text  # the builder's first baseline day
         assert "v2 (current): no headache" in text
         assert "transcription error" in text
+
+
+async def test_consented_today_the_diary_starts_today_with_nothing_due(
+    engine: Engine, enrolling: dict[str, Actor], clock: SteppingClock
+) -> None:
+    pid = consented(engine, enrolling["cora"], clock, site="TWH").id
+    today = clock.now().date()
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_diary(pilot)
+        # The baseline shown is the 28 days from consent: none is due yet, the cursor is on
+        # today (not 28 "due" days before screening that could never be entered)
+        assert f"{today} → " in screen_text(app)
+        assert "recorded 0/28 (due so far 0)" in screen_text(app)
+        assert screen.cursor_day() == today
+        await press(pilot, "1", "5", "enter")
+        assert "recorded 1/28 (due so far 0)" in screen_text(app)
+        assert not arm_words(screen_text(app))
+    with read_only(engine) as s:
+        assert [(d.day, d.severity, d.duration_hours) for d in current_days(s, pid)] == [
+            (today, "mild", 5.0)]
+
+
+async def test_before_consent_the_grid_refuses_a_day(
+    engine: Engine, enrolling: dict[str, Actor], clock: SteppingClock
+) -> None:
+    pid = screened(engine, enrolling["cora"], clock, site="TWH").id
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_diary(pilot)
+        assert f"{pid} has not consented: the diary starts at consent" in screen_text(app)
+        await press(pilot, "0", "1", "5", "enter")  # no entry key does anything
+        assert "recorded 0/28 (due so far 0)" in screen_text(app)
+    with read_only(engine) as s:
+        assert current_days(s, pid) == []

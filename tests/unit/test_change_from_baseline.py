@@ -169,3 +169,19 @@ def diaries(draw: st.DrawFn) -> list[Entry]:
 @given(entries=diaries())
 def test_every_window_agrees_with_the_protocols_words(entries: list[Entry]) -> None:
     assert derived(entries) == reference(entries)
+
+
+@settings(max_examples=100, deadline=None)
+@given(entries=diaries(), consent=st.integers(min_value=-40, max_value=10))
+def test_the_diary_starts_at_consent(entries: list[Entry], consent: int) -> None:
+    """A day before consent counts nowhere, and no date before it is expected: a window's
+    expected days are its dates from consent on (every window is over here)."""
+    consented_on = RANDOMIZED + timedelta(days=consent)
+    got = derive_outcomes(as_days(entries), Anchors(RANDOMIZED, INFUSED), RULES, today=TODAY,
+                          first_day=consented_on)
+    kept = [e for e in entries if e[0] >= consent]
+    assert {o.window: (o.headache_days_28, o.baseline_headache_days_28, o.change_from_baseline)
+            for o in got} == reference(kept)
+    for o in got:
+        first, last = SPANS[o.window]
+        assert o.days_expected == max(0, (last - max(first, consented_on)).days + 1)

@@ -154,16 +154,17 @@ def test_before_the_infusion_only_the_baseline_window_exists() -> None:
 
 @pytest.mark.parametrize(("d", "problem"), [
     (date(2026, 7, 2), "date 2026-07-02 is in the future (today is 2026-07-01)"),
-    (date(2026, 2, 28), "date 2026-02-28 is before screening (2026-03-01)"),
+    (date(2026, 2, 28), "date 2026-02-28 is before consent (2026-03-01): the diary starts at "
+                        "consent"),
     (date(2026, 6, 27), "date 2026-06-27 is more than 84 days after the infusion "
                         "(2026-04-03; last diary day 2026-06-26)"),
     (date(2026, 6, 26), None),
     (date(2026, 3, 1), None),
 ])
-def test_diary_dates_run_from_screening_to_the_last_protocol_day(
+def test_diary_dates_run_from_consent_to_the_last_protocol_day(
     d: date, problem: str | None
 ) -> None:
-    assert date_problem(d, screened_on=date(2026, 3, 1), infused_on=INFUSED,
+    assert date_problem(d, consented_on=date(2026, 3, 1), infused_on=INFUSED,
                         today=date(2026, 7, 1), rules=RULES) == problem
 
 

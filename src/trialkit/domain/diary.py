@@ -9,10 +9,15 @@ Choices the protocol leaves open, made here once:
   goes with that level and 0 h; headache=yes needs another level and more than 0 h.
 - Acute medication may be taken on a day without headache (it is then an acute-medication
   day but never a headache day).
-- A window's ``days_expected`` counts its dates that are over (up to yesterday; for a
-  withdrawn participant up to the withdrawal date at the latest); windows relative to the
-  infusion expect nothing before the infusion is recorded. Today's diary may already be
-  recorded, so ``days_recorded`` can exceed ``days_expected`` by one.
+- The diary starts at consent: no day before it may be recorded, none before it is
+  expected, and a day before it (kept by an older version) counts nowhere.
+- A window's ``days_expected`` counts its dates from consent on that are over (up to
+  yesterday; for a withdrawn participant up to the withdrawal date at the latest); windows
+  relative to the infusion expect nothing before the infusion is recorded. Today's diary
+  may already be recorded, so ``days_recorded`` can exceed ``days_expected`` by one.
+- Before randomization the baseline shown is the one randomizing on the first day the
+  whole window is from consent on would use (the 28 days from consent), or, once that
+  day has passed, the one randomizing today would use (:func:`provisional_randomization`).
 - A window with no day recorded has every count missing (None), never zero.
 """
 
@@ -193,25 +198,30 @@ def window_of(day: date, anchors: Anchors, rules: Diary) -> Window | None:
     return None
 
 
+def not_consented(pid: str) -> str:
+    """Why a participant who has not consented has no diary (every face says it alike)."""
+    return f"{pid} has not consented: the diary starts at consent"
+
+
 def allowed_range(
-    *, screened_on: date, infused_on: date | None, today: date, rules: Diary
+    *, consented_on: date, infused_on: date | None, today: date, rules: Diary
 ) -> tuple[date, date]:
-    """The dates a diary day may be recorded for: from screening to today, and never more
+    """The dates a diary day may be recorded for: from consent to today, and never more
     than the protocol's last day after the infusion."""
     last = today
     if infused_on is not None:
         last = min(last, infused_on + timedelta(days=rules.max_day_after_infusion))
-    return screened_on, last
+    return consented_on, last
 
 
 def date_problem(
-    day: date, *, screened_on: date, infused_on: date | None, today: date, rules: Diary
+    day: date, *, consented_on: date, infused_on: date | None, today: date, rules: Diary
 ) -> str | None:
     """Why a date cannot take a diary day, or None."""
     if day > today:
         return f"date {day} is in the future (today is {today})"
-    if day < screened_on:
-        return f"date {day} is before screening ({screened_on})"
+    if day < consented_on:
+        return f"date {day} is before consent ({consented_on}): the diary starts at consent"
     if infused_on is not None:
         limit = infused_on + timedelta(days=rules.max_day_after_infusion)
         if day > limit:
@@ -254,11 +264,20 @@ def prorate(count: int | None, recorded: int, rules: Diary) -> Decimal | None:
     return exact.quantize(_quantum(rules), rounding=ROUND_HALF_UP)
 
 
-def _expected(span: tuple[date, date] | None, until: date) -> int:
+def _expected(span: tuple[date, date] | None, since: date, until: date) -> int:
     if span is None:
         return 0
-    first, last = span[0], min(span[1], until)
+    first, last = max(span[0], since), min(span[1], until)
     return max(0, (last - first).days + 1)
+
+
+def provisional_randomization(consented_on: date | None, today: date, rules: Diary) -> date:
+    """The randomization date a participant not yet randomized is shown against: the first
+    day whose baseline window lies wholly after consent, or today once that has passed
+    (until consent, today: nothing is expected before consent anyway)."""
+    if consented_on is None:
+        return today
+    return max(today, consented_on - timedelta(days=rules.baseline_window.start))
 
 
 def derive_outcomes(
@@ -267,17 +286,22 @@ def derive_outcomes(
     rules: Diary,
     *,
     today: date,
+    first_day: date | None = None,
     last_day: date | None = None,
 ) -> list[WindowOutcome]:
     """Every window's counts, proration and change from baseline. Days are expected once
-    they are over; ``last_day`` (a withdrawal date) ends what is expected."""
+    they are over; ``first_day`` (consent) starts the diary: no day before it is expected
+    or counted; ``last_day`` (a withdrawal date) ends what is expected."""
     yesterday = today - timedelta(days=1)
     until = yesterday if last_day is None else min(yesterday, last_day)
+    since = date.min if first_day is None else first_day
     # Each window's dates once, not once per diary day (exports derive millions of days).
     spans = {w.code: window_dates(w, anchors) for w in rules.windows}
     placed = [(code, span) for code, span in spans.items() if span is not None]
     by_window: dict[str, list[DiaryDay]] = {w.code: [] for w in rules.windows}
     for d in days:
+        if d.day < since:
+            continue
         for code, (start, end) in placed:
             if start <= d.day <= end:
                 by_window[code].append(d)
@@ -302,7 +326,7 @@ def derive_outcomes(
                 primary=w.primary,
                 start=span[0] if span else None,
                 end=span[1] if span else None,
-                days_expected=_expected(span, until),
+                days_expected=_expected(span, since, until),
                 days_recorded=recorded,
                 headache_days=hd,
                 moderate_severe_days=ms,
@@ -347,19 +371,32 @@ class BaselineCheck:
         return not self.shortfalls
 
 
-def check_baseline(days: Iterable[DiaryDay], randomize_on: date, rules: Diary) -> BaselineCheck:
+def earliest_randomization(consented_on: date, rules: Diary) -> date:
+    """The first day whose baseline window can hold the protocol's minimum of recorded
+    days, the diary starting at consent."""
+    return consented_on + timedelta(days=rules.baseline_min_days - rules.baseline_window.end - 1)
+
+
+def check_baseline(days: Iterable[DiaryDay], randomize_on: date, rules: Diary, *,
+                   consented_on: date | None = None) -> BaselineCheck:
     """Whether the baseline window before ``randomize_on`` has enough recorded days and
-    headache days, and if not, which is short and by how much."""
+    headache days, and if not, which is short and by how much. Days before consent
+    (``consented_on``) count for nothing: the diary starts at consent."""
     w = rules.baseline_window
     start, end = randomize_on + timedelta(days=w.start), randomize_on + timedelta(days=w.end)
-    inside = [d for d in days if start <= d.day <= end]
+    first = start if consented_on is None else max(start, consented_on)
+    inside = [d for d in days if first <= d.day <= end]
     recorded = len(inside)
     headache = sum(is_headache_day(d, rules) for d in inside)
     length = w.end - w.start + 1
     shortfalls: list[str] = []
     if recorded < rules.baseline_min_days:
+        earliest = None if consented_on is None else earliest_randomization(consented_on, rules)
+        when = (f"; the diary starts at consent ({consented_on}), so {earliest} is the "
+                "earliest day to randomize" if earliest is not None and earliest > randomize_on
+                else "")
         shortfalls.append(f"{recorded} of {length} days recorded "
-                          f"(at least {rules.baseline_min_days} needed)")
+                          f"(at least {rules.baseline_min_days} needed{when})")
     if headache < rules.baseline_min_headache_days:
         shortfalls.append(f"{headache} headache days "
                           f"(at least {rules.baseline_min_headache_days} needed)")

@@ -23,6 +23,7 @@ from trialkit.domain.diary import (
     check_day,
     date_problem,
     is_headache_day,
+    not_consented,
     study_day,
     window_of,
 )
@@ -70,15 +71,23 @@ class RecordedDay:
     study_day: int | None
 
 
+def consented_on(p: Participant) -> date | None:
+    """The date of consent, where the diary starts (None: not consented)."""
+    return date.fromisoformat(p.consent_date) if p.consent_date else None
+
+
 def _check_can_record(p: Participant, on: date, rules: Diary, today: date) -> None:
     if not p.eligible:
         raise Refused(f"{p.id} is not eligible: a screen failure keeps no diary")
+    consented = consented_on(p)
+    if consented is None:
+        raise Refused(not_consented(p.id))
     if p.withdrawn_at is not None and on > p.withdrawn_at.date():
         raise Refused(f"{p.id} withdrew on {p.withdrawn_at.date()}: no diary after that")
     anchors = _anchors(p)
     problem = date_problem(
         on,
-        screened_on=p.screened_at.date(),
+        consented_on=consented,
         infused_on=anchors.infused_on,
         today=today,
         rules=rules,
@@ -246,7 +255,8 @@ def current_days(session: Session, pid: str) -> list[DiaryDay]:
 
 def baseline_check(session: Session, p: Participant, randomize_on: date) -> BaselineCheck:
     """The baseline window before ``randomize_on`` as the gate sees it."""
-    return check_baseline(current_days(session, p.id), randomize_on, diary_rules(session))
+    return check_baseline(current_days(session, p.id), randomize_on, diary_rules(session),
+                          consented_on=consented_on(p))
 
 
 def require_baseline(session: Session, p: Participant, randomize_on: date) -> None:

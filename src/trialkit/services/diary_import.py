@@ -21,13 +21,25 @@ from sqlmodel import Session, col, select
 
 from trialkit.domain.audit_chain import canonical_json
 from trialkit.domain.clock import Clock
-from trialkit.domain.diary import DiaryDay, allowed_range, check_day, date_problem, read_day
+from trialkit.domain.diary import (
+    DiaryDay,
+    allowed_range,
+    check_day,
+    date_problem,
+    not_consented,
+    read_day,
+)
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.protocol import Diary
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
-from trialkit.services.diary import _anchors, _check_can_record, diary_rules
+from trialkit.services.diary import (
+    _anchors,
+    _check_can_record,
+    consented_on,
+    diary_rules,
+)
 from trialkit.services.diary_audit import BatchRow, _batch_reason, _utc_text, batch_snapshot
 from trialkit.services.enrolment import get_participant
 from trialkit.services.trial import ensure_unlocked
@@ -151,8 +163,11 @@ def _window_for(actor: Actor, p: Participant | None, pid: str, rules: Diary,
                        f"{mine}")
     if not p.eligible:
         return _Window(f"{p.id} is not eligible: a screen failure keeps no diary")
+    consented = consented_on(p)
+    if consented is None:
+        return _Window(not_consented(p.id))
     infused = _anchors(p).infused_on
-    first, last = allowed_range(screened_on=p.screened_at.date(), infused_on=infused,
+    first, last = allowed_range(consented_on=consented, infused_on=infused,
                                 today=today, rules=rules)
     withdrawn = p.withdrawn_at.date() if p.withdrawn_at else None
     return _Window(None, p.id, first, last, withdrawn, infused)
@@ -219,7 +234,7 @@ class _FileCheck:
     def _date_problems(self, line: int, window: _Window, on: date, key: str) -> list[str]:
         pid, problems = window.pid, []
         if not window.first <= on <= window.last:
-            problems.append(date_problem(on, screened_on=window.first, infused_on=window.infused,
+            problems.append(date_problem(on, consented_on=window.first, infused_on=window.infused,
                                          today=self.today, rules=self.rules)
                             or f"date {on} is not allowed")
         elif window.withdrawn is not None and on > window.withdrawn:

@@ -57,6 +57,7 @@ from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import Progress
 from trialkit.services.custody import custodian_private_key
+from trialkit.services.diary import consented_on
 from trialkit.services.enrolment import status_of
 from trialkit.services.export_dictionary import (
     TRAINING_NOTICE,
@@ -294,7 +295,7 @@ def _outcomes_of(session: Session, people: Sequence[Participant], rules: Diary, 
     for p in people:
         mine = days.get(p.id, [])
         windows = derive_outcomes(
-            mine, anchors_of(p), rules, today=today,
+            mine, anchors_of(p), rules, today=today, first_day=consented_on(p) or date.max,
             last_day=p.withdrawn_at.date() if p.withdrawn_at else None,
         )
         records.append(OutcomeRecord(p, status_of(p, dispensed=p.id in dispensed),
@@ -406,12 +407,16 @@ def _diary_rows(session: Session, people: Sequence[Participant], n: _Counts,
     by_id = {p.id: p for p in people}
     pids = {p.id: escape_text(p.id) for p in people}
     anchors = {p.id: anchors_of(p) for p in people}
+    # The diary starts at consent; who never consented has none (no date is that late).
+    starts = {p.id: (consented_on(p) or date.max).isoformat() for p in people}
     arms: dict[str, str] = {}
     times: dict[Any, str] = {}
     rows: list[list[Any]] = []
     t = n.text
     for pid, day, headache, severity, hours, acute, by, at in _current_rows(
             session, list(by_id), with_record=True):
+        if day < starts[pid]:
+            continue  # before consent (an older version let it in): no diary, not exported
         d = DiaryDay(date.fromisoformat(day), bool(headache), severity, hours, bool(acute))
         a = anchors[pid]
         w = window_of(d.day, a, rules)

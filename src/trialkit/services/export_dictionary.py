@@ -120,8 +120,9 @@ def outcome_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
             "days_expected",
             "integer",
             "days",
-            "Dates of the window that are over at export (up to the day before the "
-            "export; for a withdrawn participant up to the withdrawal date)",
+            "Dates of the window from consent on (the diary starts at consent) that are "
+            "over at export (up to the day before the export; for a withdrawn participant "
+            "up to the withdrawal date)",
         ),
         ColumnSpec(
             "days_recorded",
@@ -185,7 +186,9 @@ def diary_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
     none = rules.severity_levels[0]
     specs = [
         ColumnSpec("participant_id", "text", "", "Participant id: site code and screening number"),
-        ColumnSpec("date", "date", "", "Calendar date of the diary day, ISO 8601"),
+        ColumnSpec("date", "date", "",
+                   "Calendar date of the diary day, ISO 8601; never before consent (the "
+                   "diary starts at consent)"),
         ColumnSpec(
             "study_day",
             "integer",

@@ -9,23 +9,30 @@ from datetime import date
 from sqlmodel import Session
 
 from trialkit.domain.clock import Clock
-from trialkit.domain.diary import Anchors, WindowOutcome, derive_outcomes
+from trialkit.domain.diary import (
+    Anchors,
+    WindowOutcome,
+    derive_outcomes,
+    provisional_randomization,
+)
 from trialkit.domain.errors import Refused
 from trialkit.domain.roles import Permission
 from trialkit.services.actor import Actor, require
-from trialkit.services.diary import _anchors, current_days, diary_rules
+from trialkit.services.diary import _anchors, consented_on, current_days, diary_rules
 from trialkit.services.enrolment import get_participant, status_of
 
 
 @dataclass(frozen=True)
 class ParticipantOutcomes:
     """A participant's outcomes per window (blinded). Before randomization the baseline
-    window is the one randomizing today would use (``provisional``)."""
+    window is a provisional one (``domain.diary.provisional_randomization``): the 28 days
+    from consent, or those before today once they have passed."""
 
     participant_id: str
     site: str
     status: str
     randomization_number: str | None
+    consented_on: date | None  # the diary starts here
     randomized_on: date | None
     infused_on: date | None
     provisional: bool
@@ -39,15 +46,18 @@ def outcomes(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Parti
     if not p.eligible:
         raise Refused(f"{p.id} is a screen failure: no outcomes")
     today = clock.now().date()
+    rules = diary_rules(session)
     anchors = _anchors(p)
+    consented = consented_on(p)
     provisional = anchors.randomized_on is None
     if provisional:
-        anchors = Anchors(randomized_on=today, infused_on=None)
+        anchors = Anchors(provisional_randomization(consented, today, rules), infused_on=None)
     windows = derive_outcomes(
         current_days(session, p.id),
         anchors,
-        diary_rules(session),
+        rules,
         today=today,
+        first_day=consented or today,  # before consent nothing is due
         last_day=p.withdrawn_at.date() if p.withdrawn_at else None,
     )
     return ParticipantOutcomes(
@@ -55,6 +65,7 @@ def outcomes(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Parti
         site=p.site_code,
         status=status_of(p),
         randomization_number=p.randomization_number,
+        consented_on=consented,
         randomized_on=None if provisional else anchors.randomized_on,
         infused_on=anchors.infused_on,
         provisional=provisional,

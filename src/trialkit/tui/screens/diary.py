@@ -16,7 +16,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from trialkit.domain.diary import DiaryDay
+from trialkit.domain.diary import DiaryDay, not_consented
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
 from trialkit.tui.commands import (
@@ -134,7 +134,8 @@ class DiaryScreen(Screen[None]):
         length = 28 if w.start is None or w.end is None else (w.end - w.start).days + 1
         self._cursor = max(0, min(self._cursor, length - 1))
         self.query_one(DiaryGrid).show(GridState(
-            w.start, length, view.days, view.severity_levels, view.today, self._cursor))
+            w.start, length, view.days, view.severity_levels, view.today, self._cursor,
+            view.outcomes.consented_on))
         names = " ".join(f"[{x.window}]" if x is w else x.window for x in view.outcomes.windows)
         span = f"{w.start} → {w.end}" if w.start else "not started"
         done = (f"recorded {w.days_recorded}/{length} (due so far {w.days_expected})"
@@ -146,6 +147,8 @@ class DiaryScreen(Screen[None]):
         day, view = self.cursor_day(), self._view
         if day is None or view is None:
             return ""
+        if not self._consented():
+            return not_consented(self._pid)
         e = self._entry
         if e is not None:
             level = view.severity_levels[e.severity]
@@ -160,8 +163,12 @@ class DiaryScreen(Screen[None]):
         """Entry keys only for those who record diaries."""
         name = action.split("(")[0]
         if name in WRITES:
-            return self._actor.can(Permission.RECORD_DIARY)
+            return self._actor.can(Permission.RECORD_DIARY) and self._consented()
         return True
+
+    def _consented(self) -> bool:
+        """The diary starts at consent (unknown until read: the service checks anyway)."""
+        return self._view is None or self._view.outcomes.consented_on is not None
 
     def action_move(self, by: int) -> None:
         """Move the cursor (a pending entry is dropped)."""

@@ -1,6 +1,7 @@
 """A 28-day window of the headache diary as a calendar: four weeks of seven cells, each
 day's headache compactly (". none, m mild, M moderate, S severe, · unrecorded), hours,
-+ for acute medication; days still to come dimmed; the cursor reversed. Blinded."""
++ for acute medication; days still to come, and days before consent (the diary starts
+there: nothing is due before it), dimmed; the cursor reversed. Blinded."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class GridState:
     levels: tuple[str, ...]
     today: date
     cursor: int
+    first: date | None = None  # consent: no diary day before it
 
 
 class DiaryGrid(Widget):
@@ -71,7 +73,8 @@ class DiaryGrid(Widget):
         for i in range(s.length):
             day = s.start + timedelta(days=i)
             cell = f"{day:%d} {mark(s.days.get(day), s.levels)}"[: CELL - 1].ljust(CELL - 1)
-            style = "dim" if day >= s.today else ""
+            early = s.first is None or day < s.first
+            style = "dim" if day >= s.today or early else ""
             if i == s.cursor:
                 style = "reverse bold"
             elif day in s.days and s.days[day].headache:
