@@ -23,7 +23,8 @@ from trialkit.services.auth import login
 from trialkit.services.diary import infuse
 from trialkit.services.diary_import import record_days
 from trialkit.services.enrolment import consent, randomize, screen
-from trialkit.services.pharmacy import dispense, dispense_queue, dispensed_ids
+from trialkit.services.pharmacy import dispense, dispense_queue
+from trialkit.services.preparations import dispensed_ids
 from trialkit.services.setup import found_trial, initialize
 from trialkit.services.users import create_user
 from trialkit.store.db import (
@@ -190,7 +191,7 @@ def _prepare_participants(engine: Engine, clock: DemoClock) -> None:
     (the others wait in the queue): phil opens the envelope, then records the lots."""
     with transaction(engine) as s:
         phil = login(s, "phil", DEMO_PASSWORD, clock=clock)
-        waiting = dispense_queue(s, phil)
+        waiting = dispense_queue(s, phil, clock=clock)
     first_per_site: dict[str, str] = {}
     for entry in waiting:
         first_per_site.setdefault(entry.site, entry.participant_id)

@@ -102,6 +102,8 @@ class LabelSheet:
     checked_by: str  # initials
     print_number: int  # 1 for the first print, 2 for the first reprint, ...
     training: bool
+    # 1 for the first preparation; 2, 3, ... when prepared again (the earlier labels void)
+    preparation_number: int = 1
 
 
 def initials(user_name: str) -> str:
@@ -142,6 +144,7 @@ def label_sheet(
     checked_by: str,
     print_number: int,
     training: bool,
+    preparation_number: int = 1,
 ) -> LabelSheet:
     """The labels of one participant, from the protocol's label text and the dose plan."""
     text = protocol.labels
@@ -165,6 +168,7 @@ def label_sheet(
         prepared_by=initials(prepared_by),
         checked_by=initials(checked_by),
         print_number=print_number,
+        preparation_number=preparation_number,
         training=training,
     )
 
@@ -177,9 +181,14 @@ def _when(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def print_note(print_number: int) -> str:
-    """What the label says about how many times it has been printed."""
-    return "Original print" if print_number <= 1 else f"REPRINT {print_number - 1}"
+def print_note(print_number: int, preparation_number: int = 1) -> str:
+    """What the label says about how many times it has been printed, and, for a
+    preparation made again, its number (the labels of the earlier ones are void)."""
+    if preparation_number <= 1:
+        return "Original print" if print_number <= 1 else f"REPRINT {print_number - 1}"
+    if print_number <= 1:
+        return f"PREP {preparation_number}: EARLIER VOID"
+    return f"PREP {preparation_number} REPRINT {print_number - 1}"
 
 
 # --- drawing ----------------------------------------------------------------------------------
@@ -312,8 +321,8 @@ def _draw_label(pdf: FPDF, sheet: LabelSheet, item: LabelItem, index: int) -> No
           width=48)
     _text(pdf, left, 70.4, f"Prepared by {sheet.prepared_by}    Checked by {sheet.checked_by}",
           size=7.5, font=BOLD, width=60)
-    _text(pdf, right, 70.4, print_note(sheet.print_number), size=7, font=BOLD, align="right",
-          width=34)
+    _text(pdf, right, 70.4, print_note(sheet.print_number, sheet.preparation_number), size=7,
+          font=BOLD, align="right", width=34)
 
 
 def render_labels(sheet: LabelSheet) -> bytes:

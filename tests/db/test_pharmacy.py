@@ -37,6 +37,7 @@ from trialkit.domain.errors import (
     Refused,
     TrialkitError,
 )
+from trialkit.domain.infusion_time import PreparationExpired
 from trialkit.domain.procedures import Block
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
@@ -45,6 +46,7 @@ from trialkit.services import audit, integrity
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import seal_lists
 from trialkit.services.auth import MAX_FAILURES, login
+from trialkit.services.diary import infuse
 from trialkit.services.enrolment import ParticipantView, list_participants, randomize, withdraw
 from trialkit.services.envelopes import EnvelopeBroken
 from trialkit.services.pharmacy import (
@@ -54,8 +56,10 @@ from trialkit.services.pharmacy import (
     dispense_queue,
     print_labels,
     read_preparation,
+    reprepare,
 )
 from trialkit.services.pharmacy_checks import PharmacyRefused
+from trialkit.services.preparations import current_preparation
 from trialkit.services.setup import initialize
 from trialkit.services.unblinding import Unblinding, unblind
 from trialkit.services.users import create_user
@@ -188,7 +192,7 @@ class Box:
 
     def queue(self, by: str = "phil", **kw: Any) -> list[QueueEntry]:
         with self.tx() as s:
-            return dispense_queue(s, self.actor(by), **kw)
+            return dispense_queue(s, self.actor(by), clock=self.clock, **kw)
 
     def labels(self, pid: str, *, by: str = "phil") -> LabelSheet:
         with self.tx() as s:
@@ -228,7 +232,11 @@ class Box:
 
     def preparation(self, pid: str) -> Preparation | None:
         with self.tx() as s:
-            return s.get(Preparation, pid)
+            return current_preparation(s, pid)
+
+    def new_actions(self, before: tuple[int, int, int, str]) -> list[str]:
+        """The audit actions recorded since ``state()`` gave ``before``."""
+        return [e.action for e in self.events()[before[0]:]]
 
     def failed_sign_ins(self, name: str) -> int:
         """The user's wrong passwords in a row (what their lockout counts)."""
@@ -299,7 +307,8 @@ def test_the_queue_lists_randomized_participants_awaiting_preparation_oldest_fir
 def test_the_queue_holds_blinded_columns_only(box: Box) -> None:
     fields = {f.name for f in dataclasses.fields(QueueEntry)}
     assert fields == {"participant_id", "site", "randomization_number", "label_code",
-                      "randomized_at", "weight_kg", "infusion_date", "unblinded_emergency"}
+                      "randomized_at", "weight_kg", "infusion_date", "unblinded_emergency",
+                      "expired_at"}
     assert not arm_words(repr(box.queue()))
 
 
@@ -508,6 +517,212 @@ def test_labels_before_the_preparation_is_recorded_are_refused(box: Box) -> None
     err = box.refused(Refused, lambda: box.labels("TWH-001"))
     assert "has not been dispensed yet" in err.message
     assert box.state() == before
+
+
+# --- preparing again (an expired or spoilt preparation) -------------------------------------------
+
+EXPIRY = timedelta(hours=PROTOCOL.dosing.expiry_hours)  # KetHead: 24 h
+
+
+def envelopes_used(box: Box) -> dict[str, int | None]:
+    with box.tx() as s:
+        rows = s.exec(select(Envelope).where(col(Envelope.participant_id).is_not(None))).all()
+        return {str(e.participant_id): e.id for e in rows}
+
+
+def preparations_of(box: Box, pid: str) -> list[Preparation]:
+    with box.tx() as s:
+        return list(s.exec(select(Preparation).where(Preparation.participant_id == pid)
+                           .order_by(col(Preparation.number))).all())
+
+
+def again(box: Box, pid: str, *, by: str = "phil", reason: str = "expired before the infusion",
+          checker: str = "pia", **kw: Any) -> Dispensing:
+    kw.setdefault("checker_password", PASSWORD)
+    with box.tx() as s:
+        return reprepare(s, box.actor(by), pid, reason=reason, password=PASSWORD,
+                         clock=box.clock, lots=LOTS[ARMS[pid]], checked_by=checker, **kw)
+
+
+def test_an_expired_preparation_is_listed_to_prepare_again_from_its_expiry_minute(
+    box: Box,
+) -> None:
+    first = box.prepare("TWH-001")
+    assert first.record is not None
+    expires = first.record.prepared_at + EXPIRY
+    assert first.record.expires_at == expires
+    box.clock.at = expires - timedelta(seconds=1)  # 23:59:59 later: still good
+    assert "TWH-001" not in [e.participant_id for e in box.queue()]
+    box.clock.at = expires
+    [entry] = [e for e in box.queue() if e.participant_id == "TWH-001"]
+    assert entry.expired_at == expires
+    assert [e.expired_at for e in box.queue() if e.participant_id != "TWH-001"] == [None] * 4
+    assert not arm_words(repr(box.queue()))
+
+
+def test_dispensing_an_expired_preparation_again_points_to_reprepare(box: Box) -> None:
+    box.prepare("TWH-001")
+    box.clock.advance(hours=25)
+    before = box.state()
+    err = box.refused(Refused, lambda: box.dispense("TWH-001"))
+    assert "expired at" in err.message
+    assert "trialkit dispense TWH-001 --reprepare --reason TEXT" in err.message
+    assert box.state() == before
+
+
+def test_preparing_again_voids_the_old_preparation_and_records_a_new_one(box: Box) -> None:
+    box.prepare("TWH-001")
+    used = envelopes_used(box)
+    box.clock.advance(hours=25)
+    events_before = len(box.events())
+    d = again(box, "TWH-001", print_labels=True)
+    now = box.clock.now()
+    # the same envelope, opened again: the same arm, no new envelope taken
+    assert (d.arm_code, d.envelope) == ("KET", "TWH-CM #1")
+    assert envelopes_used(box) == used
+    assert d.record is not None and d.labels is not None
+    assert (d.record.number, d.record.prepared_at, d.record.expires_at) == (2, now, now + EXPIRY)
+    assert (d.record.checked_by, d.record.checked_at, d.record.lots) == ("pia", now, LOTS["KET"])
+    old, new = preparations_of(box, "TWH-001")
+    assert (old.number, old.voided_at, old.voided_by, old.void_reason) == (
+        1, now, "phil", "expired before the infusion")
+    assert (new.number, new.voided_at, new.label_prints) == (2, None, 1)
+    current = box.preparation("TWH-001")
+    assert current is not None and current.number == 2
+    # audited: the check signed, the opening, the void (before and after) and the new record
+    events = box.events()[events_before:]
+    assert [(e.action, e.user_name) for e in events] == [
+        ("login", "pia"), ("envelope.open", "phil"), ("preparation.void", "phil"),
+        ("preparation.record", "phil")]
+    opening, void, record = events[1:]
+    assert json.loads(opening.after_json or "")["purpose"] == "prepare again"
+    assert (void.entity_id, void.reason) == ("TWH-001", "expired before the infusion")
+    assert "voided_at" not in json.loads(void.before_json or "")
+    assert json.loads(void.after_json or "")["void_reason"] == "expired before the infusion"
+    assert (record.entity_id, record.reason) == ("TWH-001#2", "expired before the infusion")
+    assert json.loads(record.after_json or "")["number"] == 2
+    # the new labels say so; the participant is off the queue and still "dispensed"
+    assert "PREP 2: EARLIER VOID" in page_texts(render_labels(d.labels))[0]
+    assert "TWH-001" not in [e.participant_id for e in box.queue()]
+    assert box.participants()["TWH-001"].status == "dispensed"
+    reprint = box.labels("TWH-001")
+    assert (reprint.print_number, reprint.preparation_number) == (2, 2)
+    assert "PREP 2 REPRINT 1" in page_texts(render_labels(reprint))[0]
+    assert box.read("TWH-001").record == dataclasses.replace(d.record, label_prints=2)
+    assert box.verify().ok
+
+
+def test_a_third_preparation_after_a_second_expiry(box: Box) -> None:
+    box.prepare("TWH-002")
+    for _ in range(2):
+        box.clock.advance(hours=24)
+        again(box, "TWH-002")
+    assert [(p.number, p.voided_at is None) for p in preparations_of(box, "TWH-002")] == [
+        (1, False), (2, False), (3, True)]
+    assert box.events("preparation.record")[-1].entity_id == "TWH-002#3"
+    assert box.verify().ok
+
+
+def test_both_arms_are_prepared_again_alike(box: Box) -> None:
+    box.prepare("TWH-001")
+    box.prepare("TWH-002")
+    box.clock.advance(hours=25)
+    shapes = []
+    for pid in ("TWH-001", "TWH-002"):
+        n = len(box.events())
+        again(box, pid)
+        shapes.append([(e.action, sorted(json.loads(e.after_json or "{}")))
+                       for e in box.events()[n:]])
+    assert shapes[0] == shapes[1]
+    assert not arm_words(repr(box.events()))
+    sizes = {len(p.sealed_details) for pid in ("TWH-001", "TWH-002")
+             for p in preparations_of(box, pid)}
+    assert len(sizes) == 1
+
+
+@pytest.mark.parametrize(("pid", "reason", "kind", "message"), [
+    ("TWH-001", "  ", InvalidInput, "say why the preparation is made again"),
+    ("TWH-002", "expired", Refused, "TWH-002 has not been dispensed yet"),
+    (WITHDRAWN, "expired", Refused, "TWH-005 has withdrawn"),
+    (NOT_RANDOMIZED, "expired", Refused, "TWH-006 has not been randomized"),
+])
+def test_preparing_again_is_refused_without_a_reason_or_a_preparation(
+    box: Box, pid: str, reason: str, kind: type[TrialkitError], message: str
+) -> None:
+    box.prepare("TWH-001")
+    box.clock.advance(hours=25)
+    before = box.state()
+    with box.tx() as s:
+        lots = LOTS["KET"]
+        err = box.refused(kind, lambda: reprepare(
+            s, box.actor("phil"), pid, reason=reason, password=PASSWORD, clock=box.clock,
+            lots=lots, checked_by="pia", checker_password=PASSWORD))
+    assert message in err.message
+    assert box.state() == before
+
+
+def test_nothing_is_prepared_again_after_the_infusion(box: Box) -> None:
+    box.prepare("TWH-001")
+    with box.tx() as s:
+        infuse(s, box.actor("cora"), "TWH-001", on=box.clock.now().date(), clock=box.clock)
+    box.clock.advance(hours=25)
+    before = box.state()
+    err = box.refused(Refused, lambda: again(box, "TWH-001"))
+    assert "TWH-001 was infused on" in err.message
+    assert box.state() == before
+    assert "TWH-001" not in [e.participant_id for e in box.queue()]
+
+
+def test_preparing_again_needs_the_checkers_signature(box: Box) -> None:
+    box.prepare("TWH-001")
+    box.clock.advance(hours=25)
+    before = box.state()
+    err = box.refused(AuthenticationFailed,
+                      lambda: again(box, "TWH-001", checker_password="not-pias"))
+    assert "the check by pia is not signed" in err.message
+    assert box.new_actions(before) == ["login.fail"]
+    assert len(preparations_of(box, "TWH-001")) == 1
+    err = box.refused(Refused, lambda: again(box, "TWH-001", checker="phil"))
+    assert "phil prepared it, so cannot also check it" in err.message
+
+
+@pytest.mark.parametrize("who", ["cora", "mona", ADMIN, "ivan"])
+def test_only_pharmacists_prepare_again_and_a_refusal_is_audited(box: Box, who: str) -> None:
+    box.prepare("TWH-001")
+    box.clock.advance(hours=25)
+    err = box.refused(PermissionDenied, lambda: again(box, "TWH-001", by=who))
+    assert "lacks the permission to open allocation envelopes" in err.message
+    [refusal] = box.events("reprepare.refused")
+    assert (refusal.user_name, refusal.entity_id) == (who, "TWH-001")
+    assert len(preparations_of(box, "TWH-001")) == 1
+
+
+def test_an_infusion_after_the_expiry_minute_is_refused_and_prepared_again_accepted(
+    box: Box,
+) -> None:
+    """The defect: an infusion at 15:00 was accepted after an 11:00 expiry (same date)."""
+    first = box.prepare("TWH-001")
+    assert first.record is not None
+    expires = first.record.expires_at
+    site = PROTOCOL.site_time("TWH")
+    box.clock.at = expires + timedelta(hours=4)
+    late = site.local(expires + timedelta(hours=4))
+    assert site.local(expires).date() == late.date()  # the same date at the site
+    before = box.state()
+    with box.tx() as s:
+        err = box.refused(PreparationExpired, lambda: infuse(
+            s, box.actor("cora"), "TWH-001", on=late.date(), at=late.time(), clock=box.clock))
+    assert f"expired at {site.show(expires)}" in err.message and err.exit_code == 1
+    assert box.state() == before
+    again(box, "TWH-001")
+    box.clock.advance(minutes=30)
+    now = site.local(box.clock.now())
+    with box.tx() as s:
+        infused = infuse(s, box.actor("cora"), "TWH-001", on=now.date(),
+                         at=now.time().replace(second=0, microsecond=0), clock=box.clock)
+    assert infused == now.date()
+    event = box.events("participant.infuse")[-1]
+    assert "within preparation 2" in (event.reason or "")
 
 
 # --- refused before any envelope is opened -------------------------------------------------------
@@ -770,6 +985,7 @@ def test_the_queue_shows_the_infusion_day_the_coordinator_planned(
     with transaction(engine) as s:
         plan_infusion(s, team["cora"], pid, on=tomorrow, clock=clock)
     with read_only(engine) as s:
-        [entry] = [e for e in dispense_queue(s, team["phil"]) if e.participant_id == pid]
+        [entry] = [e for e in dispense_queue(s, team["phil"], clock=clock)
+                   if e.participant_id == pid]
         assert entry.infusion_date == tomorrow.isoformat()
         assert integrity.verify(s).ok

@@ -28,8 +28,9 @@ from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.enrolment import randomize
+from trialkit.services.preparations import current_preparation
 from trialkit.store.db import read_only, transaction
-from trialkit.store.models import AuditEvent, Preparation, User
+from trialkit.store.models import AuditEvent, User
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
 from trialkit.tui.dialogs.password import PasswordDialog
 from trialkit.tui.dialogs.unblind import UnblindDialog
@@ -176,7 +177,7 @@ async def test_the_checker_signs_with_a_password_of_their_own(
             await pilot.pause(0.05)
         assert isinstance(app.screen, LabelPreviewDialog)
     with read_only(engine) as s:
-        prep = s.get(Preparation, randomized)
+        prep = current_preparation(s, randomized)
         assert prep is not None and (prep.checked_by, prep.checked_at) == ("pia", clock.now())
 
 

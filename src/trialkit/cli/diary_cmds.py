@@ -171,15 +171,28 @@ def infuse(
     ctx: typer.Context,
     pid: Annotated[str, typer.Argument(help="Participant id")],
     on: Annotated[str, typer.Option("--date", help="Day of the infusion (YYYY-MM-DD)")],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            help="Time the infusion started (HH:MM, the site's local time); without it, "
+            "an infusion today is taken to be now",
+        ),
+    ] = None,
 ) -> None:
-    """Record the infusion (study day 0) of a randomized, dispensed participant."""
+    """Record the infusion (study day 0) of a randomized, dispensed participant. Refused if
+    the preparation had expired at the infusion time (to the minute): --time HH:MM, or now
+    for an infusion today; an earlier day without --time is accepted only if the
+    preparation was good all that day."""
+    from trialkit.domain.infusion_time import parse_time
     from trialkit.services.diary import infuse as do_infuse
 
     c = cli(ctx)
     when = parse_date(on, "infusion date")
+    started = parse_time(at) if at is not None else None
     actor = c.actor()
     with c.write() as s:
-        day0 = do_infuse(s, actor, pid, on=when, clock=c.clock())
+        day0 = do_infuse(s, actor, pid, on=when, at=started, clock=c.clock())
     c.emit(
         {"participant_id": pid.strip().upper(), "infusion_date": day0.isoformat()},
         f"{pid.strip().upper()}: infused on {day0} (study day 0)",

@@ -94,6 +94,7 @@ def _record_doc(r: "PreparationRecord") -> dict[str, Any]:
         "expires_at": r.expires_at.isoformat(),
         "lots": r.lots,
         "label_prints": r.label_prints,
+        "number": r.number,
     }
 
 
@@ -162,6 +163,11 @@ def _dispensing_text(d: "Dispensing") -> list[str]:
 
 def _record_text(r: "PreparationRecord") -> list[str]:
     lots = ", ".join(f"{prep} {lot}" for prep, lot in r.lots.items())
+    again = (
+        f"  Preparation {r.number}: the earlier ones and their labels are void"
+        if r.number > 1
+        else None
+    )
     signed = (
         "the check not signed (recorded before checks were signed)"
         if r.checked_at is None
@@ -172,6 +178,7 @@ def _record_text(r: "PreparationRecord") -> list[str]:
         f"{r.checked_by}; expires {_when(r.expires_at)}",
         f"  Lots: {lots}",
         f"  {signed[0].upper()}{signed[1:]}",
+        *([again] if again else []),
     ]
 
 
@@ -179,13 +186,14 @@ def queue(
     ctx: typer.Context,
     site: Annotated[str | None, typer.Option("--site", help="Only this site")] = None,
 ) -> None:
-    """Randomized participants awaiting preparation, oldest first (pharmacist; blinded)."""
+    """Randomized participants awaiting preparation, oldest first (pharmacist; blinded):
+    never prepared, or prepared but expired before the infusion (to prepare again)."""
     from trialkit.services.pharmacy import dispense_queue
 
     c = cli(ctx)
     actor = c.actor()
     with c.read() as s:
-        rows = dispense_queue(s, actor, site=site)
+        rows = dispense_queue(s, actor, site=site, clock=c.clock())
 
     def text() -> str:
         if not rows:
@@ -195,7 +203,10 @@ def queue(
             f"{'infusion':<10}  flags"
         ]
         for e in rows:
-            flag = "unblinded_emergency" if e.unblinded_emergency else ""
+            flags = ["unblinded_emergency"] if e.unblinded_emergency else []
+            if e.expired_at is not None:
+                flags.append(f"expired {_when(e.expired_at)}: prepare again")
+            flag = "; ".join(flags)
             lines.append(
                 f"{e.site:<5} {e.participant_id:<9} {e.randomization_number:<8} "
                 f"{e.randomized_at:%Y-%m-%d %H:%M}  {f'{e.weight_kg:.1f} kg':>8}  "
@@ -214,6 +225,7 @@ def queue(
                 "weight_kg": e.weight_kg,
                 "infusion_date": e.infusion_date,
                 "unblinded_emergency": e.unblinded_emergency,
+                "expired_at": None if e.expired_at is None else e.expired_at.isoformat(),
             }
             for e in rows
         ],
@@ -244,32 +256,71 @@ def dispense(
             "with their password (asked, or TRIALKIT_CHECKER_PASSWORD)",
         ),
     ] = None,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--reprepare",
+            help="Prepare again (the preparation expired or was spoilt before the infusion): "
+            "the current one and its labels become void; needs --reason, --lot and "
+            "--checked-by",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why it is prepared again (--reprepare)")
+    ] = None,
 ) -> None:
     """Open a participant's sealed envelope (pharmacist): shows the arm and how to prepare
     it. With --lot and --checked-by the preparation is recorded (the checker signs with
-    their own password); with --label-out its labels are written too. Needs your password
-    again to unlock your custodian key."""
+    their own password); with --label-out its labels are written too. With --reprepare
+    --reason TEXT an expired (or spoilt) preparation is made again from the same envelope.
+    Needs your password again to unlock your custodian key."""
     from trialkit.domain.roles import Permission
     from trialkit.services.pharmacy import dispense as do_dispense
+    from trialkit.services.pharmacy import reprepare
 
     c = cli(ctx)
     out = _pdf_path(label_out, "--label-out") if label_out else None
     lots = _pairs(lot, "lot") if lot else None
+    if reason is not None and not again:
+        raise InvalidInput("--reason goes with --reprepare (preparing again)")
+    if again and not (reason or "").strip():
+        raise InvalidInput("say why it is prepared again: --reprepare --reason TEXT")
+    if again and (lots is None or not (checked_by or "").strip()):
+        raise InvalidInput(
+            "preparing again records the new preparation: give a --lot for each preparation "
+            "and --checked-by NAME (to see the arm and the current lots first: "
+            f"trialkit preparation {pid})"
+        )
     actor = c.actor()
     password = _key_password(actor, Permission.DISPENSE, OPEN_PROMPT.format(actor.name))
     checker_password = _checker_password(actor, checked_by)
     with c.write() as s:
-        d = do_dispense(
-            s,
-            actor,
-            pid,
-            password=password,
-            clock=c.clock(),
-            lots=lots,
-            checked_by=checked_by,
-            checker_password=checker_password,
-            print_labels=out is not None,
-        )
+        if again:
+            assert lots is not None and checked_by is not None
+            d = reprepare(
+                s,
+                actor,
+                pid,
+                reason=reason or "",
+                password=password,
+                clock=c.clock(),
+                lots=lots,
+                checked_by=checked_by,
+                checker_password=checker_password,
+                print_labels=out is not None,
+            )
+        else:
+            d = do_dispense(
+                s,
+                actor,
+                pid,
+                password=password,
+                clock=c.clock(),
+                lots=lots,
+                checked_by=checked_by,
+                checker_password=checker_password,
+                print_labels=out is not None,
+            )
         if out is not None and d.labels is not None:
             _write_labels(d.labels, out)
 
@@ -306,7 +357,7 @@ def label(
     with c.write() as s:
         sheet = print_labels(s, actor, pid, clock=c.clock())
         _write_labels(sheet, path)
-    note = print_note(sheet.print_number).lower()
+    note = print_note(sheet.print_number, sheet.preparation_number).lower()
     c.emit(
         {
             "participant_id": sheet.participant_id,

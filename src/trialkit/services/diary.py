@@ -10,7 +10,7 @@ services never wait on each other in opposite orders."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 from sqlmodel import Session, col, select
 
@@ -28,14 +28,16 @@ from trialkit.domain.diary import (
     window_of,
 )
 from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.infusion_time import check_preparation_good, infusion_time
 from trialkit.domain.protocol import Diary
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary_audit import _BATCH, diary_snapshot
 from trialkit.services.enrolment import get_participant, participant_snapshot
+from trialkit.services.preparations import current_preparation
 from trialkit.services.trial import ensure_unlocked, stored_protocol
-from trialkit.store.models import DiaryEntry, Participant, Preparation
+from trialkit.store.models import DiaryEntry, Participant
 
 
 def diary_rules(session: Session) -> Diary:
@@ -272,35 +274,40 @@ def require_baseline(session: Session, p: Participant, randomize_on: date) -> No
 # --- the infusion -----------------------------------------------------------------------------
 
 
-def infuse(session: Session, actor: Actor, pid: str, *, on: date, clock: Clock) -> date:
+def infuse(
+    session: Session,
+    actor: Actor,
+    pid: str,
+    *,
+    on: date,
+    at: time | None = None,
+    clock: Clock,
+) -> date:
     """Record the infusion (day 0) of a randomized participant whose infusion the pharmacy
-    has prepared."""
+    has prepared, on ``on`` (at ``at``, the site's wall clock, when given): refused if the
+    preparation had expired at that minute (``domain.infusion_time`` says what the infusion
+    time is when only a date is given)."""
     require(actor, Permission.ENROL)
     ensure_unlocked(session)
     audit.lock_chain(session)
     p = get_participant(session, actor, pid, lock=True)
-    today = clock.now().date()
+    local = stored_protocol(session).site_time(p.site_code)
     if p.withdrawn_at is not None:
         raise Refused(f"{p.id} has withdrawn")
     if p.randomized_at is None:
         raise Refused(f"{p.id} has not been randomized yet")
     if p.infusion_date is not None:
         raise Refused(f"{p.id} was already infused on {p.infusion_date}")
-    if on > today:
-        raise InvalidInput(f"infusion date {on} is in the future (today is {today})")
-    if on < p.randomized_at.date():
-        raise InvalidInput(
-            f"infusion date {on} is before randomization ({p.randomized_at.date()})"
-        )
-    prep = session.get(Preparation, p.id)
+    when = infusion_time(on, at, now=clock.now(), site=local)
+    randomized_on = local.date_of(p.randomized_at)
+    if on < randomized_on:
+        raise InvalidInput(f"infusion date {on} is before randomization ({randomized_on})")
+    prep = current_preparation(session, p.id)
     if prep is None:
         raise Refused(f"{p.id} has no dispensed infusion yet: the pharmacy records it first")
-    if on < prep.prepared_at.date():
-        raise InvalidInput(f"infusion date {on} is before the pharmacy prepared it "
-                           f"({prep.prepared_at.date()})")
-    if on > prep.expires_at.date():
-        raise Refused(f"{p.id}'s prepared infusion expired at {prep.expires_at:%Y-%m-%d %H:%M} "
-                      "UTC: ask the pharmacy for a new one")
+    check_preparation_good(
+        when, pid=p.id, prepared_at=prep.prepared_at, expires_at=prep.expires_at, site=local
+    )
     before = participant_snapshot(session, p)
     p.infusion_date = on.isoformat()
     session.add(p)
@@ -313,6 +320,9 @@ def infuse(session: Session, actor: Actor, pid: str, *, on: date, clock: Clock) 
         entity_id=p.id,
         before=before,
         after=participant_snapshot(session, p),
+        reason=(
+            f"infused at {local.show(when.at)}" if when.at is not None else f"infused on {on}"
+        ) + f", within preparation {prep.number} (expires {local.show(prep.expires_at)})",
         clock=clock,
     )
     return on

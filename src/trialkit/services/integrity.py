@@ -17,7 +17,7 @@ from trialkit.services.allocation import list_snapshot
 from trialkit.services.diary_audit import diary_states
 from trialkit.services.enrolment import participant_snapshot
 from trialkit.services.list_integrity import verify_lists
-from trialkit.services.pharmacy import preparation_snapshot
+from trialkit.services.preparations import audit_key, preparation_snapshot
 from trialkit.services.trial import trial_snapshot
 from trialkit.services.users import user_snapshot
 from trialkit.store.models import (
@@ -52,7 +52,7 @@ def _lists(session: Session) -> dict[str, dict[str, Any]]:
 
 
 def _preparations(session: Session) -> dict[str, dict[str, Any]]:
-    return {p.participant_id: preparation_snapshot(p) for p in session.exec(select(Preparation))}
+    return {audit_key(p): preparation_snapshot(p) for p in session.exec(select(Preparation))}
 
 
 # entity name in the audit trail -> reader of the current state of every such entity

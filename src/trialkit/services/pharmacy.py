@@ -17,17 +17,16 @@ Blinding rules these modules keep:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
 from trialkit.domain.dosing import DosePlan, dose_plan, products_for
 from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.infusion_time import has_expired
 from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission
 from trialkit.labels import LabelSheet, label_sheet
@@ -40,8 +39,15 @@ from trialkit.services.pharmacy_checks import (
     _dispensable,
     _randomized,
     _require,
+    _to_prepare_again,
     check_lots,
     sign_check,
+)
+from trialkit.services.preparations import (
+    audit_key,
+    current_preparation,
+    is_current,
+    preparation_snapshot,
 )
 from trialkit.services.trial import ensure_unlocked, get_trial, stored_protocol
 from trialkit.store.models import Participant, Preparation
@@ -51,7 +57,9 @@ from trialkit.store.models import Participant, Preparation
 
 @dataclass(frozen=True)
 class QueueEntry:
-    """A randomized participant awaiting preparation (blinded columns only)."""
+    """A randomized participant awaiting preparation (blinded columns only): never prepared,
+    or prepared but not infused before the preparation expired (``expired_at``), to be
+    prepared again."""
 
     participant_id: str
     site: str
@@ -61,6 +69,7 @@ class QueueEntry:
     weight_kg: float
     infusion_date: str | None  # planned by the coordinator (trialkit schedule)
     unblinded_emergency: bool
+    expired_at: datetime | None = None  # when the current preparation expired
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class PreparationRecord:
     expires_at: datetime
     lots: dict[str, str]
     label_prints: int
+    number: int = 1  # 2, 3, ... when prepared again
 
 
 @dataclass(frozen=True)
@@ -95,32 +105,6 @@ class Dispensing:
     labels: LabelSheet | None
 
 
-# --- snapshots (what the audit trail records) ------------------------------------------------
-
-
-def preparation_snapshot(prep: Preparation) -> dict[str, Any]:
-    """A preparation as the audit trail records it: blinded, the sealed details as a hash.
-    (A preparation recorded before checks were signed has no ``check_signed_at``, as its
-    audit events have none.)"""
-    snapshot: dict[str, Any] = {
-        "participant": prep.participant_id,
-        "prepared_at": prep.prepared_at.astimezone(UTC).isoformat(),
-        "prepared_by": prep.prepared_by,
-        "checked_by": prep.checked_by,
-        "expires_at": prep.expires_at.astimezone(UTC).isoformat(),
-        "sealed_details": hashlib.sha256(prep.sealed_details).hexdigest(),
-        "label_prints": prep.label_prints,
-    }
-    if prep.checked_at is not None:
-        snapshot["check_signed_at"] = prep.checked_at.astimezone(UTC).isoformat()
-    return snapshot
-
-
-def dispensed_ids(session: Session) -> set[str]:
-    """Participants whose preparation is recorded (blinded: every arm is prepared alike)."""
-    return set(session.exec(select(Preparation.participant_id)).all())
-
-
 def _record_of(prep: Preparation, lots: Mapping[str, str]) -> PreparationRecord:
     return PreparationRecord(
         prepared_at=prep.prepared_at,
@@ -130,6 +114,7 @@ def _record_of(prep: Preparation, lots: Mapping[str, str]) -> PreparationRecord:
         expires_at=prep.expires_at,
         lots=dict(lots),
         label_prints=prep.label_prints,
+        number=prep.number,
     )
 
 
@@ -146,6 +131,7 @@ def _sheet(session: Session, protocol: Protocol, p: Participant, prep: Preparati
         prepared_by=prep.prepared_by,
         checked_by=prep.checked_by,
         print_number=prep.label_prints,
+        preparation_number=prep.number,
         training=get_trial(session).training,
     )
 
@@ -179,22 +165,33 @@ def _dispensing(
     )
 
 
-def dispense_queue(session: Session, actor: Actor, *, site: str | None = None) -> list[QueueEntry]:
-    """Randomized participants awaiting preparation, per site, oldest randomization first."""
+def dispense_queue(
+    session: Session, actor: Actor, *, clock: Clock, site: str | None = None
+) -> list[QueueEntry]:
+    """Randomized participants awaiting preparation, per site, oldest randomization first:
+    those never prepared, and those whose preparation expired before they were infused
+    (to be prepared again)."""
     require(actor, Permission.DISPENSE)
+    prepared = (
+        select(Preparation.participant_id, Preparation.expires_at).where(is_current())
+    ).subquery()
     stmt = (
-        select(Participant)
+        select(Participant, prepared.c.expires_at)
+        .outerjoin(prepared, prepared.c.participant_id == Participant.id)
         .where(col(Participant.randomization_number).is_not(None))
         .where(col(Participant.withdrawn_at).is_(None))
-        .where(col(Participant.id).not_in(select(Preparation.participant_id)))
+        .where(col(Participant.infusion_date).is_(None))
         .order_by(col(Participant.site_code), col(Participant.randomized_at), col(Participant.id))
     )
     if actor.sites:
         stmt = stmt.where(col(Participant.site_code).in_(sorted(actor.sites)))
     if site:
         stmt = stmt.where(Participant.site_code == site.strip().upper())
+    now = clock.now()
     entries = []
-    for p in session.exec(stmt):
+    for p, expires_at in session.exec(stmt):
+        if expires_at is not None and not has_expired(expires_at, now):
+            continue  # prepared and still good: nothing to do
         assert p.randomization_number and p.label_code and p.randomized_at
         entries.append(
             QueueEntry(
@@ -206,9 +203,54 @@ def dispense_queue(session: Session, actor: Actor, *, site: str | None = None) -
                 weight_kg=p.weight_kg,
                 infusion_date=p.planned_infusion_date,
                 unblinded_emergency=p.unblinded_emergency,
+                expired_at=expires_at,
             )
         )
     return entries
+
+
+def _record(
+    session: Session,
+    actor: Actor,
+    protocol: Protocol,
+    p: Participant,
+    opened: _Opened,
+    *,
+    checker: str,
+    lots: Mapping[str, str],
+    number: int,
+    print_labels: bool,
+    reason: str | None,
+    clock: Clock,
+) -> tuple[PreparationRecord, LabelSheet | None]:
+    """Record a preparation (the checker has signed) and, with ``print_labels``, count the
+    first print of its labels; audited."""
+    now = clock.now()
+    prep = Preparation(
+        participant_id=p.id,
+        number=number,
+        prepared_at=now,
+        prepared_by=actor.name,
+        checked_by=checker,
+        checked_at=now,
+        expires_at=now + timedelta(hours=protocol.dosing.expiry_hours),
+        sealed_details=_seal_details(protocol, opened.data_key, p.id, opened.arm_code, lots),
+        label_prints=1 if print_labels else 0,
+    )
+    session.add(prep)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="preparation.record",
+        entity="preparation",
+        entity_id=audit_key(prep),
+        after=preparation_snapshot(prep),
+        reason=reason,
+        clock=clock,
+    )
+    sheet = _sheet(session, protocol, p, prep) if print_labels else None
+    return _record_of(prep, lots), sheet
 
 
 def dispense(
@@ -237,13 +279,9 @@ def dispense(
             "labels are printed with the preparation record: give a --lot for each "
             "preparation and --checked-by NAME"
         )
-    checked_lots = check_lots(protocol, lots or {}) if recording else {}
-    if recording and not (checked_by or "").strip():
-        raise InvalidInput(
-            "name the second pharmacist who checked the preparation: --checked-by NAME"
-        )
+    checked_lots = _recording_input(protocol, lots, checked_by) if recording else {}
     p = get_participant(session, actor, pid, lock=True)
-    rand_no, code = _dispensable(session, p)
+    rand_no, code = _dispensable(session, p, clock)
     checker = _checker(session, actor, checked_by or "", p) if recording else None
     if checker is not None:
         sign_check(session, checker, checker_password, clock=clock)
@@ -259,32 +297,78 @@ def dispense(
     record: PreparationRecord | None = None
     sheet: LabelSheet | None = None
     if checker is not None:
-        now = clock.now()
-        prep = Preparation(
-            participant_id=p.id,
-            prepared_at=now,
-            prepared_by=actor.name,
-            checked_by=checker.name,
-            checked_at=now,
-            expires_at=now + timedelta(hours=protocol.dosing.expiry_hours),
-            sealed_details=_seal_details(
-                protocol, opened.data_key, p.id, opened.arm_code, checked_lots
-            ),
-            label_prints=1 if print_labels else 0,
+        record, sheet = _record(
+            session, actor, protocol, p, opened, checker=checker.name, lots=checked_lots,
+            number=1, print_labels=print_labels, reason=None, clock=clock,
         )
-        session.add(prep)
-        session.flush()
-        audit.record(
-            session,
-            actor,
-            action="preparation.record",
-            entity="preparation",
-            entity_id=p.id,
-            after=preparation_snapshot(prep),
-            clock=clock,
+    return _dispensing(protocol, p, rand_no, code, opened, record, sheet)
+
+
+def _recording_input(
+    protocol: Protocol, lots: Mapping[str, str] | None, checked_by: str | None
+) -> dict[str, str]:
+    checked = check_lots(protocol, lots or {})
+    if not (checked_by or "").strip():
+        raise InvalidInput(
+            "name the second pharmacist who checked the preparation: --checked-by NAME"
         )
-        record = _record_of(prep, checked_lots)
-        sheet = _sheet(session, protocol, p, prep) if print_labels else None
+    return checked
+
+
+def reprepare(
+    session: Session,
+    actor: Actor,
+    pid: str,
+    *,
+    reason: str,
+    password: str,
+    clock: Clock,
+    lots: Mapping[str, str],
+    checked_by: str,
+    checker_password: str,
+    print_labels: bool = False,
+) -> Dispensing:
+    """Prepare again for a participant whose preparation expired (or was spoilt) before the
+    infusion: the same envelope is opened again, the current preparation and its labels are
+    marked void (who, when, why) and a new preparation is recorded, numbered after it, with
+    a signed check and new labels. Everything is audited with the reason."""
+    _require(session, actor, Permission.DISPENSE, "reprepare", pid, clock)
+    ensure_unlocked(session)
+    protocol = stored_protocol(session)
+    why = " ".join(reason.split())
+    if not why:
+        raise InvalidInput(
+            "say why the preparation is made again (e.g. expired before the infusion): "
+            "--reason TEXT"
+        )
+    checked_lots = _recording_input(protocol, lots, checked_by)
+    p = get_participant(session, actor, pid, lock=True)
+    rand_no, code, old = _to_prepare_again(session, p)
+    checker = _checker(session, actor, checked_by, p)
+    sign_check(session, checker, checker_password, clock=clock)
+    opened = _open(
+        session, actor, p, password=password, protocol=protocol, clock=clock,
+        purpose="prepare again",
+    )
+    before = preparation_snapshot(old)
+    old.voided_at, old.voided_by, old.void_reason = clock.now(), actor.name, why
+    session.add(old)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="preparation.void",
+        entity="preparation",
+        entity_id=audit_key(old),
+        before=before,
+        after=preparation_snapshot(old),
+        reason=why,
+        clock=clock,
+    )
+    record, sheet = _record(
+        session, actor, protocol, p, opened, checker=checker.name, lots=checked_lots,
+        number=old.number + 1, print_labels=print_labels, reason=why, clock=clock,
+    )
     return _dispensing(protocol, p, rand_no, code, opened, record, sheet)
 
 
@@ -296,7 +380,7 @@ def print_labels(session: Session, actor: Actor, pid: str, *, clock: Clock) -> L
     # stay possible: safety does not end with the database lock.
     ensure_unlocked(session)
     p = get_participant(session, actor, pid, lock=True)
-    prep = session.get(Preparation, p.id)
+    prep = current_preparation(session, p.id)
     if prep is None:
         raise Refused(
             f"{p.id} has not been dispensed yet: its labels are printed when the preparation "
@@ -311,7 +395,7 @@ def print_labels(session: Session, actor: Actor, pid: str, *, clock: Clock) -> L
         actor,
         action="label.print" if prep.label_prints == 1 else "label.reprint",
         entity="preparation",
-        entity_id=p.id,
+        entity_id=audit_key(prep),
         before=before,
         after=preparation_snapshot(prep),
         clock=clock,
@@ -328,7 +412,7 @@ def read_preparation(
     protocol = stored_protocol(session)
     p = get_participant(session, actor, pid, lock=True)
     rand_no, code = _randomized(p)
-    prep = session.get(Preparation, p.id)
+    prep = current_preparation(session, p.id)
     if prep is None:
         raise Refused(f"{p.id} has not been dispensed yet: there is no preparation record")
     opened = _open(

@@ -19,11 +19,13 @@ from trialkit.domain.errors import (
     PermissionDenied,
     Refused,
 )
+from trialkit.domain.infusion_time import has_expired
 from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission, Role
 from trialkit.services import audit
 from trialkit.services.actor import Actor
 from trialkit.services.auth import login
+from trialkit.services.preparations import current_preparation
 from trialkit.services.users import find_user, user_sites
 from trialkit.store.models import Participant, Preparation, User
 
@@ -101,17 +103,43 @@ def _randomized(p: Participant) -> tuple[str, str]:
     return p.randomization_number, p.label_code
 
 
-def _dispensable(session: Session, p: Participant) -> tuple[str, str]:
+def _dispensable(session: Session, p: Participant, clock: Clock) -> tuple[str, str]:
+    """Randomized, not withdrawn, and without a current preparation."""
     numbers = _randomized(p)
     if p.withdrawn_at is not None:
         raise Refused(f"{p.id} has withdrawn: nothing is prepared for them")
-    prep = session.get(Preparation, p.id)
+    prep = current_preparation(session, p.id)
     if prep is not None:
+        done = (f"{p.id} was already dispensed on {prep.prepared_at:%Y-%m-%d %H:%M} UTC by "
+                f"{prep.prepared_by}")
+        if p.infusion_date is None and has_expired(prep.expires_at, clock.now()):
+            raise Refused(
+                f"{done}, and that preparation expired at {prep.expires_at:%Y-%m-%d %H:%M} "
+                f"UTC; to prepare it again: trialkit dispense {p.id} --reprepare --reason TEXT "
+                "--lot ... --checked-by NAME"
+            )
         raise Refused(
-            f"{p.id} was already dispensed on {prep.prepared_at:%Y-%m-%d %H:%M} UTC by "
-            f"{prep.prepared_by}; to print its labels again: trialkit label {p.id} --out FILE.pdf"
+            f"{done}; to print its labels again: trialkit label {p.id} --out FILE.pdf"
         )
     return numbers
+
+
+def _to_prepare_again(session: Session, p: Participant) -> tuple[str, str, Preparation]:
+    """Randomized, not withdrawn, prepared, and not yet infused: its current preparation."""
+    rand_no, code = _randomized(p)
+    if p.withdrawn_at is not None:
+        raise Refused(f"{p.id} has withdrawn: nothing is prepared for them")
+    if p.infusion_date is not None:
+        raise Refused(
+            f"{p.id} was infused on {p.infusion_date}: there is nothing to prepare again"
+        )
+    prep = current_preparation(session, p.id)
+    if prep is None:
+        raise Refused(
+            f"{p.id} has not been dispensed yet, so there is nothing to prepare again: "
+            f"trialkit dispense {p.id} --lot ... --checked-by NAME"
+        )
+    return rand_no, code, prep
 
 
 def _checker(session: Session, actor: Actor, name: str, p: Participant) -> User:

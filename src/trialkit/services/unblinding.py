@@ -18,8 +18,8 @@ from trialkit.services.enrolment import get_participant, participant_snapshot
 from trialkit.services.envelopes import _open, _open_details
 from trialkit.services.pharmacy import PreparationRecord, _record_of
 from trialkit.services.pharmacy_checks import _randomized, _require
+from trialkit.services.preparations import current_preparation
 from trialkit.services.trial import stored_protocol
-from trialkit.store.models import Preparation
 
 REASON_MAX = 1000
 
@@ -73,7 +73,7 @@ def unblind(
         reason=why,
         clock=clock,
     )
-    prep = session.get(Preparation, p.id)
+    prep = current_preparation(session, p.id)
     record = None
     if prep is not None:
         details = _open_details(opened.data_key, prep.sealed_details, p.id)

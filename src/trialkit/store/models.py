@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from trialkit.store.types import UTCDateTime
@@ -206,14 +215,29 @@ class Participant(SQLModel, table=True):
 
 
 class Preparation(SQLModel, table=True):
-    """The pharmacy's preparation of one participant's infusion. What differs by arm (product
-    lots) is sealed under the list's data key; the rest is blinded and the same for both."""
+    """One preparation of a participant's infusion. What differs by arm (product lots) is
+    sealed under the list's data key; the rest is blinded and the same for both.
+
+    A participant has at most one current preparation (``voided_at`` unset); preparing again
+    (it expired, or was spoilt) marks the current one void and adds the next ``number``."""
 
     __tablename__ = "preparation"
-
-    participant_id: str = Field(
-        sa_column=Column(String(16), ForeignKey("participant.id"), primary_key=True)
+    __table_args__ = (
+        UniqueConstraint("participant_id", "number", name="uq_preparation_number"),
+        Index(
+            "ix_preparation_one_current",
+            "participant_id",
+            unique=True,
+            sqlite_where=text("voided_at IS NULL"),
+            postgresql_where=text("voided_at IS NULL"),
+        ),
     )
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: str = Field(
+        sa_column=Column(String(16), ForeignKey("participant.id"), nullable=False)
+    )
+    number: int = Field(default=1)  # 1, then 2, 3, ... when prepared again
     prepared_at: datetime = Field(sa_column=_utc())
     prepared_by: str = Field(sa_column=Column(String(64), nullable=False))
     checked_by: str = Field(sa_column=Column(String(64), nullable=False))
@@ -223,6 +247,9 @@ class Preparation(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=_utc())
     sealed_details: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     label_prints: int = Field(default=0)
+    voided_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    voided_by: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    void_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class DiaryEntry(SQLModel, table=True):

@@ -236,7 +236,7 @@ class TrialDatabase:
         from trialkit.store.db import read_only
 
         with _driver_errors(self.label), read_only(self.engine) as session:
-            entries = dispense_queue(session, actor)
+            entries = dispense_queue(session, actor, clock=self.clock)
         return sorted(entries, key=lambda e: (e.randomized_at, e.participant_id))
 
     def open_envelope(self, actor: Actor, pid: str, *, password: str) -> Dispensing:

@@ -34,7 +34,8 @@ def label_text(sheet: LabelSheet) -> str:
     tail = [
         f"Prepared {sheet.prepared_at:{when}} by {sheet.prepared_by}, checked by "
         f"{sheet.checked_by}",
-        f"Expires {sheet.expires_at:{when}} · {print_note(sheet.print_number)}",
+        f"Expires {sheet.expires_at:{when}} · "
+        f"{print_note(sheet.print_number, sheet.preparation_number)}",
     ]
     if sheet.training:
         tail.append("TRAINING — NOT FOR CLINICAL USE")
