@@ -83,20 +83,46 @@ FLOW: list[tuple[str, str | None, list[str]]] = [
     # the checker signs the check with their own password (TRIALKIT_CHECKER_PASSWORD)
     ("wrong checker password", "phil", ["dispense", "TWH-003", *KET_LOTS, "--checked-by", "pia"]),
     ("no checker password", "phil", ["dispense", "TWH-003", *KET_LOTS, "--checked-by", "pia"]),
+    # a day later (LATER): the preparations of TWH-001 and TWH-002 have expired
+    ("queue expired", "phil", ["queue"]),
+    ("dispense expired", "phil", ["dispense", "TWH-001"]),
+    ("infuse expired", "cora", ["infuse", "TWH-002", "--date", "{date}", "--time", "{time}"]),
+    ("reprepare without a reason", "phil", ["dispense", "TWH-001", "--reprepare", *KET_LOTS,
+                                            "--checked-by", "pia"]),
+    ("reprepare without lots", "phil", ["dispense", "TWH-001", "--reprepare", "--reason",
+                                        "expired", "--checked-by", "pia"]),
+    ("reason without reprepare", "phil", ["dispense", "TWH-003", "--reason", "expired"]),
+    ("reprepare", "phil", ["dispense", "TWH-001", "--reprepare", "--reason",
+                           "expired before the infusion", *KET_LOTS, "--checked-by", "pia",
+                           "--label-out", "FILE/ket-2.pdf"]),
+    ("reprepare never dispensed", "phil", ["dispense", "TWH-004", "--reprepare", "--reason",
+                                           "expired", *PLA_LOTS, "--checked-by", "pia"]),
+    ("queue after reprepare", "phil", ["--json", "queue"]),
+    ("infuse prepared again", "cora", ["infuse", "TWH-001", "--date", "{date}", "--time",
+                                       "{time}"]),
+    ("audit verify later", None, ["audit", "verify"]),
 ]
+# Steps a day and two hours after the others; {date} and {time} are then the site's.
+LATER = {"queue expired", "dispense expired", "infuse expired", "reprepare without a reason",
+         "reprepare without lots", "reason without reprepare", "reprepare",
+         "reprepare never dispensed", "queue after reprepare", "infuse prepared again",
+         "audit verify later"}
 # TRIALKIT_CHECKER_PASSWORD is PASSWORD (pia's) unless a step says otherwise (None: unset)
 CHECKER_PASSWORDS: dict[str, str | None] = {"wrong checker password": "not-pias-password",
                                             "no checker password": None}
 MISTAKES = {"label-out not a pdf", "label-out in no folder", "lot of the wrong shape",
             "lot without a preparation", "unknown participant", "no reason", "blank reason",
-            "no checker password"}
+            "no checker password", "reprepare without a reason", "reprepare without lots",
+            "reason without reprepare"}
 PERMISSION_REFUSALS = {"coordinator dispenses": "dispense.refused",
                        "coordinator reprints": "label.refused",
                        "monitor unblinds": "unblind.refused",
                        "investigator unblinds": "unblind.refused",
                        "admin dispenses": "dispense.refused"}
 REFUSALS = set(PERMISSION_REFUSALS) | {"dispensed again", "own check", "not randomized",
-                                       "labels before dispensing", "wrong checker password"}
+                                       "labels before dispensing", "wrong checker password",
+                                       "dispense expired", "infuse expired",
+                                       "reprepare never dispensed"}
 
 
 @dataclass(frozen=True)
@@ -162,11 +188,15 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
     with build_world("sqlite", folder, training=True) as world:
         world.engine.dispose()
         clock = (world.at + timedelta(hours=1)).isoformat()
+        later = world.at + timedelta(hours=27)
+        site = PROTOCOL.site_time("TWH").local(later)
         played = Flow(folder, world.url)
         for name, who, args in FLOW:
             before = len(audit_actions(world.url))
-            args = [a.replace("FILE/", f"{folder}/") for a in args]
-            code, out, err = invoke(world.url, who, args, clock,
+            args = [a.replace("FILE/", f"{folder}/").replace("{date}", f"{site:%Y-%m-%d}")
+                    .replace("{time}", f"{site:%H:%M}") for a in args]
+            code, out, err = invoke(world.url, who, args,
+                                    later.isoformat() if name in LATER else clock,
                                     CHECKER_PASSWORDS.get(name, PASSWORD))
             played.printed[name] = Shown(code, out, err,
                                          tuple(audit_actions(world.url)[before:]))
@@ -211,6 +241,12 @@ def test_refusals_say_what_is_missing(flow: Flow) -> None:
         "not randomized": "TWH-006 has not been randomized",
         "wrong checker password": "the check by pia is not signed: wrong password",
         "no checker password": "no password given: set TRIALKIT_CHECKER_PASSWORD",
+        "dispense expired": "trialkit dispense TWH-001 --reprepare --reason TEXT",
+        "infuse expired": "TWH-002's prepared infusion expired at",
+        "reprepare without a reason": "say why it is prepared again: --reprepare --reason TEXT",
+        "reprepare without lots": "preparing again records the new preparation",
+        "reason without reprepare": "--reason goes with --reprepare",
+        "reprepare never dispensed": "TWH-004 has not been dispensed yet",
     }
     for name, message in expected.items():
         assert message in flow[name].stderr, name
@@ -252,6 +288,27 @@ def test_the_checker_signs_with_their_own_password(flow: Flow) -> None:
     assert recorded.new_events == ("login", "login", "envelope.open", "preparation.record")
     assert flow["wrong checker password"].new_events == ("login", "login.fail")
     assert flow["no checker password"].new_events == ("login",)  # phil's own sign-in
+
+
+def test_an_expired_preparation_is_queued_and_prepared_again(flow: Flow) -> None:
+    queued = flow["queue expired"].stdout
+    rows = {line.split()[1]: line for line in queued.splitlines()[2:]}
+    assert "expired" in rows["TWH-001"] and "prepare again" in rows["TWH-001"]
+    assert "expired" in rows["TWH-002"] and "expired" not in rows["TWH-003"]
+    done = flow["reprepare"]
+    assert done.exit_code == 0, done.stderr
+    assert "Preparation 2: the earlier ones and their labels are void" in done.stdout
+    assert "The check signed by pia" in done.stdout
+    assert done.new_events == ("login", "login", "envelope.open", "preparation.void",
+                               "preparation.record")
+    assert all("PREP 2: EARLIER VOID" in page for page in flow.pdf_text("ket-2.pdf"))
+    waiting = [e["participant_id"] for e in json.loads(flow["queue after reprepare"].stdout)]
+    assert "TWH-001" not in waiting and "TWH-002" in waiting
+    assert flow["infuse expired"].new_events == ("login",)  # refused: nothing recorded
+    assert flow["infuse prepared again"].exit_code == 0, flow["infuse prepared again"].stderr
+    assert flow["infuse prepared again"].new_events == ("login", "participant.infuse")
+    assert flow["audit verify later"].stdout.splitlines()[-1].startswith("OK:")
+    assert not ARM_WORDS.search(queued)
 
 
 def test_the_labels_of_both_arms_differ_only_in_identifiers_and_times(flow: Flow) -> None:
