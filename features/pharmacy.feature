@@ -85,6 +85,33 @@ Feature: Preparing the study infusion in the research pharmacy
       Then I am refused: "wrong password for the custodian key"
       And no envelope has been opened and nothing has been recorded
 
+  Rule: A preparation that expired before the infusion is prepared again
+
+    Scenario: I prepare again from the same envelope, and the old preparation and labels are void
+      Given I have recorded the preparation of "TWH-001", checked by "pia"
+      When the preparation of "TWH-001" has expired
+      Then my dispense queue at "TWH" lists "TWH-001, TWH-002, TWH-003, TWH-004"
+      And the queue says the preparation of "TWH-001" expired and is to be prepared again
+      When I prepare "TWH-001" again because "expired before the infusion" with the lots "bolus=K2403-217, infusion=K2403-218", checked by "pia"
+      Then the first preparation of "TWH-001" is void, by me, because "expired before the infusion"
+      And a second preparation of "TWH-001" is recorded from the same envelope, checked by "pia"
+      And its labels say "PREP 2: EARLIER VOID"
+      And my dispense queue at "TWH" lists "TWH-002, TWH-003, TWH-004"
+      And the audit trail shows the void and the new preparation with my reason, without the treatment
+
+    Scenario: Preparing again needs a reason
+      Given I have recorded the preparation of "TWH-001", checked by "pia"
+      When the preparation of "TWH-001" has expired
+      And I prepare "TWH-001" again without saying why
+      Then I am told the input is wrong: "say why the preparation is made again"
+      And no envelope has been opened and nothing has been recorded
+
+    Scenario: An expired preparation is not infused, even later on the day it expired
+      Given I have recorded the preparation of "TWH-001", checked by "pia"
+      When the coordinator records the infusion of "TWH-001" four hours after its preparation expired, on the same day
+      Then they are refused: "TWH-001's prepared infusion expired at"
+      And "TWH-001" is not infused
+
   Rule: Ketamine and placebo look the same on the ward
 
     Scenario: Preparing ketamine and placebo gives identical labels

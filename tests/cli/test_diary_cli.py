@@ -86,6 +86,13 @@ FLOW: list[tuple[str, str, str | None, list[str]]] = [
      ["dispense", "TWH-001", "--lot", "bolus=KT2403-17", "--lot", "infusion=NS2401-02",
       "--checked-by", "pia"]),
     ("infuse tomorrow", "2026-03-31", "cora", ["infuse", "TWH-001", "--date", "2026-04-01"]),
+    # dispensed at 09:00 UTC, 05:00 in Toronto (EDT, UTC-4); the infusion time is the site's
+    ("infuse at a bad time", "2026-03-31", "cora",
+     ["infuse", "TWH-001", "--date", "2026-03-31", "--time", "5am"]),
+    ("infuse before the preparation", "2026-03-31", "cora",
+     ["infuse", "TWH-001", "--date", "2026-03-31", "--time", "04:59"]),
+    ("infuse later today", "2026-03-31", "cora",
+     ["infuse", "TWH-001", "--date", "2026-03-31", "--time", "05:01"]),
     ("infuse", "2026-03-31", "cora", ["infuse", "TWH-001", "--date", "2026-03-31"]),
     ("record day 1", "2026-04-02", "cora",
      ["diary", "record", "TWH-001", "--date", "2026-04-01", "--headache", "yes",
@@ -112,6 +119,7 @@ FLOW: list[tuple[str, str, str | None, list[str]]] = [
 AT_ONCE = {
     "randomize too early", "import a bad file", "import it again", "re-enter a day",
     "correct it the same way", "history", "history as json",
+    "infuse at a bad time", "infuse before the preparation", "infuse later today",
     "record 30 hours", "record an unknown severity", "record a bad date", "record for nobody",
     "import a missing file", "outcomes", "outcomes as json", "verify",
 }
@@ -256,6 +264,15 @@ def test_the_infusion_waits_for_the_pharmacy_and_refuses_a_future_date(flow: Flo
     future = flow["infuse tomorrow"]
     assert (future.returncode, future.stderr) == (
         2, "Error: infusion date 2026-04-01 is in the future (today is 2026-03-31)\n")
+    bad = flow["infuse at a bad time"]
+    assert (bad.returncode, bad.stderr) == (
+        2, "Error: infusion time '5am': use HH:MM on a 24-hour clock, e.g. 14:30\n")
+    early = flow["infuse before the preparation"]
+    assert (early.returncode, early.stderr) == (
+        2, "Error: TWH-001: the infusion (2026-03-31 04:59 EDT) is before the pharmacy prepared "
+        "it (2026-03-31 05:00 EDT)\n")
+    later = flow["infuse later today"]  # 05:01 EDT is 09:01 UTC: after the clock's 09:00
+    assert later.returncode == 2 and "is in the future" in later.stderr
     assert flow.out("infuse") == "TWH-001: infused on 2026-03-31 (study day 0)\n"
     assert flow.out("record day 1") == (
         "TWH-001 2026-04-01: recorded (version 1; a headache day; window D1-28)\n")

@@ -20,17 +20,20 @@ from typing import Any
 
 import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
+from sqlmodel import col, select
 
 from tests.builders import PROTOCOL
-from tests.conftest import BACKENDS
-from tests.db.test_pharmacy import ARMS, WEIGHTS, Box, World, build_world, window
+from tests.conftest import BACKENDS, PASSWORD
+from tests.db.test_pharmacy import ARMS, LOTS, WEIGHTS, Box, World, build_world, window
 from tests.unit.test_labels import differences, page_texts, render
 from trialkit.domain.codes import check_label_code
 from trialkit.domain.dosing import format_ml, format_number
 from trialkit.domain.errors import InvalidInput, Refused, TrialkitError
 from trialkit.labels import LabelSheet, render_labels
 from trialkit.services import audit
-from trialkit.services.pharmacy import Dispensing
+from trialkit.services.diary import infuse
+from trialkit.services.pharmacy import Dispensing, reprepare
+from trialkit.store.models import Preparation
 
 scenarios("pharmacy.feature")
 
@@ -415,3 +418,118 @@ def mistyped_codes_are_caught(world: PharmacyWorld) -> None:
 def legacy_code_accepted(code: str) -> None:
     assert check_label_code(code) == code
     assert check_label_code(code.lower().replace("-", " ")) == code
+
+
+# --- preparing again -----------------------------------------------------------------------------
+
+
+@when(parsers.parse('the preparation of "{pid}" has expired'))
+def preparation_expired(world: PharmacyWorld, pid: str) -> None:
+    prep = world.box.preparation(pid)
+    assert prep is not None
+    world.box.clock.at = prep.expires_at + timedelta(minutes=1)
+
+
+@then(parsers.parse('the queue says the preparation of "{pid}" expired and is to be prepared '
+                    "again"))
+def queue_says_expired(world: PharmacyWorld, pid: str) -> None:
+    prep = world.box.preparation(pid)
+    assert prep is not None
+    entries = {e.participant_id: e for e in world.box.queue(by=world.me)}
+    assert entries[pid].expired_at == prep.expires_at
+    assert [p for p, e in entries.items() if e.expired_at is not None] == [pid]
+
+
+@when(parsers.parse('I prepare "{pid}" again because "{reason}" with the lots "{lots}", checked '
+                    'by "{checker}"'))
+def prepare_again(world: PharmacyWorld, pid: str, reason: str, lots: str, checker: str) -> None:
+    def act() -> Dispensing:
+        with world.box.tx() as s:
+            d = reprepare(s, world.box.actor(world.me), pid, reason=reason, password=PASSWORD,
+                          clock=world.box.clock, lots=lots_of(lots), checked_by=checker,
+                          checker_password=PASSWORD, print_labels=True)
+        assert d.labels is not None
+        world.labels[pid] = d.labels
+        return d
+
+    world.attempt(act)
+
+
+@when(parsers.parse('I prepare "{pid}" again without saying why'))
+def prepare_again_without_reason(world: PharmacyWorld, pid: str) -> None:
+    def act() -> Dispensing:
+        with world.box.tx() as s:
+            return reprepare(s, world.box.actor(world.me), pid, reason=" ", password=PASSWORD,
+                             clock=world.box.clock, lots=LOTS[ARMS[pid]], checked_by="pia",
+                             checker_password=PASSWORD)
+
+    world.attempt(act)
+
+
+def preparations(world: PharmacyWorld, pid: str) -> list[Preparation]:
+    with world.box.tx() as s:
+        return list(s.exec(select(Preparation).where(Preparation.participant_id == pid)
+                           .order_by(col(Preparation.number))).all())
+
+
+@then(parsers.parse('the first preparation of "{pid}" is void, by me, because "{reason}"'))
+def first_is_void(world: PharmacyWorld, pid: str, reason: str) -> None:
+    first = preparations(world, pid)[0]
+    assert (first.number, first.voided_by, first.void_reason) == (1, world.me, reason)
+    assert first.voided_at == world.box.clock.now()
+
+
+@then(parsers.parse('a second preparation of "{pid}" is recorded from the same envelope, '
+                    'checked by "{checker}"'))
+def second_recorded(world: PharmacyWorld, pid: str, checker: str) -> None:
+    d = world.outcome
+    assert isinstance(d, Dispensing) and d.record is not None, d
+    assert (d.record.number, d.record.checked_by, d.record.checked_at) == (
+        2, checker, world.box.clock.now())
+    assert (d.arm_code, d.envelope) == (ARMS[pid], f"{pid[:3]}-CM #{int(pid[4:])}")
+    current = world.box.preparation(pid)
+    assert current is not None and current.number == 2 and current.voided_at is None
+    assert world.box.participants()[pid].status == "dispensed"
+
+
+@then(parsers.parse('its labels say "{note}"'))
+def its_labels_say(world: PharmacyWorld, note: str) -> None:
+    d = world.outcome
+    assert all(note in page for page in page_texts(render_labels(d.labels)))
+
+
+@then("the audit trail shows the void and the new preparation with my reason, without the "
+      "treatment")
+def void_audited(world: PharmacyWorld) -> None:
+    actions = [(e.action, e.user_name, e.reason)
+               for e in world.box.events()[world.events_before:]]
+    reason = preparations(world, world.outcome.participant_id)[0].void_reason
+    assert actions == [("login", "pia", None), ("envelope.open", world.me, None),
+                       ("preparation.void", world.me, reason),
+                       ("preparation.record", world.me, reason)]
+    assert not names_a_treatment(world.audit_log("mona"))
+
+
+@when(parsers.parse('the coordinator records the infusion of "{pid}" four hours after its '
+                    "preparation expired, on the same day"))
+def infuse_after_expiry(world: PharmacyWorld, pid: str) -> None:
+    prep = world.box.preparation(pid)
+    assert prep is not None
+    site = PROTOCOL.site_time(pid[:3])
+    at = prep.expires_at + timedelta(hours=4)
+    assert site.date_of(at) == site.date_of(prep.expires_at)  # the same day at the site
+    world.box.clock.at = at + timedelta(minutes=30)
+    local = site.local(at)
+
+    def act() -> object:
+        with world.box.tx() as s:
+            return infuse(s, world.box.actor("cora"), pid, on=local.date(), at=local.time(),
+                          clock=world.box.clock)
+
+    world.attempt(act)
+
+
+@then(parsers.parse('"{pid}" is not infused'))
+def not_infused(world: PharmacyWorld, pid: str) -> None:
+    assert world.box.participants()[pid].status == "dispensed"
+    assert "participant.infuse" not in world.new_events()

@@ -27,10 +27,12 @@ from tests.tui.conftest import (
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
+from trialkit.services.auth import login
 from trialkit.services.enrolment import randomize
+from trialkit.services.pharmacy import dispense
 from trialkit.services.preparations import current_preparation
 from trialkit.store.db import read_only, transaction
-from trialkit.store.models import AuditEvent, User
+from trialkit.store.models import AuditEvent, Preparation, User
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
 from trialkit.tui.dialogs.password import PasswordDialog
 from trialkit.tui.dialogs.unblind import UnblindDialog
@@ -179,6 +181,60 @@ async def test_the_checker_signs_with_a_password_of_their_own(
     with read_only(engine) as s:
         prep = current_preparation(s, randomized)
         assert prep is not None and (prep.checked_by, prep.checked_at) == ("pia", clock.now())
+
+
+async def test_an_expired_preparation_is_prepared_again_with_a_reason(
+    engine: Engine, randomized: str, enrolling: dict[str, Actor], admin: Actor,
+    clock: SteppingClock, tmp_path: Path,
+) -> None:
+    """The queue lists the expired preparation; "prepare again" opens the envelope, asks why
+    and records the new preparation, whose labels say the earlier ones are void."""
+    prep_ids = [p.id for p in load_protocol(KETHEAD).protocol.dosing.preparations]
+    lots = {p: "KT2403-17" for p in prep_ids}
+    with transaction(engine) as s:
+        phil = login(s, "phil", PASSWORD, clock=clock)
+        dispense(s, phil, randomized, password=PASSWORD, clock=clock, lots=lots,
+                 checked_by="pia", checker_password=PASSWORD)
+    clock.advance(hours=load_protocol(KETHEAD).protocol.dosing.expiry_hours, minutes=1)
+    app = app_for(engine, clock)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await sign_in(pilot, "phil")
+        assert isinstance(app.screen, DispenseQueueScreen)
+        assert [r[1] for r in table_rows(app, "#queue")] == [randomized]
+        text = " ".join(screen_text(app).split())  # the detail line wraps
+        assert "1 to prepare again (expired)" in text and "Press a to prepare it again" in text
+        await press(pilot, "a")
+        assert isinstance(app.screen, PasswordDialog)
+        app.screen.query_one("#key-password", Input).value = PASSWORD
+        await press(pilot, "enter")
+        assert isinstance(app.screen, PreparationScreen)
+        text = " ".join(screen_text(app).split())
+        assert "Preparing again: preparation 1" in text and "become void" in text
+        assert "UNBLINDED — pharmacy only" in text
+        fill(pilot, checker="pia", **{"labels-path": str(tmp_path / "again.pdf"),
+                                      "checker-password": PASSWORD})
+        fill(pilot, **{f"lot-{p}": "KT2403-18" for p in prep_ids})
+        await press(pilot, "ctrl+s")
+        assert isinstance(app.screen, PreparationScreen)
+        assert any("Say why it is prepared again" in n for n in notifications(app))
+        fill(pilot, reason="expired before the infusion",
+             **{"checker-password": PASSWORD})
+        await pilot.press("ctrl+s")
+        for _ in range(400):  # not settle(): the recording worker ends as its screen closes
+            if isinstance(app.screen, LabelPreviewDialog):
+                break
+            await pilot.pause(0.05)
+        assert isinstance(app.screen, LabelPreviewDialog)
+        preview = screen_text(app)
+        assert "PREP 2: EARLIER VOID" in preview and not names_an_arm(preview)
+        await press(pilot, "escape")
+        assert isinstance(app.screen, DispenseQueueScreen)
+        assert table_rows(app, "#queue") == []
+    with read_only(engine) as s:
+        old, new = s.exec(select(Preparation).where(Preparation.participant_id == randomized)
+                          .order_by(col(Preparation.number))).all()
+        assert (old.void_reason, old.voided_by, new.number, new.voided_at) == (
+            "expired before the infusion", "phil", 2, None)
 
 
 async def test_coordinator_never_sees_the_pharmacy_keys(

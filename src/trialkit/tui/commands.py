@@ -124,6 +124,11 @@ RECORD_PREPARATION = Command(
     "Record lots and checker, and write the labels' PDF", "ctrl+s", "record_preparation",
     footer="Record",
 )
+PREPARE_AGAIN = Command(
+    "prepare-again", "Prepare again",
+    "Prepare the selected participant's expired preparation again (reason, password)", "a",
+    "prepare_again", footer="Prepare again",
+)
 REPRINT_LABELS = Command(
     "reprint-labels", "Reprint labels", "Print a dispensed participant's labels again", "l",
     "reprint_labels", footer="Reprint",
@@ -200,9 +205,9 @@ ALL_COMMANDS: dict[str, Command] = {
         *APP_COMMANDS, REFRESH, BACK, PARTICIPANTS, ALLOCATION_LISTS, SCREEN_PARTICIPANT,
         RECORD_CONSENT, RANDOMIZE, WITHDRAW, SEARCH, SUBMIT_SCREENING, ANSWER_YES, ANSWER_NO,
         SEAL_LISTS, EXTEND_LIST, CANCEL, DISPENSE_QUEUE, OPEN_ENVELOPE, RECORD_PREPARATION,
-        REPRINT_LABELS, EMERGENCY_UNBLIND, OPEN_DIARY, DIARY_NONE, DIARY_MILD, DIARY_MODERATE,
-        DIARY_SEVERE, DIARY_ACUTE, DIARY_RECORD, DIARY_HISTORY, NEXT_WINDOW, PREVIOUS_WINDOW,
-        DASHBOARD, LOCK_DATABASE, EXPORT_DATA,
+        PREPARE_AGAIN, REPRINT_LABELS, EMERGENCY_UNBLIND, OPEN_DIARY, DIARY_NONE, DIARY_MILD,
+        DIARY_MODERATE, DIARY_SEVERE, DIARY_ACUTE, DIARY_RECORD, DIARY_HISTORY, NEXT_WINDOW,
+        PREVIOUS_WINDOW, DASHBOARD, LOCK_DATABASE, EXPORT_DATA,
     )
 }
 

@@ -118,10 +118,11 @@ class QueueLoaded(Message):
 class EnvelopeOpened(Message):
     """An envelope was opened for preparation. UNBLINDED: for the pharmacy screen only."""
 
-    def __init__(self, opened: Dispensing, password: str) -> None:
+    def __init__(self, opened: Dispensing, password: str, *, again: bool = False) -> None:
         super().__init__()
         self.opened = opened
         self.password = password
+        self.again = again  # to prepare again: ``opened.record`` is the preparation replaced
 
 
 class LabelsPrinted(Message):

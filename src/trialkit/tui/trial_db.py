@@ -266,6 +266,33 @@ class TrialDatabase:
             _write_labels(done.labels, labels_path)  # inside: a failure undoes the record
         return done.labels
 
+    def read_preparation(self, actor: Actor, pid: str, *, password: str) -> Dispensing:
+        """Open the envelope (audited) and read the current preparation. UNBLINDED."""
+        from trialkit.services.pharmacy import read_preparation
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return read_preparation(session, actor, pid, password=password, clock=self.clock)
+
+    def reprepare(
+        self, actor: Actor, pid: str, *, password: str, reason: str, lots: Mapping[str, str],
+        checked_by: str, checker_password: str, labels_path: Path,
+    ) -> LabelSheet:
+        """Prepare again: the current preparation and its labels become void, the new one is
+        recorded (the checker signs) with its labels written in the same transaction."""
+        from trialkit.services.pharmacy import reprepare
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            done = reprepare(
+                session, actor, pid, reason=reason, password=password, clock=self.clock,
+                lots=lots, checked_by=checked_by, checker_password=checker_password,
+                print_labels=True,
+            )
+            assert done.labels is not None
+            _write_labels(done.labels, labels_path)  # inside: a failure undoes the record
+        return done.labels
+
     def reprint_labels(self, actor: Actor, pid: str, *, labels_path: Path) -> LabelSheet:
         """Print a dispensed participant's labels again (counted and audited)."""
         from trialkit.services.pharmacy import print_labels

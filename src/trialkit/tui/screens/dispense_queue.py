@@ -1,6 +1,8 @@
 """The pharmacist's home: randomized participants awaiting preparation, oldest first, in
-blinded columns. Opening an envelope asks the password and leads to the UNBLINDED
-preparation screen; recording it shows the (blinded) label text."""
+blinded columns, with those whose preparation expired before the infusion (to prepare
+again). Opening an envelope asks the password and leads to the UNBLINDED preparation
+screen (for an expired one, in its "prepare again" form, which asks why); recording it
+shows the (blinded) label text."""
 
 from __future__ import annotations
 
@@ -15,7 +17,14 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
-from trialkit.tui.commands import BACK, EMERGENCY_UNBLIND, OPEN_ENVELOPE, REFRESH, REPRINT_LABELS
+from trialkit.tui.commands import (
+    BACK,
+    EMERGENCY_UNBLIND,
+    OPEN_ENVELOPE,
+    PREPARE_AGAIN,
+    REFRESH,
+    REPRINT_LABELS,
+)
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
 from trialkit.tui.dialogs.password import PasswordDialog
 from trialkit.tui.dialogs.reprint import ReprintDialog
@@ -27,6 +36,7 @@ from trialkit.tui.widgets.training_banner import TrainingBanner
 if TYPE_CHECKING:
     from trialkit.labels import LabelSheet
     from trialkit.services.actor import Actor
+    from trialkit.services.pharmacy import QueueEntry
     from trialkit.tui.app import TrialkitApp
     from trialkit.tui.trial_db import TrialDatabase
 
@@ -36,8 +46,8 @@ COLUMNS = ("Site", "Participant", "Rand. no.", "Weight", "Infusion", "Randomized
 class DispenseQueueScreen(Screen[None]):
     """The dispense queue of the pharmacist's sites."""
 
-    BINDINGS = [c.binding()
-                for c in (OPEN_ENVELOPE, REPRINT_LABELS, EMERGENCY_UNBLIND, REFRESH, BACK)]
+    BINDINGS = [c.binding() for c in (OPEN_ENVELOPE, PREPARE_AGAIN, REPRINT_LABELS,
+                                      EMERGENCY_UNBLIND, REFRESH, BACK)]
 
     def __init__(self, db: TrialDatabase, actor: Actor) -> None:
         super().__init__()
@@ -45,6 +55,7 @@ class DispenseQueueScreen(Screen[None]):
         self._actor = actor
         self._busy = False
         self._last: str | None = None
+        self._entries: dict[str, QueueEntry] = {}
 
     def compose(self) -> ComposeResult:
         """The queue and a line under it."""
@@ -76,17 +87,30 @@ class DispenseQueueScreen(Screen[None]):
         """Fill the table, oldest randomization first."""
         table = self.query_one("#queue", DataTable)
         table.clear()
+        self._entries = {e.participant_id: e for e in message.entries}
         for e in message.entries:
             table.add_row(
                 e.site, e.participant_id, e.randomization_number, f"{e.weight_kg:g} kg",
                 e.infusion_date or "—", f"{e.randomized_at:%Y-%m-%d %H:%M}",
                 key=e.participant_id,
             )
-        n = len(message.entries)
+        self._show_detail()
+        self.refresh_bindings()
+
+    def _show_detail(self) -> None:
+        """How many wait, and what the selected one needs."""
+        n = len(self._entries)
+        expired = sum(e.expired_at is not None for e in self._entries.values())
         text = (f"{n} awaiting preparation. Press {OPEN_ENVELOPE.key} to open the selected "
                 "envelope." if n else "Nobody is waiting for a preparation.")
+        if expired:
+            text = f"{n} awaiting preparation, {expired} to prepare again (expired)."
+        selected = self._entries.get(self.selected_id() or "")
+        if selected is not None and selected.expired_at is not None:
+            text += (f"\n{selected.participant_id}: the preparation expired "
+                     f"{selected.expired_at:%Y-%m-%d %H:%M} UTC before the infusion. Press "
+                     f"{PREPARE_AGAIN.key} to prepare it again (its labels become void).")
         self.query_one("#queue-detail", Static).update(Content(text))
-        self.refresh_bindings()
 
     def selected_id(self) -> str | None:
         """The participant under the cursor, if any."""
@@ -102,18 +126,29 @@ class DispenseQueueScreen(Screen[None]):
             return False
         if action in (OPEN_ENVELOPE.action, EMERGENCY_UNBLIND.action):
             return True if self.selected_id() is not None else None
+        if action == PREPARE_AGAIN.action:
+            return True if self._expired(self.selected_id()) else None
         return True
 
+    def _expired(self, pid: str | None) -> bool:
+        entry = self._entries.get(pid or "")
+        return entry is not None and entry.expired_at is not None
+
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
-        """Keys follow the selection."""
+        """Keys and the detail line follow the selection."""
+        self._show_detail()
         self.refresh_bindings()
 
     # --- opening and preparing ---------------------------------------------------------
 
     def action_open_envelope(self) -> None:
-        """Ask the password, then open the selected participant's envelope."""
+        """Ask the password, then open the selected participant's envelope (to prepare
+        again if their preparation expired)."""
         pid = self.selected_id()
         if pid is None or self._busy:
+            return
+        if self._expired(pid):
+            self.action_prepare_again()
             return
         dialog = PasswordDialog(
             f"Open envelope of {pid}",
@@ -128,14 +163,37 @@ class DispenseQueueScreen(Screen[None]):
 
         self.app.push_screen(dialog, opened)
 
+    def action_prepare_again(self) -> None:
+        """Ask the password, open the envelope and read the expired preparation, then the
+        preparation form that asks why and records the new one."""
+        pid = self.selected_id()
+        if pid is None or self._busy or not self._expired(pid):
+            return
+        dialog = PasswordDialog(
+            f"Prepare {pid} again",
+            "The preparation expired before the infusion. Opening the envelope again shows "
+            "the arm to you (audited). Your password unlocks your custodian key.",
+            ok_label="Open",
+        )
+
+        def opened(password: str | None) -> None:
+            if password is not None:
+                self._busy = True
+                self._open(pid, password, again=True)
+
+        self.app.push_screen(dialog, opened)
+
     @work(thread=True, exclusive=True, group="pharmacy")
-    def _open(self, pid: str, password: str) -> None:
+    def _open(self, pid: str, password: str, *, again: bool = False) -> None:
         try:
-            opened = self._db.open_envelope(self._actor, pid, password=password)
+            if again:
+                opened = self._db.read_preparation(self._actor, pid, password=password)
+            else:
+                opened = self._db.open_envelope(self._actor, pid, password=password)
         except TrialkitError as exc:
             self.post_message(ServiceFailed(exc.message))
         else:
-            self.post_message(EnvelopeOpened(opened, password))
+            self.post_message(EnvelopeOpened(opened, password, again=again))
 
     def on_envelope_opened(self, message: EnvelopeOpened) -> None:
         """The UNBLINDED preparation screen; when recorded, the blinded label text."""
@@ -145,7 +203,8 @@ class DispenseQueueScreen(Screen[None]):
             "screen was locked, so nothing was shown. Open it again to prepare."
         ):
             return
-        screen = PreparationScreen(self._db, self._actor, message.opened, message.password)
+        screen = PreparationScreen(self._db, self._actor, message.opened, message.password,
+                                   again=message.again)
         self.app.push_screen(screen, self._prepared)
 
     def _prepared(self, done: tuple[LabelSheet, Path] | None) -> None:

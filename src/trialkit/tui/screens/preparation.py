@@ -2,6 +2,9 @@
 the preparation form (a lot per preparation, the checking pharmacist and their password,
 which signs the check, the labels' PDF).
 
+To prepare again (the preparation expired or was spoilt before the infusion) the form also
+asks why; recording then makes the current preparation and its labels void.
+
 UNBLINDED: this screen is for the pharmacy only. It keeps the password given to open the
 envelope in memory until it closes, because recording opens the envelope again."""
 
@@ -68,12 +71,16 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
 
     BINDINGS = [RECORD_PREPARATION.binding(), BACK.binding()]
 
-    def __init__(self, db: TrialDatabase, actor: Actor, opened: Dispensing, password: str) -> None:
+    def __init__(
+        self, db: TrialDatabase, actor: Actor, opened: Dispensing, password: str,
+        *, again: bool = False,
+    ) -> None:
         super().__init__()
         self._db = db
         self._actor = actor
         self._opened = opened
         self._password = password
+        self._again = again
         self._busy = False
 
     def compose(self) -> ComposeResult:
@@ -84,7 +91,18 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
             panel = Static(Content(instructions(self._opened)), id="unblinded-panel")
             panel.border_title = "UNBLINDED — pharmacy only"
             yield panel
+            if self._again and self._opened.record is not None:
+                old = self._opened.record
+                yield Static(Content(
+                    f"Preparing again: preparation {old.number} (prepared "
+                    f"{old.prepared_at:%Y-%m-%d %H:%M}, expires {old.expires_at:%Y-%m-%d %H:%M} "
+                    "UTC) and its labels become void when the new one is recorded."
+                ), id="prepare-again-note")
             with Grid(id="preparation-form"):
+                if self._again:
+                    yield Label("Why again")
+                    yield Input(placeholder="e.g. expired before the infusion", id="reason",
+                                compact=True)
                 for dose in self._opened.plan.doses:
                     yield Label(f"Lot {dose.preparation_id}")
                     yield Input(placeholder="e.g. KT2403-17", id=f"lot-{dose.preparation_id}",
@@ -92,7 +110,7 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                 yield Label("Checked by")
                 yield Input(placeholder="another pharmacist's user name", id="checker",
                             compact=True)
-                yield Label("Checker's password")
+                yield Label("Checker password")
                 yield Input(placeholder="the checker types it: signs the check", password=True,
                             id="checker-password", compact=True)
                 yield Label("Labels PDF")
@@ -101,9 +119,10 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Start at the first lot."""
-        self.sub_title = f"Prepare {self._opened.participant_id}"
-        self.query(Input).first().focus()
+        """Start at the first field."""
+        what = "Prepare again" if self._again else "Prepare"
+        self.sub_title = f"{what} {self._opened.participant_id}"
+        self.query("#preparation-form Input").first().focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter moves on; in the last field it records."""
@@ -122,7 +141,10 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                 for d in self._opened.plan.doses}
         checker = self.query_one("#checker", Input).value.strip()
         signature = self.query_one("#checker-password", Input)
+        reason = self.query_one("#reason", Input).value.strip() if self._again else ""
         try:
+            if self._again and not reason:
+                raise ValueError("Say why it is prepared again (e.g. expired).")
             if not all(lots.values()):
                 raise ValueError("Give a lot number for every preparation.")
             if not checker:
@@ -135,16 +157,23 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
             return
         self._busy = True
         checker_password, signature.value = signature.value, ""  # typed again on a retry
-        self._record(lots, checker, checker_password, path)
+        self._record(lots, checker, checker_password, path, reason)
 
     @work(thread=True, exclusive=True, group="preparation")
     def _record(self, lots: dict[str, str], checker: str, checker_password: str,
-                path: Path) -> None:
+                path: Path, reason: str) -> None:
+        pid = self._opened.participant_id
         try:
-            sheet = self._db.record_preparation(
-                self._actor, self._opened.participant_id, password=self._password, lots=lots,
-                checked_by=checker, checker_password=checker_password, labels_path=path,
-            )
+            if self._again:
+                sheet = self._db.reprepare(
+                    self._actor, pid, password=self._password, reason=reason, lots=lots,
+                    checked_by=checker, checker_password=checker_password, labels_path=path,
+                )
+            else:
+                sheet = self._db.record_preparation(
+                    self._actor, pid, password=self._password, lots=lots,
+                    checked_by=checker, checker_password=checker_password, labels_path=path,
+                )
         except TrialkitError as exc:
             self.post_message(ServiceFailed(exc.message))
         else:
