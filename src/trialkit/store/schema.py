@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from trialkit.domain.errors import InvalidInput, Refused
 
 # Every revision this trialkit knows, oldest first. A test keeps it equal to Alembic's view.
-KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 SCHEMA_HEAD = KNOWN_REVISIONS[-1]
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -5,8 +5,8 @@ marked void (when, by whom, why); at most one is current.
 The table is rebuilt (its primary key changes from the participant to a row id): the rows
 are copied as they are, each becoming preparation number 1.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-05
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 from trialkit.store.types import UTCDateTime
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
