@@ -224,7 +224,9 @@ def _infuse_and_follow_up(engine: Engine, clock: DemoClock) -> None:
         with transaction(engine) as s:
             actor = login(s, who, DEMO_PASSWORD, clock=clock)
         with transaction(engine) as s:
-            infuse(s, actor, pid, on=day0, clock=clock)
+            # today at the participant's site: the infusion is now
+            infuse(s, actor, pid, on=protocol.site_time(pid.split("-")[0]).today(clock.now()),
+                   clock=clock)
     clock.advance(SystemClock().now() - clock.now())  # catch up with the real time
     follow_up = (clock.now().date() - day0).days - 1
     for pid in prepared:

@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user, sign_in
 from tests.db.tampering import audit_actions, reader, verify
@@ -25,7 +25,7 @@ from trialkit.services.auth import MAX_FAILURES
 from trialkit.services.setup import initialize
 from trialkit.store import schema
 from trialkit.store.db import make_engine, normalize_url, read_only, transaction
-from trialkit.store.models import AuditEvent, Trial, User
+from trialkit.store.models import AuditEvent, Preparation, Trial, User
 
 KOLKATA = timezone(timedelta(hours=5, minutes=30))
 
@@ -267,5 +267,49 @@ def test_initialize_failing_after_the_schema_is_built_leaves_no_tables(
             initialize(engine, load_protocol(KETHEAD), admin=ADMIN, admin_password=PASSWORD,
                        training=False, clock=SteppingClock())
         assert _tables(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_preparations_recorded_before_numbering_survive_the_rebuild(db_url: str) -> None:
+    """Migration 0008 rebuilds the preparation table (a row id instead of the participant
+    as key, a number, the void marks): an existing preparation becomes number 1, current,
+    with every value as it was."""
+    from alembic import command
+
+    engine = make_engine(db_url, must_exist=False)
+    prepared = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
+    try:
+        with engine.begin() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(schema.MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0007")
+            conn.execute(text("INSERT INTO site (code, name, target) VALUES ('TWH', 'T', 10)"))
+            conn.execute(text(
+                "INSERT INTO participant (id, site_code, number, stratum_code, factors_json, "
+                "age, sex, weight_kg, answers_json, eligible, failed_json, screened_at, "
+                "screened_by, unblinded_emergency) VALUES ('TWH-001', 'TWH', 1, 'TWH-CM', "
+                "'{}', 40, 'F', 70, '{}', true, '[]', :at, 'cora', false)"), {"at": prepared})
+            conn.execute(text(
+                "INSERT INTO preparation (participant_id, prepared_at, prepared_by, checked_by, "
+                "checked_at, expires_at, sealed_details, label_prints) VALUES ('TWH-001', :at, "
+                "'phil', 'pia', NULL, :exp, :sealed, 2)"),
+                {"at": prepared, "exp": prepared + timedelta(hours=24), "sealed": b"\x01\x02"})
+            command.upgrade(cfg, "head")
+        with Session(engine) as s:
+            [prep] = s.exec(select(Preparation)).all()
+            assert (prep.participant_id, prep.number, prep.prepared_at, prep.prepared_by,
+                    prep.checked_by, prep.checked_at, prep.expires_at, prep.sealed_details,
+                    prep.label_prints, prep.voided_at) == (
+                "TWH-001", 1, prepared, "phil", "pia", None, prepared + timedelta(hours=24),
+                b"\x01\x02", 2, None)
+            assert prep.id is not None
+        # at most one current preparation per participant, enforced by the database
+        with pytest.raises(IntegrityError), Session(engine) as s:
+            s.add(Preparation(participant_id="TWH-001", number=2, prepared_at=prepared,
+                              prepared_by="phil", checked_by="pia", expires_at=prepared,
+                              sealed_details=b"", label_prints=0))
+            s.commit()
     finally:
         engine.dispose()

@@ -225,6 +225,10 @@ async def test_an_expired_preparation_is_prepared_again_with_a_reason(
                 break
             await pilot.pause(0.05)
         assert isinstance(app.screen, LabelPreviewDialog)
+        for _ in range(100):  # the dialog draws after it is pushed
+            if "PREP 2" in screen_text(app):
+                break
+            await pilot.pause(0.05)
         preview = screen_text(app)
         assert "PREP 2: EARLIER VOID" in preview and not names_an_arm(preview)
         await press(pilot, "escape")
