@@ -167,14 +167,14 @@ def _enrol_participants(engine: Engine, clock: DemoClock) -> None:
                 s,
                 actor,
                 p.id,
-                on=clock.now().date(),
+                on=protocol.site_time(site).today(clock.now()),
                 form_version=protocol.consent.form_versions[-1],
                 clock=clock,
             )
         waiting.append((p.id, actor, stage))
     # The baseline diary: the four weeks between screening and randomization.
     window = protocol.diary.baseline_window
-    first = clock.now().date()
+    first = protocol.trial_time.today(clock.now())  # both KetHead sites are in one zone
     clock.advance(timedelta(days=window.end - window.start + 1))
     for pid, actor, stage in waiting:
         # The participant kept only as consented has too short a diary to be randomized.
@@ -218,7 +218,8 @@ def _infuse_and_follow_up(engine: Engine, clock: DemoClock) -> None:
     protocol = kethead_protocol().protocol
     with transaction(engine) as s:
         prepared = sorted(dispensed_ids(s))
-    day0 = clock.now().date()
+    local = protocol.trial_time  # both KetHead sites are in one zone
+    day0 = local.today(clock.now())
     for pid in prepared:
         who = next(u for u, _r, sites, _c in DEMO_USERS if pid.split("-")[0] in sites)
         with transaction(engine) as s:
@@ -228,7 +229,7 @@ def _infuse_and_follow_up(engine: Engine, clock: DemoClock) -> None:
             infuse(s, actor, pid, on=protocol.site_time(pid.split("-")[0]).today(clock.now()),
                    clock=clock)
     clock.advance(SystemClock().now() - clock.now())  # catch up with the real time
-    follow_up = (clock.now().date() - day0).days - 1
+    follow_up = (local.today(clock.now()) - day0).days - 1
     for pid in prepared:
         who = next(u for u, _r, sites, _c in DEMO_USERS if pid.split("-")[0] in sites)
         with transaction(engine) as s:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from trialkit.domain.dosing import Dose, DosePlan, format_ml, format_number
 from trialkit.domain.protocol import Protocol
+from trialkit.domain.site_time import shown
 
 if TYPE_CHECKING:
     from fpdf import FPDF
@@ -96,7 +97,7 @@ class LabelSheet:
     label_code: str
     dosing_weight: str
     items: tuple[LabelItem, ...]
-    prepared_at: datetime
+    prepared_at: datetime  # in the site's zone: printed as the site's wall clock reads
     expires_at: datetime
     prepared_by: str  # initials
     checked_by: str  # initials
@@ -178,7 +179,8 @@ def _latin1(text: str) -> str:
 
 
 def _when(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # The sheet holds the site's local times (services.pharmacy): shown with their zone.
+    return shown(at)
 
 
 def print_note(print_number: int, preparation_number: int = 1) -> str:

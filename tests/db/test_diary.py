@@ -280,7 +280,8 @@ def test_a_locked_database_takes_no_diary_day_and_no_infusion(box: Box) -> None:
                    lambda: import_text(box, HEADER + f"{pid},{today(box)},no,,,no\n"),
                    lambda: infuse_on(box, pid, today(box))):
         err = refused(box, Refused, action)
-        assert "the database was locked on 2026-06-01 00:00 UTC by ivan" in err.message
+        # 00:00 UTC on 1 June is 20:00 the evening before in Toronto (EDT, UTC-4)
+        assert "the database was locked on 2026-05-31 20:00 EDT by ivan" in err.message
     with box.tx() as s:  # (the lock is undone with the test's window)
         assert s.get(Trial, 1).locked_at is not None  # type: ignore[union-attr]
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trialkit.domain.site_time import UTC_TIME, SiteTime, trial_time, zone
+from trialkit.domain.site_time import UTC_TIME, SiteTime, shown, trial_time, zone
 
 TORONTO = SiteTime.named("America/Toronto")
 
@@ -107,3 +107,10 @@ def test_unknown_zones_are_refused(name: str) -> None:
 def test_the_trial_time_is_the_sites_zone_when_they_share_one() -> None:
     assert trial_time(["America/Toronto", "America/Toronto"]).name == "America/Toronto"
     assert trial_time(["America/Toronto", "Europe/London"]) == UTC_TIME
+
+
+@given(instants(2008, 2036))
+def test_a_local_time_is_shown_as_the_site_shows_it(at: datetime) -> None:
+    local = TORONTO.local(at)
+    assert shown(local) == TORONTO.show(at)
+    assert shown(at) == UTC_TIME.show(at)

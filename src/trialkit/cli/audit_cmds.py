@@ -66,7 +66,7 @@ def log(
         lines = []
         for e in entries:
             line = (
-                f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} {e.user:<12} {e.role:<12} "
+                f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} UTC {e.user:<12} {e.role:<12} "
                 f"{e.action:<18} {e.entity}:{e.entity_id}"
             )
             if e.reason:

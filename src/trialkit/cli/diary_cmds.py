@@ -9,6 +9,7 @@ import typer
 from trialkit.cli.context import cli
 from trialkit.cli.enrol_cmds import parse_date
 from trialkit.domain.errors import InvalidInput
+from trialkit.domain.site_time import shown
 
 diary_app = typer.Typer(help="The headache diary: record, import, history.", no_args_is_help=True)
 
@@ -151,7 +152,7 @@ def history(
             return f"{pid.strip().upper()}: no diary days recorded"
         lines = [
             f"{'date':<10} {'v':>2} {'':1} {'headache':<8} {'severity':<8} {'hours':>5} "
-            f"{'acute':<5} {'hd':<3} {'window':<8} {'by':<8} {'recorded at (UTC)':<16} reason"
+            f"{'acute':<5} {'hd':<3} {'window':<8} {'by':<8} {'recorded at':<20} reason"
         ]
         for v in rows:
             lines.append(
@@ -159,7 +160,7 @@ def history(
                 f"{_yes_no(v.headache):<8} {v.severity:<8} {v.duration_hours:>5g} "
                 f"{_yes_no(v.acute_medication):<5} {_yes_no(v.headache_day):<3} "
                 f"{v.window or '-':<8} {v.recorded_by:<8} "
-                f"{v.recorded_at:%Y-%m-%d %H:%M} {v.reason or ''}".rstrip()
+                f"{shown(v.recorded_at):<20} {v.reason or ''}".rstrip()
             )
         lines.append("* current version; hd: counts as a headache day")
         return "\n".join(lines)

@@ -7,6 +7,7 @@ import typer
 
 from trialkit.cli.context import ask_secret, cli
 from trialkit.domain.errors import IntegrityFailure, InvalidInput
+from trialkit.domain.site_time import shown
 
 list_app = typer.Typer(help="Sealed allocation lists.", no_args_is_help=True)
 custodian_app = typer.Typer(help="Unblinding custodians and their keys.", no_args_is_help=True)
@@ -140,7 +141,7 @@ def procedure(ctx: typer.Context) -> None:
         for g in segments:
             lines.append(
                 f"{g.stratum} segment {g.segment} (list {g.list_id}, sealed "
-                f"{g.sealed_at:%Y-%m-%d %H:%M} UTC by {g.sealed_by}): "
+                f"{shown(g.sealed_at)} by {g.sealed_by}): "
                 f"{g.procedure.get('procedure')}, ratio "
                 f"{':'.join(str(r) for r in g.procedure.get('ratio', []))}, "
                 f"{g.count} envelopes, {g.released} released"

@@ -14,6 +14,7 @@ import typer
 from trialkit.cli.context import YES_HELP, ask_secret, cli, confirm_irreversible
 from trialkit.cli.enrol_cmds import _pairs
 from trialkit.domain.errors import InvalidInput
+from trialkit.domain.site_time import shown
 
 if TYPE_CHECKING:
     from trialkit.domain.roles import Permission
@@ -35,7 +36,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _when(at: datetime) -> str:
-    return f"{at:%Y-%m-%d %H:%M} UTC"
+    # Services hand over the site's local times; shown with their zone (EST, EDT).
+    return shown(at)
 
 
 def _pdf_path(text: str, option: str) -> Path:
@@ -199,7 +201,7 @@ def queue(
         if not rows:
             return "No participant is awaiting preparation."
         lines = [
-            f"{'site':<5} {'id':<9} {'rand no':<8} {'randomized (UTC)':<16}  {'weight':>8}  "
+            f"{'site':<5} {'id':<9} {'rand no':<8} {'randomized':<20}  {'weight':>8}  "
             f"{'infusion':<10}  flags"
         ]
         for e in rows:
@@ -209,7 +211,7 @@ def queue(
             flag = "; ".join(flags)
             lines.append(
                 f"{e.site:<5} {e.participant_id:<9} {e.randomization_number:<8} "
-                f"{e.randomized_at:%Y-%m-%d %H:%M}  {f'{e.weight_kg:.1f} kg':>8}  "
+                f"{_when(e.randomized_at):<20}  {f'{e.weight_kg:.1f} kg':>8}  "
                 f"{e.infusion_date or '-':<10}  {flag}".rstrip()
             )
         return "\n".join(lines)

@@ -12,6 +12,7 @@ import typer
 
 from trialkit.cli.context import YES_HELP, ask_secret, cli, confirm_irreversible
 from trialkit.domain.errors import InvalidInput
+from trialkit.domain.site_time import shown
 
 if TYPE_CHECKING:
     from trialkit.services.export import ExportResult
@@ -78,7 +79,7 @@ def _status_doc(st: "TrialStatus") -> dict[str, Any]:
 
 
 def _status_text(st: "TrialStatus") -> str:
-    locked = (f"database LOCKED on {st.locked_at:%Y-%m-%d %H:%M} UTC by {st.locked_by}"
+    locked = (f"database LOCKED on {shown(st.locked_at)} by {st.locked_by}"
               if st.locked_at else "database open")
     lines = [f"{st.trial_code} status on {st.as_of} ({locked}); blinded: no count is split "
              "by arm", "", "Enrolment per site (randomized against target)",
@@ -195,7 +196,7 @@ def lock(
             "randomized": r.randomized,
             "diary_days": r.diary_days,
         },
-        f"Locked {r.trial_code} on {r.locked_at:%Y-%m-%d %H:%M} UTC by {r.locked_by}: no "
+        f"Locked {r.trial_code} on {shown(r.locked_at)} by {r.locked_by}: no "
         f"clinical data can change from now on ({r.participants} participants screened, "
         f"{r.randomized} randomized, {r.diary_days} diary days).",
     )

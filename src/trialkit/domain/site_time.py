@@ -33,6 +33,10 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
+# To the minute, with the zone's abbreviation: what every label and screen prints.
+_SHOWN = "%Y-%m-%d %H:%M %Z"
+
+
 def _instant(at: datetime) -> datetime:
     if at.tzinfo is None:
         # Every instant in trialkit is aware; a naive one is a bug, not "probably UTC".
@@ -70,7 +74,7 @@ class SiteTime:
 
     def show(self, at: datetime) -> str:
         """``2026-03-02 18:30 EST``: the instant to the minute in local time, with the zone."""
-        return self.local(at).strftime("%Y-%m-%d %H:%M %Z")
+        return shown(self.local(at))
 
     def show_time(self, at: datetime) -> str:
         """``18:30 EST``: the time of day only, for a message about today."""
@@ -79,6 +83,12 @@ class SiteTime:
     def iso(self, at: datetime) -> str:
         """ISO 8601 local time with its UTC offset (for ``--json``), e.g. ``...T18:30:00-05:00``."""
         return self.local(at).isoformat(timespec="seconds")
+
+
+def shown(at: datetime) -> str:
+    """A time already in a site's zone (``SiteTime.local``) as people read it, with its zone:
+    ``2026-03-02 18:30 EST``. Services hand faces local times; faces print them with this."""
+    return _instant(at).strftime(_SHOWN)
 
 
 UTC_TIME = SiteTime(ZoneInfo("UTC"))

@@ -15,6 +15,7 @@ from trialkit.domain.passwords import verify_password
 from trialkit.domain.roles import Role
 from trialkit.services import audit
 from trialkit.services.actor import Actor
+from trialkit.services.trial import trial_time
 from trialkit.services.users import user_sites, user_snapshot
 from trialkit.store.models import User
 
@@ -71,7 +72,7 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
     before = user_snapshot(session, user)
     if user.locked_until is not None:
         if now < user.locked_until:
-            raise _refused(session, actor, "account locked", clock, _locked_message(user))
+            raise _refused(session, actor, "account locked", clock, _locked_message(session, user))
         user.locked_until, user.failed_logins = None, 0  # the lockout has run out
     if not password_ok:
         user.failed_logins += 1
@@ -92,7 +93,7 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
             clock=clock,
         )
         if locks:
-            raise SignInLocked(_locked_message(user))
+            raise SignInLocked(_locked_message(session, user))
         raise SignInRefused("wrong user name or password")
     user.failed_logins = 0
     session.add(user)
@@ -126,9 +127,9 @@ def _refused(session: Session, actor: Actor, why: str, clock: Clock, message: st
     return SignInLocked(message)
 
 
-def _locked_message(user: User) -> str:
+def _locked_message(session: Session, user: User) -> str:
     assert user.locked_until is not None
-    until = user.locked_until.strftime("%H:%M UTC")
+    until = trial_time(session).show_time(user.locked_until)
     minutes = int(LOCKOUT.total_seconds() // 60)
     return (
         f"the account {user.name!r} is locked for {minutes} minutes after {MAX_FAILURES} "

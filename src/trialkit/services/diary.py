@@ -31,12 +31,13 @@ from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.infusion_time import check_preparation_good, infusion_time
 from trialkit.domain.protocol import Diary
 from trialkit.domain.roles import Permission
+from trialkit.domain.site_time import SiteTime
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary_audit import _BATCH, diary_snapshot
 from trialkit.services.enrolment import get_participant, participant_snapshot
 from trialkit.services.preparations import current_preparation
-from trialkit.services.trial import ensure_unlocked, stored_protocol
+from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import DiaryEntry, Participant
 
 
@@ -44,11 +45,18 @@ def diary_rules(session: Session) -> Diary:
     return stored_protocol(session).diary
 
 
-def _anchors(p: Participant) -> Anchors:
+def anchors_of(p: Participant, local: SiteTime) -> Anchors:
+    """Day 0 of the participant's windows: the dates, at their site, of randomization and
+    infusion (the infusion date is entered as a local date)."""
     return Anchors(
-        randomized_on=p.randomized_at.date() if p.randomized_at else None,
+        randomized_on=local.date_of(p.randomized_at) if p.randomized_at else None,
         infused_on=date.fromisoformat(p.infusion_date) if p.infusion_date else None,
     )
+
+
+def withdrawn_on(p: Participant, local: SiteTime) -> date | None:
+    """The date, at the participant's site, they withdrew on (None: still in the trial)."""
+    return local.date_of(p.withdrawn_at) if p.withdrawn_at else None
 
 
 def _day_of(e: DiaryEntry) -> DiaryDay:
@@ -78,15 +86,19 @@ def consented_on(p: Participant) -> date | None:
     return date.fromisoformat(p.consent_date) if p.consent_date else None
 
 
-def _check_can_record(p: Participant, on: date, rules: Diary, today: date) -> None:
+def _check_can_record(
+    p: Participant, on: date, rules: Diary, local: SiteTime, today: date
+) -> None:
+    """``today`` and every date here are the participant's site's (``local``)."""
     if not p.eligible:
         raise Refused(f"{p.id} is not eligible: a screen failure keeps no diary")
     consented = consented_on(p)
     if consented is None:
         raise Refused(not_consented(p.id))
-    if p.withdrawn_at is not None and on > p.withdrawn_at.date():
-        raise Refused(f"{p.id} withdrew on {p.withdrawn_at.date()}: no diary after that")
-    anchors = _anchors(p)
+    left = withdrawn_on(p, local)
+    if left is not None and on > left:
+        raise Refused(f"{p.id} withdrew on {left}: no diary after that")
+    anchors = anchors_of(p, local)
     problem = date_problem(
         on,
         consented_on=consented,
@@ -123,7 +135,8 @@ def record_day(
     rules = diary_rules(session)
     audit.lock_chain(session)
     p = get_participant(session, actor, pid, lock=True)
-    _check_can_record(p, day.day, rules, clock.now().date())
+    local = site_time(session, p.site_code)
+    _check_can_record(p, day.day, rules, local, local.today(clock.now()))
     check_day(day, rules)
     why = " ".join((reason or "").split()) or None
     if why and _BATCH.search(why):
@@ -169,7 +182,7 @@ def record_day(
         reason=why,
         clock=clock,
     )
-    anchors = _anchors(p)
+    anchors = anchors_of(p, local)
     w = window_of(day.day, anchors, rules)
     return RecordedDay(
         participant_id=p.id,
@@ -201,7 +214,7 @@ class DiaryVersion:
     window: str | None
     study_day: int | None
     recorded_by: str
-    recorded_at: datetime
+    recorded_at: datetime  # in the site's local time
     reason: str | None
 
 
@@ -212,7 +225,8 @@ def history(
     require(actor, Permission.READ_STATUS)
     p = get_participant(session, actor, pid)
     rules = diary_rules(session)
-    anchors = _anchors(p)
+    local = site_time(session, p.site_code)
+    anchors = anchors_of(p, local)
     stmt = select(DiaryEntry).where(DiaryEntry.participant_id == p.id)
     if on is not None:
         stmt = stmt.where(DiaryEntry.day == on.isoformat())
@@ -235,7 +249,7 @@ def history(
                 window=w.code if w else None,
                 study_day=study_day(d.day, anchors.infused_on),
                 recorded_by=e.recorded_by,
-                recorded_at=e.recorded_at,
+                recorded_at=local.local(e.recorded_at),
                 reason=e.reason,
             )
         )
@@ -291,7 +305,7 @@ def infuse(
     ensure_unlocked(session)
     audit.lock_chain(session)
     p = get_participant(session, actor, pid, lock=True)
-    local = stored_protocol(session).site_time(p.site_code)
+    local = site_time(session, p.site_code)
     if p.withdrawn_at is not None:
         raise Refused(f"{p.id} has withdrawn")
     if p.randomized_at is None:

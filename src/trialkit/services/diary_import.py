@@ -13,7 +13,7 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy import insert
@@ -30,19 +30,20 @@ from trialkit.domain.diary import (
     read_day,
 )
 from trialkit.domain.errors import InvalidInput, Refused
-from trialkit.domain.protocol import Diary
+from trialkit.domain.protocol import Diary, Protocol
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary import (
-    _anchors,
     _check_can_record,
+    anchors_of,
     consented_on,
     diary_rules,
+    withdrawn_on,
 )
 from trialkit.services.diary_audit import BatchRow, _batch_reason, _utc_text, batch_snapshot
 from trialkit.services.enrolment import get_participant
-from trialkit.services.trial import ensure_unlocked
+from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import DiaryEntry, Participant
 
 # The columns of an import file (names as in the exported diary.csv; other columns of that
@@ -151,10 +152,11 @@ class _Window:
     last: date = date.max
     withdrawn: date | None = None
     infused: date | None = None
+    today: date = date.max  # at the participant's site
 
 
-def _window_for(actor: Actor, p: Participant | None, pid: str, rules: Diary,
-                today: date) -> _Window:
+def _window_for(actor: Actor, p: Participant | None, pid: str, protocol: Protocol,
+                now: datetime) -> _Window:
     if p is None:
         return _Window(f"unknown participant {pid!r}" if pid else "participant_id is empty")
     if (actor.sites or actor.role.value == "coordinator") and p.site_code not in actor.sites:
@@ -166,11 +168,11 @@ def _window_for(actor: Actor, p: Participant | None, pid: str, rules: Diary,
     consented = consented_on(p)
     if consented is None:
         return _Window(not_consented(p.id))
-    infused = _anchors(p).infused_on
+    local = protocol.site_time(p.site_code)
+    today, infused = local.today(now), anchors_of(p, local).infused_on
     first, last = allowed_range(consented_on=consented, infused_on=infused,
-                                today=today, rules=rules)
-    withdrawn = p.withdrawn_at.date() if p.withdrawn_at else None
-    return _Window(None, p.id, first, last, withdrawn, infused)
+                                today=today, rules=protocol.diary)
+    return _Window(None, p.id, first, last, withdrawn_on(p, local), infused, today)
 
 
 Values = tuple[bool, str, float, bool]
@@ -180,15 +182,16 @@ class _FileCheck:
     """Checks the rows of one file, remembering what it has seen: participants, dates and
     values repeat, so each is looked at once. A good row takes the short way through."""
 
-    def __init__(self, session: Session, actor: Actor, rules: Diary, today: date,
+    def __init__(self, session: Session, actor: Actor, rules: Diary, now: datetime,
                  columns: dict[str, int], raw: list[tuple[int, list[str]]]) -> None:
-        self.rules, self.today = rules, today
+        self.rules = rules
+        protocol = stored_protocol(session)
         at = columns.__getitem__
         self.index = (at("participant_id"), at("date"), at("headache"), at("severity"),
                       at("duration_hours"), at("acute_medication"))
         named = {cells[self.index[0]].strip().upper() for _line, cells in raw}
         people = _load_participants(session, named)
-        self.windows = {pid: _window_for(actor, people.get(pid), pid, rules, today)
+        self.windows = {pid: _window_for(actor, people.get(pid), pid, protocol, now)
                         for pid in named}
         self.recorded = _recorded_days(session, people)
         self.dates: dict[str, date | None] = {}
@@ -235,7 +238,7 @@ class _FileCheck:
         pid, problems = window.pid, []
         if not window.first <= on <= window.last:
             problems.append(date_problem(on, consented_on=window.first, infused_on=window.infused,
-                                         today=self.today, rules=self.rules)
+                                         today=window.today, rules=self.rules)
                             or f"date {on} is not allowed")
         elif window.withdrawn is not None and on > window.withdrawn:
             problems.append(f"{pid} withdrew on {window.withdrawn}: no diary after that")
@@ -263,7 +266,7 @@ def _parse_date(text: str) -> date | None:
         return None
 
 
-def _check_file(session: Session, actor: Actor, text: str, rules: Diary, today: date
+def _check_file(session: Session, actor: Actor, text: str, rules: Diary, now: datetime
                 ) -> tuple[list[BatchRow], list[str]]:
     records = _records(text)
     first = next(records, None)
@@ -277,7 +280,7 @@ def _check_file(session: Session, actor: Actor, text: str, rules: Diary, today: 
     raw = list(records)
     if not raw:
         return [], ["the file has a header but no diary rows"]
-    check = _FileCheck(session, actor, rules, today, columns,
+    check = _FileCheck(session, actor, rules, now, columns,
                        [(line, cells) for line, cells in raw if len(cells) == width])
     rows: list[BatchRow] = []
     for line, cells in raw:
@@ -302,7 +305,7 @@ def import_diary(
     rules = diary_rules(session)
     text = _decode(data, source)
     audit.lock_chain(session)
-    rows, problems = _check_file(session, actor, text, rules, clock.now().date())
+    rows, problems = _check_file(session, actor, text, rules, clock.now())
     if problems:
         raise ImportRejected(source, problems)
     sha256 = hashlib.sha256(data).hexdigest()
@@ -354,9 +357,10 @@ def record_days(
     rules = diary_rules(session)
     audit.lock_chain(session)
     p = get_participant(session, actor, pid, lock=True)
-    today = clock.now().date()
+    local = site_time(session, p.site_code)
+    today = local.today(clock.now())
     for d in days:
-        _check_can_record(p, d.day, rules, today)
+        _check_can_record(p, d.day, rules, local, today)
         check_day(d, rules)
     keys = [d.day.isoformat() for d in days]
     if len(set(keys)) != len(keys):

@@ -22,7 +22,7 @@ from trialkit.domain.strata import parse_factor_values, stratum_code
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import claim_next
-from trialkit.services.trial import ensure_unlocked, stored_protocol
+from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import Envelope, Participant, Preparation, Site, Stratum
 
 
@@ -239,11 +239,12 @@ def consent(
         raise InvalidInput(
             f"consent form version {form_version!r}: the protocol has {', '.join(versions)}"
         )
-    today = clock.now().date()
+    local = site_time(session, p.site_code)
+    today, screened_on = local.today(clock.now()), local.date_of(p.screened_at)
     if on > today:
         raise InvalidInput(f"consent date {on} is in the future (today is {today})")
-    if on < p.screened_at.date():
-        raise InvalidInput(f"consent date {on} is before screening ({p.screened_at.date()})")
+    if on < screened_on:
+        raise InvalidInput(f"consent date {on} is before screening ({screened_on})")
     if p.withdrawn_at is not None:
         raise Refused(f"{p.id} has withdrawn")
     if not p.eligible:
@@ -298,7 +299,7 @@ def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Rand
     # Imported here: the diary service itself builds on this module.
     from trialkit.services.diary import require_baseline
 
-    require_baseline(session, p, clock.now().date())
+    require_baseline(session, p, site_time(session, p.site_code).today(clock.now()))
     envelope = claim_next(session, p.stratum_code)
     if envelope is None and session.get(Stratum, p.stratum_code) is None:
         raise Refused("the allocation lists are not sealed yet: ask the trial admin to seal them")
@@ -352,7 +353,7 @@ def plan_infusion(
     require(actor, Permission.ENROL)
     ensure_unlocked(session)
     p = get_participant(session, actor, pid, lock=True)
-    today = clock.now().date()
+    today = site_time(session, p.site_code).today(clock.now())
     if p.randomization_number is None:
         raise Refused(f"{p.id} has not been randomized yet")
     if p.withdrawn_at is not None:

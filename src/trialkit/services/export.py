@@ -42,7 +42,6 @@ from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
 from trialkit.domain.diary import (
-    Anchors,
     DiaryDay,
     WindowOutcome,
     derive_outcomes,
@@ -51,13 +50,13 @@ from trialkit.domain.diary import (
     window_of,
 )
 from trialkit.domain.errors import InvalidInput, PermissionDenied
-from trialkit.domain.protocol import Diary, Protocol
+from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import Progress
 from trialkit.services.custody import custodian_private_key
-from trialkit.services.diary import consented_on
+from trialkit.services.diary import anchors_of, consented_on, withdrawn_on
 from trialkit.services.enrolment import status_of
 from trialkit.services.export_dictionary import (
     TRAINING_NOTICE,
@@ -244,13 +243,6 @@ def _dispensed(session: Session, ids: Sequence[str]) -> set[str]:
     return set(session.exec(stmt).all())
 
 
-def anchors_of(p: Participant) -> Anchors:
-    return Anchors(
-        randomized_on=p.randomized_at.date() if p.randomized_at else None,
-        infused_on=date.fromisoformat(p.infusion_date) if p.infusion_date else None,
-    )
-
-
 def _days_by_participant(rows: Sequence[Any]) -> dict[str, list[DiaryDay]]:
     by: dict[str, list[DiaryDay]] = {}
     dates: dict[str, date] = {}
@@ -273,19 +265,23 @@ class OutcomeRecord:
     status: str
     windows: list[WindowOutcome]
     last_recorded: date | None  # the latest diary day recorded
+    randomized_on: date  # at the participant's site, as every date here
+    withdrawn_on: date | None
+    today: date  # the date at the participant's site when the outcomes were derived
 
 
 def stream_outcomes(
-    session: Session, *, today: date, batch: int = BATCH
+    session: Session, *, now: datetime, batch: int = BATCH
 ) -> Iterator[list[OutcomeRecord]]:
-    """Every randomized participant's outcomes in every window, a batch at a time."""
-    rules = stored_protocol(session).diary
+    """Every randomized participant's outcomes in every window as of the instant ``now``
+    (each participant's "today" is their site's), a batch at a time."""
+    protocol = stored_protocol(session)
     for people in participant_batches(session, randomized_only=True, batch=batch):
-        yield _outcomes_of(session, people, rules, today)
+        yield _outcomes_of(session, people, protocol, now)
 
 
-def _outcomes_of(session: Session, people: Sequence[Participant], rules: Diary, today: date
-                 ) -> list[OutcomeRecord]:
+def _outcomes_of(session: Session, people: Sequence[Participant], protocol: Protocol,
+                 now: datetime) -> list[OutcomeRecord]:
     # Its diary days die when this returns, before the garbage collector runs again: they
     # never reach an older generation, whose full passes would cost a quarter of the export.
     ids = [p.id for p in people]
@@ -294,12 +290,15 @@ def _outcomes_of(session: Session, people: Sequence[Participant], rules: Diary, 
     records = []
     for p in people:
         mine = days.get(p.id, [])
-        windows = derive_outcomes(
-            mine, anchors_of(p), rules, today=today, first_day=consented_on(p) or date.max,
-            last_day=p.withdrawn_at.date() if p.withdrawn_at else None,
-        )
+        local = protocol.site_time(p.site_code)
+        today, anchors = local.today(now), anchors_of(p, local)
+        assert anchors.randomized_on is not None  # randomized participants only
+        left = withdrawn_on(p, local)
+        windows = derive_outcomes(mine, anchors, protocol.diary, today=today,
+                                  first_day=consented_on(p) or date.max, last_day=left)
         records.append(OutcomeRecord(p, status_of(p, dispensed=p.id in dispensed),
-                                     windows, mine[-1].day if mine else None))
+                                     windows, mine[-1].day if mine else None,
+                                     anchors.randomized_on, left, today))
     return records
 
 
@@ -375,7 +374,7 @@ def _outcome_rows(records: Sequence[OutcomeRecord], n: _Counts,
         assert p.randomized_at is not None and p.randomization_number is not None
         head = [escape_text(p.id), t(p.site_code), t(p.stratum_code),
                 escape_text(p.randomization_number),
-                p.randomized_at.date(), p.infusion_date, t(r.status),
+                r.randomized_on, p.infusion_date, t(r.status),
                 _YES_NO[p.unblinded_emergency]]
         tail = [t(arm_of(p))] if arm_of is not None else []
         for w in r.windows:
@@ -386,10 +385,10 @@ def _outcome_rows(records: Sequence[OutcomeRecord], n: _Counts,
     return rows
 
 
-def _write_outcomes(session: Session, out: _HashedCsv, n: _Counts, today: date, batch: int,
+def _write_outcomes(session: Session, out: _HashedCsv, n: _Counts, now: datetime, batch: int,
                     arm_of: ArmOf | None) -> None:
     n.total = count_participants(session, randomized_only=True)
-    for records in stream_outcomes(session, today=today, batch=batch):
+    for records in stream_outcomes(session, now=now, batch=batch):
         rows = _outcome_rows(records, n, arm_of)
         out.rows(rows)
         n.rows += len(rows)
@@ -406,7 +405,7 @@ def _diary_rows(session: Session, people: Sequence[Participant], n: _Counts,
     rules = protocol.diary
     by_id = {p.id: p for p in people}
     pids = {p.id: escape_text(p.id) for p in people}
-    anchors = {p.id: anchors_of(p) for p in people}
+    anchors = {p.id: anchors_of(p, protocol.site_time(p.site_code)) for p in people}
     # The diary starts at consent; who never consented has none (no date is that late).
     starts = {p.id: (consented_on(p) or date.max).isoformat() for p in people}
     arms: dict[str, str] = {}
@@ -478,13 +477,16 @@ def export_table(
     protocol = stored_protocol(session)
     arm_of = (_arm_reader(session, actor, trial, kind, password=password, clock=clock)
               if unblinded else None)
-    today = clock.now().date()
+    # One instant for the whole export; each participant's dates are their site's, and
+    # "as of" is the trial's date (its sites' shared zone).
+    now = clock.now()
+    today = protocol.trial_time.today(now)
     specs = (outcome_columns if kind == "outcomes" else diary_columns)(
         protocol, unblinded=unblinded)
     n = _Counts(progress=progress)
     try:
         data, dictionary, manifest = _write_files(session, actor, trial, kind, files, specs,
-                                                  n, today, batch, arm_of, clock)
+                                                  n, (now, today), batch, arm_of, clock)
     except OSError as err:
         raise InvalidInput(f"cannot write {files.data}: {err.strerror or err}") from None
     result = ExportResult(kind, not unblinded, trial.training, n.rows, n.participants, today,
@@ -512,15 +514,16 @@ def export_table(
 
 
 def _write_files(session: Session, actor: Actor, trial: Trial, kind: str, files: ExportFiles,
-                 specs: Sequence[ColumnSpec], n: _Counts, today: date, batch: int,
-                 arm_of: ArmOf | None, clock: Clock
+                 specs: Sequence[ColumnSpec], n: _Counts, when: tuple[datetime, date],
+                 batch: int, arm_of: ArmOf | None, clock: Clock
                  ) -> tuple[ExportedFile, ExportedFile, ExportedFile]:
-    """The data (streamed), its dictionary and its manifest, under their temporary names."""
+    """The data (streamed), its dictionary and its manifest, under their temporary names.
+    ``when``: the export's instant and the trial's date then ("as of")."""
     with files.partial(files.data).open("wb") as stream:
         out = _HashedCsv(stream)
         out.rows([[s.name for s in specs]])
         if kind == "outcomes":
-            _write_outcomes(session, out, n, today, batch, arm_of)
+            _write_outcomes(session, out, n, when[0], batch, arm_of)
         else:
             _write_diary(session, out, n, batch, arm_of)
     data = ExportedFile(files.data, out.sha256.hexdigest(), out.bytes)
@@ -528,7 +531,7 @@ def _write_files(session: Session, actor: Actor, trial: Trial, kind: str, files:
         csv.writer(f).writerows(dictionary_rows(specs, trial.training))
     dictionary = ExportedFile(files.dictionary, *_sha256_of(files.partial(files.dictionary)))
     unblinded = arm_of is not None
-    doc = _manifest(trial, actor, kind, unblinded, clock, today, n, specs, (data, dictionary))
+    doc = _manifest(trial, actor, kind, unblinded, clock, when[1], n, specs, (data, dictionary))
     files.partial(files.manifest).write_text(
         json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     manifest = ExportedFile(files.manifest, *_sha256_of(files.partial(files.manifest)))

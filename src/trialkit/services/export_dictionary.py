@@ -75,7 +75,9 @@ def outcome_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
         ColumnSpec(
             "randomization_number", "text", "", "Trial-wide number given in order of randomization"
         ),
-        ColumnSpec("randomized_on", "date", "", "Date of randomization (UTC), ISO 8601"),
+        ColumnSpec("randomized_on", "date", "",
+                   "Date of randomization at the participant's site (its time zone in the "
+                   "protocol), ISO 8601; day 0 of the baseline window"),
         ColumnSpec(
             "infusion_on",
             "date",
@@ -121,8 +123,8 @@ def outcome_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
             "integer",
             "days",
             "Dates of the window from consent on (the diary starts at consent) that are "
-            "over at export (up to the day before the export; for a withdrawn participant "
-            "up to the withdrawal date)",
+            "over at export (up to the day before the export's date at the participant's "
+            "site; for a withdrawn participant up to the withdrawal date there)",
         ),
         ColumnSpec(
             "days_recorded",

@@ -16,7 +16,7 @@ from trialkit.domain.errors import Refused
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
-from trialkit.services.trial import get_trial, trial_snapshot
+from trialkit.services.trial import get_trial, trial_snapshot, trial_time
 from trialkit.store.models import DiaryEntry, Participant
 
 
@@ -25,7 +25,7 @@ class LockResult:
     """What was locked, and what the lock covers (counts only: blinded)."""
 
     trial_code: str
-    locked_at: datetime
+    locked_at: datetime  # in the trial's local time (site_time)
     locked_by: str
     participants: int
     randomized: int
@@ -42,7 +42,7 @@ def lock_database(session: Session, actor: Actor, *, clock: Clock) -> LockResult
     trial = get_trial(session)
     if trial.locked_at is not None:
         raise Refused(f"{trial.trial_code} is already locked: since "
-                      f"{trial.locked_at:%Y-%m-%d %H:%M} UTC, by {trial.locked_by}")
+                      f"{trial_time(session).show(trial.locked_at)}, by {trial.locked_by}")
     before = trial_snapshot(session, trial)
     now = clock.now().astimezone(UTC)
     trial.locked_at, trial.locked_by = now, actor.name
@@ -66,6 +66,6 @@ def lock_database(session: Session, actor: Actor, *, clock: Clock) -> LockResult
                 f"randomized, {days} diary days"),
         clock=clock,
     )
-    return LockResult(trial.trial_code, now, actor.name, participants, randomized, days,
-                      trial.training)
+    return LockResult(trial.trial_code, trial_time(session).local(now), actor.name,
+                      participants, randomized, days, trial.training)
 

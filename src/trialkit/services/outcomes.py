@@ -18,8 +18,15 @@ from trialkit.domain.diary import (
 from trialkit.domain.errors import Refused
 from trialkit.domain.roles import Permission
 from trialkit.services.actor import Actor, require
-from trialkit.services.diary import _anchors, consented_on, current_days, diary_rules
+from trialkit.services.diary import (
+    anchors_of,
+    consented_on,
+    current_days,
+    diary_rules,
+    withdrawn_on,
+)
 from trialkit.services.enrolment import get_participant, status_of
+from trialkit.services.trial import site_time
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,10 @@ def outcomes(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Parti
     p = get_participant(session, actor, pid)
     if not p.eligible:
         raise Refused(f"{p.id} is a screen failure: no outcomes")
-    today = clock.now().date()
+    local = site_time(session, p.site_code)
+    today = local.today(clock.now())
     rules = diary_rules(session)
-    anchors = _anchors(p)
+    anchors = anchors_of(p, local)
     consented = consented_on(p)
     provisional = anchors.randomized_on is None
     if provisional:
@@ -58,7 +66,7 @@ def outcomes(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Parti
         rules,
         today=today,
         first_day=consented or today,  # before consent nothing is due
-        last_day=p.withdrawn_at.date() if p.withdrawn_at else None,
+        last_day=withdrawn_on(p, local),
     )
     return ParticipantOutcomes(
         participant_id=p.id,

@@ -105,13 +105,15 @@ class Dispensing:
     labels: LabelSheet | None
 
 
-def _record_of(prep: Preparation, lots: Mapping[str, str]) -> PreparationRecord:
+def _record_of(protocol: Protocol, p: Participant, prep: Preparation,
+               lots: Mapping[str, str]) -> PreparationRecord:
+    local = protocol.site_time(p.site_code)  # what the pharmacist reads: the site's clock
     return PreparationRecord(
-        prepared_at=prep.prepared_at,
+        prepared_at=local.local(prep.prepared_at),
         prepared_by=prep.prepared_by,
         checked_by=prep.checked_by,
-        checked_at=prep.checked_at,
-        expires_at=prep.expires_at,
+        checked_at=local.local(prep.checked_at) if prep.checked_at else None,
+        expires_at=local.local(prep.expires_at),
         lots=dict(lots),
         label_prints=prep.label_prints,
         number=prep.number,
@@ -120,14 +122,15 @@ def _record_of(prep: Preparation, lots: Mapping[str, str]) -> PreparationRecord:
 
 def _sheet(session: Session, protocol: Protocol, p: Participant, prep: Preparation) -> LabelSheet:
     rand_no, code = _randomized(p)
+    local = protocol.site_time(p.site_code)  # the label shows the site's wall clock
     return label_sheet(
         protocol,
         dose_plan(protocol.dosing, p.weight_kg),
         participant_id=p.id,
         randomization_number=rand_no,
         label_code=code,
-        prepared_at=prep.prepared_at,
-        expires_at=prep.expires_at,
+        prepared_at=local.local(prep.prepared_at),
+        expires_at=local.local(prep.expires_at),
         prepared_by=prep.prepared_by,
         checked_by=prep.checked_by,
         print_number=prep.label_prints,
@@ -188,6 +191,7 @@ def dispense_queue(
     if site:
         stmt = stmt.where(Participant.site_code == site.strip().upper())
     now = clock.now()
+    protocol = stored_protocol(session)
     entries = []
     for p, expires_at in session.exec(stmt):
         if expires_at is not None and not has_expired(expires_at, now):
@@ -199,11 +203,12 @@ def dispense_queue(
                 site=p.site_code,
                 randomization_number=p.randomization_number,
                 label_code=p.label_code,
-                randomized_at=p.randomized_at,
+                randomized_at=protocol.site_time(p.site_code).local(p.randomized_at),
                 weight_kg=p.weight_kg,
                 infusion_date=p.planned_infusion_date,
                 unblinded_emergency=p.unblinded_emergency,
-                expired_at=expires_at,
+                expired_at=protocol.site_time(p.site_code).local(expires_at)
+                if expires_at is not None else None,
             )
         )
     return entries
@@ -250,7 +255,7 @@ def _record(
         clock=clock,
     )
     sheet = _sheet(session, protocol, p, prep) if print_labels else None
-    return _record_of(prep, lots), sheet
+    return _record_of(protocol, p, prep, lots), sheet
 
 
 def dispense(
@@ -434,6 +439,5 @@ def read_preparation(
             "the preparation record names another allocation",
             clock,
         )
-    return _dispensing(
-        protocol, p, rand_no, code, opened, _record_of(prep, details.get("lots") or {}), None
-    )
+    record = _record_of(protocol, p, prep, details.get("lots") or {})
+    return _dispensing(protocol, p, rand_no, code, opened, record, None)

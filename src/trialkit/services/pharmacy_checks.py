@@ -26,6 +26,7 @@ from trialkit.services import audit
 from trialkit.services.actor import Actor
 from trialkit.services.auth import login
 from trialkit.services.preparations import current_preparation
+from trialkit.services.trial import site_time
 from trialkit.services.users import find_user, user_sites
 from trialkit.store.models import Participant, Preparation, User
 
@@ -110,12 +111,13 @@ def _dispensable(session: Session, p: Participant, clock: Clock) -> tuple[str, s
         raise Refused(f"{p.id} has withdrawn: nothing is prepared for them")
     prep = current_preparation(session, p.id)
     if prep is not None:
-        done = (f"{p.id} was already dispensed on {prep.prepared_at:%Y-%m-%d %H:%M} UTC by "
+        local = site_time(session, p.site_code)
+        done = (f"{p.id} was already dispensed on {local.show(prep.prepared_at)} by "
                 f"{prep.prepared_by}")
         if p.infusion_date is None and has_expired(prep.expires_at, clock.now()):
             raise Refused(
-                f"{done}, and that preparation expired at {prep.expires_at:%Y-%m-%d %H:%M} "
-                f"UTC; to prepare it again: trialkit dispense {p.id} --reprepare --reason TEXT "
+                f"{done}, and that preparation expired at {local.show(prep.expires_at)}; "
+                f"to prepare it again: trialkit dispense {p.id} --reprepare --reason TEXT "
                 "--lot ... --checked-by NAME"
             )
         raise Refused(

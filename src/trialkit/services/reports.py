@@ -200,9 +200,8 @@ class _Tally:
     """Everything the status needs from each randomized participant's outcomes, gathered in
     one pass over the stream."""
 
-    def __init__(self, actor: Actor, rules: Diary, today: date) -> None:
+    def __init__(self, actor: Actor, rules: Diary) -> None:
         self.rules = rules
-        self.today = today
         self.sites = (frozenset(actor.sites) if actor.sites or actor.role is Role.COORDINATOR
                       else None)
         self.windows = {w.code: [0, 0, 0, 0, 0] for w in rules.windows}
@@ -212,28 +211,28 @@ class _Tally:
 
     def add(self, r: OutcomeRecord) -> None:
         p = r.participant
-        assert p.randomized_at is not None
-        self.randomized_on[(p.randomized_at.date(), p.site_code)] += 1
+        self.randomized_on[(r.randomized_on, p.site_code)] += 1
         self.infused += p.infusion_date is not None
         for w in r.windows:
-            self._window(w)
+            self._window(w, r.today)
             if w.primary:
-                self._primary(p, w)
+                self._primary(r, w)
         self._overdue(r)
 
-    def _window(self, w: WindowOutcome) -> None:
+    def _window(self, w: WindowOutcome, today: date) -> None:
         counts = self.windows[w.window]
         if w.days_expected:
             counts[0] += 1
             counts[1] += w.days_expected
             counts[2] += min(w.days_recorded, w.days_expected)
-        if w.end is not None and w.end < self.today:
+        if w.end is not None and w.end < today:
             counts[3] += 1
         counts[4] += w.headache_days_28 is not None
 
-    def _primary(self, p: Participant, w: WindowOutcome) -> None:
-        over = w.end is not None and w.end < self.today
-        stayed = p.withdrawn_at is None or (w.end is not None and p.withdrawn_at.date() >= w.end)
+    def _primary(self, r: OutcomeRecord, w: WindowOutcome) -> None:
+        over = w.end is not None and w.end < r.today
+        left = r.withdrawn_on
+        stayed = left is None or (w.end is not None and left >= w.end)
         self.completed += over and stayed
         self.analysed += w.headache_days_28 is not None
 
@@ -243,7 +242,7 @@ class _Tally:
             return
         if self.sites is not None and p.site_code not in self.sites:
             return
-        yesterday = self.today - timedelta(days=1)
+        yesterday = r.today - timedelta(days=1)
         for w in r.windows:
             if w.start is None or w.end is None or w.window == self.rules.baseline_window.code:
                 continue
@@ -304,9 +303,9 @@ def trial_status(session: Session, actor: Actor, *, clock: Clock) -> TrialStatus
     require(actor, Permission.READ_STATUS)
     trial = get_trial(session)
     protocol = stored_protocol(session)
-    today = clock.now().date()
-    tally = _Tally(actor, protocol.diary, today)
-    for batch in stream_outcomes(session, today=today):
+    now = clock.now()
+    tally = _Tally(actor, protocol.diary)
+    for batch in stream_outcomes(session, now=now):
         for record in batch:
             tally.add(record)
     envelopes = (tuple(stratum_usage(session, actor)) if actor.role is Role.ADMIN else None)
@@ -316,8 +315,8 @@ def trial_status(session: Session, actor: Actor, *, clock: Clock) -> TrialStatus
         trial_code=trial.trial_code,
         title=trial.title,
         training=trial.training,
-        as_of=today,
-        locked_at=trial.locked_at,
+        as_of=protocol.trial_time.today(now),
+        locked_at=protocol.trial_time.local(trial.locked_at) if trial.locked_at else None,
         locked_by=trial.locked_by,
         target=sum(s.target for s in protocol.sites),
         sites=_sites(session, protocol),

@@ -20,6 +20,7 @@ from trialkit.services import audit
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import key_info, released_in
 from trialkit.services.custody import custodian_private_key
+from trialkit.services.trial import trial_time
 from trialkit.store.models import AllocationList, ListKeyGrant, Trial
 
 
@@ -51,7 +52,7 @@ class SegmentProcedure:
     released: int  # envelopes its sealing or extension released
     procedure: dict[str, Any]  # procedure, ratio, block sizes, generator
     blocks: tuple[BlockDrawn, ...]
-    sealed_at: datetime
+    sealed_at: datetime  # in the trial's local time (site_time)
     sealed_by: str
 
 
@@ -90,6 +91,7 @@ def open_procedures(
                                         col(AllocationList.segment))
     ).all()
     opened: list[SegmentProcedure] = []
+    local = trial_time(session)
     for lst in lists:
         grant = session.get(ListKeyGrant, (lst.id, actor.user_id))
         if grant is None:
@@ -110,7 +112,7 @@ def open_procedures(
             )
         opened.append(SegmentProcedure(
             lst.stratum_code, lst.segment, lst.id, lst.first_seq, lst.count, released_in(lst),
-            policy, _blocks(lst.first_seq, sizes), lst.created_at, lst.created_by,
+            policy, _blocks(lst.first_seq, sizes), local.local(lst.created_at), lst.created_by,
         ))
     audit.record(session, actor, action="procedure.open", entity="procedure",
                  entity_id="sealed lists", reason="randomization report after the lock",

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from trialkit.domain.clock import Clock
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.protocol import LoadedProtocol, Protocol, protocol_from_text
+from trialkit.domain.site_time import SiteTime
 from trialkit.services import audit
 from trialkit.services.actor import SYSTEM
 from trialkit.store.models import Site, Trial
@@ -113,7 +114,7 @@ def ensure_unlocked(session: Session) -> None:
     if locked_at is not None:
         by = f" by {locked_by}" if locked_by else ""
         raise Refused(
-            f"the database was locked on {locked_at:%Y-%m-%d %H:%M} UTC{by}: "
+            f"the database was locked on {trial_time(session).show(locked_at)}{by}: "
             "clinical data can no longer change"
         )
 
@@ -135,6 +136,16 @@ def stored_protocol(session: Session) -> Protocol:
         )
         _PARSED[sha] = loaded.protocol
     return _PARSED[sha]
+
+
+def site_time(session: Session, site_code: str) -> SiteTime:
+    """Local time at a site: its dates ("today", a study day) and the times its staff read."""
+    return stored_protocol(session).site_time(site_code)
+
+
+def trial_time(session: Session) -> SiteTime:
+    """Local time for what belongs to no one site (the lock, trial-wide reports)."""
+    return stored_protocol(session).trial_time
 
 
 def trial_info(session: Session) -> TrialInfo:

@@ -32,7 +32,7 @@ class Unblinding:
     randomization_number: str
     arm_code: str
     arm_name: str
-    at: datetime
+    at: datetime  # in the site's zone
     reason: str
     record: PreparationRecord | None  # with the product lots, if the pharmacy has prepared
 
@@ -77,13 +77,13 @@ def unblind(
     record = None
     if prep is not None:
         details = _open_details(opened.data_key, prep.sealed_details, p.id)
-        record = _record_of(prep, details.get("lots") or {})
+        record = _record_of(protocol, p, prep, details.get("lots") or {})
     return Unblinding(
         participant_id=p.id,
         randomization_number=rand_no,
         arm_code=opened.arm_code,
         arm_name=next(a.name for a in protocol.arms if a.code == opened.arm_code),
-        at=clock.now(),
+        at=protocol.site_time(p.site_code).local(clock.now()),
         reason=why,
         record=record,
     )

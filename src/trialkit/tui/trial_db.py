@@ -318,14 +318,15 @@ class TrialDatabase:
         """Windows, completeness and current days of one participant."""
         from trialkit.services.diary import history
         from trialkit.services.outcomes import outcomes
-        from trialkit.services.trial import stored_protocol
+        from trialkit.services.trial import site_time, stored_protocol
         from trialkit.store.db import read_only
 
         with _driver_errors(self.label), read_only(self.engine) as session:
             result = outcomes(session, actor, pid, clock=self.clock)
             days = {v.date: v for v in history(session, actor, pid) if v.current}
             levels = stored_protocol(session).diary.severity_levels
-        return DiaryView(result, days, self.clock.now().date(), tuple(levels))
+            today = site_time(session, result.site).today(self.clock.now())
+        return DiaryView(result, days, today, tuple(levels))
 
     def record_day(
         self, actor: Actor, pid: str, day: DiaryDay, *, reason: str | None

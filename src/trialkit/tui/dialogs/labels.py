@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
 def label_text(sheet: LabelSheet) -> str:
     """The labels' words, one block per preparation (never an arm, never a lot)."""
+    from trialkit.domain.site_time import shown
     from trialkit.labels import print_note
 
-    when = "%Y-%m-%d %H:%M UTC"
     head = [
         f"{sheet.trial_code} · {sheet.caution}",
         f"{sheet.participant_id} · {sheet.randomization_number} · label {sheet.label_code}",
@@ -32,9 +32,9 @@ def label_text(sheet: LabelSheet) -> str:
         for i, item in enumerate(sheet.items, start=1)
     ]
     tail = [
-        f"Prepared {sheet.prepared_at:{when}} by {sheet.prepared_by}, checked by "
+        f"Prepared {shown(sheet.prepared_at)} by {sheet.prepared_by}, checked by "
         f"{sheet.checked_by}",
-        f"Expires {sheet.expires_at:{when}} · "
+        f"Expires {shown(sheet.expires_at)} · "
         f"{print_note(sheet.print_number, sheet.preparation_number)}",
     ]
     if sheet.training:

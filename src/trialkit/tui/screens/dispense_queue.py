@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
+from trialkit.domain.site_time import shown
 from trialkit.tui.commands import (
     BACK,
     EMERGENCY_UNBLIND,
@@ -91,7 +92,7 @@ class DispenseQueueScreen(Screen[None]):
         for e in message.entries:
             table.add_row(
                 e.site, e.participant_id, e.randomization_number, f"{e.weight_kg:g} kg",
-                e.infusion_date or "—", f"{e.randomized_at:%Y-%m-%d %H:%M}",
+                e.infusion_date or "—", shown(e.randomized_at),
                 key=e.participant_id,
             )
         self._show_detail()
@@ -108,7 +109,7 @@ class DispenseQueueScreen(Screen[None]):
         selected = self._entries.get(self.selected_id() or "")
         if selected is not None and selected.expired_at is not None:
             text += (f"\n{selected.participant_id}: the preparation expired "
-                     f"{selected.expired_at:%Y-%m-%d %H:%M} UTC before the infusion. Press "
+                     f"{shown(selected.expired_at)} before the infusion. Press "
                      f"{PREPARE_AGAIN.key} to prepare it again (its labels become void).")
         self.query_one("#queue-detail", Static).update(Content(text))
 

@@ -256,7 +256,7 @@ class ParticipantsScreen(Screen[None]):
         if p is None or self._protocol is None:
             return
         dialog = ConsentDialog(
-            p.id, today=self._db.clock.now().date(),
+            p.id, today=self._protocol.site_time(p.site).today(self._db.clock.now()),
             form_versions=self._protocol.consent.form_versions,
         )
 

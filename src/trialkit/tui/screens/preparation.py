@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 
 from trialkit.domain.dosing import format_ml, format_number
 from trialkit.domain.errors import TrialkitError
+from trialkit.domain.site_time import shown
 from trialkit.labels import LabelSheet
 from trialkit.tui.commands import BACK, RECORD_PREPARATION
 from trialkit.tui.messages import ServiceFailed
@@ -95,8 +96,8 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                 old = self._opened.record
                 yield Static(Content(
                     f"Preparing again: preparation {old.number} (prepared "
-                    f"{old.prepared_at:%Y-%m-%d %H:%M}, expires {old.expires_at:%Y-%m-%d %H:%M} "
-                    "UTC) and its labels become void when the new one is recorded."
+                    f"{shown(old.prepared_at)}, expires {shown(old.expires_at)}) "
+                    "and its labels become void when the new one is recorded."
                 ), id="prepare-again-note")
             with Grid(id="preparation-form"):
                 if self._again:
