@@ -33,7 +33,7 @@ Feature: Dates and times are the site's own
     Then both labels say "Prepared <prepared>" and "Expires <expires>"
 
     Examples:
-      | local                   | utc              | prepared             | expires              |
-      | 03:24 on 10 June 2026   | 2026-06-10 07:24 | 2026-06-10 03:24 EDT | 2026-06-11 03:24 EDT |
+      | local                     | utc              | prepared             | expires              |
+      | 03:24 on 10 June 2026     | 2026-06-10 07:24 | 2026-06-10 03:24 EDT | 2026-06-11 03:24 EDT |
       | 18:30 on 20 November 2026 | 2026-11-20 23:30 | 2026-11-20 18:30 EST | 2026-11-21 18:30 EST |
-      | 08:00 on 31 October 2026 | 2026-10-31 12:00 | 2026-10-31 08:00 EDT | 2026-11-01 07:00 EST |
+      | 08:00 on 31 October 2026  | 2026-10-31 12:00 | 2026-10-31 08:00 EDT | 2026-11-01 07:00 EST |
