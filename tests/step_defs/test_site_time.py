@@ -73,7 +73,8 @@ def prepare_and_print(world: DiaryWorld, name: str, pid: str, checker: str) -> N
     lots = {p.id: "LOT-7" for p in PROTOCOL.dosing.preparations}
     with transaction(world.engine) as s:
         done = dispense(s, world.actor(name), pid, password=PASSWORD, clock=world.clock,
-                        lots=lots, checked_by=checker, print_labels=True)
+                        lots=lots, checked_by=checker, checker_password=PASSWORD,
+                        print_labels=True)
     world.outcome = done.labels
 
 
