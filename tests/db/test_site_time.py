@@ -141,9 +141,10 @@ def test_randomized_in_the_evening_day_0_is_the_local_date(box: Box) -> None:
         queue = {e.participant_id: e for e in dispense_queue(s, box.actor("phil"))}
     assert result.randomized_on == date(2026, 3, 29)
     baseline = next(w for w in result.windows if w.window == "BASELINE")
-    # the 28 days before day 0: 1 to 28 March, of which 2 to 28 March were recorded
+    # the 28 days before day 0: 1 to 28 March; the diary starts at consent (2 March), so
+    # 2 to 28 March are expected, and all of them were recorded
     assert (baseline.start, baseline.end) == (date(2026, 3, 1), date(2026, 3, 28))
-    assert (baseline.days_expected, baseline.days_recorded) == (28, 27)
+    assert (baseline.days_expected, baseline.days_recorded) == (27, 27)
     assert queue[pid].randomized_at.strftime("%Y-%m-%d %H:%M %Z") == "2026-03-29 21:30 EDT"
 
 
