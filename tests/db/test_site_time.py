@@ -138,7 +138,8 @@ def test_randomized_in_the_evening_day_0_is_the_local_date(box: Box) -> None:
         randomize(s, box.actor("cora"), pid, clock=box.clock)
     with box.tx() as s:
         result = outcomes(s, box.actor("cora"), pid, clock=box.clock)
-        queue = {e.participant_id: e for e in dispense_queue(s, box.actor("phil"))}
+        queue = {e.participant_id: e
+                 for e in dispense_queue(s, box.actor("phil"), clock=box.clock)}
     assert result.randomized_on == date(2026, 3, 29)
     baseline = next(w for w in result.windows if w.window == "BASELINE")
     # the 28 days before day 0: 1 to 28 March; the diary starts at consent (2 March), so
