@@ -53,3 +53,11 @@ Feature: A command line that cannot lose a trial or give away a secret
       And the database is not locked and nothing at all was recorded
       When "ivan" runs "trialkit lock --yes"
       Then the database is locked
+
+  Rule: A training trial's clock only moves forward
+
+    Scenario: A trainer cannot turn a training trial's clock back
+      Given a training trial whose last audit event happened at "2027-01-05T10:00:00Z"
+      When the admin lists the users with TRIALKIT_CLOCK set to "2027-01-05T09:00:00Z"
+      Then the command is refused because the time is earlier than the last audit event
+      And nothing at all was recorded

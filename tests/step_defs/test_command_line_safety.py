@@ -30,6 +30,7 @@ from tests.conftest import (
     sign_in,
 )
 from tests.db.tampering import reader
+from trialkit.domain.clock import parse_clock
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.setup import initialize
@@ -242,3 +243,32 @@ def not_locked(world: World) -> None:
 def is_locked(world: World) -> None:
     assert world.last.code == 0, world.last.err
     assert locked(world)
+
+
+# --- Rule: a training trial's clock only moves forward ----------------------------------------
+
+
+@given(parsers.parse('a training trial whose last audit event happened at "{at}"'))
+def training_trial_at(world: World, at: str) -> None:
+    world.db = str(world.workdir / "training.db")
+    engine = make_engine(world.db, must_exist=False)
+    initialize(engine, load_protocol(KETHEAD), admin=ADMIN, admin_password=PASSWORD,
+               training=True, clock=parse_clock(at))
+    engine.dispose()
+    world.before = trial_state(world)
+
+
+@when(parsers.parse('the admin lists the users with TRIALKIT_CLOCK set to "{at}"'))
+def lists_users_at(world: World, at: str) -> None:
+    world.runs.append(trialkit("user", "list", db=world.db, cwd=world.workdir, clock=at))
+
+
+@then("the command is refused because the time is earlier than the last audit event")
+def refused_clock_back(world: World) -> None:
+    assert world.last.code == 1, world.last.err
+    assert "earlier than this training trial's last audit event" in world.last.err
+
+
+@then("nothing at all was recorded")
+def nothing_recorded(world: World) -> None:
+    assert trial_state(world) == world.before

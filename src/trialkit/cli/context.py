@@ -117,9 +117,16 @@ class Cli:
         return self._info
 
     def clock(self) -> Clock:
-        """Real time, or TRIALKIT_CLOCK in a training trial (a live trial refuses it)."""
+        """Real time, or TRIALKIT_CLOCK in a training trial (a live trial refuses it, and
+        a training trial refuses a time before its last audit event)."""
         if self._clock is None:
-            self._clock = resolve_clock(training=self.trial().training)
+            clock = resolve_clock(training=self.trial().training)
+            if env("TRIALKIT_CLOCK") is not None:
+                from trialkit.services.trial import check_stated_time
+
+                with self.read() as s:
+                    check_stated_time(s, clock.now())
+            self._clock = clock
         return self._clock
 
     def actor(self) -> Actor:

@@ -154,6 +154,13 @@ def record(
     record_many(session, actor, [change], clock=clock, user_name=user_name)
 
 
+def last_event_at(session: Session) -> datetime | None:
+    """When the newest audit event (the highest sequence number) happened; None if none."""
+    return session.exec(
+        select(AuditEvent.at).order_by(col(AuditEvent.seq).desc()).limit(1)
+    ).first()
+
+
 def iter_events(session: Session) -> Iterator[AuditEvent]:
     """Every event in stored sequence order, streamed."""
     stmt = select(AuditEvent).order_by(col(AuditEvent.seq)).execution_options(yield_per=2000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
@@ -103,6 +104,19 @@ def get_trial(session: Session) -> Trial:
     if trial is None:
         raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
     return trial
+
+
+def check_stated_time(session: Session, at: datetime) -> None:
+    """A training trial's stated time (``TRIALKIT_CLOCK``) never runs backwards: a time
+    earlier than the trial's last audit event is refused, so the audit trail stays in
+    time order."""
+    last = audit.last_event_at(session)
+    if last is not None and at < last:
+        raise Refused(
+            f"TRIALKIT_CLOCK {at:%Y-%m-%d %H:%M:%S} UTC is earlier than this training trial's "
+            f"last audit event ({last:%Y-%m-%d %H:%M:%S} UTC): its time only moves forward; "
+            "set TRIALKIT_CLOCK to that time or later"
+        )
 
 
 def ensure_unlocked(session: Session) -> None:
