@@ -708,3 +708,24 @@ def test_imported_and_single_days_are_stored_alike(box: Box) -> None:
     assert single[1:] == imported[1:]
     days = versions(box, pid)
     assert days[0].recorded_at == days[1].recorded_at == box.clock.now()
+
+
+# --- one status in every view (issue 9, item 13: partly) ------------------------------------
+
+
+def test_outcomes_and_participants_say_the_same_status_at_every_stage(box: Box) -> None:
+    def both(pid: str) -> tuple[str, str]:
+        with box.tx() as s:
+            [listed] = [v for v in list_participants(s, box.actor("cora")) if v.id == pid]
+            shown = outcomes(s, box.actor("cora"), pid, clock=box.clock)
+        return listed.status, shown.status
+
+    pid = enrolled(box)
+    assert both(pid) == ("randomized", "randomized")
+    dispensed(box, pid)
+    assert both(pid) == ("dispensed", "dispensed")  # outcomes said "randomized" here
+    infuse_on(box, pid, today(box))
+    assert both(pid) == ("infused", "infused")
+    with box.tx() as s:
+        withdraw(s, box.actor("cora"), pid, reason="moved away", clock=box.clock)
+    assert both(pid) == ("withdrawn", "withdrawn")

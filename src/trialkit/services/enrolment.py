@@ -17,6 +17,8 @@ from trialkit.domain.clock import Clock
 from trialkit.domain.codes import new_label_code, participant_id, randomization_number
 from trialkit.domain.eligibility import Screening, evaluate, parse_answer
 from trialkit.domain.errors import InvalidInput, NotFound, PermissionDenied, Refused
+from trialkit.domain.participant_status import Facts
+from trialkit.domain.participant_status import status_of as participant_status
 from trialkit.domain.roles import Permission
 from trialkit.domain.strata import parse_factor_values, stratum_code
 from trialkit.services import audit
@@ -26,18 +28,19 @@ from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import Envelope, Participant, Preparation, Site, Stratum
 
 
-def status_of(p: Participant, *, dispensed: bool = False) -> str:
-    """One word for where a participant is (blinded: says nothing about arm). ``dispensed``:
-    the pharmacy has recorded the preparation (every arm is prepared alike)."""
-    if p.withdrawn_at is not None:
-        return "withdrawn"
-    if p.infusion_date is not None:
-        return "infused"
-    if p.randomization_number is not None:
-        return "dispensed" if dispensed else "randomized"
-    if p.consent_date is not None:
-        return "consented"
-    return "eligible" if p.eligible else "ineligible"
+def status_of(p: Participant, *, dispensed: bool) -> str:
+    """One word for where a participant is (``domain.participant_status``, the one rule;
+    blinded). ``dispensed``: the pharmacy has recorded the preparation (every arm is
+    prepared alike); every caller must say, so no view forgets it."""
+    return participant_status(Facts(
+        eligible=p.eligible, consented=p.consent_date is not None,
+        randomized=p.randomization_number is not None, dispensed=dispensed,
+        infused=p.infusion_date is not None, withdrawn=p.withdrawn_at is not None)).value
+
+
+def is_dispensed(session: Session, pid: str) -> bool:
+    """Whether the pharmacy has recorded the participant's preparation."""
+    return session.get(Preparation, pid) is not None
 
 
 LOOKUP: Final = "lookup"
@@ -102,7 +105,7 @@ class ParticipantView:
     unblinded_emergency: bool = False  # an emergency unblinding happened (never which arm)
 
 
-def view(p: Participant, *, dispensed: bool = False) -> ParticipantView:
+def view(p: Participant, *, dispensed: bool) -> ParticipantView:
     return ParticipantView(
         id=p.id,
         site=p.site_code,
@@ -198,7 +201,7 @@ def screen(
         after=participant_snapshot(session, p),
         clock=clock,
     )
-    return view(p)
+    return view(p, dispensed=False)  # just screened
 
 
 def _change(
@@ -224,7 +227,7 @@ def _change(
         reason=reason,
         clock=clock,
     )
-    return view(p)
+    return view(p, dispensed=is_dispensed(session, p.id))
 
 
 def consent(

@@ -25,7 +25,7 @@ from trialkit.services.diary import (
     diary_rules,
     withdrawn_on,
 )
-from trialkit.services.enrolment import get_participant, status_of
+from trialkit.services.enrolment import get_participant, is_dispensed, status_of
 from trialkit.services.trial import site_time
 
 
@@ -71,7 +71,7 @@ def outcomes(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Parti
     return ParticipantOutcomes(
         participant_id=p.id,
         site=p.site_code,
-        status=status_of(p),
+        status=status_of(p, dispensed=is_dispensed(session, p.id)),
         randomization_number=p.randomization_number,
         consented_on=consented,
         randomized_on=None if provisional else anchors.randomized_on,
