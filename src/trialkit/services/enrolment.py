@@ -39,8 +39,10 @@ def status_of(p: Participant, *, dispensed: bool) -> str:
 
 
 def is_dispensed(session: Session, pid: str) -> bool:
-    """Whether the pharmacy has recorded the participant's preparation."""
-    return session.get(Preparation, pid) is not None
+    """Whether the pharmacy has recorded a preparation of the participant's infusion (as
+    ``list_participants`` and the export count it)."""
+    stmt = select(Preparation.participant_id).where(Preparation.participant_id == pid)
+    return session.exec(stmt.limit(1)).first() is not None
 
 
 LOOKUP: Final = "lookup"
