@@ -39,8 +39,21 @@ pytest: $(STAMP) ## unit, store, service, BDD and TUI tests
 
 test: lint typecheck imports pytest ## Everything CI runs
 
-bench: $(STAMP) ## Run every benchmark in bench/ and print its figures
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+# `make bench QUICK=1`: every benchmark end to end on small sizes (a smoke run, not figures).
+bench: $(STAMP) ## Run every benchmark in bench/ (all of them, even after a failure); QUICK=1 for small sizes
+	@failed=""; for b in bench/*.py; do args=""; \
+	  if [ -n "$(QUICK)" ]; then case $$b in \
+	    bench/cli_startup.py|bench/tui_startup.py) args="--runs 2";; \
+	    bench/diary_import.py) args="--rows 200 --rounds 1";; \
+	    bench/dispense.py) args="--participants 4 --per-stratum 4";; \
+	    bench/export.py) args="--participants 40 --rounds 1";; \
+	    bench/labels.py) args="--participants 3 --rounds 1";; \
+	    bench/randomize.py) args="--participants 10";; \
+	    bench/seal.py) args="--sites 2 --per-stratum 8 --floor-runs 1";; \
+	    *) echo "no quick sizes for $$b: add them to the Makefile"; failed="$$failed $$b"; continue;; \
+	  esac; fi; \
+	  echo "== $$b $$args"; $(BIN)/python $$b $$args || failed="$$failed $$b"; done; \
+	  if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi
 
 clean: ## Remove the environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
