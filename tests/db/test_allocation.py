@@ -385,8 +385,9 @@ def test_sealing_is_audited_with_counts_hashes_and_the_protocols_design_only(box
         assert set(after) == {"stratum", "segment", "released", "design", "root",
                               "policy_hash", "signing_key"}
         assert after["released"] == 5 and after["signing_key"] == result.signing_key_fingerprint
-        assert after["design"] == {"procedure": "permuted blocks", "ratio": [1, 1],
-                                   "block_sizes": [4, 6]}  # kethead.toml's words
+        assert after["design"] == {"procedure": "permuted-blocks", "ratio": [1, 1],
+                                   "block_sizes": [4, 6],  # kethead.toml's words
+                                   "block_weights": [0.5, 0.5]}  # (sizes equally likely)
         assert event.user_name == ADMIN
 
 

@@ -185,6 +185,7 @@ def db_upgrade(
 def register() -> None:
     from trialkit.cli import (
         audit_cmds,
+        design_cmds,
         diary_cmds,
         enrol_cmds,
         list_cmds,
@@ -198,6 +199,8 @@ def register() -> None:
     app.command("seal")(list_cmds.seal)
     app.add_typer(list_cmds.list_app, name="list")
     app.add_typer(list_cmds.custodian_app, name="custodian")
+    app.add_typer(design_cmds.design_app, name="design")
+    app.add_typer(design_cmds.report_app, name="report")
     enrol_cmds.register(app)
     diary_cmds.register(app)
     pharmacy_cmds.register(app)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Protocol
 
 from trialkit.domain.errors import InvalidInput
@@ -146,16 +148,32 @@ def _make_block(
     return Block(size=size, arms=tuple(arms))
 
 
+def pick(rng: RandomSource, weights: Sequence[Fraction]) -> int:
+    """An index drawn with exactly the given probabilities (they sum to 1): one draw below
+    the weights' common denominator."""
+    denominator = 1
+    for w in weights:
+        denominator = denominator * w.denominator // math.gcd(denominator, w.denominator)
+    draw = rng.randbelow(denominator)
+    for i, w in enumerate(weights):
+        draw -= int(w * denominator)
+        if draw < 0:
+            return i
+    return len(weights) - 1
+
+
 def generate_blocks(
     arm_codes: Sequence[str],
     ratio: Sequence[int],
     block_sizes: Sequence[int],
     n_slots: int,
     rng: RandomSource,
+    weights: Sequence[Fraction] | None = None,
 ) -> list[Block]:
     """Generate whole permuted blocks until they hold at least ``n_slots`` allocations.
 
-    Each block's size is drawn uniformly from ``block_sizes``; a block of size
+    Each block's size is drawn from ``block_sizes`` with ``weights`` (probabilities, in
+    the same order; uniform by default); a block of size
     ``s`` holds arm ``i`` exactly ``s * ratio[i] / sum(ratio)`` times, in an
     order shuffled by Fisher–Yates. Only complete blocks are produced, so the
     list may be longer than ``n_slots`` (by less than the largest block size);
@@ -167,10 +185,12 @@ def generate_blocks(
     if not _is_positive_int(n_slots):
         raise InvalidInput(f"the number of slots must be at least 1, not {n_slots}")
     unshuffled = {size: _unshuffled(arm_codes, ratio, size) for size in block_sizes}
+    chances = tuple(weights) if weights else tuple(Fraction(1, len(block_sizes))
+                                                   for _ in block_sizes)
     blocks: list[Block] = []
     total = 0
     while total < n_slots:
-        size = block_sizes[rng.randbelow(len(block_sizes))]
+        size = block_sizes[pick(rng, chances)]
         arms = unshuffled[size].copy()
         _shuffle(arms, rng)
         blocks.append(Block(size=size, arms=tuple(arms)))

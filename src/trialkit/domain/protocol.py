@@ -12,12 +12,14 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, time
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 from pydantic_core import ErrorDetails
 
+from trialkit.domain.designs import PERMUTED_BLOCKS, Design
 from trialkit.domain.errors import ProtocolFileError
 from trialkit.domain.site_time import LEGACY_ZONE, SiteTime, trial_time, zone
 
@@ -56,8 +58,29 @@ class Arm(_Model):
 
 class Allocation(_Model):
     ratio: tuple[int, ...]
-    block_sizes: tuple[int, ...]
+    # The randomization procedure and its parameters (``domain.designs``): permuted-blocks
+    # (block_sizes, block_weights), big-stick or maximal (mti), block-urn (lambda), efron
+    # (p), complete.
+    procedure: str = PERMUTED_BLOCKS
+    block_sizes: tuple[int, ...] = ()
+    block_weights: tuple[int | float, ...] = ()
+    mti: int | None = None
+    urn_lambda: int | None = Field(default=None, alias="lambda")
+    p: float | None = None
     stratify_by_site: bool = True
+
+    @property
+    def design(self) -> Design:
+        """The design the protocol states, as the generators and the figures take it."""
+        return Design(
+            procedure=self.procedure,
+            ratio=self.ratio,
+            block_sizes=self.block_sizes,
+            block_weights=tuple(Fraction(str(w)) for w in self.block_weights),
+            mti=self.mti,
+            urn_lambda=self.urn_lambda,
+            p=None if self.p is None else Fraction(str(self.p)),
+        )
 
 
 class Site(_Model):
@@ -368,22 +391,17 @@ def _named(values: Sequence[str], path: str, field: Literal["code", "id"]) -> Pr
 
 
 def _check_allocation(p: Protocol) -> Problems:
-    ratio, blocks = p.allocation.ratio, p.allocation.block_sizes
+    ratio = p.allocation.ratio
     if len(ratio) != len(p.arms):
         yield "allocation.ratio", f"{len(ratio)} numbers for {len(p.arms)} arms"
     for i, part in enumerate(ratio):
         if part < 1:
             yield f"allocation.ratio[{i}]", f"must be a positive whole number (got {part})"
-    if not blocks:
-        yield "allocation.block_sizes", "no block sizes"
-    # A block must hold every arm in the ratio a whole number of times, or balance is lost.
-    total, shown = sum(ratio), ":".join(map(str, ratio))
-    for i, size in enumerate(blocks):
-        where = f"allocation.block_sizes[{i}]"
-        if size < 1:
-            yield where, f"must be positive (got {size})"
-        elif size % total:
-            yield where, f"{size} is not a multiple of {total} (the ratio {shown})"
+            return
+    # The rest is the design's own rule (domain.designs), e.g. a block must hold every arm
+    # in the ratio a whole number of times, or balance is lost.
+    for where, what in p.allocation.design.problems():
+        yield f"allocation.{where}", what
 
 
 def _check_eligibility(p: Protocol) -> Problems:

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from trialkit.domain.audit_chain import canonical_json
 from trialkit.domain.clock import Clock
+from trialkit.domain.designs import PERMUTED_BLOCKS, Design, generate_segment, policy_of
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.manifests import (
     Manifest,
@@ -27,12 +28,9 @@ from trialkit.domain.manifests import (
     sign_manifest,
 )
 from trialkit.domain.procedures import (
-    PROCEDURE_NAME,
     RandomSource,
     SystemRandomSource,
     describe_policy,
-    flatten,
-    generate_blocks,
 )
 from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission, Role
@@ -94,11 +92,7 @@ def released_in(lst: AllocationList) -> int:
 def protocol_design(protocol: Protocol) -> dict[str, Any]:
     """The randomization design exactly as the protocol states it (nothing more): what a
     sealed list records in clear and the audit trail shows."""
-    return {
-        "procedure": PROCEDURE_NAME,
-        "ratio": list(protocol.allocation.ratio),
-        "block_sizes": sorted(protocol.allocation.block_sizes),
-    }
+    return protocol.allocation.design.describe()
 
 
 @dataclass(frozen=True)
@@ -124,12 +118,17 @@ def _custodians(session: Session) -> list[User]:
     return [u for u in users if u.public_key is not None]
 
 
-def _check_sizes(protocol: Protocol, block_sizes: Sequence[int] | None) -> tuple[int, ...]:
-    """The protocol's block sizes. The protocol is the design: sizes given on the command line
-    may only repeat it (the lists must be made as the protocol says)."""
-    ours = tuple(protocol.allocation.block_sizes)
+def _check_sizes(protocol: Protocol, block_sizes: Sequence[int] | None) -> Design:
+    """The protocol's design. The protocol is the design: block sizes given on the command
+    line may only repeat it (the lists must be made as the protocol says)."""
+    design = protocol.allocation.design.check()
+    ours = tuple(design.block_sizes)
     if not block_sizes:
-        return ours
+        return design
+    if design.procedure != PERMUTED_BLOCKS:
+        raise InvalidInput(
+            f"the protocol's design is {design.label()}: block sizes do not apply to it"
+        )
     describe_policy(block_sizes, protocol.allocation.ratio)  # raises InvalidInput on a bad set
     if sorted(block_sizes) != sorted(ours):
         given = ", ".join(str(b) for b in block_sizes)
@@ -138,7 +137,7 @@ def _check_sizes(protocol: Protocol, block_sizes: Sequence[int] | None) -> tuple
             f"block sizes {given} differ from the protocol's ({theirs}): the lists follow the "
             "protocol's design; to change it, amend the protocol"
         )
-    return ours
+    return design
 
 
 def _check_count(n: int) -> None:
@@ -204,25 +203,24 @@ def _seal_segment(
     first_seq: int,
     n: int,
     held: int = 0,
-    sizes: tuple[int, ...],
+    design: Design,
     custodians: list[User],
     signer: tuple[Ed25519PrivateKey, bytes],
     rng: RandomSource,
     clock: Clock,
 ) -> _Segment:
     """Seal whole blocks releasing ``n`` envelopes, the ``held`` (sealed, not yet released)
-    ones of earlier segments first: the segment covers the rest, and at least one block, so
-    every extension looks the same whatever was held. What it holds beyond that stays sealed
-    and held back for the next extension, so no block is ever cut short."""
+    ones of earlier segments first: the segment covers the rest, and at least one block (for
+    the procedures without blocks: until the arms are balanced again), so every extension
+    looks the same whatever was held. What it holds beyond that stays sealed and held back
+    for the next extension, so no block is ever cut short."""
     list_id = secrets.token_hex(8)
-    blocks = generate_blocks(
-        protocol.arm_codes, protocol.allocation.ratio, sizes, max(n - held, 1), rng
-    )
-    arms = flatten(blocks)
+    drawn = generate_segment(design, max(n - held, 1), rng)
+    arms = [protocol.arm_codes[i] for i in drawn.arms]
     data_key = new_data_key()
-    policy = describe_policy(sizes, protocol.allocation.ratio) | {
+    policy = policy_of(design) | {
         "salt": secrets.token_hex(16),  # without it, the few possible policies could be hashed
-        "blocks": [b.size for b in blocks],
+        "blocks": list(drawn.blocks),
     }
     policy_bytes = _padded(canonical_json(policy).encode(), n, protocol.allocation.ratio)
     sealed = seal_envelopes(data_key, list_id, stratum, first_seq, arms)
@@ -297,7 +295,7 @@ def seal_lists(
     """Generate and seal one list per stratum; refused until a pharmacist custodian exists."""
     require(actor, Permission.SEAL_LISTS)
     protocol = stored_protocol(session)
-    sizes = _check_sizes(protocol, block_sizes)
+    design = _check_sizes(protocol, block_sizes)
     _check_count(per_stratum)
     custodians = _custodians(session)
     if not any(u.role == Role.PHARMACIST.value for u in custodians):
@@ -318,7 +316,7 @@ def seal_lists(
                 segment=1,
                 first_seq=1,
                 n=per_stratum,
-                sizes=sizes,
+                design=design,
                 custodians=custodians,
                 signer=signer,
                 rng=source,
@@ -348,7 +346,7 @@ def extend_list(
     last one."""
     require(actor, Permission.SEAL_LISTS)
     protocol = stored_protocol(session)
-    sizes = _check_sizes(protocol, block_sizes)
+    design = _check_sizes(protocol, block_sizes)
     _check_count(count)
     code = stratum.strip().upper()
     known = [s.code for s in all_strata(protocol)]
@@ -374,7 +372,7 @@ def extend_list(
         first_seq=(last_seq or 0) + 1,
         n=count,
         held=held,
-        sizes=sizes,
+        design=design,
         custodians=custodians,
         signer=signer,
         rng=rng or SystemRandomSource(),

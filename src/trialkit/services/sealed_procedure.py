@@ -59,7 +59,7 @@ class SegmentProcedure:
 def _refuse(session: Session, actor: Actor, why: str, clock: Clock) -> ProcedureRefused:
     audit.record(session, actor, action="procedure.refused", entity="procedure",
                  entity_id="sealed lists", reason=why, clock=clock)
-    return ProcedureRefused(f"opening the sealed procedure is refused: {why}")
+    return ProcedureRefused(f"opening the sealed lists is refused: {why}")
 
 
 def _blocks(first_seq: int, sizes: list[int]) -> tuple[BlockDrawn, ...]:
@@ -71,11 +71,23 @@ def _blocks(first_seq: int, sizes: list[int]) -> tuple[BlockDrawn, ...]:
     return tuple(blocks)
 
 
-def open_procedures(
-    session: Session, actor: Actor, *, password: str, clock: Clock
-) -> list[SegmentProcedure]:
-    """Every segment's sealed procedure, in stratum and segment order (custodian, after the
-    database lock, with their password)."""
+@dataclass(frozen=True)
+class OpenedList:
+    """A list segment opened by a custodian: its row, data key, procedure and blocks."""
+
+    row: AllocationList
+    data_key: bytes
+    procedure: dict[str, Any]
+    blocks: tuple[int, ...]  # the block sizes drawn (permuted blocks), else empty
+    released: int
+
+
+def open_lists(
+    session: Session, actor: Actor, *, password: str, clock: Clock, purpose: str
+) -> list[OpenedList]:
+    """Every list segment opened with the actor's custodian key, in stratum and segment
+    order: after the database lock, for a custodian with their password. The opening is
+    audited with its ``purpose``; a refusal is audited too."""
     trial = session.get(Trial, 1)
     if trial is None or trial.locked_at is None:
         raise _refuse(session, actor, "the database is not locked yet (an investigator locks "
@@ -83,15 +95,13 @@ def open_procedures(
     if not actor.custodian:
         raise _refuse(session, actor, f"{actor.name} is not an unblinding custodian", clock)
     if not password:
-        raise InvalidInput("opening the sealed procedure needs your password (it unlocks your "
-                           "custodian key)")
+        raise InvalidInput(f"the {purpose} needs your password (it unlocks your custodian key)")
     private = custodian_private_key(session, actor, password)
     lists = session.exec(
         select(AllocationList).order_by(col(AllocationList.stratum_code),
                                         col(AllocationList.segment))
     ).all()
-    opened: list[SegmentProcedure] = []
-    local = trial_time(session)
+    opened: list[OpenedList] = []
     for lst in lists:
         grant = session.get(ListKeyGrant, (lst.id, actor.user_id))
         if grant is None:
@@ -102,19 +112,33 @@ def open_procedures(
         data_key = unwrap_data_key(grant.wrapped_key, private, key_info(lst.id))
         try:
             policy = json.loads(open_blob(data_key, lst.sealed_policy, lst.id.encode()))
-        except ValueError as err:
+            sizes = tuple(int(b) for b in policy.pop("blocks", []))
+        except (ValueError, TypeError) as err:
             raise IntegrityFailure(f"the sealed procedure of list {lst.id} is malformed") from err
-        sizes = [int(b) for b in policy.pop("blocks", [])]
         policy.pop("salt", None)
-        if sum(sizes) != lst.count:
+        if sizes and sum(sizes) != lst.count:
             raise IntegrityFailure(
                 f"the sealed procedure of list {lst.id} does not add up to its envelopes"
             )
-        opened.append(SegmentProcedure(
-            lst.stratum_code, lst.segment, lst.id, lst.first_seq, lst.count, released_in(lst),
-            policy, _blocks(lst.first_seq, sizes), local.local(lst.created_at), lst.created_by,
-        ))
+        opened.append(OpenedList(lst, data_key, policy, sizes, released_in(lst)))
     audit.record(session, actor, action="procedure.open", entity="procedure",
-                 entity_id="sealed lists", reason="randomization report after the lock",
-                 clock=clock)
+                 entity_id="sealed lists", reason=purpose, clock=clock)
     return opened
+
+
+def open_procedures(
+    session: Session, actor: Actor, *, password: str, clock: Clock
+) -> list[SegmentProcedure]:
+    """Every segment's sealed procedure, in stratum and segment order (custodian, after the
+    database lock, with their password)."""
+    opened = open_lists(session, actor, password=password, clock=clock,
+                        purpose="the sealed procedure")
+    local = trial_time(session)
+    return [
+        SegmentProcedure(
+            o.row.stratum_code, o.row.segment, o.row.id, o.row.first_seq, o.row.count,
+            o.released, o.procedure, _blocks(o.row.first_seq, list(o.blocks)),
+            local.local(o.row.created_at), o.row.created_by,
+        )
+        for o in opened
+    ]
