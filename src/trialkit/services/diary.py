@@ -34,7 +34,7 @@ from trialkit.domain.roles import Permission
 from trialkit.domain.site_time import SiteTime
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
-from trialkit.services.diary_audit import _BATCH, diary_snapshot
+from trialkit.services.diary_audit import BATCH_MARK, diary_snapshot
 from trialkit.services.enrolment import get_participant, participant_snapshot
 from trialkit.services.preparations import current_preparation
 from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
@@ -139,7 +139,7 @@ def record_day(
     _check_can_record(p, day.day, rules, local, local.today(clock.now()))
     check_day(day, rules)
     why = " ".join((reason or "").split()) or None
-    if why and _BATCH.search(why):
+    if why and BATCH_MARK.search(why):
         raise InvalidInput("a reason may not end with '[batch …]': that marks imported days")
     key = day.day.isoformat()
     earlier = _versions(session, p.id, key)

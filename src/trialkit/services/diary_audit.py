@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from trialkit.store.models import DiaryEntry
 
 
-def _utc_text(at: datetime) -> str:
+def utc_text(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -42,7 +42,7 @@ def _version_fields(e: _Version) -> dict[str, Any]:
         "duration_hours": e.duration_hours,
         "acute_medication": e.acute_medication,
         "recorded_by": e.recorded_by,
-        "recorded_at": _utc_text(e.recorded_at),
+        "recorded_at": utc_text(e.recorded_at),
         "reason": e.reason,
     }
 
@@ -61,11 +61,11 @@ def diary_snapshot(current: _Version, earlier: Sequence[_Version]) -> dict[str, 
 # Days stored together (a file import, a paper diary typed in at once) are audited by one
 # event for the batch, which records every row: one event per day would cost more than the
 # rows themselves. Their first versions carry the batch in their reason.
-_BATCH = re.compile(r"\[batch ([0-9a-f]{16})\]$")
+BATCH_MARK = re.compile(r"\[batch ([0-9a-f]{16})\]$")
 BatchRow = tuple[str, str, bool, str, float, bool]  # participant, date, the four values
 
 
-def _batch_reason(source: str, batch: str) -> str:
+def batch_reason(source: str, batch: str) -> str:
     shown = " ".join(source.split())
     if len(shown) > 120:
         shown = "…" + shown[-119:]
@@ -73,7 +73,7 @@ def _batch_reason(source: str, batch: str) -> str:
 
 
 def _batch_of(e: _Version) -> str | None:
-    found = _BATCH.search(e.reason or "") if e.version == 1 else None
+    found = BATCH_MARK.search(e.reason or "") if e.version == 1 else None
     return found[1] if found else None
 
 
@@ -107,7 +107,7 @@ def diary_states(session: Session) -> dict[str, dict[str, Any]]:
             held.append((pid, day, first.headache, first.severity, first.duration_hours,
                          first.acute_medication))
             by.add(first.recorded_by)
-            at.add(_utc_text(first.recorded_at))
+            at.add(utc_text(first.recorded_at))
             if len(rows) == 1 and first.current:
                 continue  # audited with its batch only
         # No current version (or two) is itself a change made outside trialkit.

@@ -41,7 +41,7 @@ from trialkit.services.diary import (
     diary_rules,
     withdrawn_on,
 )
-from trialkit.services.diary_audit import BatchRow, _batch_reason, _utc_text, batch_snapshot
+from trialkit.services.diary_audit import BatchRow, batch_reason, batch_snapshot, utc_text
 from trialkit.services.enrolment import get_participant
 from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import DiaryEntry, Participant
@@ -320,7 +320,7 @@ def _store_batch(session: Session, actor: Actor, rows: Sequence[BatchRow], *, ba
     """Insert first versions of many days with one audit event for them all (one Core
     INSERT with many parameter sets: SQLAlchemy batches them, insertmanyvalues)."""
     now = clock.now()
-    reason = _batch_reason(source, batch)
+    reason = batch_reason(source, batch)
     by = actor.name
     if rows:
         session.connection().execute(insert(DiaryEntry), [
@@ -334,7 +334,7 @@ def _store_batch(session: Session, actor: Actor, rows: Sequence[BatchRow], *, ba
         action="diary.import",
         entity="diary",
         entity_id=f"batch/{batch}",
-        after=batch_snapshot(rows, {by}, {_utc_text(now)}),
+        after=batch_snapshot(rows, {by}, {utc_text(now)}),
         reason=f"{reason}; {len(rows)} days; {note}",
         clock=clock,
     )
