@@ -204,7 +204,8 @@ def write_randomization_pdf(report: RandomizationReport, path: Path) -> None:
              ("procedure", 85), ("sealed", 45), ("manifest key", 32), ("verified", 18)]
     _row(pdf, [h for h, _ in heads], [w for _, w in heads], bold=True)
     for s in report.segments:
-        procedure = ", ".join(f"{k} {v}" for k, v in s.procedure.items() if k != "generator")
+        procedure = ", ".join(f"{k} {v}" for k, v in s.procedure.items()
+                              if k not in ("generator", "block_weights"))[:60]
         _row(pdf, [s.stratum, str(s.segment), s.list_id, str(s.envelopes), str(s.released),
                    procedure, f"{s.sealed_at:%Y-%m-%d %H:%M} by {s.sealed_by}",
                    s.manifest_fingerprint, s.verified], [w for _, w in heads])
