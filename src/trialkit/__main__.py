@@ -114,8 +114,11 @@ def main() -> None:
             return
         run_cli(args, as_json=as_json)
     except TrialkitError as exc:
+        from trialkit.domain.text import printable
+
         label = "Error" if exc.exit_code == 2 else "Refused"
-        fail(f"{label}: {exc.message}", exc.message, exc.exit_code, as_json=as_json,
+        shown = "\n".join(printable(line) for line in exc.message.split("\n"))
+        fail(f"{label}: {shown}", exc.message, exc.exit_code, as_json=as_json,
              details=exc.details)
     except KeyboardInterrupt:
         print("Interrupted: nothing was changed by the interrupted step.", file=sys.stderr)

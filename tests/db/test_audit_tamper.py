@@ -40,6 +40,7 @@ from tests.db.tampering import (
     delete_event,
     event,
     events,
+    guards_on,
     reader,
     rehash,
     rehearse,
@@ -273,6 +274,7 @@ def test_erasing_the_last_action_and_its_event_is_caught_against_a_noted_head(
     with rehearse(trail.engine) as conn:
         conn.execute(text("UPDATE app_user SET disabled = false WHERE name = 'mark'"))
         delete_event(conn, LAST)
+        guards_on(conn)  # and puts the triggers back, as a careful attacker would
         # Nothing left contradicts anything: this is what a noted head (--head) is for.
         assert verify_on(conn).ok
         report = verify_on(conn, expected_head=trail.head[:16])
@@ -368,6 +370,7 @@ def test_a_consistent_rewrite_of_history_is_caught_against_a_noted_head(trail: T
             row["prev_hash"] = rows[i - 1]["hash"]
             row["hash"] = rehash(row)
             set_event(conn, row["seq"], **{k: v for k, v in row.items() if k != "seq"})
+        guards_on(conn)  # the triggers back, as a careful attacker would put them
         assert verify_on(conn).ok  # nothing inside the database contradicts it any more
         report = verify_on(conn, expected_head=trail.head[:12].upper())
     assert not report.ok

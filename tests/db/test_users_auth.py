@@ -123,7 +123,7 @@ def test_a_duplicate_user_name_is_refused(
         add_user(engine, admin, clock, "mark", Role.ADMIN)
     assert not isinstance(caught.value, InvalidInput)
     assert _users(engine, admin, clock)["mark"].role == "monitor"
-    assert audit_actions(engine) == before
+    assert audit_actions(engine) == [*before, "user.add.refused"]  # the refusal, nothing else
 
 
 def test_a_password_shorter_than_twelve_characters_is_refused(

@@ -63,19 +63,22 @@ def log(
         )
 
     def text() -> str:
+        # Stored text is shown escaped: one event is one line, whatever its fields hold.
+        from trialkit.domain.text import printable as p
+
         lines = []
         for e in entries:
             line = (
-                f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} UTC {e.user:<12} {e.role:<12} "
-                f"{e.action:<18} {e.entity}:{e.entity_id}"
+                f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} UTC {p(e.user):<12} {p(e.role):<12} "
+                f"{p(e.action):<18} {p(e.entity)}:{p(e.entity_id)}"
             )
             if e.reason:
-                line += f"  reason: {e.reason}"
+                line += f"  reason: {p(e.reason)}"
             lines.append(line)
             if e.before:
-                lines.append(f"{'':>8}before: {_short(e.before)}")
+                lines.append(f"{'':>8}before: {p(_short(e.before))}")
             if e.after:
-                lines.append(f"{'':>8}after:  {_short(e.after)}")
+                lines.append(f"{'':>8}after:  {p(_short(e.after))}")
         return "\n".join(lines) or "No events match."
 
     c.emit([e.__dict__ for e in entries], text)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -80,4 +81,21 @@ def first_break(events: list[tuple[ChainFields, str]]) -> ChainBreak | None:
             return ChainBreak(fields.seq, "its content was changed after it was written")
         expected_prev = stored
         expected_seq += 1
+    return None
+
+
+def first_time_reversal(times: Iterable[tuple[int, datetime]]) -> ChainBreak | None:
+    """The first event (seq, at in stored order) recorded earlier than the one before it:
+    in a live trial events are appended one at a time under a lock, so time only goes
+    forward along the chain unless a clock went back or events were rewritten."""
+    previous: tuple[int, datetime] | None = None
+    for seq, at in times:
+        if previous is not None and at < previous[1]:
+            return ChainBreak(
+                seq,
+                f"recorded at {at.astimezone(UTC).isoformat()}, earlier than event "
+                f"{previous[0]} ({previous[1].astimezone(UTC).isoformat()}): a clock went "
+                "back or events were rewritten",
+            )
+        previous = (seq, at)
     return None

@@ -6,6 +6,7 @@ trial refused the action. The faces (CLI, TUI) turn these into a message; nothin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -16,6 +17,10 @@ class TrialkitError(Exception):
     # When True, the transaction commits what the service recorded about the refusal
     # (a failed sign-in count, an audit event) before the error reaches the user.
     keep_record = False
+    # Set by ``services.refusals`` on a refusal that left no record: the store runs it in a
+    # transaction of its own after the refused one has rolled back (the argument is that
+    # transaction's session).
+    record_after: Callable[[Any], None] | None = None
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)

@@ -16,12 +16,21 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
 from pydantic_core import ErrorDetails
 
 from trialkit.domain.designs import PERMUTED_BLOCKS, Design
 from trialkit.domain.errors import ProtocolFileError
 from trialkit.domain.site_time import LEGACY_ZONE, SiteTime, trial_time, zone
+from trialkit.domain.text import is_control
 
 # A field path and what is wrong with it, e.g. ("arms[1].code", "duplicate code 'KET'").
 Problems = Iterator[tuple[str, str]]
@@ -33,8 +42,17 @@ _NAMES = {
     "id": (re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}"), "a letter, then letters, digits or _"),
 }
 
-# Text a person will read: never empty.
-Text = Annotated[str, Field(min_length=1)]
+def _shown_as_is(value: str) -> str:
+    # Protocol text reaches screens, labels and the audit trail: no control characters.
+    bad = next((c for c in value if is_control(c)), None)
+    if bad is not None:
+        raise ValueError(f"control character U+{ord(bad):04X} (a line break, tab, ESC...) "
+                         "is not allowed")
+    return value
+
+
+# Text a person will read: never empty, never a control character.
+Text = Annotated[str, Field(min_length=1), AfterValidator(_shown_as_is)]
 
 
 class _Model(BaseModel):

@@ -44,6 +44,7 @@ from trialkit.domain.strata import Stratum as StratumDef
 from trialkit.domain.strata import all_strata
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import stored_protocol
 from trialkit.store.models import AllocationList, Envelope, Stratum, User
 
@@ -282,6 +283,7 @@ def _store(session: Session, actor: Actor, segments: list[_Segment], clock: Cloc
     audit.record_many(session, actor, changes, clock=clock)
 
 
+@audits_refusals("list.seal", entity="allocation_list")
 def seal_lists(
     session: Session,
     actor: Actor,
@@ -330,6 +332,7 @@ def seal_lists(
     return SealResult(tuple(counts), fingerprint(signer[1]))
 
 
+@audits_refusals("list.extend", entity="stratum", entity_id="stratum")
 def extend_list(
     session: Session,
     actor: Actor,
@@ -409,6 +412,7 @@ def released_total(session: Session, stratum: str) -> int:
     return int(total or 0)
 
 
+@audits_refusals("list.usage", entity="allocation_list")
 def stratum_usage(session: Session, actor: Actor) -> list[StratumUse]:
     """Released, used and left envelopes per stratum."""
     require(actor, Permission.READ_STATUS)

@@ -9,22 +9,60 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, insert, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 
 from trialkit.domain.audit_chain import GENESIS, ChainBreak, ChainFields, canonical_json
 from trialkit.domain.audit_chain import event_hash as chain_hash
 from trialkit.domain.audit_chain import first_break as chain_first_break
-from trialkit.domain.clock import Clock
+from trialkit.domain.audit_chain import first_time_reversal as chain_first_time_reversal
+from trialkit.domain.clock import Clock, SystemClock
 from trialkit.domain.roles import Permission
 from trialkit.services.actor import Actor, require
+from trialkit.services.refusals import audits_refusals
 from trialkit.store.db import WRITE_LOCK_KEY, takes_write_lock_at_begin
 from trialkit.store.models import AuditEvent
+from trialkit.store.types import UTCDateTime
 
 _HEAD = "trialkit_audit_head"
 EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
 # Built once: the hot paths (randomize, diary entry) append an event per transaction.
 _HEAD_ROW = select(EVENTS.c.seq, EVENTS.c.hash).order_by(EVENTS.c.seq.desc()).limit(1)
 _APPEND = insert(EVENTS)
+
+
+class _ServerNow(FunctionElement[datetime]):
+    """The database server's clock where there is a server (PostgreSQL's
+    ``clock_timestamp()``: the time it is read, not when the transaction began); NULL on
+    SQLite, whose only clock is the client's."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "trialkit_server_now"
+
+
+@compiles(_ServerNow)
+def _no_server_clock(_element: _ServerNow, _compiler: Any, **_kw: Any) -> str:
+    return "NULL"
+
+
+@compiles(_ServerNow, "postgresql")
+def _pg_clock(_element: _ServerNow, _compiler: Any, **_kw: Any) -> str:
+    return "clock_timestamp()"
+
+
+_SERVER_NOW = _ServerNow().label("server_now")
+
+
+def event_time(clock: Clock, server_now: datetime | None) -> datetime:
+    """When an event happened. A live trial (the system clock) on PostgreSQL takes the
+    server's clock, read under the write lock with the chain head: every client agrees and
+    time never goes back along the chain whatever a client's clock says. Otherwise the
+    given clock (SQLite's one machine, a training trial's stated time, tests)."""
+    if server_now is not None and isinstance(clock, SystemClock):
+        return server_now
+    return clock.now()
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -43,15 +81,24 @@ def lock_chain(session: Session) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
 
 
-def _chain_head(session: Session) -> tuple[int, str]:
+# The chain head and the server's time in one statement (one round trip on PostgreSQL).
+_HEAD_AND_TIME = select(
+    _HEAD_ROW.with_only_columns(EVENTS.c.seq).scalar_subquery(),
+    _HEAD_ROW.with_only_columns(EVENTS.c.hash).scalar_subquery(),
+    _SERVER_NOW,
+)
+
+
+def _chain_head(session: Session) -> tuple[int, str, datetime | None]:
     # Two transactions must never both read the same head and fork the chain: every write
-    # transaction holds the write lock (store.db); the head is cached for the transaction.
+    # transaction holds the write lock (store.db); the head (and the server's time, read
+    # with it) is cached for the transaction.
     cached = session.info.get(_HEAD)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     lock_chain(session)
-    last = session.connection().execute(_HEAD_ROW).first()
-    return (0, GENESIS) if last is None else (last[0], last[1])
+    seq, prev, server_now = session.connection().execute(_HEAD_AND_TIME).one()
+    return (seq or 0, prev or GENESIS, server_now)
 
 
 def _fields(e: AuditEvent) -> ChainFields:
@@ -130,10 +177,12 @@ def record_many(
     thousands of diary days), in the caller's transaction."""
     if not changes:
         return
-    rows = chained_rows(_chain_head(session), actor, changes, at=clock.now(), user_name=user_name)
+    seq, prev, server_now = _chain_head(session)
+    at = event_time(clock, server_now)
+    rows = chained_rows((seq, prev), actor, changes, at=at, user_name=user_name)
     session.flush()  # pending ORM changes go first, as they would with session.add
     session.connection().execute(_APPEND, rows)
-    session.info[_HEAD] = (rows[-1]["seq"], rows[-1]["hash"])
+    session.info[_HEAD] = (rows[-1]["seq"], rows[-1]["hash"], server_now)
 
 
 def record(
@@ -174,6 +223,13 @@ def first_break(session: Session) -> tuple[int, str, ChainBreak | None]:
     return len(pairs), head, chain_first_break(pairs)
 
 
+def first_time_reversal(session: Session) -> ChainBreak | None:
+    """The first event recorded earlier than its predecessor (see the domain's rule)."""
+    stmt = select(AuditEvent.seq, AuditEvent.at).order_by(col(AuditEvent.seq))
+    rows = session.exec(stmt.execution_options(yield_per=5000))
+    return chain_first_time_reversal((seq, at) for seq, at in rows)
+
+
 @dataclass(frozen=True)
 class LogEntry:
     """An audit event as shown to a reader."""
@@ -190,6 +246,7 @@ class LogEntry:
     reason: str | None
 
 
+@audits_refusals("audit.log", entity="audit_event")
 def log(
     session: Session,
     actor: Actor,

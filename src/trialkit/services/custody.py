@@ -19,6 +19,7 @@ from trialkit.domain.sealing import (
 from trialkit.services import audit
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import key_info
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.users import find_user
 from trialkit.store.models import ListKeyGrant, User
 
@@ -48,6 +49,7 @@ class GrantResult:
     lists: int
 
 
+@audits_refusals("custody.grant", entity="user", entity_id="grantee")
 def grant_custodian(
     session: Session, actor: Actor, *, password: str, grantee: str, clock: Clock
 ) -> GrantResult:

@@ -32,11 +32,13 @@ from trialkit.domain.infusion_time import check_preparation_good, infusion_time
 from trialkit.domain.protocol import Diary
 from trialkit.domain.roles import Permission
 from trialkit.domain.site_time import SiteTime
+from trialkit.domain.text import REASON_MAX, optional_text
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary_audit import BATCH_MARK, diary_snapshot
 from trialkit.services.enrolment import get_participant, participant_snapshot
 from trialkit.services.preparations import current_preparation
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import DiaryEntry, Participant
 
@@ -119,6 +121,7 @@ def _versions(session: Session, pid: str, day: str) -> list[DiaryEntry]:
     return list(session.exec(stmt))
 
 
+@audits_refusals("diary.record", entity="participant", entity_id="pid")
 def record_day(
     session: Session,
     actor: Actor,
@@ -131,6 +134,7 @@ def record_day(
     """Record a diary day. If the date already has one, this is a correction: it needs a
     reason, adds a version and keeps the old one."""
     require(actor, Permission.RECORD_DIARY)
+    why = optional_text(reason, "the reason", max_len=REASON_MAX)
     ensure_unlocked(session)
     rules = diary_rules(session)
     audit.lock_chain(session)
@@ -138,7 +142,6 @@ def record_day(
     local = site_time(session, p.site_code)
     _check_can_record(p, day.day, rules, local, local.today(clock.now()))
     check_day(day, rules)
-    why = " ".join((reason or "").split()) or None
     if why and BATCH_MARK.search(why):
         raise InvalidInput("a reason may not end with '[batch …]': that marks imported days")
     key = day.day.isoformat()
@@ -218,6 +221,7 @@ class DiaryVersion:
     reason: str | None
 
 
+@audits_refusals("diary.history", entity="participant", entity_id="pid")
 def history(
     session: Session, actor: Actor, pid: str, *, on: date | None = None
 ) -> list[DiaryVersion]:
@@ -288,6 +292,7 @@ def require_baseline(session: Session, p: Participant, randomize_on: date) -> No
 # --- the infusion -----------------------------------------------------------------------------
 
 
+@audits_refusals("participant.infuse", entity="participant", entity_id="pid")
 def infuse(
     session: Session,
     actor: Actor,

@@ -32,6 +32,7 @@ from trialkit.domain.diary import (
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.protocol import Diary, Protocol
 from trialkit.domain.roles import Permission
+from trialkit.domain.text import plain_text
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary import (
@@ -43,6 +44,7 @@ from trialkit.services.diary import (
 )
 from trialkit.services.diary_audit import BatchRow, batch_reason, batch_snapshot, utc_text
 from trialkit.services.enrolment import get_participant
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import DiaryEntry, Participant
 
@@ -295,6 +297,7 @@ def _check_file(session: Session, actor: Actor, text: str, rules: Diary, now: da
     return rows, problems
 
 
+@audits_refusals("diary.import", entity="diary", entity_id="source")
 def import_diary(
     session: Session, actor: Actor, data: bytes, *, source: str, clock: Clock
 ) -> ImportResult:
@@ -303,6 +306,7 @@ def import_diary(
     require(actor, Permission.RECORD_DIARY)
     ensure_unlocked(session)
     rules = diary_rules(session)
+    plain_text(source, "the file name")
     text = _decode(data, source)
     audit.lock_chain(session)
     rows, problems = _check_file(session, actor, text, rules, clock.now())
@@ -340,6 +344,7 @@ def _store_batch(session: Session, actor: Actor, rows: Sequence[BatchRow], *, ba
     )
 
 
+@audits_refusals("diary.record", entity="participant", entity_id="pid")
 def record_days(
     session: Session,
     actor: Actor,

@@ -21,9 +21,11 @@ from trialkit.domain.participant_status import Facts
 from trialkit.domain.participant_status import status_of as participant_status
 from trialkit.domain.roles import Permission
 from trialkit.domain.strata import parse_factor_values, stratum_code
+from trialkit.domain.text import REASON_MAX, plain_text
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import claim_next
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import Envelope, Participant, Preparation, Site, Stratum
 
@@ -143,6 +145,7 @@ def get_participant(session: Session, actor: Actor, pid: str, *, lock: bool = Fa
     return p
 
 
+@audits_refusals("participant.screen", entity="site", entity_id="site")
 def screen(
     session: Session,
     actor: Actor,
@@ -232,6 +235,7 @@ def _change(
     return view(p, dispensed=is_dispensed(session, p.id))
 
 
+@audits_refusals("participant.consent", entity="participant", entity_id="pid")
 def consent(
     session: Session, actor: Actor, pid: str, *, on: date, form_version: str, clock: Clock
 ) -> ParticipantView:
@@ -240,6 +244,7 @@ def consent(
     ensure_unlocked(session)
     p = get_participant(session, actor, pid, lock=True)
     versions = stored_protocol(session).consent.form_versions
+    form_version = plain_text(form_version, "consent form version", max_len=100)
     if form_version not in versions:
         raise InvalidInput(
             f"consent form version {form_version!r}: the protocol has {', '.join(versions)}"
@@ -261,20 +266,22 @@ def consent(
     return _change(session, actor, p, "participant.consent", before, clock)
 
 
+@audits_refusals("participant.withdraw", entity="participant", entity_id="pid")
 def withdraw(
     session: Session, actor: Actor, pid: str, *, reason: str, clock: Clock
 ) -> ParticipantView:
     """Withdraw a participant; everything recorded so far is kept."""
     require(actor, Permission.ENROL)
     ensure_unlocked(session)
-    if not reason.strip():
+    reason = plain_text(reason, "the reason", max_len=REASON_MAX)
+    if not reason:
         raise InvalidInput("a reason is required to withdraw a participant")
     p = get_participant(session, actor, pid, lock=True)
     if p.withdrawn_at is not None:
         raise Refused(f"{p.id} has already withdrawn")
     before = participant_snapshot(session, p)
-    p.withdrawn_at, p.withdrawal_reason = clock.now(), reason.strip()
-    return _change(session, actor, p, "participant.withdraw", before, clock, reason.strip())
+    p.withdrawn_at, p.withdrawal_reason = clock.now(), reason
+    return _change(session, actor, p, "participant.withdraw", before, clock, reason)
 
 
 @dataclass(frozen=True)
@@ -285,6 +292,7 @@ class Randomization:
     already: bool  # True: it was randomized before; no envelope was used now
 
 
+@audits_refusals("participant.randomize", entity="participant", entity_id="pid")
 def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Randomization:
     """Claim the lowest unused envelope of the participant's stratum in one transaction.
     Asking again answers with the existing randomization and uses no envelope."""
@@ -328,6 +336,7 @@ def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Rand
     return Randomization(p.id, p.randomization_number, p.label_code, already=False)
 
 
+@audits_refusals("participant.list", entity="participant")
 def list_participants(
     session: Session,
     actor: Actor,
@@ -344,12 +353,14 @@ def list_participants(
     if site:
         stmt = stmt.where(Participant.site_code == site.strip().upper())
     if search:
-        stmt = stmt.where(col(Participant.id).contains(search.strip().upper()))
+        search = plain_text(search, "search text", max_len=100)
+        stmt = stmt.where(col(Participant.id).contains(search.upper()))
     dispensed = set(session.exec(select(Preparation.participant_id)).all())
     views = [view(p, dispensed=p.id in dispensed) for p in session.exec(stmt).all()]
     return [v for v in views if status is None or v.status == status]
 
 
+@audits_refusals("participant.plan_infusion", entity="participant", entity_id="pid")
 def plan_infusion(
     session: Session, actor: Actor, pid: str, *, on: date, clock: Clock
 ) -> ParticipantView:

@@ -66,6 +66,7 @@ from trialkit.services.export_dictionary import (
     escape_text,
     outcome_columns,
 )
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import get_trial, stored_protocol
 from trialkit.store.models import DiaryEntry, Participant, Preparation, Trial
 
@@ -455,6 +456,7 @@ def _sha256_of(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+@audits_refusals("export", entity="export", entity_id="kind")
 def export_table(
     session: Session,
     actor: Actor,

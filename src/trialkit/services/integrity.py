@@ -28,6 +28,7 @@ from trialkit.store.models import (
     Trial,
     User,
 )
+from trialkit.store.schema import append_only_problems
 
 StateReader = Callable[[Session], dict[str, dict[str, Any]]]
 
@@ -121,6 +122,11 @@ def verify(session: Session, *, expected_head: str | None = None) -> VerifyRepor
     count, head, brk = audit.first_break(session)
     if brk is not None:
         return VerifyReport(False, count, head, brk.seq, f"event {brk.seq}: {brk.why}")
+    trial = session.get(Trial, 1)
+    if trial is not None and not trial.training:  # a training trial's clock is stated
+        back = audit.first_time_reversal(session)
+        if back is not None:
+            return VerifyReport(False, count, head, back.seq, f"event {back.seq}: {back.why}")
     mismatch = _first_state_mismatch(session, count)
     if mismatch is not None:
         seq, why = mismatch
@@ -150,4 +156,8 @@ def verify(session: Session, *, expected_head: str | None = None) -> VerifyRepor
                 f"the chain no longer contains the head {expected_head} you noted: "
                 "events after it were removed or rewritten",
             )
+    guards = append_only_problems(session.connection())
+    if guards:
+        return VerifyReport(False, count, head, None,
+                            "the audit trail is no longer append-only: " + "; ".join(guards))
     return VerifyReport(True, count, head)

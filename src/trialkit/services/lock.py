@@ -16,6 +16,7 @@ from trialkit.domain.errors import Refused
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import get_trial, trial_snapshot, trial_time
 from trialkit.store.models import DiaryEntry, Participant
 
@@ -33,6 +34,7 @@ class LockResult:
     training: bool
 
 
+@audits_refusals("trial.lock", entity="trial")
 def lock_database(session: Session, actor: Actor, *, clock: Clock) -> LockResult:
     """Lock the database (investigator). Audited; a second lock is refused."""
     require(actor, Permission.LOCK)

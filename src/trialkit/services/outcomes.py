@@ -26,6 +26,7 @@ from trialkit.services.diary import (
     withdrawn_on,
 )
 from trialkit.services.enrolment import get_participant, is_dispensed, status_of
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import site_time
 
 
@@ -46,6 +47,7 @@ class ParticipantOutcomes:
     windows: list[WindowOutcome]
 
 
+@audits_refusals("participant.outcomes", entity="participant", entity_id="pid")
 def outcomes(session: Session, actor: Actor, pid: str, *, clock: Clock) -> ParticipantOutcomes:
     """Counts, proration and change from baseline in every window of the protocol."""
     require(actor, Permission.READ_STATUS)

@@ -49,6 +49,7 @@ from trialkit.services.preparations import (
     is_current,
     preparation_snapshot,
 )
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import ensure_unlocked, get_trial, stored_protocol
 from trialkit.store.models import Participant, Preparation
 
@@ -168,6 +169,7 @@ def _dispensing(
     )
 
 
+@audits_refusals("pharmacy.queue", entity="participant")
 def dispense_queue(
     session: Session, actor: Actor, *, clock: Clock, site: str | None = None
 ) -> list[QueueEntry]:
@@ -214,6 +216,7 @@ def dispense_queue(
     return entries
 
 
+@audits_refusals("envelope.open", entity="participant", entity_id="pid")
 def _record(
     session: Session,
     actor: Actor,
@@ -377,6 +380,7 @@ def reprepare(
     return _dispensing(protocol, p, rand_no, code, opened, record, sheet)
 
 
+@audits_refusals("label.print", entity="participant", entity_id="pid")
 def print_labels(session: Session, actor: Actor, pid: str, *, clock: Clock) -> LabelSheet:
     """The blinded labels of a dispensed participant, counted and audited as a (re)print."""
     _require(session, actor, Permission.DISPENSE, "label", pid, clock)
@@ -408,6 +412,7 @@ def print_labels(session: Session, actor: Actor, pid: str, *, clock: Clock) -> L
     return _sheet(session, stored_protocol(session), p, prep)
 
 
+@audits_refusals("preparation.read", entity="participant", entity_id="pid")
 def read_preparation(
     session: Session, actor: Actor, pid: str, *, password: str, clock: Clock
 ) -> Dispensing:

@@ -41,6 +41,7 @@ from trialkit.domain.strata import all_strata
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import StratumUse, stratum_usage
 from trialkit.services.export import OutcomeRecord, stream_outcomes
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import get_trial, stored_protocol
 from trialkit.store.models import Participant
 
@@ -297,6 +298,7 @@ def _consort(session: Session, protocol: Protocol, tally: _Tally) -> Consort:
     )
 
 
+@audits_refusals("trial.status", entity="trial")
 def trial_status(session: Session, actor: Actor, *, clock: Clock) -> TrialStatus:
     """The whole status, blinded. Admins also see envelopes sealed, used and left per
     stratum (to extend a list before it runs out)."""

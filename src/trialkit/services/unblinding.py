@@ -12,6 +12,7 @@ from sqlmodel import Session
 from trialkit.domain.clock import Clock
 from trialkit.domain.errors import InvalidInput
 from trialkit.domain.roles import Permission
+from trialkit.domain.text import REASON_MAX, plain_text
 from trialkit.services import audit
 from trialkit.services.actor import Actor
 from trialkit.services.enrolment import get_participant, participant_snapshot
@@ -19,9 +20,8 @@ from trialkit.services.envelopes import _open, _open_details
 from trialkit.services.pharmacy import PreparationRecord, _record_of
 from trialkit.services.pharmacy_checks import _randomized, _require
 from trialkit.services.preparations import current_preparation
+from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import stored_protocol
-
-REASON_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,13 @@ class Unblinding:
 
 
 def _check_reason(reason: str) -> str:
-    text = " ".join(reason.split())
+    text = plain_text(reason, "the reason", max_len=REASON_MAX)
     if not text:
         raise InvalidInput("an emergency unblinding needs a reason: --reason TEXT")
-    if len(text) > REASON_MAX:
-        raise InvalidInput(f"the reason is too long ({len(text)} characters, at most {REASON_MAX})")
     return text
 
 
+@audits_refusals("participant.unblind", entity="participant", entity_id="pid")
 def unblind(
     session: Session, actor: Actor, pid: str, *, reason: str, password: str, clock: Clock
 ) -> Unblinding:

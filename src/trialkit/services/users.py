@@ -15,11 +15,13 @@ from trialkit.domain.errors import InvalidInput, NotFound, Refused
 from trialkit.domain.passwords import check_new_password, hash_password
 from trialkit.domain.roles import SITE_BOUND_ROLES, Permission, Role
 from trialkit.domain.sealing import CustodianKeys, new_custodian_keys, rewrap_private_key
+from trialkit.domain.text import REASON_MAX, optional_text
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
+from trialkit.services.refusals import audits_refusals
 from trialkit.store.models import Site, User, UserSite
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9._-]{1,31}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def find_user(session: Session, name: str) -> User:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"user name {name!r}: use 2-32 lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter"
@@ -93,6 +95,7 @@ def _check_sites(session: Session, role: Role, sites: list[str]) -> list[str]:
     return codes
 
 
+@audits_refusals("user.add", entity="user", entity_id="name")
 def create_user(
     session: Session,
     actor: Actor,
@@ -148,6 +151,7 @@ def create_user(
     return user
 
 
+@audits_refusals("user.list", entity="user")
 def list_users(session: Session, actor: Actor, *, clock: Clock) -> list[UserView]:
     """Every user with role, sites and whether they can sign in now."""
     require(actor, Permission.MANAGE_USERS)
@@ -190,11 +194,13 @@ def _audit_change(
     )
 
 
+@audits_refusals("user.disable", entity="user", entity_id="name")
 def set_disabled(
     session: Session, actor: Actor, *, name: str, disabled: bool, reason: str | None, clock: Clock
 ) -> None:
     """Disable a user (they can no longer sign in) or enable them again (clears a lockout)."""
     require(actor, Permission.MANAGE_USERS)
+    reason = optional_text(reason, "the reason", max_len=REASON_MAX)
     user = find_user(session, name)
     if disabled and user.id == actor.user_id:
         raise Refused("you cannot disable your own account")
@@ -209,6 +215,7 @@ def set_disabled(
     )
 
 
+@audits_refusals("user.passwd", entity="user", entity_id="name")
 def change_password(
     session: Session,
     actor: Actor,

@@ -161,7 +161,9 @@ def check_reachable(engine: Engine) -> None:
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error, except that an error
     flagged ``keep_record`` (a refused sign-in, an audited refusal) commits what the service
-    recorded about the refusal before it is raised."""
+    recorded about the refusal before it is raised. An error carrying ``record_after`` (see
+    ``services.refusals``) has it run in a small transaction of its own once this one has
+    rolled back, so the record of a refusal outlives the refused work."""
     session = Session(engine, expire_on_commit=False)
     try:
         session.begin()
@@ -172,6 +174,8 @@ def transaction(engine: Engine) -> Iterator[Session]:
             session.commit()
         else:
             session.rollback()
+        session.close()
+        _record_after(engine, exc)
         raise
     except BaseException:
         session.rollback()
@@ -182,11 +186,32 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 @contextmanager
 def read_only(engine: Engine) -> Iterator[Session]:
-    """A session for reads: on SQLite it takes no write lock."""
+    """A session for reads: on SQLite it takes no write lock. A refusal raised in it is
+    recorded as :func:`transaction` records one."""
     session = Session(engine.execution_options(**{READONLY: True}), expire_on_commit=False)
     try:
         session.begin()
         yield session
         session.rollback()
+    except TrialkitError as exc:
+        session.rollback()
+        session.close()
+        _record_after(engine, exc)
+        raise
     finally:
         session.close()
+
+
+def _record_after(engine: Engine, exc: TrialkitError) -> None:
+    record = exc.record_after
+    if record is None:
+        return
+    exc.record_after = None  # once, even if it passes through another transaction
+    if engine.get_execution_options().get(NO_WRITES):
+        return  # a read-only copy: nothing can change, nothing can be recorded
+    with transaction(engine) as session:
+        record(session)
+
+
+# Execution option of an engine over a read-only copy (``audit verify --read-only``).
+NO_WRITES = "trialkit_no_writes"

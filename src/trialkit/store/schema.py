@@ -75,3 +75,50 @@ def check_current(engine: Engine) -> None:
             f"database schema {revision} is older than this trialkit ({SCHEMA_HEAD}); "
             "run `trialkit db upgrade` (admin) after a backup"
         )
+
+
+# The guards that keep ``audit_event`` append-only (migration 0001): on SQLite each trigger
+# as its exact text; on PostgreSQL each trigger's kind (pg_trigger.tgtype: row 1, before 2,
+# delete 8, update 16, truncate 32) and the function that must refuse.
+_SQLITE_GUARDS = {
+    name: f"CREATE TRIGGER {name} BEFORE {what} ON audit_event "
+          "BEGIN SELECT RAISE(ABORT, 'audit trail is append-only'); END"
+    for name, what in (("audit_event_no_update", "UPDATE"), ("audit_event_no_delete", "DELETE"))
+}
+_PG_GUARDS = {"audit_event_no_change": 1 | 2 | 8 | 16, "audit_event_no_truncate": 2 | 32}
+_PG_GUARD_FUNCTION = "audit_event_append_only"
+_PG_TRIGGERS = text(
+    "SELECT t.tgname, t.tgtype, t.tgenabled, p.proname, p.prosrc FROM pg_trigger t "
+    "JOIN pg_proc p ON p.oid = t.tgfoid "
+    "WHERE t.tgrelid = to_regclass('audit_event') AND NOT t.tgisinternal"
+)
+
+
+def append_only_problems(conn: Connection) -> list[str]:
+    """What is wrong with the guards that make the audit trail append-only: a trigger
+    dropped, disabled, changed, or its function rewritten so it no longer refuses."""
+    if conn.dialect.name == "sqlite":
+        found: dict[str, str] = dict(conn.execute(text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name = 'audit_event'")).tuples().all())
+        return [
+            f"trigger {name} is missing" if name not in found
+            else f"trigger {name} was changed"
+            for name, sql in _SQLITE_GUARDS.items()
+            if " ".join(str(found.get(name, "")).split()) != sql
+        ]
+    if conn.dialect.name != "postgresql":
+        return []
+    rows = {r.tgname: r for r in conn.execute(_PG_TRIGGERS)}
+    problems = []
+    for name, kind in _PG_GUARDS.items():
+        row = rows.get(name)
+        if row is None:
+            problems.append(f"trigger {name} is missing")
+        elif row.tgenabled not in ("O", "A"):
+            problems.append(f"trigger {name} is disabled")
+        elif row.tgtype != kind or row.proname != _PG_GUARD_FUNCTION:
+            problems.append(f"trigger {name} was changed")
+        elif "RAISE EXCEPTION" not in row.prosrc.upper():
+            problems.append(f"function {_PG_GUARD_FUNCTION} no longer refuses")
+    return problems

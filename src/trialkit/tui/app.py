@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widget import AwaitMount
 
 from trialkit.domain.roles import Role
+from trialkit.domain.text import printable
 from trialkit.store.urls import public_url
 from trialkit.tui.commands import APP_COMMANDS, LOCK_SCREEN, SIGN_OUT
 from trialkit.tui.messages import LoginSucceeded, ServiceFailed, TrialLoaded
@@ -26,6 +27,7 @@ from trialkit.tui.trial_db import SignIn, TrialDatabase
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from textual.command import Provider
+    from textual.notifications import SeverityLevel
 
     from trialkit.domain.clock import Clock
     from trialkit.services.actor import Actor
@@ -105,6 +107,21 @@ class TrialkitApp(App[None]):
         """Remember the trial a screen read."""
         self.trial = message.trial
         self.training = message.trial.training
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification shows its words as they are: what a service says may quote
+        what someone typed, so it is neither read as markup nor allowed a control
+        character."""
+        super().notify(printable(message), title=printable(title), severity=severity,
+                       timeout=timeout, markup=False)
 
     def on_service_failed(self, message: ServiceFailed) -> None:
         """A refused or failed database call: a notification, never a traceback."""

@@ -10,6 +10,7 @@ from textual.content import Content
 from textual.widgets import Input, Static
 
 from trialkit.domain.site_time import shown
+from trialkit.domain.text import printable
 from trialkit.tui.dialogs.dialog import Dialog
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class HistoryDialog(Dialog[None]):
         lines = []
         for v in versions:
             lines.append(f"v{v.version}{' (current)' if v.current else ''}: {describe_version(v)}")
-            why = f" — {v.reason}" if v.reason else ""
+            why = f" — {printable(v.reason)}" if v.reason else ""
             lines.append(f"   by {v.recorded_by}, {shown(v.recorded_at)}{why}")
         self._text = "\n".join(lines) or "Nothing recorded for this day."
 

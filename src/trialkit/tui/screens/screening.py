@@ -95,7 +95,7 @@ class ScreeningScreen(Screen["ParticipantView | None"]):
         yield Label("Weight")
         yield Input(placeholder="kg", type="number", id="weight", compact=True)
         for factor in self._protocol.stratification:
-            yield Label(factor.name)
+            yield Label(Content(factor.name))
             yield Select(
                 [(f"{lv.name} ({lv.code})", lv.code) for lv in factor.levels], prompt="choose",
                 id=f"factor-{factor.id}", compact=True, classes="factor",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
@@ -37,11 +38,11 @@ class TrialSummary(Vertical):
         """Fill in the trial's details."""
         total = sum(site.target for site in trial.sites)
         self.query_one("#trial-title", Static).update(Content(trial.title))
-        self.query_one("#trial-details", Static).update(
+        self.query_one("#trial-details", Static).update(Content(
             f"{trial.trial_code} · protocol version {trial.protocol_version} · "
             f"{len(trial.sites)} sites, target {total} participants"
-        )
+        ))
         table = self.query_one("#sites", DataTable)
         table.clear()
         for site in trial.sites:
-            table.add_row(site.code, site.name, site.target, key=site.code)
+            table.add_row(site.code, Text(site.name), site.target, key=site.code)
