@@ -20,13 +20,20 @@ def verify(
             "--head", help="A chain head printed earlier: check the chain still contains it"
         ),
     ] = None,
+    read_only: Annotated[
+        bool,
+        typer.Option("--read-only", help="Open the database for reading only (a copy, a "
+                     "replica); so does a URL like file:copy.db?mode=ro"),
+    ] = False,
 ) -> None:
     """Recompute the hash chain and compare stored data with the audited state.
-    Prints OK, or the first broken event and why (exit 1)."""
+    Prints OK, or the first broken event and why (exit 1). Verifying writes nothing and
+    needs no sign-in: anyone holding a copy can check it."""
     from trialkit.domain.errors import IntegrityFailure
     from trialkit.services.integrity import verify as run_verify
 
     c = cli(ctx)
+    c.read_only = read_only
     c.trial()
     with c.read() as s:
         report = run_verify(s, expected_head=head)

@@ -89,6 +89,7 @@ class Cli:
     user: str | None = None
     json: bool = False
     training: bool = False
+    read_only: bool = False
     _engine: Engine | None = field(default=None, repr=False)
     _clock: Clock | None = field(default=None, repr=False)
     _info: TrialInfo | None = field(default=None, repr=False)
@@ -99,7 +100,7 @@ class Cli:
             from trialkit.store.db import check_reachable, make_engine
             from trialkit.store.schema import check_current
 
-            engine = make_engine(self.db, must_exist=must_exist)
+            engine = make_engine(self.db, must_exist=must_exist, read_only=self.read_only)
             check_reachable(engine)
             if check_schema:
                 check_current(engine)

@@ -89,16 +89,24 @@ _HEAD_AND_TIME = select(
 )
 
 
-def _chain_head(session: Session) -> tuple[int, str, datetime | None]:
+def _chain_head(session: Session, clock: Clock) -> tuple[int, str, datetime]:
     # Two transactions must never both read the same head and fork the chain: every write
-    # transaction holds the write lock (store.db); the head (and the server's time, read
-    # with it) is cached for the transaction.
+    # transaction holds the write lock (store.db). The head and the time of this
+    # transaction's events (see event_time) are read together and cached for it.
     cached = session.info.get(_HEAD)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     lock_chain(session)
     seq, prev, server_now = session.connection().execute(_HEAD_AND_TIME).one()
-    return (seq or 0, prev or GENESIS, server_now)
+    head = (seq or 0, prev or GENESIS, event_time(clock, server_now))
+    session.info[_HEAD] = head
+    return head
+
+
+def now(session: Session, clock: Clock) -> datetime:
+    """The time this transaction's audit events carry: a service stamps the rows it changes
+    with it (an envelope's ``bound_at``), so rows and their event agree to the microsecond."""
+    return _chain_head(session, clock)[2]
 
 
 def _fields(e: AuditEvent) -> ChainFields:
@@ -177,12 +185,11 @@ def record_many(
     thousands of diary days), in the caller's transaction."""
     if not changes:
         return
-    seq, prev, server_now = _chain_head(session)
-    at = event_time(clock, server_now)
+    seq, prev, at = _chain_head(session, clock)
     rows = chained_rows((seq, prev), actor, changes, at=at, user_name=user_name)
     session.flush()  # pending ORM changes go first, as they would with session.add
     session.connection().execute(_APPEND, rows)
-    session.info[_HEAD] = (rows[-1]["seq"], rows[-1]["hash"], server_now)
+    session.info[_HEAD] = (rows[-1]["seq"], rows[-1]["hash"], at)
 
 
 def record(

@@ -327,7 +327,7 @@ def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Rand
         .select_from(Participant)
         .where(col(Participant.randomization_number).is_not(None))
     ).one()
-    now = clock.now()
+    now = audit.now(session, clock)  # the event's own time: verify compares the two
     envelope.participant_id, envelope.bound_at = p.id, now
     p.randomization_number = randomization_number(count + 1)
     p.label_code, p.randomized_at = new_label_code(), now

@@ -5,6 +5,7 @@ the audit event that explains it) is caught too."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,19 +13,22 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from trialkit.domain.audit_chain import canonical_json
+from trialkit.domain.strata import all_strata
 from trialkit.services import audit
 from trialkit.services.allocation import list_snapshot
 from trialkit.services.diary_audit import diary_states
 from trialkit.services.enrolment import participant_snapshot
 from trialkit.services.list_integrity import verify_lists
 from trialkit.services.preparations import audit_key, preparation_snapshot
-from trialkit.services.trial import trial_snapshot
+from trialkit.services.trial import stored_protocol, trial_snapshot
 from trialkit.services.users import user_snapshot
 from trialkit.store.models import (
     AllocationList,
     AuditEvent,
+    Envelope,
     Participant,
     Preparation,
+    Stratum,
     Trial,
     User,
 )
@@ -65,6 +69,49 @@ STATE_READERS: dict[str, StateReader] = {
     "diary": diary_states,
     "preparation": _preparations,
 }
+
+
+def _envelope_binding_problem(session: Session) -> str | None:
+    """Every bound envelope was bound at the time of the event that randomized its
+    participant (both carry one time, ``audit.now``), and only a bound one has a time."""
+    bound_by = {
+        entity_id: (seq, at, json.loads(after or "{}").get("envelope"))
+        for entity_id, seq, at, after in session.exec(
+            select(AuditEvent.entity_id, AuditEvent.seq, AuditEvent.at, AuditEvent.after_json)
+            .where(AuditEvent.action == "participant.randomize")
+            .order_by(col(AuditEvent.seq))
+        )
+    }
+    stmt = select(Envelope.stratum_code, Envelope.seq, Envelope.participant_id,
+                  Envelope.bound_at).where(
+        col(Envelope.participant_id).is_not(None) | col(Envelope.bound_at).is_not(None))
+    for stratum, seq, pid, bound_at in session.exec(stmt):
+        where = f"envelope {stratum}#{seq}"
+        found = bound_by.get(pid) if pid else None
+        if found is None or found[2] != f"{stratum}#{seq}":
+            return f"{where} is bound with no randomization event that bound it"
+        if bound_at != found[1]:
+            return (f"{where}: its binding time was changed (event {found[0]} bound it at "
+                    f"{found[1].isoformat()})")
+    return None
+
+
+def _strata_problem(session: Session) -> str | None:
+    """Every stratum row is one the stored protocol defines (its site and levels), and
+    holds a sealed list."""
+    if session.get(Trial, 1) is None:
+        return None
+    expected = {s.code: s for s in all_strata(stored_protocol(session))}
+    sealed = set(session.exec(select(AllocationList.stratum_code)).all())
+    for row in session.exec(select(Stratum)):
+        want = expected.get(row.code)
+        if want is None:
+            return f"stratum {row.code!r} is not one of the protocol's strata"
+        if row.site_code != want.site or json.loads(row.levels_json) != dict(want.levels):
+            return f"stratum {row.code!r} no longer names its site and levels"
+        if row.code not in sealed:
+            return f"stratum {row.code!r} has no sealed list"
+    return None
 
 
 @dataclass(frozen=True)
@@ -138,6 +185,9 @@ def verify(session: Session, *, expected_head: str | None = None) -> VerifyRepor
         return VerifyReport(
             False, count, head, 1, "event 1: the stored protocol text no longer matches its SHA-256"
         )
+    for problem in (_envelope_binding_problem(session), _strata_problem(session)):
+        if problem is not None:
+            return VerifyReport(False, count, head, None, problem)
     for check in verify_lists(session):
         if check.problem is not None:
             return VerifyReport(

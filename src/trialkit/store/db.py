@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session
 
-from trialkit.domain.errors import InvalidInput, TrialkitError
+from trialkit.domain.errors import InvalidInput, Refused, TrialkitError
 from trialkit.store.urls import public_url
 
 BUSY_TIMEOUT_MS = 30_000
@@ -29,6 +30,8 @@ def normalize_url(db: str) -> str:
     db = db.strip()
     if not db:
         raise InvalidInput("database: empty URL or path")
+    if db.startswith("file:"):  # a SQLite URI filename: file:copy.db?mode=ro
+        return f"sqlite:///{db}{'&' if '?' in db else '?'}uri=true"
     if "://" not in db:
         return f"sqlite:///{Path(db).expanduser().resolve()}"
     for prefix in ("postgresql://", "postgres://"):
@@ -42,7 +45,29 @@ def sqlite_path(url: str) -> Path | None:
     u = make_url(url)
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         return None
+    if u.query.get("uri") == "true":
+        return Path(unquote(urlsplit(u.database).path))
     return Path(u.database)
+
+
+def opens_read_only(url: str) -> bool:
+    """Whether a URL itself says read-only (SQLite ``mode=ro`` or ``immutable=1``)."""
+    u = make_url(url)
+    return u.get_backend_name() == "sqlite" and (
+        u.query.get("mode") == "ro" or u.query.get("immutable") == "1"
+    )
+
+
+def _read_only_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL (and driver options) that open this database for reading only."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        if path is None or opens_read_only(url):
+            return url, {}
+        return f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true", {}
+    options = f"{u.query.get('options', '')} -c default_transaction_read_only=on".strip()
+    return u.update_query_dict({"options": options}).render_as_string(hide_password=False), {}
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -50,7 +75,10 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA journal_mode = WAL")
+    try:
+        cur.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError:  # opened read-only: the file keeps its mode
+        pass
     cur.execute("PRAGMA synchronous = FULL")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.close()
@@ -110,10 +138,19 @@ def takes_write_lock_at_begin(conn: Connection) -> bool:
     return event.contains(conn.engine, "begin", listener)
 
 
-def make_engine(db: str, *, must_exist: bool = True, **kwargs: Any) -> Engine:
+def make_engine(
+    db: str, *, must_exist: bool = True, read_only: bool = False, **kwargs: Any
+) -> Engine:
     """Open an engine for a URL or path. ``must_exist`` refuses a SQLite file that is not
-    there yet, so a typo does not silently create an empty database."""
+    there yet, so a typo does not silently create an empty database. ``read_only`` (or a
+    SQLite URL with ``mode=ro``) opens it so that nothing can be written: the driver
+    refuses writes, and nothing trialkit would record is attempted (``NO_WRITES``)."""
     url = normalize_url(db)
+    read_only = read_only or opens_read_only(url)
+    if read_only:
+        must_exist = True
+        url, options = _read_only_url(url)
+        kwargs = options | kwargs
     path = sqlite_path(url)
     if path is not None and must_exist and not path.exists():
         raise InvalidInput(f"no trialkit database at {path} (create one with `trialkit init`)")
@@ -130,6 +167,8 @@ def make_engine(db: str, *, must_exist: bool = True, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_on_begin)
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "begin", _pg_on_begin)
+    if read_only:  # events stay on the engine itself; this only adds an option
+        return engine.execution_options(**{NO_WRITES: True})
     return engine
 
 
@@ -164,6 +203,11 @@ def transaction(engine: Engine) -> Iterator[Session]:
     recorded about the refusal before it is raised. An error carrying ``record_after`` (see
     ``services.refusals``) has it run in a small transaction of its own once this one has
     rolled back, so the record of a refusal outlives the refused work."""
+    if engine.get_execution_options().get(NO_WRITES):
+        raise Refused(
+            "the database is open read-only: this step writes (a sign-in is recorded too); "
+            "only `trialkit audit verify` works on a read-only copy"
+        )
     session = Session(engine, expire_on_commit=False)
     try:
         session.begin()
