@@ -120,6 +120,13 @@ def main() -> None:
         shown = "\n".join(printable(line) for line in exc.message.split("\n"))
         fail(f"{label}: {shown}", exc.message, exc.exit_code, as_json=as_json,
              details=exc.details)
+    except OSError as exc:  # a file written past what the step's own handling covers
+        from trialkit.domain.errors import DiskFull, write_failed
+
+        failure = write_failed(exc, exc.filename or "a file")
+        if not isinstance(failure, DiskFull):
+            raise
+        fail(f"Refused: {failure.message}", failure.message, 1, as_json=as_json)
     except KeyboardInterrupt:
         print("Interrupted: nothing was changed by the interrupted step.", file=sys.stderr)
         sys.exit(130)

@@ -250,7 +250,7 @@ def test_a_duplicate_user_is_refused_and_only_the_sign_in_is_recorded(
     assert_refused(run, 1, f"a user named '{ADMIN}' already exists")
     after = state_of(live)
     assert after.users == before.users and after.trial == before.trial
-    assert after.actions == [*before.actions, "login"]
+    assert after.actions == [*before.actions, "login", "user.add.refused"]  # rule 3
 
 
 def test_a_short_new_password_is_invalid_input_and_only_the_sign_in_is_recorded(

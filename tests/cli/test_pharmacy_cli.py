@@ -214,9 +214,12 @@ def test_a_mistake_or_a_refusal_is_one_line_and_writes_nothing_but_its_audit(flo
         shown = flow[name]
         assert shown.stderr.count("\n") == 1 and "Traceback" not in shown.stderr, name
         assert shown.stderr.startswith("Error: " if name in MISTAKES else "Refused: "), name
-        allowed = {"login", PERMISSION_REFUSALS.get(name, "login")}
+        refusal = [e for e in shown.new_events if e.endswith(".refused")]  # every refusal
+        allowed = {"login", *refusal}
         if name == "wrong checker password":  # pia's failed sign-in, as any other
             allowed.add("login.fail")
+        else:
+            assert refusal == ([] if name in MISTAKES else [refusal[0]]), (name, shown.new_events)
         assert set(shown.new_events) <= allowed, (name, shown.new_events)
     for name, action in PERMISSION_REFUSALS.items():
         assert action in flow[name].new_events, name

@@ -878,7 +878,7 @@ def test_other_roles_are_refused_naming_the_permission_and_the_refusal_is_audite
 
 
 def test_a_custodian_investigator_unblinds_one_participant_with_a_reason(box: Box) -> None:
-    u = box.unblind("TWH-002", "  suspected serious\nadverse reaction ")
+    u = box.unblind("TWH-002", "  suspected serious adverse reaction ")
     assert (u.participant_id, u.arm_code, u.arm_name) == ("TWH-002", "PLA",
                                                          "Placebo (0.9 % saline)")
     assert (u.reason, u.record) == ("suspected serious adverse reaction", None)

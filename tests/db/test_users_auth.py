@@ -159,7 +159,7 @@ def test_only_an_admin_may_add_users(
         with pytest.raises(PermissionDenied) as caught:
             add_user(engine, someone, clock, "friend", Role.ADMIN)
         assert caught.value.message == f"{name} ({role.value}) lacks the permission to manage users"
-        assert audit_actions(engine) == before
+        assert audit_actions(engine) == [*before, "user.add.refused"]  # rule 3
     assert "friend" not in _users(engine, admin, clock)
 
 
@@ -286,7 +286,8 @@ def test_a_disabled_user_cannot_sign_in_until_enabled(
         set_disabled(s, admin, name="mark", disabled=False, reason="back", clock=clock)
     assert sign_in(engine, "mark", clock).name == "mark"
     actions = [e.action for e in _log(engine, admin, entity_id="mark")]
-    assert actions == ["user.add", "user.disable", "login.refused", "user.enable", "login"]
+    assert actions == ["user.add", "user.disable", "login.refused", "user.disable.refused",
+                       "user.enable", "login"]
     _assert_trail_verifies(engine)
 
 
@@ -295,7 +296,7 @@ def test_an_admin_cannot_disable_their_own_account(engine: Engine, clock: Steppi
     before = audit_actions(engine)
     with pytest.raises(Refused, match="your own account"), transaction(engine) as s:
         set_disabled(s, admin, name=ADMIN, disabled=True, reason=None, clock=clock)
-    assert audit_actions(engine) == before
+    assert audit_actions(engine) == [*before, "user.disable.refused"]
     assert not _user(engine, ADMIN).disabled
 
 
@@ -353,7 +354,7 @@ def test_a_custodian_needs_the_current_password_to_change_it(
     with pytest.raises(AuthenticationFailed), transaction(engine) as s:
         change_password(s, ivan, name="ivan", new_password=NEW_PASSWORD,
                         current_password=WRONG, clock=clock)
-    assert audit_actions(engine) == before
+    assert audit_actions(engine) == [*before, "user.passwd.refused"]  # the wrong password
     assert sign_in(engine, "ivan", clock).name == "ivan"
 
 
@@ -368,7 +369,7 @@ def test_an_admin_cannot_reset_a_custodians_password(
     after_user = _user(engine, "pat")
     assert after_user.password_hash == before_user.password_hash
     assert after_user.wrapped_private_key == before_user.wrapped_private_key
-    assert audit_actions(engine) == before_trail
+    assert audit_actions(engine) == [*before_trail, "user.passwd.refused"]
 
 
 def test_an_admin_resets_a_forgotten_password_and_it_is_audited(

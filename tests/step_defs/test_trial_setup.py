@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,9 @@ def admin_runs_init(world: TrialWorld, admin: str, protocol: str) -> None:
         "--db", world.db_url, "init", protocol, "--admin", admin,
         cwd=cwd, env={"TRIALKIT_NEW_PASSWORD": PASSWORD},
     )
+    # A live trial created now goes on now: the scenario's clock must not run behind the
+    # real one the command used (verify reports events that go back in time).
+    world.clock.at = max(world.clock.at, datetime.now(UTC) + timedelta(seconds=1))
 
 
 @then(parsers.parse('the trial "{code}", protocol version "{version}", is set up with the '

@@ -63,7 +63,9 @@ def _write_labels(sheet: "LabelSheet", path: Path) -> None:
             out.write(data)
         os.replace(tmp, path)
     except OSError as err:
-        raise InvalidInput(f"cannot write {path}: {err.strerror or err}") from None
+        from trialkit.domain.errors import write_failed
+
+        raise write_failed(err, path) from None
 
 
 def _key_password(actor: "Actor", permission: "Permission", prompt: str) -> str:

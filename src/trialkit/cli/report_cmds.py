@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from trialkit.cli.context import YES_HELP, ask_secret, cli, confirm_irreversible
-from trialkit.domain.errors import InvalidInput
+from trialkit.domain.errors import InvalidInput, write_failed
 from trialkit.domain.site_time import shown
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def _write_text(path: Path, content: str) -> None:
         os.replace(partial, path)
     except OSError as err:
         partial.unlink(missing_ok=True)
-        raise InvalidInput(f"cannot write {path}: {err.strerror or err}") from None
+        raise write_failed(err, path) from None
 
 
 def _percent(value: float | None) -> str:

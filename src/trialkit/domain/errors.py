@@ -6,6 +6,7 @@ trial refused the action. The faces (CLI, TUI) turn these into a message; nothin
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import Any
 
@@ -64,3 +65,22 @@ class NotFound(InvalidInput):
 
 class IntegrityFailure(Refused):
     """Verification found tampering or corruption."""
+
+
+class DiskFull(Refused):
+    """The disk (or the database server's) is full: the step failed and changed nothing."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"disk full: {where}; nothing was changed (free some space and try "
+                         "again)")
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_failed(err: OSError, path: object) -> TrialkitError:
+    """The user's message for a file that could not be written: a full disk is refused
+    (exit 1) like any full disk, anything else names the file and the reason (exit 2)."""
+    if err.errno in _NO_SPACE:
+        return DiskFull(f"cannot write {path}")
+    return InvalidInput(f"cannot write {path}: {err.strerror or err}")

@@ -85,6 +85,11 @@ def _ratio_text(ratio: Sequence[int]) -> str:
     return ":".join(str(r) for r in ratio)
 
 
+# Permuted blocks exist to keep the arms balanced along a list; a block larger than this
+# balances nothing and would only cost memory (a block of 2e9 took 16 s and then failed).
+BLOCK_SIZE_MAX = 100
+
+
 def _validate_ratio_and_sizes(ratio: Sequence[int], block_sizes: Sequence[int]) -> None:
     if not ratio:
         raise InvalidInput("the allocation ratio is empty")
@@ -100,6 +105,8 @@ def _validate_ratio_and_sizes(ratio: Sequence[int], block_sizes: Sequence[int]) 
     for size in block_sizes:
         if not _is_positive_int(size):
             raise InvalidInput(f"block size {size} must be a positive whole number")
+        if size > BLOCK_SIZE_MAX:
+            raise InvalidInput(f"block size {size} is larger than {BLOCK_SIZE_MAX}")
         if size % unit != 0:
             raise InvalidInput(
                 f"block size {size} is not a multiple of {unit} (ratio {_ratio_text(ratio)})"

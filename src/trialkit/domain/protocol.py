@@ -21,14 +21,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveFloat,
-    PositiveInt,
     ValidationError,
 )
 from pydantic_core import ErrorDetails
 
 from trialkit.domain.designs import PERMUTED_BLOCKS, Design
 from trialkit.domain.errors import ProtocolFileError
+from trialkit.domain.procedures import BLOCK_SIZE_MAX
 from trialkit.domain.site_time import LEGACY_ZONE, SiteTime, trial_time, zone
 from trialkit.domain.text import is_control
 
@@ -51,8 +50,17 @@ def _shown_as_is(value: str) -> str:
     return value
 
 
-# Text a person will read: never empty, never a control character.
-Text = Annotated[str, Field(min_length=1), AfterValidator(_shown_as_is)]
+# Text a person will read: never empty, never a control character, never a book.
+Text = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_shown_as_is)]
+
+# Plausible bounds for a trial's numbers: a value outside them is a typo (1e23 participants,
+# a 100,000,000-minute idle lock), refused with the field's name before anything is stored.
+Count = Annotated[int, Field(gt=0, le=1_000_000)]
+Days = Annotated[int, Field(ge=-3650, le=3650)]
+DayCount = Annotated[int, Field(ge=1, le=3650)]
+Kilograms = Annotated[float, Field(gt=0, le=500)]
+PerKg = Annotated[float, Field(gt=0, le=100)]
+Hours = Annotated[float, Field(gt=0, le=24 * 31)]
 
 
 class _Model(BaseModel):
@@ -75,12 +83,12 @@ class Arm(_Model):
 
 
 class Allocation(_Model):
-    ratio: tuple[int, ...]
+    ratio: tuple[Annotated[int, Field(le=100)], ...]
     # The randomization procedure and its parameters (``domain.designs``): permuted-blocks
     # (block_sizes, block_weights), big-stick or maximal (mti), block-urn (lambda), efron
     # (p), complete.
     procedure: str = PERMUTED_BLOCKS
-    block_sizes: tuple[int, ...] = ()
+    block_sizes: tuple[Annotated[int, Field(le=BLOCK_SIZE_MAX)], ...] = ()
     block_weights: tuple[int | float, ...] = ()
     mti: int | None = None
     urn_lambda: int | None = Field(default=None, alias="lambda")
@@ -104,7 +112,7 @@ class Allocation(_Model):
 class Site(_Model):
     code: str
     name: Text
-    target: PositiveInt
+    target: Count
     # IANA name, e.g. "America/Toronto": the site's dates and the times its staff read.
     timezone: Text
 
@@ -134,10 +142,10 @@ class Criterion(_Model):
 
 
 class Eligibility(_Model):
-    age_min: int = Field(ge=0)
-    age_max: int = Field(ge=0)
-    weight_min_kg: PositiveFloat
-    weight_max_kg: PositiveFloat
+    age_min: int = Field(ge=0, le=130)
+    age_max: int = Field(ge=0, le=130)
+    weight_min_kg: Kilograms
+    weight_max_kg: Kilograms
     criteria: tuple[Criterion, ...] = ()
 
 
@@ -152,18 +160,18 @@ class Preparation(_Model):
     id: str
     name: Text
     kind: Literal["bolus", "infusion"]
-    volume_ml_per_kg: PositiveFloat | None = None
-    rate_ml_per_kg_h: PositiveFloat | None = None
-    hours: PositiveFloat | None = None
+    volume_ml_per_kg: PerKg | None = None
+    rate_ml_per_kg_h: PerKg | None = None
+    hours: Hours | None = None
     instructions: str | None = None
     # Arm code -> product text: the one thing that differs by arm (unblinded, pharmacy only).
     products: dict[str, Text]
 
 
 class Dosing(_Model):
-    expiry_hours: PositiveInt
-    round_ml: PositiveFloat
-    weight_cap_kg: PositiveFloat | None = None
+    expiry_hours: Annotated[int, Field(ge=1, le=24 * 31)]
+    round_ml: Annotated[float, Field(gt=0, le=10)]
+    weight_cap_kg: Kilograms | None = None
     preparations: tuple[Preparation, ...]
     # Given to every arm, not randomized: shown to the pharmacist as plain text.
     concomitant: tuple[Text, ...] = ()
@@ -171,8 +179,8 @@ class Dosing(_Model):
 
 class Window(_Model):
     code: Text
-    start: int
-    end: int
+    start: Days
+    end: Days
     relative_to: Literal["randomization", "infusion"]
     primary: bool = False
 
@@ -180,14 +188,14 @@ class Window(_Model):
 class Diary(_Model):
     severity_levels: tuple[Text, ...]
     moderate_severe_levels: tuple[Text, ...]
-    headache_day_min_hours: PositiveFloat
+    headache_day_min_hours: Annotated[float, Field(gt=0, le=24)]
     headache_day_if_acute_medication: bool
-    proration_min_days: PositiveInt
-    proration_decimals: int = Field(default=1, ge=0)
-    window_days: PositiveInt
-    baseline_min_days: PositiveInt
-    baseline_min_headache_days: int = Field(ge=0)
-    max_day_after_infusion: PositiveInt
+    proration_min_days: DayCount
+    proration_decimals: int = Field(default=1, ge=0, le=6)
+    window_days: DayCount
+    baseline_min_days: DayCount
+    baseline_min_headache_days: int = Field(ge=0, le=3650)
+    max_day_after_infusion: DayCount
     windows: tuple[Window, ...]
 
     @property
@@ -211,7 +219,8 @@ class Labels(_Model):
 
 
 class UI(_Model):
-    idle_lock_minutes: int = 5
+    # A locked screen protects what a walk-away leaves open: at most two hours.
+    idle_lock_minutes: int = Field(default=5, ge=1, le=120)
 
 
 class Protocol(_Model):
@@ -387,8 +396,35 @@ def _problems(p: Protocol) -> Problems:
         yield "consent.form_versions", "no form versions"
     yield from _check_dosing(p)
     yield from _check_diary(p.diary)
-    if p.ui.idle_lock_minutes < 1:
-        yield "ui.idle_lock_minutes", f"must be at least 1 (got {p.ui.idle_lock_minutes})"
+    yield from _check_labels(p)
+
+
+_WORD = re.compile(r"[^\W\d_]{4,}")
+
+
+def _arm_words(p: Protocol) -> dict[str, set[str]]:
+    """For each arm, the words (4 letters or more) of its name and products that no other
+    arm's name or products use: what would tell a reader which arm a text is about."""
+    said: dict[str, set[str]] = {}
+    for arm in p.arms:
+        texts = [arm.name] + [prep.products.get(arm.code, "") for prep in p.dosing.preparations]
+        said[arm.code] = {w.lower() for t in texts for w in _WORD.findall(t)}
+    return {code: words - set().union(*(w for c, w in said.items() if c != code))
+            for code, words in said.items()}
+
+
+def _check_labels(p: Protocol) -> Problems:
+    """Labels are the same for every arm: a label text may name every arm ("Ketamine or
+    placebo") or none, never some of them ("Ketamine 10 mg/mL")."""
+    distinctive = _arm_words(p)
+    for field in ("product", "route", "storage", "caution", "sponsor", "emergency_contact"):
+        words = {w.lower() for w in _WORD.findall(getattr(p.labels, field))}
+        named = [a for a in p.arms if words & distinctive[a.code]]
+        if named and len(named) < len(p.arms):
+            which = ", ".join(f"{a.name} ({', '.join(sorted(words & distinctive[a.code]))})"
+                              for a in named)
+            yield (f"labels.{field}", f"names {which} but not every arm: a label must read "
+                   "the same whichever arm the participant is in")
 
 
 def _unique(values: Sequence[str], path: str, field: str, what: str) -> Problems:

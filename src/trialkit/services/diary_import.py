@@ -59,6 +59,8 @@ IMPORT_COLUMNS = (
     "acute_medication",
 )
 _CHUNK = 500  # ids per IN (...) list: well inside every backend's parameter limit
+# A bad file lists this many problems and the total: a million bad rows are one mistake.
+SHOWN_PROBLEMS = 100
 
 
 class ImportRejected(InvalidInput):
@@ -66,11 +68,15 @@ class ImportRejected(InvalidInput):
     with its line number."""
 
     def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        self.total = len(problems)
+        self.problems = list(problems[:SHOWN_PROBLEMS])
+        count = f"{self.total} problem{'s' if self.total != 1 else ''}"
+        more = self.total - len(self.problems)
+        tail = [f"  … and {more} more (the first {SHOWN_PROBLEMS} are listed)"] if more else []
         super().__init__(
-            f"{source}: {count}, nothing was imported:\n" + "\n".join(f"  {p}" for p in problems),
-            details={"problems": self.problems},
+            f"{source}: {count}, nothing was imported:\n"
+            + "\n".join([f"  {p}" for p in self.problems] + tail),
+            details={"problems": self.problems, "total": self.total},
         )
 
 
@@ -113,10 +119,17 @@ def _records(text: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of every non-blank record."""
     reader = csv.reader(io.StringIO(text, newline=""))
     line = 1
-    for cells in reader:
-        if "".join(cells).strip():
-            yield line, cells
-        line = reader.line_num + 1
+    try:
+        for cells in reader:
+            if "".join(cells).strip():
+                yield line, cells
+            line = reader.line_num + 1
+    except csv.Error as err:  # a value over the csv module's 128 KiB limit, a stray NUL
+        raise _Unreadable(f"line {line}: {err}: is this a diary CSV file?") from None
+
+
+class _Unreadable(Exception):
+    """The file cannot be read as CSV past this point."""
 
 
 def _load_participants(session: Session, ids: Iterable[str]) -> dict[str, Participant]:
@@ -271,15 +284,18 @@ def _parse_date(text: str) -> date | None:
 def _check_file(session: Session, actor: Actor, text: str, rules: Diary, now: datetime
                 ) -> tuple[list[BatchRow], list[str]]:
     records = _records(text)
-    first = next(records, None)
-    if first is None:
-        return [], ["line 1: the file is empty (it needs a header line: "
-                    f"{','.join(IMPORT_COLUMNS)})"]
-    columns, problems = _header(first[1])
-    if problems:
-        return [], problems
+    try:
+        first = next(records, None)
+        if first is None:
+            return [], ["line 1: the file is empty (it needs a header line: "
+                        f"{','.join(IMPORT_COLUMNS)})"]
+        columns, problems = _header(first[1])
+        if problems:
+            return [], problems
+        raw = list(records)
+    except _Unreadable as err:
+        return [], [str(err)]
     width = len(first[1])
-    raw = list(records)
     if not raw:
         return [], ["the file has a header but no diary rows"]
     check = _FileCheck(session, actor, rules, now, columns,

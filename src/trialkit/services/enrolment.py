@@ -273,9 +273,9 @@ def withdraw(
     """Withdraw a participant; everything recorded so far is kept."""
     require(actor, Permission.ENROL)
     ensure_unlocked(session)
-    reason = plain_text(reason, "the reason", max_len=REASON_MAX)
-    if not reason:
+    if not reason.strip():
         raise InvalidInput("a reason is required to withdraw a participant")
+    reason = plain_text(reason, "the reason", max_len=REASON_MAX)
     p = get_participant(session, actor, pid, lock=True)
     if p.withdrawn_at is not None:
         raise Refused(f"{p.id} has already withdrawn")

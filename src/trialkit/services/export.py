@@ -49,7 +49,7 @@ from trialkit.domain.diary import (
     study_day,
     window_of,
 )
-from trialkit.domain.errors import InvalidInput, PermissionDenied
+from trialkit.domain.errors import InvalidInput, PermissionDenied, write_failed
 from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
@@ -490,7 +490,7 @@ def export_table(
         data, dictionary, manifest = _write_files(session, actor, trial, kind, files, specs,
                                                   n, (now, today), batch, arm_of, clock)
     except OSError as err:
-        raise InvalidInput(f"cannot write {files.data}: {err.strerror or err}") from None
+        raise write_failed(err, files.data) from None
     result = ExportResult(kind, not unblinded, trial.training, n.rows, n.participants, today,
                           (data, dictionary, manifest))
     audit.record(

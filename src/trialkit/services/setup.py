@@ -16,7 +16,7 @@ from trialkit.services.actor import SYSTEM
 from trialkit.services.trial import create_trial
 from trialkit.services.users import create_user, validate_name
 from trialkit.store import schema
-from trialkit.store.db import read_only
+from trialkit.store.db import read_only, use_wal
 from trialkit.store.models import Trial
 
 
@@ -37,6 +37,9 @@ def initialize(
     revision = schema.schema_revision(engine)
     if revision is not None:
         schema.check_current(engine)
+    else:
+        schema.refuse_foreign_tables(engine)
+        use_wal(engine)
     # Schema, protocol and admin in one transaction: a refused init leaves no tables behind.
     with engine.begin() as conn:
         if revision is None:

@@ -38,10 +38,9 @@ class Unblinding:
 
 
 def _check_reason(reason: str) -> str:
-    text = plain_text(reason, "the reason", max_len=REASON_MAX)
-    if not text:
+    if not reason.strip():
         raise InvalidInput("an emergency unblinding needs a reason: --reason TEXT")
-    return text
+    return plain_text(reason, "the reason", max_len=REASON_MAX)
 
 
 @audits_refusals("participant.unblind", entity="participant", entity_id="pid")

@@ -1,6 +1,7 @@
-"""Engines and transactions. SQLite gets WAL, synchronous=FULL, foreign keys, a busy
-timeout and ``BEGIN IMMEDIATE`` for every write transaction: Python's default deferred
-transactions let two writers read the same "next envelope" before either commits."""
+"""Engines and transactions. SQLite gets WAL (set once, when trialkit creates its tables),
+synchronous=FULL, foreign keys, a busy timeout and ``BEGIN IMMEDIATE`` for every write
+transaction: Python's default deferred transactions let two writers read the same "next
+envelope" before either commits."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlmodel import Session
 
-from trialkit.domain.errors import InvalidInput, Refused, TrialkitError
+from trialkit.domain.errors import DiskFull, InvalidInput, Refused, TrialkitError
 from trialkit.store.urls import public_url
 
 BUSY_TIMEOUT_MS = 30_000
@@ -75,13 +76,22 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    try:
-        cur.execute("PRAGMA journal_mode = WAL")
-    except sqlite3.OperationalError:  # opened read-only: the file keeps its mode
-        pass
     cur.execute("PRAGMA synchronous = FULL")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.close()
+
+
+def use_wal(engine: Engine) -> None:
+    """Put a new SQLite database in WAL mode (readers never wait for the writer). The mode
+    is kept in the file, so it is set once, when trialkit creates its tables, never on a
+    file that merely gets opened (a read-only copy, another application's database)."""
+    if engine.dialect.name != "sqlite":
+        return
+    conn = engine.raw_connection()
+    try:
+        conn.cursor().execute("PRAGMA journal_mode = WAL")
+    finally:
+        conn.close()
 
 
 def _sqlite_on_begin(conn: Any) -> None:
@@ -190,7 +200,7 @@ def check_reachable(engine: Engine) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
+    except DBAPIError as exc:  # unreachable, refused, or a file that is no SQLite database
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         where = public_url(engine.url)
         raise InvalidInput(f"cannot reach database {where}: {reason}") from None
@@ -221,11 +231,29 @@ def transaction(engine: Engine) -> Iterator[Session]:
         session.close()
         _record_after(engine, exc)
         raise
+    except DBAPIError as exc:
+        session.rollback()
+        if disk_full(exc):
+            raise DiskFull(f"the database {public_url(str(engine.url))} cannot grow") from None
+        raise
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def disk_full(exc: DBAPIError) -> bool:
+    """Whether the database failed because its disk is full (SQLite: SQLITE_FULL;
+    PostgreSQL: disk_full, SQLSTATE 53100; or the operating system's ENOSPC)."""
+    orig = exc.orig
+    text_ = str(orig).lower()
+    return (
+        getattr(orig, "sqlite_errorname", None) == "SQLITE_FULL"
+        or getattr(orig, "sqlstate", None) == "53100"
+        or "database or disk is full" in text_
+        or "no space left on device" in text_
+    )
 
 
 @contextmanager

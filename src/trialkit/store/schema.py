@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, inspect, text
 
 from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.store.db import READONLY
 
 # Every revision this trialkit knows, oldest first. A test keeps it equal to Alembic's view.
 KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
@@ -58,6 +59,19 @@ def upgrade(engine: Engine) -> None:
     """Apply every migration up to the head, in one transaction."""
     with engine.begin() as conn:
         upgrade_on(conn)
+
+
+def refuse_foreign_tables(engine: Engine) -> None:
+    """Refuse to create trialkit's tables next to another application's: ``init`` wants a
+    new database (a new SQLite file, an empty PostgreSQL schema)."""
+    with engine.execution_options(**{READONLY: True}).connect() as conn:
+        tables = sorted(inspect(conn).get_table_names())
+    if tables:
+        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        raise InvalidInput(
+            f"this database already holds tables trialkit does not know ({shown}); "
+            "give `trialkit init` a new database file or an empty PostgreSQL schema"
+        )
 
 
 def check_current(engine: Engine) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
@@ -45,4 +45,4 @@ class TrialSummary(Vertical):
         table = self.query_one("#sites", DataTable)
         table.clear()
         for site in trial.sites:
-            table.add_row(site.code, Text(site.name), site.target, key=site.code)
+            table.add_row(site.code, escape(site.name), site.target, key=site.code)
