@@ -116,7 +116,8 @@ def test_seal_with_a_huge_block_size_is_refused_at_once(trial: Path) -> None:
     assert actions(trial / "t.db") == [*before, "login"]
 
 
-@pytest.mark.parametrize("content", [b"not a database at all\n" * 40, os.urandom(8192)])
+@pytest.mark.parametrize("content", [b"not a database at all\n" * 40,
+                                     bytes(range(256)) * 32], ids=["text", "binary"])
 def test_a_db_file_that_is_not_sqlite_is_one_line(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "x.db").write_bytes(content)
     for args in (["audit", "verify"], ["init", str(KETHEAD), "--admin", ADMIN]):

@@ -77,9 +77,14 @@ def test_a_failed_json_command_prints_one_json_error(
     doc = json_error(run, code)
     assert words in doc["error"]
     after = state_of(live)
-    # Nothing changed, beyond the sign-in (or failed sign-in) the audit trail must keep.
+    # Nothing changed, beyond the sign-in (or failed sign-in) the audit trail must keep
+    # and, for a refusal (exit 1), the record of it (rule 3).
     assert after.actions[: len(before.actions)] == before.actions
-    assert set(after.actions[len(before.actions):]) <= {"login", "login.fail"}
+    new = after.actions[len(before.actions):]
+    refused = [a for a in new if a.endswith(".refused")]
+    signed_in = "login" in new  # a refusal before anyone signed in has no one to name
+    assert len(refused) == (1 if code == 1 and signed_in else 0), new
+    assert set(new) <= {"login", "login.fail", *refused}
 
 
 def test_json_given_after_the_command_also_gives_a_json_error(live_db: Path) -> None:

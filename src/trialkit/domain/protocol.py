@@ -220,7 +220,7 @@ class Labels(_Model):
 
 class UI(_Model):
     # A locked screen protects what a walk-away leaves open: at most two hours.
-    idle_lock_minutes: int = Field(default=5, ge=1, le=120)
+    idle_lock_minutes: int = Field(default=5, le=120)
 
 
 class Protocol(_Model):
@@ -397,6 +397,8 @@ def _problems(p: Protocol) -> Problems:
     yield from _check_dosing(p)
     yield from _check_diary(p.diary)
     yield from _check_labels(p)
+    if p.ui.idle_lock_minutes < 1:
+        yield "ui.idle_lock_minutes", f"must be at least 1 (got {p.ui.idle_lock_minutes})"
 
 
 _WORD = re.compile(r"[^\W\d_]{4,}")
