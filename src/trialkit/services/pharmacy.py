@@ -216,7 +216,6 @@ def dispense_queue(
     return entries
 
 
-@audits_refusals("envelope.open", entity="participant", entity_id="pid")
 def _record(
     session: Session,
     actor: Actor,
@@ -261,6 +260,7 @@ def _record(
     return _record_of(protocol, p, prep, lots), sheet
 
 
+@audits_refusals("envelope.open", entity="participant", entity_id="pid")
 def dispense(
     session: Session,
     actor: Actor,
