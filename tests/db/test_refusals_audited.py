@@ -81,7 +81,7 @@ USE_CASES: dict[str, UseCase] = {
     "open envelope": lambda s, a, pid, c: dispense(s, a, pid, password=PASSWORD, clock=c),
     "unblind": lambda s, a, pid, c: unblind(s, a, pid, reason="anaphylaxis",
                                             password=PASSWORD, clock=c),
-    "queue": lambda s, a, pid, c: dispense_queue(s, a),
+    "queue": lambda s, a, pid, c: dispense_queue(s, a, clock=c),
     "lock": lambda s, a, pid, c: lock_database(s, a, clock=c),
     "status": lambda s, a, pid, c: trial_status(s, a, clock=c),
     "audit log": lambda s, a, pid, c: log(s, a),
