@@ -46,6 +46,7 @@ from urllib.parse import quote
 from sqlalchemy import create_engine, func, text
 from sqlmodel import select
 
+from trialkit.demo import add_activated_user
 from trialkit.domain.clock import FixedClock
 from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import load_protocol
@@ -55,7 +56,6 @@ from trialkit.services.auth import login
 from trialkit.services.diary_import import import_diary
 from trialkit.services.enrolment import consent, screen
 from trialkit.services.setup import initialize
-from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, normalize_url, read_only, transaction
 from trialkit.store.models import AuditEvent, DiaryEntry
 
@@ -88,7 +88,7 @@ def build_template(url: str, participants: int) -> list[str]:
                    clock=clock)
         with transaction(engine) as s:
             admin = login(s, "alice", PASSWORD, clock=clock)
-            create_user(s, admin, name="cora", role=Role.COORDINATOR, password=PASSWORD,
+            add_activated_user(s, admin, name="cora", role=Role.COORDINATOR, password=PASSWORD,
                         sites=["TWH", "SHS"], custodian=False, clock=clock)
         with transaction(engine) as s:
             cora = login(s, "cora", PASSWORD, clock=clock)

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from trialkit.demo import add_activated_user
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import load_protocol
@@ -44,7 +45,6 @@ from trialkit.services.auth import login
 from trialkit.services.diary_import import record_days
 from trialkit.services.enrolment import consent, randomize, screen
 from trialkit.services.setup import initialize
-from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, transaction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def build(url: str, participants: int, per_stratum: int, clock: SteppingClock) -
         with transaction(engine) as s:
             for name, role, sites in (("phil", Role.PHARMACIST, []), ("pia", Role.PHARMACIST, []),
                                       ("cora", Role.COORDINATOR, ["TWH"])):
-                create_user(s, alice, name=name, role=role, password=PASSWORD, sites=sites,
+                add_activated_user(s, alice, name=name, role=role, password=PASSWORD, sites=sites,
                             custodian=False, clock=clock)
         with transaction(engine) as s:
             seal_lists(s, alice, per_stratum=max(per_stratum, participants), block_sizes=None,

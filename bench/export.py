@@ -113,12 +113,12 @@ def participants(n: int) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]
 
 
 def create_trial(url: str) -> None:
+    from trialkit.demo import add_activated_user
     from trialkit.domain.clock import FixedClock
     from trialkit.domain.protocol import load_protocol
     from trialkit.domain.roles import Role
     from trialkit.services.auth import login
     from trialkit.services.setup import initialize
-    from trialkit.services.users import create_user
     from trialkit.store.db import make_engine, transaction
 
     clock = FixedClock(BUILT_AT)
@@ -128,7 +128,7 @@ def create_trial(url: str) -> None:
                    training=False, clock=clock)
         with transaction(engine) as s:
             admin = login(s, "alice", PASSWORD, clock=clock)
-            create_user(s, admin, name="iris", role=Role.INVESTIGATOR, password=PASSWORD,
+            add_activated_user(s, admin, name="iris", role=Role.INVESTIGATOR, password=PASSWORD,
                         sites=[], custodian=False, clock=clock)
     finally:
         engine.dispose()

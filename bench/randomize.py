@@ -34,6 +34,7 @@ from urllib.parse import quote
 from sqlalchemy import create_engine, text
 from sqlmodel import col, select
 
+from trialkit.demo import add_activated_user
 from trialkit.domain.clock import FixedClock
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
@@ -46,7 +47,6 @@ from trialkit.services.auth import login
 from trialkit.services.diary_import import record_days
 from trialkit.services.enrolment import consent, randomize, screen
 from trialkit.services.setup import initialize
-from trialkit.services.users import create_user
 from trialkit.store.db import check_reachable, make_engine, normalize_url, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, Participant
 
@@ -71,9 +71,9 @@ def prepare_trial(url: str, participants: int) -> list[str]:
         with transaction(engine) as s:
             admin = login(s, "alice", PASSWORD, clock=clock)
         with transaction(engine) as s:
-            create_user(s, admin, name="phil", role=Role.PHARMACIST, password=PASSWORD,
+            add_activated_user(s, admin, name="phil", role=Role.PHARMACIST, password=PASSWORD,
                         sites=[], custodian=False, clock=clock)
-            create_user(s, admin, name="cora", role=Role.COORDINATOR, password=PASSWORD,
+            add_activated_user(s, admin, name="cora", role=Role.COORDINATOR, password=PASSWORD,
                         sites=["TWH", "SHS"], custodian=False, clock=clock)
         with transaction(engine) as s:
             seal_lists(s, admin, per_stratum=participants // len(STRATA) + 10, block_sizes=None,

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from trialkit.demo import add_activated_user
 from trialkit.domain.clock import SystemClock
 from trialkit.domain.protocol import LoadedProtocol, protocol_from_text
 from trialkit.domain.roles import Role
@@ -43,7 +44,6 @@ from trialkit.domain.sealing import ENVELOPE_PLAINTEXT_LEN, NONCE_LEN, STRATUM_W
 from trialkit.services.allocation import SealResult, seal_lists
 from trialkit.services.auth import login
 from trialkit.services.setup import initialize
-from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, transaction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def run_seal(folder: Path, loaded: LoadedProtocol, per_stratum: int, profile: bo
         with transaction(engine) as s:
             admin = login(s, ADMIN, PASSWORD, clock=clock)
         with transaction(engine) as s:
-            create_user(s, admin, name=PHARMACIST, role=Role.PHARMACIST, password=PASSWORD,
+            add_activated_user(s, admin, name=PHARMACIST, role=Role.PHARMACIST, password=PASSWORD,
                         sites=[], custodian=False, clock=clock)
         profiler = cProfile.Profile() if profile else None
         start = time.perf_counter()

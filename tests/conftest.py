@@ -13,13 +13,15 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
+from sqlmodel import Session
 
+from trialkit.domain.clock import Clock
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.auth import login
 from trialkit.services.setup import initialize
-from trialkit.services.users import create_user
+from trialkit.services.users import activate_user, create_user
 from trialkit.store.db import make_engine, normalize_url, transaction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,8 +140,28 @@ def add_user(
     custodian: bool = False,
     password: str = PASSWORD,
 ) -> None:
+    """Add a user as an admin does and activate the account as its owner does (the
+    enrolment code handed over, the owner's own password and keys)."""
     with transaction(engine) as s:
-        create_user(
-            s, admin, name=name, role=role, password=password, sites=sites or [],
-            custodian=custodian, clock=clock,
-        )
+        enrol(s, admin, clock, name, role, sites=sites, custodian=custodian, password=password)
+
+
+def enrol(
+    session: Session,
+    admin: Actor,
+    clock: Clock,
+    name: str,
+    role: Role,
+    *,
+    sites: list[str] | None = None,
+    custodian: bool = False,
+    password: str = PASSWORD,
+) -> None:
+    """:func:`add_user` inside a transaction the caller holds."""
+    account = create_user(
+        session, admin, name=name, role=role, sites=sites or [], custodian=custodian,
+        clock=clock,
+    )
+    activate_user(
+        session, name=name, code=account.enrolment_code, new_password=password, clock=clock
+    )

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from trialkit.domain.clock import SystemClock
+from trialkit.domain.clock import Clock, SystemClock
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.errors import Refused
@@ -26,7 +27,7 @@ from trialkit.services.enrolment import consent, randomize, screen
 from trialkit.services.pharmacy import dispense, dispense_queue
 from trialkit.services.preparations import dispensed_ids
 from trialkit.services.setup import found_trial, initialize
-from trialkit.services.users import create_user
+from trialkit.services.users import activate_user, create_user
 from trialkit.store.db import (
     check_reachable,
     make_engine,
@@ -38,7 +39,7 @@ from trialkit.store.db import (
 from trialkit.store.schema import erase
 from trialkit.store.urls import public_url
 
-DEMO_PASSWORD = "kethead-demo"
+DEMO_PASSWORD = "orchard-violin-demo"
 
 # name, role, sites, custodian
 DEMO_USERS: tuple[tuple[str, Role, tuple[str, ...], bool], ...] = (
@@ -239,6 +240,28 @@ def _infuse_and_follow_up(engine: Engine, clock: DemoClock) -> None:
             record_days(s, actor, pid, days, clock=clock)
 
 
+def add_activated_user(
+    session: Session,
+    admin: Actor,
+    *,
+    name: str,
+    role: Role,
+    password: str,
+    sites: list[str],
+    custodian: bool,
+    clock: Clock,
+) -> None:
+    """What a training trial or a benchmark does in one go: the admin adds the person and the
+    person activates the account at once with the code handed over and their own password
+    (in a real trial these are two people at two terminals)."""
+    account = create_user(
+        session, admin, name=name, role=role, sites=sites, custodian=custodian, clock=clock
+    )
+    activate_user(
+        session, name=name, code=account.enrolment_code, new_password=password, clock=clock
+    )
+
+
 def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
     """Create the demo trial in ``db``: in a new (or empty) database, or over the demo
     ``trialkit demo`` built there before (kept as it is unless ``fresh``). A database that
@@ -288,7 +311,7 @@ def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
             admin: Actor = login(s, DEMO_ADMIN, DEMO_PASSWORD, clock=clock)
         with transaction(engine) as s:
             for name, role, sites, custodian in DEMO_USERS:
-                create_user(
+                add_activated_user(
                     s,
                     admin,
                     name=name,

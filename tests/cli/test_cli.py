@@ -23,6 +23,7 @@ from sqlalchemy import Engine, text
 
 from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock
 from tests.db.tampering import attack, audit_actions, reader, set_event
+from tests.enrolment import enrolment_code
 from trialkit.domain.protocol import load_protocol
 from trialkit.services.setup import initialize
 from trialkit.store.db import make_engine
@@ -46,13 +47,15 @@ def trialkit(
     password: str | None = PASSWORD,
     new_password: str | None = None,
     clock: str | None = None,
+    code: str | None = None,
 ) -> Run:
     """Run ``python -m trialkit`` the way a script would: no terminal, secrets from the
     environment, nothing inherited from the caller's TRIALKIT_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIALKIT_")}
     env["TRIALKIT_DB"] = str(db)
     for name, value in [("TRIALKIT_USER", user), ("TRIALKIT_PASSWORD", password),
-                        ("TRIALKIT_NEW_PASSWORD", new_password), ("TRIALKIT_CLOCK", clock)]:
+                        ("TRIALKIT_NEW_PASSWORD", new_password), ("TRIALKIT_CLOCK", clock),
+                        ("TRIALKIT_ENROLMENT_CODE", code)]:
         if value is not None:
             env[name] = value
     done = subprocess.run(
@@ -219,24 +222,55 @@ def test_init_of_a_live_trial_refuses_trialkit_clock_and_creates_nothing(tmp_pat
 # --- users --------------------------------------------------------------------------------------
 
 
-def test_admin_adds_a_coordinator_and_lists_users(live_db: Path, live: Engine) -> None:
+def test_admin_adds_a_coordinator_who_activates_the_account_and_signs_in(
+    live_db: Path, live: Engine
+) -> None:
     add = trialkit("user", "add", "carol", "--role", "coordinator", "--site", "twh",
-                   db=live_db, cwd=live_db.parent, new_password=NEW_PASSWORD)
+                   db=live_db, cwd=live_db.parent)
     assert_done(add)
-    assert add.out.strip() == "Added coordinator carol at TWH"
+    lines = add.out.strip().splitlines()
+    assert lines[0] == "Added coordinator carol at TWH"
+    name, code = enrolment_code(add.out)
+    assert name == "carol" and "not shown again" in add.out
+    # Only its owner's first sign-in needs the code; the admin never chose a password.
+    activate = trialkit("user", "activate", "carol", db=live_db, cwd=live_db.parent, user=None,
+                        password=None, new_password=NEW_PASSWORD, code=code)
+    assert_done(activate)
+    assert activate.out.startswith("Activated carol")
+    again = trialkit("user", "activate", "carol", db=live_db, cwd=live_db.parent, user=None,
+                     password=None, new_password=PASSWORD, code=code)
+    assert_refused(again, 1, "not valid for carol")
     listed = trialkit("--json", "user", "list", db=live_db, cwd=live_db.parent)
     assert_done(listed)
-    assert [(u["name"], u["role"], u["sites"]) for u in json.loads(listed.out)] == [
-        ("alice", "admin", []), ("carol", "coordinator", ["TWH"])]
-    assert audit_actions(live)[-3:] == ["login", "user.add", "login"]
+    assert [(u["name"], u["role"], u["sites"], u["state"]) for u in json.loads(listed.out)] == [
+        ("alice", "admin", [], "active"), ("carol", "coordinator", ["TWH"], "active")]
+    assert audit_actions(live)[-5:] == [
+        "login", "user.add", "user.activate", "user.activate_refused", "login"]
+    signed_in = trialkit("user", "list", db=live_db, cwd=live_db.parent, user="carol",
+                         password=NEW_PASSWORD)
+    assert_refused(signed_in, 1, "carol (coordinator) lacks the permission to manage users")
+
+
+def test_user_add_json_gives_the_enrolment_code(live_db: Path) -> None:
+    add = trialkit("--json", "user", "add", "pat", "--role", "pharmacist",
+                   db=live_db, cwd=live_db.parent)
+    assert_done(add)
+    doc = json.loads(add.out)
+    assert doc["user"] == "pat" and doc["custodian"] is True
+    assert len(doc["enrolment_code"].replace("-", "")) == 24
+    activate = trialkit("--json", "user", "activate", "pat", db=live_db, cwd=live_db.parent,
+                        user=None, password=None, new_password=NEW_PASSWORD,
+                        code=doc["enrolment_code"])
+    assert_done(activate)
+    keys = json.loads(activate.out)
+    assert keys["activated"] is True and keys["custodian_key"] != keys["signing_key"]
 
 
 def test_an_unknown_role_is_invalid_input_and_nothing_is_recorded(
     live_db: Path, live: Engine
 ) -> None:
     before = state_of(live)
-    run = trialkit("user", "add", "bob", "--role", "wizard", db=live_db, cwd=live_db.parent,
-                   new_password=NEW_PASSWORD)
+    run = trialkit("user", "add", "bob", "--role", "wizard", db=live_db, cwd=live_db.parent)
     assert_refused(run, 2, "unknown role 'wizard'", "coordinator")
     assert state_of(live) == before
 
@@ -245,24 +279,25 @@ def test_a_duplicate_user_is_refused_and_only_the_sign_in_is_recorded(
     live_db: Path, live: Engine
 ) -> None:
     before = state_of(live)
-    run = trialkit("user", "add", ADMIN, "--role", "monitor", db=live_db, cwd=live_db.parent,
-                   new_password=NEW_PASSWORD)
+    run = trialkit("user", "add", ADMIN, "--role", "monitor", db=live_db, cwd=live_db.parent)
     assert_refused(run, 1, f"a user named '{ADMIN}' already exists")
     after = state_of(live)
     assert after.users == before.users and after.trial == before.trial
     assert after.actions == [*before.actions, "login", "user.add.refused"]  # rule 3
 
 
-def test_a_short_new_password_is_invalid_input_and_only_the_sign_in_is_recorded(
+def test_a_short_or_guessable_new_password_is_invalid_input_and_changes_nothing(
     live_db: Path, live: Engine
 ) -> None:
+    add = trialkit("user", "add", "bob", "--role", "monitor", db=live_db, cwd=live_db.parent)
+    _name, code = enrolment_code(add.out)
     before = state_of(live)
-    run = trialkit("user", "add", "bob", "--role", "monitor", db=live_db, cwd=live_db.parent,
-                   new_password="too-short")
-    assert_refused(run, 2, "password too short")
-    after = state_of(live)
-    assert after.users == before.users
-    assert after.actions == [*before.actions, "login"]
+    for weak, why in (("too-short", "password too short"),
+                      ("password1234", "password too easy to guess")):
+        run = trialkit("user", "activate", "bob", db=live_db, cwd=live_db.parent, user=None,
+                       password=None, new_password=weak, code=code)
+        assert_refused(run, 2, why)
+    assert state_of(live) == before
 
 
 def test_a_wrong_password_is_refused_and_the_failure_is_recorded(

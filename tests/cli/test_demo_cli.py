@@ -20,7 +20,7 @@ from trialkit.services.setup import initialize
 from trialkit.store.db import make_engine
 
 # What README tells every trainee: the one password of every demo user.
-DEMO_PASSWORD_IN_README = "kethead-demo"
+DEMO_PASSWORD_IN_README = "orchard-violin-demo"
 
 
 def demo(*args: str, db: str | Path, cwd: Path) -> Run:

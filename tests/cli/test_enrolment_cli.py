@@ -25,6 +25,7 @@ import pytest
 
 from tests.builders import PROTOCOL, baseline_days, eligible_answers
 from tests.conftest import ADMIN, KETHEAD, PASSWORD
+from tests.enrolment import added, enrolment_code
 from trialkit.domain.codes import label_code
 
 ARM_WORDS = re.compile(r"\b(?:ket|pla|ketamine|placebo|saline)\b", re.IGNORECASE)
@@ -99,17 +100,24 @@ class Flow:
         return out.removeprefix(f"{TRAINING}\n")
 
 
-def trialkit(db: Path, who: str | None, on: date,
-             args: list[str]) -> subprocess.CompletedProcess[str]:
+def trialkit(db: Path, who: str | None, on: date, args: list[str],
+             code: str | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m trialkit`` as a user runs it, with no TRIALKIT_* leaking in from here."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIALKIT_")}
     env |= {"TRIALKIT_PASSWORD": PASSWORD, "TRIALKIT_NEW_PASSWORD": PASSWORD,
             "TRIALKIT_CLOCK": f"{on.isoformat()}T09:00:00Z"}
     if who:
         env["TRIALKIT_USER"] = who
-    return subprocess.run([sys.executable, "-m", "trialkit", "--db", str(db), *args],
+    if code:
+        env["TRIALKIT_ENROLMENT_CODE"] = code
+    done = subprocess.run([sys.executable, "-m", "trialkit", "--db", str(db), *args],
                           cwd=db.parent, env=env, capture_output=True, text=True,
                           timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+    if added(args) and done.returncode == 0:  # the new user activates their account
+        name, code = enrolment_code(done.stdout)
+        activated = trialkit(db, None, on, ["user", "activate", name], code)
+        assert activated.returncode == 0, activated.stderr
+    return done
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from tests.conftest import (
     PG_URL,
     SteppingClock,
     add_user,
+    enrol,
     pg_schema_url,
     sign_in,
 )
@@ -55,6 +56,7 @@ from trialkit.domain.roles import Role
 from trialkit.domain.sealing import (
     CustodianKeys,
     EnvelopeContent,
+    key_info,
     open_envelope,
     parse_envelope_plaintext,
     unwrap_data_key,
@@ -67,7 +69,6 @@ from trialkit.services.allocation import (
     SealResult,
     StratumUse,
     extend_list,
-    key_info,
     seal_lists,
     stratum_usage,
 )
@@ -82,7 +83,6 @@ from trialkit.services.enrolment import (
 )
 from trialkit.services.list_integrity import ListCheck, verify_lists
 from trialkit.services.setup import initialize
-from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, normalize_url, read_only, transaction
 from trialkit.store.models import AllocationList, AuditEvent, Envelope, ListKeyGrant, User
 
@@ -258,8 +258,7 @@ class Box:
 
     def add_pharmacist(self, name: str) -> Actor:
         with self.tx() as s:
-            create_user(s, self.actor(ADMIN), name=name, role=Role.PHARMACIST,
-                        password=PASSWORD, sites=[], custodian=False, clock=self.clock)
+            enrol(s, self.actor(ADMIN), self.clock, name, Role.PHARMACIST, password=PASSWORD)
         with self.tx() as s:
             return login(s, name, PASSWORD, clock=self.clock)
 

@@ -64,14 +64,17 @@ TRAIL = [
     "trial.create",   # 1  system creates KETHEAD (records the trial state)
     "user.add",       # 2  alice, admin (records alice)
     "login",          # 3  alice signs in (no state change, no state recorded)
-    "user.add",       # 4  carol, coordinator at TWH
-    "user.add",       # 5  mark, monitor
-    "login.fail",     # 6  carol mistypes her password (failed_logins 1)
-    "login",          # 7  carol signs in (failed_logins back to 0)
-    "login.fail",     # 8  someone tries the unknown name "mallory" (no state)
-    "user.disable",   # 9  alice disables mark, reason "left the study"
+    "user.add",       # 4  carol, coordinator at TWH, waiting for activation
+    "user.activate",  # 5  carol sets her password with her enrolment code
+    "user.add",       # 6  mark, monitor
+    "user.activate",  # 7  mark activates his account
+    "login.fail",     # 8  carol mistypes her password (failed_logins 1)
+    "login",          # 9  carol signs in (failed_logins back to 0)
+    "login.fail",     # 10 someone tries the unknown name "mallory" (no state)
+    "user.disable",   # 11 alice disables mark, reason "left the study"
 ]
-CAROL_LAST, MARK_ADDED, MARK_LAST, ALICE_LAST = 7, 5, 9, 2
+# MARK_ADDED: the last event that records mark before he was disabled (his activation).
+CAROL_LAST, MARK_ADDED, MARK_LAST, ALICE_LAST = 9, 7, 11, 2
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,7 @@ def test_a_deleted_event_is_caught_at_the_gap(trail: Trail, seq: int) -> None:
 
 
 def test_deleting_the_last_event_shows_in_the_user_it_changed(trail: Trail) -> None:
-    # Event 9 disabled mark. Without it, mark's row contradicts his last surviving event.
+    # Event 11 disabled mark. Without it, mark's row contradicts his last surviving event.
     with rehearse(trail.engine) as conn:
         delete_event(conn, LAST)
         report = verify_on(conn)

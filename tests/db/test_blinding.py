@@ -38,6 +38,7 @@ from typer.testing import CliRunner
 from tests.builders import PROTOCOL, SeededRandom, baseline_days, eligible_answers
 from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, add_user
 from tests.db.test_allocation import empty_database
+from tests.enrolment import added, enrolment_code
 from trialkit.cli.app import app
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.procedures import Block
@@ -45,6 +46,7 @@ from trialkit.domain.roles import Role
 from trialkit.domain.sealing import (
     ENVELOPE_CIPHERTEXT_LEN,
     CustodianKeys,
+    key_info,
     open_envelope,
     parse_envelope_plaintext,
     unwrap_data_key,
@@ -52,7 +54,7 @@ from trialkit.domain.sealing import (
 )
 from trialkit.services import audit
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import key_info, seal_lists, stratum_usage
+from trialkit.services.allocation import seal_lists, stratum_usage
 from trialkit.services.auth import login
 from trialkit.services.enrolment import list_participants
 from trialkit.store.db import make_engine, read_only, transaction
@@ -82,12 +84,14 @@ class Shown:
     stderr: str
 
 
-def invoke(url: str, who: str | None, on: date, *args: str) -> Shown:
+def invoke(url: str, who: str | None, on: date, *args: str, enrolment: str | None = None) -> Shown:
     """Run ``trialkit --db URL [--user WHO] ARGS`` in process on the day ``on``, as
-    ``python -m trialkit`` would: a refusal becomes one line on stderr and its exit status."""
+    ``python -m trialkit`` would: a refusal becomes one line on stderr and its exit status.
+    A user who is added activates their account at once."""
     options = ["--db", url] + (["--user", who] if who else [])
     env = {"TRIALKIT_CLOCK": f"{on.isoformat()}T09:00:00Z", "TRIALKIT_PASSWORD": PASSWORD,
-           "TRIALKIT_NEW_PASSWORD": PASSWORD, "TRIALKIT_DB": None, "TRIALKIT_USER": None}
+           "TRIALKIT_NEW_PASSWORD": PASSWORD, "TRIALKIT_DB": None, "TRIALKIT_USER": None,
+           "TRIALKIT_ENROLMENT_CODE": enrolment}
     engines: list[Engine] = []
 
     def recorded(*a: Any, **k: Any) -> Engine:
@@ -106,6 +110,10 @@ def invoke(url: str, who: str | None, on: date, *args: str) -> Shown:
         code = err.exit_code
     elif result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
+    if added(args) and code == 0:
+        name, handed_over = enrolment_code(result.stdout)
+        activated = invoke(url, None, on, "user", "activate", name, enrolment=handed_over)
+        assert activated.exit_code == 0, activated.stderr
     return Shown(who or "-", " ".join(args), code, result.stdout, stderr)
 
 
@@ -383,6 +391,7 @@ def test_a_text_dump_names_no_arm_outside_the_protocol_text(runs: tuple[Run, Run
 # --- what blinded people are shown is the same whatever the arms ----------------------------------
 
 RANDOM_CODES = {
+    "enrolment": re.compile(r"\b[A-Z2-7]{4}(?:-[A-Z2-7]{4}){5}\b"),
     "label": re.compile(r"\b[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z*~$=U]"),
     "hash": re.compile(r"\b[0-9a-f]{64}\b"),
     "id": re.compile(r"\b[0-9a-f]{16}\b"),

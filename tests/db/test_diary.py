@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 
 from tests.builders import PROTOCOL, baseline_days, baseline_in
-from tests.conftest import BACKENDS, PASSWORD
+from tests.conftest import BACKENDS, PASSWORD, enrol
 from tests.db.test_allocation import Box, World, build_world, window
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import (
@@ -41,7 +41,6 @@ from trialkit.services.enrolment import list_participants, withdraw
 from trialkit.services.export import ExportFiles, export_table
 from trialkit.services.outcomes import outcomes
 from trialkit.services.pharmacy import dispense
-from trialkit.services.users import create_user
 from trialkit.store.db import transaction
 from trialkit.store.models import AuditEvent, DiaryEntry, Participant, Trial
 
@@ -54,12 +53,10 @@ def trial(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with build_world(request.param, tmp_path_factory.mktemp("diary"), per_stratum=3) as w:
         with transaction(w.engine) as s:  # a second pharmacist checks each preparation
-            create_user(s, w.actors["alice"], name="pia", role=Role.PHARMACIST,
-                        password=PASSWORD, sites=[], custodian=False,
-                        clock=_Fixed(w.at))
-            create_user(s, w.actors["alice"], name="ivan", role=Role.INVESTIGATOR,
-                        password=PASSWORD, sites=[], custodian=False,
-                        clock=_Fixed(w.at))
+            enrol(s, w.actors["alice"], _Fixed(w.at), "pia", Role.PHARMACIST,
+                  password=PASSWORD)
+            enrol(s, w.actors["alice"], _Fixed(w.at), "ivan", Role.INVESTIGATOR,
+                  password=PASSWORD)
         with transaction(w.engine) as s:  # the investigator exports
             w.actors["ivan"] = login(s, "ivan", PASSWORD, clock=_Fixed(w.at))
         yield w

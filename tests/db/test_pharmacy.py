@@ -25,7 +25,16 @@ from sqlalchemy import Connection, Engine, func, update
 from sqlmodel import Session, col, select
 
 from tests.builders import PROTOCOL, consented, ready_to_randomize, record_baseline, seal, staff
-from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, add_user, sign_in
+from tests.conftest import (
+    ADMIN,
+    BACKENDS,
+    KETHEAD,
+    PASSWORD,
+    SteppingClock,
+    add_user,
+    enrol,
+    sign_in,
+)
 from tests.db.test_allocation import empty_database
 from tests.unit.test_labels import differences, page_texts, render
 from trialkit.domain.errors import (
@@ -45,7 +54,7 @@ from trialkit.labels import LabelSheet, render_labels
 from trialkit.services import audit, integrity
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import seal_lists
-from trialkit.services.auth import MAX_FAILURES, login
+from trialkit.services.auth import FREE_FAILURES, login
 from trialkit.services.diary import infuse
 from trialkit.services.enrolment import ParticipantView, list_participants, randomize, withdraw
 from trialkit.services.envelopes import EnvelopeBroken
@@ -62,7 +71,6 @@ from trialkit.services.pharmacy_checks import PharmacyRefused
 from trialkit.services.preparations import current_preparation
 from trialkit.services.setup import initialize
 from trialkit.services.unblinding import Unblinding, unblind
-from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, Participant, Preparation, Trial, User
 
@@ -215,8 +223,8 @@ class Box:
 
     def add_pharmacist(self, name: str, sites: list[str] | None = None) -> Actor:
         with self.tx() as s:
-            create_user(s, self.actor(ADMIN), name=name, role=Role.PHARMACIST,
-                        password=PASSWORD, sites=sites or [], custodian=False, clock=self.clock)
+            enrol(s, self.actor(ADMIN), self.clock, name, Role.PHARMACIST, sites=sites,
+                  password=PASSWORD)
         with self.tx() as s:
             self.added[name] = login(s, name, PASSWORD, clock=self.clock)
         return self.added[name]
@@ -415,18 +423,20 @@ def test_a_wrong_checker_password_records_nothing_but_the_failed_sign_in(
     assert "TWH-001" in [e.participant_id for e in box.queue()]
 
 
-def test_wrong_checker_passwords_lock_the_checker_as_wrong_sign_ins_do(box: Box) -> None:
-    for _ in range(MAX_FAILURES):
+def test_wrong_checker_passwords_slow_the_checker_as_wrong_sign_ins_do(box: Box) -> None:
+    for _ in range(FREE_FAILURES + 1):
         box.refused(AuthenticationFailed, lambda: box.dispense(
             "TWH-001", lots=LOTS["KET"], checked_by="pia", checker_password="guess"))
-    # now even the right password does not sign: pia's account is locked, as after
-    # MAX_FAILURES wrong sign-ins
+    # now even the right password waits a second, as after as many wrong sign-ins
     err = box.refused(AuthenticationFailed, lambda: box.prepare("TWH-001"))
-    assert "the check by pia is not signed" in err.message and "locked" in err.message
+    assert "the check by pia is not signed" in err.message and "wait 1 s" in err.message
     with box.tx() as s:
         with pytest.raises(AccountLocked):
             login(s, "pia", PASSWORD, clock=box.clock)
     assert box.preparation("TWH-001") is None
+    box.clock.advance(seconds=1)  # never locked out: after the wait the right one works
+    with box.tx() as s:
+        assert login(s, "pia", PASSWORD, clock=box.clock).name == "pia"
 
 
 def test_the_check_needs_the_checkers_password(box: Box) -> None:

@@ -17,7 +17,7 @@ import pytest
 from pypdf import PdfReader
 
 from tests.builders import baseline_days, eligible_answers
-from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, sign_in
+from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, enrol, sign_in
 from tests.db.test_allocation import Box, World, build_world, window
 from tests.db.test_diary import HEADER, dispensed, enrolled, refused
 from trialkit.domain.diary import DiaryDay
@@ -35,7 +35,6 @@ from trialkit.services.outcomes import outcomes
 from trialkit.services.pharmacy import dispense_queue, print_labels
 from trialkit.services.setup import initialize
 from trialkit.services.trial import stored_protocol
-from trialkit.services.users import create_user
 from trialkit.store.db import make_engine, transaction
 
 
@@ -48,9 +47,8 @@ def trial(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with build_world(request.param, tmp_path_factory.mktemp("tz"), per_stratum=3) as w:
         with transaction(w.engine) as s:  # a second pharmacist checks each preparation
-            create_user(s, w.actors[ADMIN], name="pia", role=Role.PHARMACIST,
-                        password=PASSWORD, sites=[], custodian=False,
-                        clock=SteppingClock(w.at))
+            enrol(s, w.actors[ADMIN], SteppingClock(w.at), "pia", Role.PHARMACIST,
+                  password=PASSWORD)
         yield w
 
 
@@ -212,8 +210,7 @@ def test_the_lock_is_shown_in_toronto_time(box: Box) -> None:
 
 def investigator(box: Box) -> Actor:
     with box.tx() as s:
-        create_user(s, box.actor(ADMIN), name="ivy", role=Role.INVESTIGATOR,
-                    password=PASSWORD, sites=[], custodian=False, clock=box.clock)
+        enrol(s, box.actor(ADMIN), box.clock, "ivy", Role.INVESTIGATOR, password=PASSWORD)
     with box.tx() as s:
         return login(s, "ivy", PASSWORD, clock=box.clock)
 
@@ -231,8 +228,7 @@ def test_a_trial_stored_without_time_zones_keeps_running_on_utc(tmp_path: Path) 
         admin = sign_in(engine, ADMIN, clock)
         with transaction(engine) as s:
             assert [st.timezone for st in stored_protocol(s).sites] == ["UTC", "UTC"]
-            create_user(s, admin, name="cora", role=Role.COORDINATOR, password=PASSWORD,
-                        sites=["TWH"], custodian=False, clock=clock)
+            enrol(s, admin, clock, "cora", Role.COORDINATOR, sites=["TWH"], password=PASSWORD)
         cora = sign_in(engine, "cora", clock)
         with transaction(engine) as s:
             pid = screen(s, cora, site="TWH", age=40, sex="F", weight_kg=70.0,

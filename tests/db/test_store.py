@@ -21,7 +21,7 @@ from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services import setup
-from trialkit.services.auth import MAX_FAILURES
+from trialkit.services.auth import FREE_FAILURES
 from trialkit.services.setup import initialize
 from trialkit.store import schema
 from trialkit.store.db import make_engine, normalize_url, read_only, transaction
@@ -104,14 +104,16 @@ def test_an_audit_trail_written_with_a_non_utc_clock_still_verifies(db_url: str)
 def test_a_lockout_recorded_with_a_non_utc_clock_still_verifies(
     engine: Engine, clock: SteppingClock
 ) -> None:
-    """The lockout time goes into the audited user state; it must compare equal after it
-    has been stored and read back as UTC."""
+    """The time the next attempt waits for goes into the audited user state; it must compare
+    equal after it has been stored and read back as UTC."""
     add_user(engine, sign_in(engine, ADMIN, clock), clock, "mark", Role.MONITOR)
     local = FixedClock(clock.now().astimezone(KOLKATA) + timedelta(minutes=1))
-    for _ in range(MAX_FAILURES):
+    for _ in range(FREE_FAILURES + 1):
         with pytest.raises(Refused):
             sign_in(engine, "mark", local, password="not-the-password")  # type: ignore[arg-type]
-    assert audit_actions(engine)[-1] == "login.lock"
+    assert audit_actions(engine)[-1] == "login.fail"
+    with read_only(engine) as s:
+        assert s.exec(select(User).where(User.name == "mark")).one().locked_until is not None
     report = verify(engine)
     assert report.ok, report.problem
 
@@ -260,7 +262,7 @@ def test_initialize_failing_after_the_schema_is_built_leaves_no_tables(
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(setup, "create_user", crash)
+    monkeypatch.setattr(setup, "create_first_admin", crash)
     engine = make_engine(db_url, must_exist=False)
     try:
         with pytest.raises(RuntimeError, match="power cut"):

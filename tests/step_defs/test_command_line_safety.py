@@ -110,7 +110,7 @@ def no_password(world: World) -> None:
 # --- Rule: the demo never costs anyone a trial -----------------------------------------------
 
 # What README tells every trainee: the one password of every demo user.
-DEMO_PASSWORD = "kethead-demo"
+DEMO_PASSWORD = "orchard-violin-demo"
 
 
 def trial_state(world: World) -> State:

@@ -324,38 +324,26 @@ def each_attempt_refused(world: TrialWorld, message: str) -> None:
         assert err.exit_code == 1
 
 
-@then(parsers.parse("she is told her account is locked for {minutes:d} minutes"))
-def told_account_locked(world: TrialWorld, minutes: int) -> None:
-    [err] = world.attempts
-    assert isinstance(err, AccountLocked), err
-    assert f"locked for {minutes} minutes" in err.message
-
-
-@then(parsers.parse('"{name}" cannot sign in even with her right password'))
-def right_password_refused(world: TrialWorld, name: str) -> None:
+@then(parsers.parse('"{name}" is told to wait {seconds:d} s even with her right password'))
+def right_password_must_wait(world: TrialWorld, name: str, seconds: int) -> None:
     outcome = attempt_sign_in(world, name, PASSWORD)
     assert isinstance(outcome, AccountLocked), outcome
-    assert "locked" in outcome.message
+    assert outcome.message == (
+        f"too many wrong passwords for {name!r}: wait {seconds} s and try again"
+    )
 
 
-@then(parsers.parse('the admin sees the account of "{name}" as locked'))
-def admin_sees_locked(world: TrialWorld, name: str) -> None:
+@then(parsers.parse('the admin sees the account of "{name}" as waiting'))
+def admin_sees_waiting(world: TrialWorld, name: str) -> None:
     with read_only(world.engine) as s:
         users = list_users(s, world.signed_in_admin(), clock=world.clock)
         [view] = [u for u in users if u.name == name]
     assert view.locked and not view.disabled
 
 
-@then(parsers.parse('the audit trail shows the account of "{name}" was locked'))
-def audit_shows_lock(world: TrialWorld, name: str) -> None:
-    [entry] = audit_entries(world, action="login.lock")
-    assert entry.entity_id == name
-    assert entry.reason == "wrong password (5 in a row)"
-
-
-@when(parsers.parse("{minutes:d} minutes have passed"))
-def minutes_pass(world: TrialWorld, minutes: int) -> None:
-    world.clock.advance(minutes=minutes)
+@when(parsers.parse("{seconds:d} second has passed"))
+def seconds_pass(world: TrialWorld, seconds: int) -> None:
+    world.clock.advance(seconds=seconds)
 
 
 @then(parsers.parse('"{name}" can sign in with her right password again'))

@@ -1,4 +1,5 @@
-"""Signing in from the first screen: the service's words for refusals, lockout after five."""
+"""Signing in from the first screen: the service's words for refusals, the wait after wrong
+passwords, and a new user's first sign-in with their enrolment code."""
 
 from __future__ import annotations
 
@@ -60,20 +61,61 @@ async def test_unknown_user_gets_the_same_message(engine: Engine, clock: Steppin
         assert "wrong user name or password" in screen_text(app)
 
 
-async def test_fifth_wrong_password_shows_the_lockout(engine: Engine, clock: SteppingClock) -> None:
+async def test_wrong_passwords_in_a_row_make_her_wait_and_say_so(
+    engine: Engine, clock: SteppingClock
+) -> None:
     app = app_for(engine, clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await sign_in(pilot, password="wrong-1")
-        for attempt in range(2, 6):
+        for attempt in range(2, 5):
             await submit_password(pilot, f"wrong-{attempt}")
-        assert isinstance(app.screen, LoginScreen)
-        text = screen_text(app)
-        assert "locked" in text
-        assert "wrong user name or password" not in text
-        # Locked means locked: even the right password is refused now.
+        # After four wrong passwords the next attempt waits a second, the right one too.
         await submit_password(pilot, PASSWORD)
         assert isinstance(app.screen, LoginScreen)
-        assert "locked" in screen_text(app)
+        text = screen_text(app)
+        assert "too many wrong passwords" in text and "wait 1 s" in text
+        clock.advance(seconds=1)
+        await submit_password(pilot, PASSWORD)
+        assert isinstance(app.screen, HomeScreen)
+
+
+async def test_first_sign_in_with_the_enrolment_code_sets_her_own_password(
+    engine: Engine, clock: SteppingClock
+) -> None:
+    from trialkit.domain.roles import Role
+    from trialkit.services.auth import login
+    from trialkit.services.users import create_user
+    from trialkit.store.db import transaction
+
+    with transaction(engine) as s:
+        admin = login(s, "alice", PASSWORD, clock=clock)
+        code = create_user(s, admin, name="cora", role=Role.COORDINATOR, sites=["TWH"],
+                           custodian=False, clock=clock).enrolment_code
+    chosen = "my-own-chosen-passphrase"
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await settle(pilot)
+        assert "F2" in screen_text(app)
+        await pilot.press("f2")
+        await settle(pilot)
+        assert "First sign-in" in screen_text(app)
+        fields = {"#activate-name": "cora", "#activate-code": code,
+                  "#activate-password": chosen, "#activate-again": "not the same"}
+        for selector, value in fields.items():
+            app.screen.query_one(selector, Input).value = value
+        app.screen.query_one("#activate-again", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "The two passwords differ" in screen_text(app)
+        app.screen.query_one("#activate-password", Input).value = chosen
+        app.screen.query_one("#activate-again", Input).value = chosen
+        app.screen.query_one("#activate-again", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen)
+        assert app.actor is not None and app.actor.name == "cora"
+    with transaction(engine) as s:
+        assert login(s, "cora", chosen, clock=clock).name == "cora"
 
 
 async def test_blank_name_is_not_sent_to_the_database(

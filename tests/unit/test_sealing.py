@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trialkit.domain import sealing
+from trialkit.domain import key_wrap, sealing
 from trialkit.domain.errors import AuthenticationFailed, IntegrityFailure, InvalidInput
 from trialkit.domain.manifests import (
     Manifest,
@@ -36,7 +36,6 @@ from trialkit.domain.sealing import (
     new_envelope_salt,
     open_envelope,
     parse_envelope_plaintext,
-    rewrap_private_key,
     seal_envelope,
     unwrap_data_key,
     unwrap_private_key,
@@ -72,15 +71,12 @@ def test_wrong_password_cannot_unwrap_the_custodian_key(custodian: CustodianKeys
         unwrap_private_key(custodian, "Correct horse battery staple")
 
 
-def test_rewrap_keeps_the_key_pair_and_retires_the_old_password(custodian: CustodianKeys) -> None:
-    rewrapped = rewrap_private_key(custodian, "correct horse battery staple", "new passphrase")
-    assert rewrapped.public_key == custodian.public_key
-    assert json.loads(rewrapped.kdf)["salt"] != json.loads(custodian.kdf)["salt"]
-    assert unwrap_private_key(rewrapped, "new passphrase").private_bytes_raw() == (
-        unwrap_private_key(custodian, "correct horse battery staple").private_bytes_raw()
+def test_the_password_is_normalised_the_same_way_as_at_sign_in() -> None:
+    """NFKC: a decomposed accent and full-width digits unlock what the composed form wrapped."""
+    keys = new_custodian_keys("caf\u00e9 \uff11\uff12 horse")
+    assert unwrap_private_key(keys, "cafe\u0301 12 horse").public_key().public_bytes_raw() == (
+        keys.public_key
     )
-    with pytest.raises(AuthenticationFailed):
-        unwrap_private_key(rewrapped, "correct horse battery staple")
 
 
 def test_swapping_in_another_public_key_fails(custodian: CustodianKeys) -> None:
@@ -96,8 +92,8 @@ def test_scrypt_is_used_where_argon2_is_missing(monkeypatch: pytest.MonkeyPatch)
         def argon2_supported(self) -> bool:
             return False
 
-    monkeypatch.setattr(sealing, "_openssl", NoArgon2())
-    monkeypatch.setattr(sealing, "SCRYPT_PARAMS", {"alg": "scrypt", "n": 2**10, "r": 8, "p": 1})
+    monkeypatch.setattr(key_wrap, "_openssl", NoArgon2())
+    monkeypatch.setattr(key_wrap, "SCRYPT_PARAMS", {"alg": "scrypt", "n": 2**10, "r": 8, "p": 1})
     keys = new_custodian_keys("pw")
     assert json.loads(keys.kdf)["alg"] == "scrypt"
     assert unwrap_private_key(keys, "pw").public_key().public_bytes_raw() == keys.public_key

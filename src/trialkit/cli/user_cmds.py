@@ -1,12 +1,37 @@
-"""``trialkit user add|list|disable|enable|passwd``."""
+"""``trialkit user add|activate|list|disable|enable|passwd``."""
 
-from typing import Annotated
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trialkit.cli.context import ask_new_password, ask_secret, cli
+from trialkit.cli.context import Cli, ask_new_password, ask_secret, cli
+
+if TYPE_CHECKING:
+    from trialkit.services.users import NewAccount
 
 app = typer.Typer(help="Manage users (admin).", no_args_is_help=True)
+
+
+def _show_code(c: Cli, account: NewAccount, done: str) -> None:
+    """The one-time code, shown here once: handed to its owner out of band."""
+    until = account.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    c.emit(
+        {
+            "user": account.name,
+            "role": account.role,
+            "sites": list(account.sites),
+            "custodian": account.custodian,
+            "enrolment_code": account.enrolment_code,
+            "expires_at": account.expires_at.isoformat(),
+        },
+        f"{done}\n"
+        f"One-time enrolment code for {account.name}: {account.enrolment_code}\n"
+        f"Give it to {account.name} in person or by phone (valid until {until}, once); "
+        f"they set their own password with `trialkit user activate {account.name}`. "
+        "It is not shown again.",
+    )
 
 
 @app.command("add")
@@ -21,36 +46,52 @@ def add(
         bool, typer.Option("--custodian", help="Make an investigator an unblinding custodian")
     ] = False,
 ) -> None:
-    """Add a user; the password comes from TRIALKIT_NEW_PASSWORD or a prompt."""
+    """Add a user and print their one-time enrolment code (--json: enrolment_code); they
+    set their own password with `trialkit user activate`."""
     from trialkit.domain.roles import parse_role
     from trialkit.services.users import create_user
 
     c = cli(ctx)
     parsed = parse_role(role)
     actor = c.actor()
-    password = ask_new_password(f"New password for {name}: ")
     with c.write() as s:
-        user = create_user(
+        account = create_user(
             s,
             actor,
             name=name,
             role=parsed,
-            password=password,
             sites=list(site or []),
             custodian=custodian,
             clock=c.clock(),
         )
-        custodian_now = user.custodian
-    extra = " (unblinding custodian)" if custodian_now else ""
-    sites = f" at {', '.join(sorted({x.upper() for x in site or []}))}" if site else ""
+    extra = " (unblinding custodian once approved)" if account.custodian else ""
+    sites = f" at {', '.join(account.sites)}" if account.sites else ""
+    _show_code(c, account, f"Added {parsed.value} {name}{sites}{extra}")
+
+
+@app.command("activate")
+def activate(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Your sign-in name")],
+) -> None:
+    """First sign-in: your enrolment code (TRIALKIT_ENROLMENT_CODE or a prompt) and the
+    password you choose (TRIALKIT_NEW_PASSWORD or a prompt). Makes your own keys."""
+    from trialkit.services.users import activate_user
+
+    c = cli(ctx)
+    code = ask_secret(f"Enrolment code for {name}: ", "TRIALKIT_ENROLMENT_CODE")
+    password = ask_new_password(f"Choose your password, {name}: ")
+    with c.write() as s:
+        done = activate_user(s, name=name, code=code, new_password=password, clock=c.clock())
+    lines = [f"Activated {name}: sign in with your new password.",
+             f"Your signing key: {done.signing_key}"]
+    if done.custodian_key:
+        lines.append(f"Your custodian key: {done.custodian_key} (read it out to whoever "
+                     "approves you with `trialkit custodian approve`)")
     c.emit(
-        {
-            "user": name,
-            "role": parsed.value,
-            "sites": sorted({x.upper() for x in site or []}),
-            "custodian": custodian_now,
-        },
-        f"Added {parsed.value} {name}{sites}{extra}",
+        {"user": name, "activated": True, "signing_key": done.signing_key,
+         "custodian_key": done.custodian_key},
+        "\n".join(lines),
     )
 
 
@@ -67,13 +108,11 @@ def list_(ctx: typer.Context) -> None:
     def text() -> str:
         lines = [f"{'name':<16} {'role':<13} {'sites':<10} state"]
         for u in users:
-            state = "disabled" if u.disabled else "locked" if u.locked else "active"
-            if u.custodian:
-                state += ", custodian"
+            state = "disabled" if u.disabled else "waiting" if u.locked else u.state
             lines.append(f"{u.name:<16} {u.role:<13} {','.join(u.sites) or '-':<10} {state}")
         return "\n".join(lines)
 
-    c.emit([u.__dict__ for u in users], text)
+    c.emit([u.__dict__ | {"state": u.state} for u in users], text)
 
 
 def _set_disabled(ctx: typer.Context, name: str, reason: str | None, disabled: bool) -> None:
@@ -104,21 +143,30 @@ def enable(ctx: typer.Context, name: str, reason: Reason = None) -> None:
 @app.command("passwd")
 def passwd(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(help="Another user (admin reset)")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Another user: an admin issues them a new enrolment code")
+    ] = None,
 ) -> None:
-    """Change your password (TRIALKIT_PASSWORD is the current one, TRIALKIT_NEW_PASSWORD the
-    new one), or as admin reset another user's."""
-    from trialkit.services.users import change_password
+    """Change your own password (TRIALKIT_PASSWORD is the current one, TRIALKIT_NEW_PASSWORD
+    the new one): new key pairs are made and your list keys re-wrapped. As admin with a NAME:
+    a new one-time enrolment code for someone who forgot theirs (never for a custodian)."""
+    from trialkit.services.users import change_password, reissue_enrolment
 
     c = cli(ctx)
     actor = c.actor()
-    target = name or actor.name
-    current = (
-        ask_secret("Current password: ", "TRIALKIT_PASSWORD") if target == actor.name else None
-    )
+    if name is not None and name != actor.name:
+        with c.write() as s:
+            account = reissue_enrolment(s, actor, name=name, clock=c.clock())
+        _show_code(c, account, f"{name} must activate their account again")
+        return
+    current = ask_secret("Current password: ", "TRIALKIT_PASSWORD")
     new = ask_new_password()
     with c.write() as s:
-        change_password(
-            s, actor, name=target, new_password=new, current_password=current, clock=c.clock()
+        rewrapped = change_password(
+            s, actor, current_password=current, new_password=new, clock=c.clock()
         )
-    c.emit({"user": target, "password_changed": True}, f"Password changed for {target}")
+    extra = f"; new keys made, {rewrapped} list keys re-wrapped" if actor.custodian else ""
+    c.emit(
+        {"user": actor.name, "password_changed": True, "lists_rewrapped": rewrapped},
+        f"Password changed for {actor.name}{extra}",
+    )

@@ -13,8 +13,7 @@ every log line must be useless for guessing an arm, so:
 - the data key is wrapped to each unblinded custodian's X25519 public key
   with HPKE (RFC 9180: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM);
 - a custodian's private key is stored only encrypted (AES-256-GCM) under a
-  key derived from the custodian's password with Argon2id (Scrypt where the
-  OpenSSL build lacks Argon2);
+  key derived from the custodian's password (``key_wrap.py``);
 - each envelope has a *commitment*, SHA-256 of its plaintext. The 16-byte
   random salt in the plaintext stops anyone hashing both candidate arms to
   match a commitment. The commitments' Merkle root, with the list identity
@@ -25,37 +24,32 @@ every log line must be useless for guessing an arm, so:
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 import struct
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.backends.openssl.backend import backend as _openssl
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from trialkit.domain.errors import AuthenticationFailed, IntegrityFailure, InvalidInput
+from trialkit.domain.key_wrap import (
+    KEY_LEN,
+    NONCE_LEN,
+    SALT_LEN,
+    WrappedKey,
+    unwrap_private_bytes,
+    wrap_private_bytes,
+)
 
-KEY_LEN = 32
-NONCE_LEN = 12
 TAG_LEN = 16
-SALT_LEN = 16
-
-# Argon2id at the OWASP minimum (19 MiB, 2 passes, 1 lane); Scrypt fallback per OWASP too.
-ARGON2ID_PARAMS: dict[str, Any] = {"alg": "argon2id", "m": 19456, "t": 2, "p": 1}
-SCRYPT_PARAMS: dict[str, Any] = {"alg": "scrypt", "n": 2**17, "r": 8, "p": 1}
 
 _CUSTODIAN_AD = b"trialkit custodian key v1\x00"
 _ENVELOPE_AD = b"trialkit envelope v1\x00"
@@ -81,92 +75,31 @@ ENVELOPE_CIPHERTEXT_LEN = NONCE_LEN + ENVELOPE_PLAINTEXT_LEN + TAG_LEN
 
 # --- custodian keys -------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class CustodianKeys:
-    """A custodian's X25519 key pair as stored: public key raw, private key password-wrapped.
-
-    ``wrapped_private_key`` is ``nonce || AES-256-GCM(raw private key)``; ``kdf`` is
-    canonical JSON naming the KDF, its parameters and the base64 salt.
-    """
-
-    public_key: bytes
-    wrapped_private_key: bytes
-    kdf: str
-
-
-def _password_bytes(password: str) -> bytes:
-    # NFC so the same password typed on different keyboards derives the same key.
-    return unicodedata.normalize("NFC", password).encode("utf-8")
-
-
-def _new_kdf_params() -> dict[str, Any]:
-    params = ARGON2ID_PARAMS if _openssl.argon2_supported() else SCRYPT_PARAMS
-    return {**params, "salt": base64.b64encode(os.urandom(SALT_LEN)).decode("ascii")}
-
-
-def _derive_wrapping_key(password: str, kdf: str) -> bytes:
-    try:
-        params = json.loads(kdf)
-        salt = base64.b64decode(params["salt"], validate=True)
-        if params["alg"] == "argon2id":
-            return Argon2id(
-                salt=salt,
-                length=KEY_LEN,
-                iterations=int(params["t"]),
-                lanes=int(params["p"]),
-                memory_cost=int(params["m"]),
-            ).derive(_password_bytes(password))
-        if params["alg"] == "scrypt":
-            return Scrypt(
-                salt=salt,
-                length=KEY_LEN,
-                n=int(params["n"]),
-                r=int(params["r"]),
-                p=int(params["p"]),
-            ).derive(_password_bytes(password))
-    except (ValueError, KeyError, TypeError) as err:
-        raise IntegrityFailure("the custodian key's KDF parameters are malformed") from err
-    raise IntegrityFailure(f"unknown KDF {params['alg']!r} for the custodian key")
-
-
-def _wrap_private_key(private_key: X25519PrivateKey, password: str) -> CustodianKeys:
-    if not password:
-        raise InvalidInput("a custodian password must not be empty")
-    public_raw = private_key.public_key().public_bytes_raw()
-    kdf = json.dumps(_new_kdf_params(), sort_keys=True, separators=(",", ":"))
-    nonce = os.urandom(NONCE_LEN)
-    sealed = AESGCM(_derive_wrapping_key(password, kdf)).encrypt(
-        nonce, private_key.private_bytes_raw(), _CUSTODIAN_AD + public_raw
-    )
-    return CustodianKeys(public_key=public_raw, wrapped_private_key=nonce + sealed, kdf=kdf)
+# A custodian's X25519 key pair as stored: public key raw, private key password-wrapped.
+CustodianKeys = WrappedKey
 
 
 def new_custodian_keys(password: str) -> CustodianKeys:
     """A fresh X25519 key pair whose private half is wrapped under ``password``."""
-    return _wrap_private_key(X25519PrivateKey.generate(), password)
+    private_key = X25519PrivateKey.generate()
+    return wrap_private_bytes(
+        private_key.private_bytes_raw(),
+        private_key.public_key().public_bytes_raw(),
+        password,
+        _CUSTODIAN_AD,
+    )
 
 
 def unwrap_private_key(keys: CustodianKeys, password: str) -> X25519PrivateKey:
     """The custodian's private key; :class:`AuthenticationFailed` if the password is wrong."""
-    wrapping_key = _derive_wrapping_key(password, keys.kdf)
-    nonce, sealed = keys.wrapped_private_key[:NONCE_LEN], keys.wrapped_private_key[NONCE_LEN:]
     try:
-        raw = AESGCM(wrapping_key).decrypt(nonce, sealed, _CUSTODIAN_AD + keys.public_key)
-    except InvalidTag as err:
-        # The tag also covers the public key, so a tampered record lands here too.
+        raw = unwrap_private_bytes(keys, password, _CUSTODIAN_AD)
+    except AuthenticationFailed as err:
         raise AuthenticationFailed("wrong password for the custodian key") from err
-    except ValueError as err:
-        raise IntegrityFailure("the wrapped custodian key is malformed") from err
     private_key = X25519PrivateKey.from_private_bytes(raw)
     if private_key.public_key().public_bytes_raw() != keys.public_key:
         raise IntegrityFailure("the custodian's private key does not match its public key")
     return private_key
-
-
-def rewrap_private_key(keys: CustodianKeys, old_password: str, new_password: str) -> CustodianKeys:
-    """The same key pair wrapped under ``new_password`` with a fresh salt (password change)."""
-    return _wrap_private_key(unwrap_private_key(keys, old_password), new_password)
 
 
 # --- envelopes ------------------------------------------------------------------------------
@@ -339,6 +272,11 @@ def open_envelope(
         raise IntegrityFailure(
             f"envelope {seq} of list {list_id} (stratum {stratum!r}) fails its integrity check"
         ) from err
+
+
+def key_info(list_id: str) -> bytes:
+    """HPKE ``info`` binding a wrapped data key to its list."""
+    return f"trialkit list data key {list_id}".encode()
 
 
 def wrap_data_key(data_key: bytes, recipient_public_key: bytes, info: bytes) -> bytes:

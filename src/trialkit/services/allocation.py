@@ -36,6 +36,7 @@ from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission, Role
 from trialkit.domain.sealed_blob import seal_blob
 from trialkit.domain.sealing import (
+    key_info,
     new_data_key,
     seal_envelopes,
     wrap_data_key,
@@ -50,11 +51,6 @@ from trialkit.store.models import AllocationList, Envelope, Stratum, User
 
 MAX_PER_STRATUM = 100_000
 Progress = Callable[[int, int], None]
-
-
-def key_info(list_id: str) -> bytes:
-    """HPKE ``info`` binding a wrapped data key to its list."""
-    return f"trialkit list data key {list_id}".encode()
 
 
 def list_snapshot(lst: AllocationList | Mapping[str, Any]) -> dict[str, Any]:

@@ -1,26 +1,35 @@
-"""Signing in: constant-time password checks, lockout after repeated failures.
+"""Signing in: constant-time password checks, and throttling instead of a lockout.
+
+Wrong passwords slow further attempts on the same name (a growing delay, capped at a
+minute) but never lock an account: a lockout would let anyone who knows the custodians'
+names deny emergency unblinding. A name that is no account is counted and delayed exactly
+like one that is, and a disabled account says so only after its password was right.
 
 A refused sign-in is still recorded (failure count, audit event): those errors carry
 ``keep_record`` so the transaction keeps them."""
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, select
 
 from trialkit.domain.clock import Clock
-from trialkit.domain.errors import AccountLocked, AuthenticationFailed
+from trialkit.domain.credentials import new_signing_keys, unwrap_signing_key
+from trialkit.domain.errors import AccountLocked, AuthenticationFailed, PermissionDenied
+from trialkit.domain.key_wrap import WrappedKey
 from trialkit.domain.passwords import verify_password
 from trialkit.domain.roles import Role
 from trialkit.services import audit
 from trialkit.services.actor import Actor
-from trialkit.services.trial import trial_time
 from trialkit.services.users import user_sites, user_snapshot
-from trialkit.store.models import User
+from trialkit.store.models import SignInThrottle, User
 
-MAX_FAILURES = 5
-LOCKOUT = timedelta(minutes=15)
+FREE_FAILURES = 3  # mistypes before any delay
+MAX_DELAY = timedelta(seconds=60)
+WRONG = "wrong user name or password"
 
 
 class SignInRefused(AuthenticationFailed):
@@ -29,6 +38,14 @@ class SignInRefused(AuthenticationFailed):
 
 class SignInLocked(AccountLocked):
     keep_record = True
+
+
+def delay_after(failures: int) -> timedelta:
+    """How long the next attempt waits after ``failures`` wrong passwords in a row: nothing
+    for the first few, then 1 s doubling each time, at most a minute."""
+    if failures <= FREE_FAILURES:
+        return timedelta(0)
+    return min(MAX_DELAY, timedelta(seconds=2 ** min(failures - FREE_FAILURES - 1, 16)))
 
 
 def actor_for(session: Session, user: User) -> Actor:
@@ -43,59 +60,54 @@ def actor_for(session: Session, user: User) -> Actor:
 
 
 def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
-    """Check a user name and password; after 5 failures in a row the account is locked for
-    15 minutes. The message never says whether the name or the password was wrong."""
+    """Check a user name and password. The message never says whether the name or the
+    password was wrong; the delay after wrong passwords is the same for any name."""
     now = clock.now()
     user = session.exec(select(User).where(User.name == name)).first()
+    counter: User | SignInThrottle
+    if user is not None:
+        counter = user
+    else:
+        key = name[:64]
+        counter = session.get(SignInThrottle, key) or SignInThrottle(name=key, failed_logins=0)
+    actor = actor_for(session, user) if user is not None else None
+    if counter.locked_until is not None and now < counter.locked_until:
+        wait = math.ceil((counter.locked_until - now).total_seconds())
+        _record(session, actor, name, "login.refused", "waiting after wrong passwords", clock)
+        raise SignInLocked(
+            f"too many wrong passwords for {name!r}: wait {wait} s and try again"
+        )
     password_ok = verify_password(password, user.password_hash if user else None)
-    if user is None:
-        audit.record(
-            session,
-            None,
-            action="login.fail",
-            entity="user",
-            entity_id=name[:128],
-            user_name=name[:64] or "(blank)",
-            reason="unknown user name",
-            clock=clock,
-        )
-        raise SignInRefused("wrong user name or password")
-    actor = actor_for(session, user)
-    if user.disabled:
-        raise _refused(
-            session,
-            actor,
-            "account disabled",
-            clock,
-            f"the account {user.name!r} is disabled; ask your trial admin",
-        )
-    before = user_snapshot(session, user)
-    if user.locked_until is not None:
-        if now < user.locked_until:
-            raise _refused(session, actor, "account locked", clock, _locked_message(session, user))
-        user.locked_until, user.failed_logins = None, 0  # the lockout has run out
     if not password_ok:
-        user.failed_logins += 1
-        locks = user.failed_logins >= MAX_FAILURES
-        if locks:
-            user.locked_until = now + LOCKOUT
-        session.add(user)
+        before = user_snapshot(session, user) if user is not None else None
+        counter.failed_logins += 1
+        delay = delay_after(counter.failed_logins)
+        counter.locked_until = now + delay if delay else None
+        session.add(counter)
         session.flush()
         audit.record(
             session,
             actor,
-            action="login.lock" if locks else "login.fail",
+            action="login.fail",
             entity="user",
-            entity_id=user.name,
+            entity_id=name[:128],
+            user_name=None if actor else name[:64] or "(blank)",
             before=before,
-            after=user_snapshot(session, user),
-            reason=f"wrong password ({user.failed_logins} in a row)",
+            after=user_snapshot(session, user) if user is not None else None,
+            reason=f"wrong password ({counter.failed_logins} in a row)"
+            if user is not None
+            else f"unknown user name ({counter.failed_logins} in a row)",
             clock=clock,
         )
-        if locks:
-            raise SignInLocked(_locked_message(session, user))
-        raise SignInRefused("wrong user name or password")
-    user.failed_logins = 0
+        raise SignInRefused(WRONG)
+    assert user is not None and actor is not None
+    if user.disabled:
+        _record(session, actor, name, "login.refused", "account disabled", clock)
+        raise SignInLocked(f"the account {user.name!r} is disabled; ask your trial admin")
+    before = user_snapshot(session, user)
+    user.failed_logins, user.locked_until = 0, None
+    if user.signing_public_key is None:
+        _make_signing_key(user, password)
     session.add(user)
     session.flush()
     after = user_snapshot(session, user)
@@ -113,25 +125,42 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
     return actor
 
 
-def _refused(session: Session, actor: Actor, why: str, clock: Clock, message: str) -> SignInLocked:
-    """Record a sign-in refused for the account's state; the caller raises what it returns."""
+def _make_signing_key(user: User, password: str) -> None:
+    """An account from before signing keys gets its own at its first sign-in."""
+    keys = new_signing_keys(password)
+    user.signing_public_key, user.wrapped_signing_key, user.signing_kdf = (
+        keys.public_key,
+        keys.wrapped_private_key,
+        keys.kdf,
+    )
+
+
+def unlock_signing_key(session: Session, actor: Actor, password: str) -> Ed25519PrivateKey:
+    """The actor's own Ed25519 signing key, unlocked with their password (which sign-in has
+    just checked). Only its owner can sign as them."""
+    user = session.get(User, actor.user_id)
+    if (
+        user is None
+        or user.signing_public_key is None
+        or user.wrapped_signing_key is None
+        or user.signing_kdf is None
+    ):
+        raise PermissionDenied(f"{actor.name} has no signing key yet: activate the account")
+    keys = WrappedKey(user.signing_public_key, user.wrapped_signing_key, user.signing_kdf)
+    return unwrap_signing_key(keys, password)
+
+
+def _record(
+    session: Session, actor: Actor | None, name: str, action: str, why: str, clock: Clock
+) -> None:
+    """Record a sign-in refused before or after its password was checked."""
     audit.record(
         session,
         actor,
-        action="login.refused",
+        action=action,
         entity="user",
-        entity_id=actor.name,
+        entity_id=name[:128],
+        user_name=None if actor else name[:64] or "(blank)",
         reason=why,
         clock=clock,
-    )
-    return SignInLocked(message)
-
-
-def _locked_message(session: Session, user: User) -> str:
-    assert user.locked_until is not None
-    until = trial_time(session).show_time(user.locked_until)
-    minutes = int(LOCKOUT.total_seconds() // 60)
-    return (
-        f"the account {user.name!r} is locked for {minutes} minutes after {MAX_FAILURES} "
-        f"wrong passwords; try again after {until} or ask your trial admin"
     )

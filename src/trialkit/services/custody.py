@@ -12,13 +12,13 @@ from trialkit.domain.clock import Clock
 from trialkit.domain.errors import PermissionDenied, Refused
 from trialkit.domain.sealing import (
     CustodianKeys,
+    key_info,
     unwrap_data_key,
     unwrap_private_key,
     wrap_data_key,
 )
 from trialkit.services import audit
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import key_info
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.users import find_user
 from trialkit.store.models import ListKeyGrant, User

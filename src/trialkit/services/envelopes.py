@@ -20,13 +20,13 @@ from trialkit.domain.sealed_blob import open_blob, seal_blob
 from trialkit.domain.sealing import (
     ARM_CODE_WIDTH,
     commitment,
+    key_info,
     open_envelope,
     parse_envelope_plaintext,
     unwrap_data_key,
 )
 from trialkit.services import audit
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import key_info
 from trialkit.services.custody import custodian_private_key
 from trialkit.services.list_integrity import check_list
 from trialkit.services.pharmacy_checks import LOT_MAX

@@ -168,7 +168,7 @@ def _checker(session: Session, actor: Actor, name: str, p: Participant) -> User:
 
 def sign_check(session: Session, checker: User, password: str, *, clock: Clock) -> None:
     """The checker signs the check: their password is verified exactly as a sign-in is (the
-    sign-in service: a wrong password counts towards their lockout and is audited). Call it
+    sign-in service: a wrong password counts towards their sign-in delay and is audited). Call it
     before anything else is written: a refusal keeps what the sign-in service recorded, and
     only that."""
     if not password:

@@ -15,10 +15,10 @@ from sqlmodel import Session, col, select
 from trialkit.domain.clock import Clock
 from trialkit.domain.errors import IntegrityFailure, InvalidInput, PermissionDenied, Refused
 from trialkit.domain.sealed_blob import open_blob
-from trialkit.domain.sealing import unwrap_data_key
+from trialkit.domain.sealing import key_info, unwrap_data_key
 from trialkit.services import audit
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import key_info, released_in
+from trialkit.services.allocation import released_in
 from trialkit.services.custody import custodian_private_key
 from trialkit.services.trial import trial_time
 from trialkit.store.models import AllocationList, ListKeyGrant, Trial

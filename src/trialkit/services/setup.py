@@ -11,10 +11,8 @@ from trialkit.domain.clock import Clock
 from trialkit.domain.errors import Refused
 from trialkit.domain.passwords import check_new_password
 from trialkit.domain.protocol import LoadedProtocol
-from trialkit.domain.roles import Role
-from trialkit.services.actor import SYSTEM
 from trialkit.services.trial import create_trial
-from trialkit.services.users import create_user, validate_name
+from trialkit.services.users import create_first_admin, validate_name
 from trialkit.store import schema
 from trialkit.store.db import read_only, use_wal
 from trialkit.store.models import Trial
@@ -33,7 +31,7 @@ def initialize(
     """Apply the migrations, store the protocol and create the first admin (``demo``: this
     is the throwaway training trial of ``trialkit demo``)."""
     validate_name(admin)
-    check_new_password(admin_password)
+    check_new_password(admin_password, context=[admin, loaded.protocol.trial.id])
     revision = schema.schema_revision(engine)
     if revision is not None:
         schema.check_current(engine)
@@ -46,16 +44,7 @@ def initialize(
             schema.upgrade_on(conn)
         session = Session(bind=conn)
         create_trial(session, loaded, training=training, clock=clock, demo=demo)
-        create_user(
-            session,
-            SYSTEM,
-            name=admin,
-            role=Role.ADMIN,
-            password=admin_password,
-            sites=[],
-            custodian=False,
-            clock=clock,
-        )
+        create_first_admin(session, name=admin, password=admin_password, clock=clock)
         session.flush()
         session.close()
 

@@ -41,6 +41,10 @@ class Trial(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_utc())
     locked_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     locked_by: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    # The recovery key's public half (X25519); its private half exists only on paper.
+    recovery_public_key: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True)
+    )
 
 
 class Site(SQLModel, table=True):
@@ -52,8 +56,14 @@ class Site(SQLModel, table=True):
 
 
 class User(SQLModel, table=True):
-    """A person who signs in. Custodians also hold an X25519 key pair whose private half
-    is stored only wrapped under a key derived from their password."""
+    """A person who signs in. An admin adds them with a one-time enrolment code (stored only
+    as its hash); at activation they choose their own password and make their own Ed25519
+    signing key, and a custodian their own X25519 key pair. Private halves are stored only
+    wrapped under a key derived from their password. A custodian receives list keys only
+    once a second person approved them (``custodian_approved_*``).
+
+    ``failed_logins`` counts wrong passwords in a row and ``locked_until`` is the earliest
+    time the next attempt is checked (sign-in throttling, not a lockout)."""
 
     __tablename__ = "app_user"
 
@@ -72,6 +82,34 @@ class User(SQLModel, table=True):
         default=None, sa_column=Column(LargeBinary, nullable=True)
     )
     key_kdf: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    activated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    enrolment_code_hash: str | None = Field(
+        default=None, sa_column=Column(String(64), nullable=True)
+    )
+    enrolment_expires_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    signing_public_key: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True)
+    )
+    wrapped_signing_key: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True)
+    )
+    signing_kdf: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    custodian_approved_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    custodian_approved_by: str | None = Field(
+        default=None, sa_column=Column(String(64), nullable=True)
+    )
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Wrong passwords typed for a name that is no account: counted and delayed exactly as
+    for an account (``app_user.failed_logins``/``locked_until``), so the delay a guesser
+    meets does not say whether a name exists."""
+
+    __tablename__ = "sign_in_throttle"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    failed_logins: int = Field(default=0)
+    locked_until: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
 
 
 class UserSite(SQLModel, table=True):
@@ -144,6 +182,8 @@ class AllocationList(SQLModel, table=True):
     signing_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(sa_column=_utc())
     created_by: str = Field(sa_column=Column(String(64), nullable=False))
+    # The data key wrapped (HPKE) to the trial's recovery key.
+    recovery_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class ListKeyGrant(SQLModel, table=True):

@@ -52,6 +52,11 @@ REFRESH = Command(
     "refresh", "Refresh", "Read what this screen shows again from the database", "f5", "refresh"
 )
 
+FIRST_SIGN_IN = Command(
+    "first-sign-in", "First sign-in", "Set your own password with your one-time enrolment code",
+    "f2", "first_sign_in", footer="First sign-in",
+)
+
 BACK = Command("back", "Back", "Close this screen and return to the one before", "escape", "back")
 
 # Home: each role's workspace.

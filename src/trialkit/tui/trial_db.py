@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
     from trialkit.services.unblinding import Unblinding
+    from trialkit.services.users import NewAccount
 
 
 class DatabaseUnavailable(TrialkitError):
@@ -133,6 +134,30 @@ class TrialDatabase:
         with _driver_errors(self.label), transaction(self.engine) as session:
             actor = login(session, name, password, clock=self.clock)
             return SignIn(actor=actor, trial=trial_info(session))
+
+    def activate(self, name: str, code: str, password: str) -> SignIn:
+        """First sign-in: the enrolment code, the password the person chooses (their own
+        keys are made under it), then an ordinary sign-in with it."""
+        from trialkit.services.users import activate_user
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            activate_user(session, name=name, code=code, new_password=password,
+                          clock=self.clock)
+        return self.sign_in(name, password)
+
+    def add_user(
+        self, actor: Actor, *, name: str, role: str, sites: list[str], custodian: bool
+    ) -> NewAccount:
+        """An admin adds a user; the one-time enrolment code comes back to be shown once."""
+        from trialkit.domain.roles import parse_role
+        from trialkit.services.users import create_user
+        from trialkit.store.db import transaction
+
+        parsed = parse_role(role)
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return create_user(session, actor, name=name, role=parsed, sites=sites,
+                               custodian=custodian, clock=self.clock)
 
     def protocol(self) -> Protocol:
         """The protocol stored with the trial (criteria, factors, consent form versions)."""

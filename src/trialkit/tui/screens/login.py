@@ -10,14 +10,19 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from trialkit.domain.errors import TrialkitError
+from trialkit.tui.commands import FIRST_SIGN_IN
 from trialkit.tui.messages import ServiceFailed, TrialLoaded
 from trialkit.tui.trial_db import TrialDatabase
+from trialkit.tui.widgets.activation_form import ActivationForm
 from trialkit.tui.widgets.sign_in_form import SignInForm
 from trialkit.tui.widgets.training_banner import TrainingBanner
 
 
 class LoginScreen(Screen[None]):
-    """Shown first and after signing out. The trial is read after the screen appears."""
+    """Shown first and after signing out. The trial is read after the screen appears.
+    A new user's first sign-in (with the enrolment code) is one key away."""
+
+    BINDINGS = [FIRST_SIGN_IN.binding()]
 
     def __init__(self, db: TrialDatabase) -> None:
         super().__init__()
@@ -29,8 +34,15 @@ class LoginScreen(Screen[None]):
         yield TrainingBanner()
         with Container(classes="centred"), Vertical(id="login-box"):
             yield Static("Reading the trial…", id="login-trial")
-            yield Static("Sign in", classes="heading")
+            yield Static("Sign in", classes="heading", id="login-heading")
             yield SignInForm(self._db, id="sign-in")
+            activation = ActivationForm(self._db, id="activate")
+            activation.display = False
+            yield activation
+            yield Static(
+                Content("First time here? Press F2 to sign in with your enrolment code."),
+                id="first-sign-in-hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -39,6 +51,20 @@ class LoginScreen(Screen[None]):
         would otherwise hold up the first paint."""
         self.query_one(SignInForm).focus_first()
         self.call_after_refresh(self._load_trial)
+
+    def action_first_sign_in(self) -> None:
+        """Switch between signing in and a first sign-in with an enrolment code."""
+        sign_in, activation = self.query_one(SignInForm), self.query_one(ActivationForm)
+        first = not activation.display
+        activation.display, sign_in.display = first, not first
+        self.query_one("#login-heading", Static).update(
+            Content("First sign-in" if first else "Sign in")
+        )
+        self.query_one("#first-sign-in-hint", Static).update(Content(
+            "Press F2 to go back to signing in with your password." if first
+            else "First time here? Press F2 to sign in with your enrolment code."
+        ))
+        (activation if first else sign_in).focus_first()
 
     @work(thread=True, exclusive=True, group="trial-info")
     def _load_trial(self) -> None:
