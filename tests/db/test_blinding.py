@@ -183,9 +183,11 @@ def forced(first: str, second: str) -> Callable[..., list[Block]]:
     """A stand-in for ``generate_blocks`` whose every block reads ``first, second``."""
 
     def generate(arm_codes: Sequence[str], ratio: Sequence[int], block_sizes: Sequence[int],
-                 n_slots: int, rng: Any) -> list[Block]:
-        assert set(arm_codes) == {first, second}
-        return [Block(2, (first, second)) for _ in range((n_slots + 1) // 2)]
+                 n_slots: int, rng: Any, *weights: Any) -> list[Block]:
+        # The design draws arm indices in the protocol's arm order.
+        index = dict(zip(ARMS, arm_codes, strict=True))
+        assert set(index) == {first, second}
+        return [Block(2, (index[first], index[second])) for _ in range((n_slots + 1) // 2)]
 
     return generate
 
@@ -208,7 +210,7 @@ class Run:
 
 def play(url: str, diary: Path, first: str, second: str,
          monkeypatch: pytest.MonkeyPatch) -> Run:
-    monkeypatch.setattr("trialkit.services.allocation.generate_blocks", forced(first, second))
+    monkeypatch.setattr("trialkit.domain.designs.generate_blocks", forced(first, second))
     shown = [invoke(url, who, on, *[str(diary) if a == DIARY else a for a in args])
              for who, on, args in SCENARIO]
     monkeypatch.undo()
@@ -474,10 +476,10 @@ def test_the_sealed_procedure_does_not_show_how_many_blocks_a_list_has(
     compositions = itertools.cycle([(4, 6), (4, 4, 4), (6, 6), (6, 4)])
 
     def blocks(arm_codes: Sequence[str], ratio: Sequence[int], block_sizes: Sequence[int],
-               n_slots: int, rng: Any) -> list[Block]:
-        return [Block(n, tuple(ARMS * (n // 2))) for n in next(compositions)]
+               n_slots: int, rng: Any, *weights: Any) -> list[Block]:
+        return [Block(n, tuple(arm_codes) * (n // 2)) for n in next(compositions)]
 
-    monkeypatch.setattr("trialkit.services.allocation.generate_blocks", blocks)
+    monkeypatch.setattr("trialkit.domain.designs.generate_blocks", blocks)
     with transaction(engine) as s:
         seal_lists(s, admin, per_stratum=10, block_sizes=None, clock=clock,
                    rng=SeededRandom(3))

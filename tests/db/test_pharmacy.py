@@ -92,7 +92,7 @@ def arm_words(shown: str) -> list[str]:
 
 
 def alternating(arm_codes: Sequence[str], ratio: Sequence[int], block_sizes: Sequence[int],
-                n_slots: int, rng: Any) -> list[Block]:
+                n_slots: int, rng: Any, *weights: Any) -> list[Block]:
     """A stand-in for ``generate_blocks``: one block reading the arms in turn."""
     return [Block(n_slots, tuple(arm_codes[i % len(arm_codes)] for i in range(n_slots)))]
 
@@ -126,7 +126,7 @@ def build_world(backend: str, folder: Path, *, training: bool = False) -> Iterat
                 add_user(engine, alice, clock, name, role, custodian=custodian)
                 actors[name] = sign_in(engine, name, clock)
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr("trialkit.services.allocation.generate_blocks", alternating)
+                mp.setattr("trialkit.domain.designs.generate_blocks", alternating)
                 with transaction(engine) as s:
                     seal_lists(s, alice, per_stratum=8, block_sizes=None, clock=clock)
             cora = actors["cora"]
