@@ -259,10 +259,13 @@ class TrialkitApp(App[None]):
         *,
         mode: str | None = None,
     ) -> AwaitMount | asyncio.Future[ResultT]:
-        """Push a screen, except over the lock screen (see above)."""
+        """Push a screen, except over the lock screen (see above). The command palette may
+        open there: while locked it offers only Quit and Sign out."""
+        from textual.command import CommandPalette
+
         from trialkit.tui.screens.lock import LockScreen
 
-        if self.locked and not isinstance(screen, LockScreen):
+        if self.locked and not isinstance(screen, LockScreen | CommandPalette):
             self.log.warning(f"not shown while the screen is locked: {screen!r}")
             if wait_for_dismiss:
                 refused: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
