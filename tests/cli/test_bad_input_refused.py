@@ -24,10 +24,12 @@ from trialkit.domain.errors import DiskFull, InvalidInput, write_failed
 TIMEOUT_S = 120
 
 
-def trialkit(folder: Path, *args: str, user: str | None = None,
+def trialkit(folder: Path, *args: str, user: str | None = None, code: str | None = None,
              ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIALKIT_")}
     env |= {"TRIALKIT_PASSWORD": PASSWORD, "TRIALKIT_NEW_PASSWORD": PASSWORD}
+    if code:
+        env["TRIALKIT_ENROLMENT_CODE"] = code
     if user:
         env["TRIALKIT_USER"] = user
     return subprocess.run([sys.executable, "-m", "trialkit", *args], cwd=folder, env=env,
@@ -154,11 +156,19 @@ def test_a_csv_value_over_128_kib_is_one_problem(trial: Path) -> None:
     assert actions(trial / "t.db") == [*before, "login"]
 
 
+def enrol(folder: Path, name: str, *options: str) -> None:
+    """Add a user as the admin and activate the account as its owner would."""
+    import json
+    added = trialkit(folder, "--db", "t.db", "--json", "user", "add", name, *options, user=ADMIN)
+    assert added.returncode == 0, added.stderr
+    code = json.loads(added.stdout)["enrolment_code"]
+    done = trialkit(folder, "--db", "t.db", "user", "activate", name, code=code)
+    assert done.returncode == 0, done.stderr
+
+
 def _ensure_cora(trial: Path) -> None:
     if not (trial / ".cora").exists():
-        added = trialkit(trial, "--db", "t.db", "user", "add", "cora", "--role", "coordinator",
-                         "--site", "TWH", user=ADMIN)
-        assert added.returncode == 0, added.stderr
+        enrol(trial, "cora", "--role", "coordinator", "--site", "TWH")
         (trial / ".cora").touch()
 
 
@@ -195,8 +205,7 @@ def test_a_full_database_disk_is_refused_as_disk_full(
     set to the file's size, as a full disk would stop it growing)."""
     shown = trialkit(tmp_path, "--db", "t.db", "init", str(KETHEAD), "--admin", ADMIN)
     assert shown.returncode == 0, shown.stderr
-    trialkit(tmp_path, "--db", "t.db", "user", "add", "phil", "--role", "pharmacist",
-             user=ADMIN)
+    enrol(tmp_path, "phil", "--role", "pharmacist")
     before = digest(tmp_path / "t.db")
     from trialkit import __main__ as entry
     from trialkit.store import db
