@@ -12,6 +12,7 @@ Feature: Setting up the KetHead trial and signing in
       And the trial keeps the fingerprint of the protocol file it was created from
       And "alice" can sign in as the trial admin
       And the audit trail shows the trial was created from "protocols/kethead.toml"
+      And the audit trail shows "alice" created the trial and her own account
       And the audit trail verifies
 
     Scenario Outline: A protocol file with a mistake is refused and nothing is created

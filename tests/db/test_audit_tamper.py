@@ -61,7 +61,7 @@ from trialkit.store.models import AuditEvent
 
 # The trail every tamper test starts from, one event per line.
 TRAIL = [
-    "trial.create",   # 1  system creates KETHEAD (records the trial state)
+    "trial.create",   # 1  alice (running init) creates KETHEAD (records the trial state)
     "user.add",       # 2  alice, admin (records alice)
     "login",          # 3  alice signs in (no state change, no state recorded)
     "user.add",       # 4  carol, coordinator at TWH, waiting for activation

@@ -241,6 +241,14 @@ def audit_shows_creation(world: TrialWorld, protocol: str) -> None:
     assert created.reason == f"created from {protocol}"
 
 
+@then(parsers.parse('the audit trail shows "{admin}" created the trial and her own account'))
+def audit_names_the_creator(world: TrialWorld, admin: str) -> None:
+    [created] = audit_entries(world, action="trial.create")
+    [account] = audit_entries(world, action="user.add")
+    assert (created.user, created.role) == (admin, "admin")
+    assert (account.user, account.entity_id) == (admin, admin)
+
+
 @then("the admin is told the input is wrong, in one line and without a traceback")
 def told_input_is_wrong(world: TrialWorld) -> None:
     result = world.last_cli()

@@ -30,5 +30,6 @@ def require(actor: Actor, permission: Permission) -> None:
         )
 
 
-# The actor for changes made while creating a trial, before any user exists.
+# The actor of the events made while creating a trial, before the first admin's account
+# exists: those events carry that admin's name (they ran init), with this actor's role.
 SYSTEM = Actor(user_id=0, name="system", role=Role.ADMIN, sites=frozenset(), custodian=False)

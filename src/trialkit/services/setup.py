@@ -43,7 +43,9 @@ def initialize(
         if revision is None:
             schema.upgrade_on(conn)
         session = Session(bind=conn)
-        create_trial(session, loaded, training=training, clock=clock, demo=demo)
+        create_trial(
+            session, loaded, training=training, clock=clock, created_by=admin, demo=demo
+        )
         create_first_admin(session, name=admin, password=admin_password, clock=clock)
         session.flush()
         session.close()

@@ -57,10 +57,17 @@ def trial_snapshot(session: Session, t: Trial) -> dict[str, Any]:
 
 
 def create_trial(
-    session: Session, loaded: LoadedProtocol, *, training: bool, clock: Clock, demo: bool = False
+    session: Session,
+    loaded: LoadedProtocol,
+    *,
+    training: bool,
+    clock: Clock,
+    created_by: str,
+    demo: bool = False,
 ) -> Trial:
     """Store the protocol (text, version, hash) and its sites. A database holds one trial.
-    ``demo`` marks the throwaway training trial of ``trialkit demo`` (a training trial)."""
+    ``created_by`` is the first admin, who runs ``init`` (the event is theirs). ``demo``
+    marks the throwaway training trial of ``trialkit demo`` (a training trial)."""
     if demo and not training:
         raise InvalidInput("only a training trial can be the demo")
     existing = session.get(Trial, 1)
@@ -94,6 +101,7 @@ def create_trial(
         after=trial_snapshot(session, trial),
         reason=f"created from {loaded.source}",
         clock=clock,
+        user_name=created_by,
     )
     return trial
 

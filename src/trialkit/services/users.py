@@ -218,9 +218,10 @@ def create_first_admin(session: Session, *, name: str, password: str, clock: Clo
     session.add(user)
     session.flush()
     after = user_snapshot(session, user)
+    # The admin running init adds their own account: the event is theirs.
     audit.record(
         session, SYSTEM, action="user.add", entity="user", entity_id=name, after=after,
-        clock=clock,
+        clock=clock, user_name=name,
     )
     return user
 
