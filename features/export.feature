@@ -39,3 +39,16 @@ Feature: Exporting the outcomes for analysis
     Given "iris" has locked the database
     When the coordinator "cora" records a day without headache for "TWH-001"
     Then "cora" is refused with a message ending "by iris: clinical data can no longer change"
+
+  Scenario: The participants' baseline covariates for the analysis
+    When "iris" exports the participants to "participants.csv"
+    Then "participants.csv" has one row for each person screened
+    And each row gives the age, sex, weight, headache type and site recorded at screening
+    And each row gives the date of each stage the participant reached
+    And nothing in "participants.csv" names a treatment arm
+
+  Scenario: Even after the lock the participants export has no arm
+    Given "iris" has locked the database
+    When "ivan" exports the participants with the arms to "participants.csv"
+    Then "ivan" is told: "the participants export is always blinded: join it on participant_id to an unblinded outcomes export for the arm"
+    And no file "participants.csv" was written

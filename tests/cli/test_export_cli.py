@@ -39,11 +39,15 @@ def flow_steps(today: str) -> list[tuple[str, str | None, list[str]]]:
         ("status admin", ADMIN, ["status"]),
         ("export outcomes", "ivan", ["export", "outcomes", "--out", "FILE/outcomes.csv"]),
         ("export diary json", "ivan", ["--json", "export", "diary", "--out", "FILE/diary.csv"]),
+        ("export participants", "ivan",
+         ["export", "participants", "--out", "FILE/participants.csv"]),
         # mistakes: exit status 2
         ("figure not svg", "ivan", ["status", "--figure", "FILE/status.png"]),
         ("export unknown", "ivan", ["export", "arms", "--out", "FILE/arms.csv"]),
         ("export to txt", "ivan", ["export", "outcomes", "--out", "FILE/o.txt"]),
         ("export to nowhere", "ivan", ["export", "outcomes", "--out", "FILE/no/o.csv"]),
+        ("participants unblinded", "ivan",
+         ["export", "participants", "--out", "FILE/pu.csv", "--unblinded"]),
         # refusals: exit status 1
         ("coordinator exports", "cora", ["export", "outcomes", "--out", "FILE/cora.csv"]),
         ("unblinded before lock", "ivan",
@@ -65,7 +69,8 @@ def flow_steps(today: str) -> list[tuple[str, str | None, list[str]]]:
     ]
 
 
-MISTAKES = {"figure not svg", "export unknown", "export to txt", "export to nowhere"}
+MISTAKES = {"figure not svg", "export unknown", "export to txt", "export to nowhere",
+            "participants unblinded"}
 REFUSALS = {"coordinator exports", "unblinded before lock", "coordinator locks", "lock again",
             "consent after lock", "diary after lock", "unblinded by a non-custodian"}
 AUDITED_REFUSALS = {"unblinded before lock": "export.refused",
@@ -141,7 +146,7 @@ def test_a_mistake_or_a_refusal_is_one_line_and_writes_nothing(flow: Flow) -> No
 def test_refusals_say_why(flow: Flow) -> None:
     expected = {
         "figure not svg": "give a file name ending in .svg",
-        "export unknown": "unknown export 'arms': choose outcomes or diary",
+        "export unknown": "unknown export 'arms': choose outcomes, diary or participants",
         "export to txt": "give a file name ending in .csv",
         "coordinator exports": "cora (coordinator) lacks the permission to export data",
         "unblinded before lock": "the unblinded export is refused: the database is not "
@@ -208,6 +213,21 @@ def test_the_blinded_exports_have_their_columns_dictionary_and_manifest(flow: Fl
     assert flow["export outcomes"].new_events == ("login", "export.outcomes")
     for name in ("outcomes.csv", "diary.csv"):
         assert not arm_words((flow.folder / name).read_text()), name
+
+
+def test_the_participants_export_has_each_screened_person_blinded(flow: Flow) -> None:
+    text = flow.out("export participants")
+    assert text.startswith("BLINDED participants export: 8 rows, 8 participants")
+    rows = flow.csv("participants.csv")
+    assert len(rows) == 8 and {"age", "sex", "weight_kg", "headache_type", "site",
+                               "screened_on", "randomized_on", "infusion_on"} <= set(rows[0])
+    assert (flow.folder / "participants.dictionary.csv").is_file()
+    assert (flow.folder / "participants.manifest.json").is_file()
+    assert not arm_words((flow.folder / "participants.csv").read_text())
+    assert flow["export participants"].new_events == ("login", "export.participants")
+    assert flow["participants unblinded"].stderr.startswith(
+        "Error: the participants export is always blinded")
+    assert not (flow.folder / "pu.csv").exists()
 
 
 def test_the_lock_is_audited_and_the_custodian_then_exports_the_arm(flow: Flow) -> None:

@@ -16,17 +16,31 @@ import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text, update
 from sqlmodel import col, select
 
 from tests.builders import PROTOCOL, eligible_answers
 from tests.conftest import BACKENDS, PASSWORD, SteppingClock
-from tests.db.test_pharmacy import ARMS, LOTS, Box, World, arm_words, build_world, window
+from tests.db.test_pharmacy import (
+    ARMS,
+    LOTS,
+    NOT_RANDOMIZED,
+    WEIGHTS,
+    WITHDRAWN,
+    Box,
+    World,
+    arm_words,
+    build_world,
+    window,
+)
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import (
     AuthenticationFailed,
@@ -34,6 +48,7 @@ from trialkit.domain.errors import (
     PermissionDenied,
     Refused,
 )
+from trialkit.domain.protocol import PARTICIPANT_FIELDS
 from trialkit.services import integrity
 from trialkit.services.diary import infuse, record_day
 from trialkit.services.diary_import import import_diary
@@ -51,7 +66,7 @@ from trialkit.services.lock import LockResult, lock_database
 from trialkit.services.pharmacy import dispense, print_labels
 from trialkit.services.unblinding import unblind
 from trialkit.store.db import transaction
-from trialkit.store.models import AuditEvent, DiaryEntry, Trial
+from trialkit.store.models import AuditEvent, DiaryEntry, Participant, Preparation, Trial
 
 INFUSED = ("TWH-001", "TWH-002", "TWH-003", "SHS-001")
 RANDOMIZED = ("SHS-001", "TWH-001", "TWH-002", "TWH-003", "TWH-004", "TWH-005")
@@ -481,7 +496,7 @@ def test_a_file_that_cannot_be_written_is_one_message_and_no_audit_event(
 
 def test_an_unknown_export_is_bad_input(box: Box, tmp_path: Path) -> None:
     err = box.refused(InvalidInput, lambda: export(box, "arms", tmp_path / "a.csv"))
-    assert err.message == "unknown export 'arms': choose outcomes or diary"
+    assert err.message == "unknown export 'arms': choose outcomes, diary or participants"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -590,3 +605,148 @@ def test_a_lock_between_exports_changes_nothing_blinded(box: Box, tmp_path: Path
     assert (tmp_path / "before.csv").read_bytes() == (tmp_path / "after.csv").read_bytes()
     assert io.StringIO((tmp_path / "after.csv").read_text()).readline().rstrip() == ",".join(
         OUTCOME_COLUMNS)
+
+
+# --- participants.csv: baseline covariates and the date of each stage ------------------------
+
+# The issue's words: age, sex, weight, the stratification factors (KetHead has one,
+# headache_type), site, and the date of each stage, one row per screened participant.
+PARTICIPANT_HEADER = (
+    "participant_id", "site", "stratum", "headache_type", "age", "sex", "weight_kg",
+    "eligible", "failed_criteria", "status", "unblinded_emergency", "screened_on",
+    "consented_on", "consent_form_version", "randomization_number", "randomized_on",
+    "dispensed_on", "planned_infusion_on", "infusion_on", "withdrawn_on", "withdrawal_reason",
+)
+TORONTO = ZoneInfo("America/Toronto")  # both KetHead sites' zone in the protocol
+
+
+def toronto_date(at: datetime | None) -> str:
+    return at.astimezone(TORONTO).date().isoformat() if at else ""
+
+
+def test_the_participants_export_has_one_row_per_screened_person_and_no_arm(
+    box: Box, tmp_path: Path
+) -> None:
+    result = export(box, "participants", tmp_path / "participants.csv")
+    rows = read_csv(tmp_path / "participants.csv")
+    assert tuple(rows[0]) == PARTICIPANT_HEADER
+    screened = sorted(WEIGHTS) + [INELIGIBLE]
+    assert sorted(r[0] for r in rows[1:]) == sorted(screened)
+    assert (result.rows, result.participants, result.blinded) == (8, 8, True)
+    shown = (tmp_path / "participants.csv").read_text()
+    assert not arm_words(shown)
+    for lot in ("K2403", "S2311"):
+        assert lot not in shown
+    [event] = box.events("export.participants")
+    assert json.loads(event.after_json or "")["participants"] == 8
+    assert not arm_words(event.after_json or "")
+
+
+def test_each_row_holds_what_was_recorded_at_each_stage(box: Box, tmp_path: Path) -> None:
+    export(box, "participants", tmp_path / "p.csv")
+    rows = {r["participant_id"]: r for r in as_dicts(tmp_path / "p.csv")}
+    stored = box.participants()
+    with box.tx() as s:
+        first_prep = {pid: min(p.prepared_at for p in s.exec(select(Preparation).where(
+            Preparation.participant_id == pid))) for pid in INFUSED}
+        raw = {p.id: p for p in s.exec(select(Participant))}
+    day0 = box.clock.now().date() - timedelta(days=FOLLOW_UP_DAYS)
+    for pid, weight in WEIGHTS.items():
+        r, p = rows[pid], raw[pid]
+        site = pid[:3]
+        level = "CM" if site == "TWH" else "CDH"  # as the world screened them
+        assert {k: r[k] for k in ("site", "stratum", "headache_type", "age", "sex",
+                                  "weight_kg", "eligible", "failed_criteria")} == {
+            "site": site, "stratum": f"{site}-{level}", "headache_type": level, "age": "40",
+            "sex": "F", "weight_kg": str(weight), "eligible": "yes", "failed_criteria": ""}
+        assert r["screened_on"] == toronto_date(p.screened_at)
+        assert (r["consented_on"], r["consent_form_version"]) == (p.consent_date, "2.0")
+        assert r["randomized_on"] == toronto_date(p.randomized_at)
+        assert r["randomization_number"] == (p.randomization_number or "")
+        assert r["status"] == stored[pid].status
+        assert r["infusion_on"] == (str(day0) if pid in INFUSED else "")
+        assert r["dispensed_on"] == toronto_date(first_prep.get(pid))
+        assert r["unblinded_emergency"] == ("yes" if pid == UNBLINDED else "no")
+    assert (rows[WITHDRAWN]["withdrawn_on"], rows[WITHDRAWN]["withdrawal_reason"]) == (
+        toronto_date(raw[WITHDRAWN].withdrawn_at), "moved away")
+    assert all(rows[pid]["withdrawn_on"] == "" for pid in WEIGHTS if pid != WITHDRAWN)
+    assert rows[NOT_RANDOMIZED]["randomized_on"] == rows[NOT_RANDOMIZED]["dispensed_on"] == ""
+
+
+def test_a_screen_failure_says_which_criteria_it_failed(box: Box, tmp_path: Path) -> None:
+    export(box, "participants", tmp_path / "p.csv")
+    failed = next(r for r in as_dicts(tmp_path / "p.csv") if r["participant_id"] == INELIGIBLE)
+    # aged 16 (the protocol's range is 18 to 75) and pregnant (exclusion E01)
+    assert (failed["eligible"], failed["failed_criteria"], failed["status"]) == (
+        "no", "I1_age;E01_pregnancy", "ineligible")
+    assert failed["consented_on"] == failed["randomized_on"] == ""
+
+
+def test_the_participants_dictionary_describes_every_column(box: Box, tmp_path: Path) -> None:
+    export(box, "participants", tmp_path / "participants.csv")
+    rows = read_csv(tmp_path / "participants.dictionary.csv")
+    described = {r[0]: r for r in rows[1:]}
+    assert tuple(described) == PARTICIPANT_HEADER
+    # a stratification factor may not take a participant field's name (protocol check)
+    assert set(PARTICIPANT_HEADER) - {"headache_type"} == PARTICIPANT_FIELDS
+    assert described["headache_type"][4] == (
+        "CM (Chronic migraine), CDH (Other chronic daily headache)")
+    assert described["weight_kg"][1:3] == ["decimal", "kg"]
+    assert described["age"][1:3] == ["integer", "years"]
+    assert all(described[c][1] == "date" for c in PARTICIPANT_HEADER if c.endswith("_on"))
+    manifest = json.loads((tmp_path / "participants.manifest.json").read_text())
+    assert (manifest["export"], manifest["blinded"], manifest["columns"]) == (
+        "participants", True, list(PARTICIPANT_HEADER))
+    assert {f["name"]: f["sha256"] for f in manifest["files"]} == {
+        "participants.csv": sha256(tmp_path / "participants.csv"),
+        "participants.dictionary.csv": sha256(tmp_path / "participants.dictionary.csv")}
+
+
+def test_the_participants_export_is_never_unblinded(box: Box, tmp_path: Path) -> None:
+    lock(box)
+    before = box.state()
+    err = box.refused(InvalidInput, lambda: export(box, "participants", tmp_path / "u.csv",
+                                                   unblinded=True))
+    assert err.message.startswith("the participants export is always blinded")
+    assert box.state() == before and list(tmp_path.iterdir()) == []
+
+
+def test_a_withdrawal_reason_that_looks_like_a_formula_is_escaped(box: Box, tmp_path: Path
+                                                                  ) -> None:
+    with box.tx() as s:
+        withdraw(s, box.actor("cora"), "TWH-004", reason="=HYPERLINK(\"http://x\")",
+                 clock=box.clock)
+    export(box, "participants", tmp_path / "p.csv")
+    r = next(r for r in as_dicts(tmp_path / "p.csv") if r["participant_id"] == "TWH-004")
+    assert r["withdrawal_reason"] == "'=HYPERLINK(\"http://x\")"
+
+
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(people=st.lists(st.tuples(
+    st.sampled_from(["TWH", "SHS"]), st.integers(12, 99), st.sampled_from(["F", "M"]),
+    st.integers(300, 2500).map(lambda w: w / 10), st.sampled_from(["CM", "CDH"])),
+    min_size=1, max_size=4))
+def test_the_baseline_covariates_are_those_screened(
+    world: World, tmp_path: Path, people: list[tuple[str, int, str, float, str]]
+) -> None:
+    eligibility = PROTOCOL.eligibility
+    with window(world) as box:
+        ids = []
+        for site, age, sex, weight, level in people:
+            with box.tx() as s:
+                ids.append(screen(s, box.actor("cora"), site=site, age=age, sex=sex,
+                                  weight_kg=weight, factors={"headache_type": level},
+                                  answers=eligible_answers(), clock=box.clock).id)
+        out = tmp_path / f"p{abs(hash(tuple(people)))}.csv"
+        export(box, "participants", out)
+        rows = {r["participant_id"]: r for r in as_dicts(out)}
+        for pid, (site, age, sex, weight, level) in zip(ids, people, strict=True):
+            r = rows[pid]
+            in_range = eligibility.age_min <= age <= eligibility.age_max
+            assert (r["site"], r["age"], r["sex"], r["weight_kg"], r["headache_type"]) == (
+                site, str(age), sex, str(weight), level)
+            assert r["stratum"] == f"{site}-{level}"
+            assert (r["eligible"], r["failed_criteria"]) == (
+                ("yes", "") if in_range else ("no", "I1_age"))
+            assert r["status"] == ("eligible" if in_range else "ineligible")

@@ -48,15 +48,19 @@ class ExportWorld:
         except TrialkitError as err:
             self.outcome = err
 
-    def export(self, who: str, name: str, *, unblinded: bool) -> Any:
+    def export(self, who: str, name: str, *, unblinded: bool, kind: str = "outcomes") -> Any:
         files = ExportFiles(self.folder / name)
         with files:
             with self.box.tx() as s:
-                result = export_table(s, self.box.actor(who), "outcomes", files,
+                result = export_table(s, self.box.actor(who), kind, files,
                                       clock=self.box.clock, unblinded=unblinded,
                                       password=PASSWORD)
             files.publish()
         return result
+
+    def records(self, name: str) -> list[dict[str, str]]:
+        with (self.folder / name).open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
 
     def rows(self, name: str) -> list[list[str]]:
         with (self.folder / name).open(newline="", encoding="utf-8") as f:
@@ -175,6 +179,53 @@ def columns_and_arm(world: ExportWorld, name: str, column: str) -> None:
 def arms_as_sealed(world: ExportWorld, name: str) -> None:
     assert {(r[0], r[-1]) for r in world.rows(name)[1:]} == {
         (pid, ARMS[pid]) for pid in RANDOMIZED}
+
+
+# --- the participants ------------------------------------------------------------------------
+
+
+@when(parsers.parse('"{who}" exports the participants to "{name}"'))
+def export_participants(world: ExportWorld, who: str, name: str) -> None:
+    world.attempt(lambda: world.export(who, name, unblinded=False, kind="participants"))
+
+
+@when(parsers.parse('"{who}" exports the participants with the arms to "{name}"'))
+def export_participants_unblinded(world: ExportWorld, who: str, name: str) -> None:
+    world.attempt(lambda: world.export(who, name, unblinded=True, kind="participants"))
+
+
+@then(parsers.parse('"{name}" has one row for each person screened'))
+def one_row_each(world: ExportWorld, name: str) -> None:
+    screened = world.box.participants()
+    assert sorted(r["participant_id"] for r in world.records(name)) == sorted(screened)
+
+
+@then("each row gives the age, sex, weight, headache type and site recorded at screening")
+def covariates(world: ExportWorld) -> None:
+    seen = world.box.participants()
+    for r in world.records("participants.csv"):
+        p = seen[r["participant_id"]]
+        assert (r["age"], r["sex"], float(r["weight_kg"]), r["site"]) == (
+            str(p.age), p.sex, p.weight_kg, p.site)
+        assert r["headache_type"] in {"CM", "CDH"} and r["stratum"].endswith(r["headache_type"])
+
+
+@then("each row gives the date of each stage the participant reached")
+def stage_dates(world: ExportWorld) -> None:
+    seen = world.box.participants()
+    for r in world.records("participants.csv"):
+        p = seen[r["participant_id"]]
+        assert r["screened_on"] and r["consented_on"] == (p.consent_date or "")
+        assert bool(r["randomized_on"]) == (p.randomization_number is not None)
+        assert bool(r["dispensed_on"]) == (p.status in {"dispensed", "infused"})
+        assert bool(r["infusion_on"]) == (p.status == "infused")
+        assert bool(r["withdrawn_on"]) == (p.status == "withdrawn")
+
+
+@then(parsers.parse('"{who}" is told: "{message}"'))
+def told(world: ExportWorld, who: str, message: str) -> None:
+    assert isinstance(world.outcome, TrialkitError), world.outcome
+    assert (world.outcome.message, world.outcome.exit_code) == (message, 2)
 
 
 # --- after the lock --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import Button, Input, Select, Static
 
 from tests.builders import ready_to_randomize
 from tests.conftest import SteppingClock, add_user
@@ -74,3 +74,28 @@ async def test_export_writes_the_blinded_outcomes(
         assert "(1 participants)" in message, message
         assert (tmp_path / "out.csv").exists()
         assert (tmp_path / "out.manifest.json").exists()
+        # done: one button closes (nothing is left to cancel)
+        buttons = [b for b in app.screen.query(Button) if b.display]
+        assert [str(b.label) for b in buttons] == ["Close"]
+        await press(pilot, "enter")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_export_offers_the_participants_covariates(
+    trial_with_one: Engine, clock: SteppingClock, tmp_path: Path
+) -> None:
+    app = app_for(trial_with_one, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_dashboard(pilot)
+        await press(pilot, "x")
+        kind = app.screen.query_one("#export-kind", Select)
+        kind.value = "participants"
+        await pilot.pause()
+        path = app.screen.query_one("#export-path", Input)
+        assert path.value == "participants.csv"
+        path.value = str(tmp_path / "participants.csv")
+        await press(pilot, "enter")
+        message = str(app.screen.query_one("#export-done", Static).render())
+        assert "Wrote 1 rows (1 participants)" in message, message
+        header = (tmp_path / "participants.csv").read_text().splitlines()[0]
+        assert header.startswith("participant_id,site,stratum,headache_type,age,sex,weight_kg")

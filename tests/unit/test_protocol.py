@@ -282,6 +282,13 @@ BAD_FILES = [
         [cut("[[stratification.levels]]", "[eligibility]", "levels = []\n\n")],
         "stratification[0].levels: no levels",
     ),
+    (
+        "factor_named_like_a_participant_field",
+        [('id = "headache_type"', 'id = "weight_kg"')],
+        "stratification[0].id: 'weight_kg' is the name of a participant's own field: a "
+        "factor needs a name of its own (it is a column of the participants export beside "
+        "them)",
+    ),
     # eligibility
     (
         "ages_reversed",

@@ -227,24 +227,24 @@ def _export_text(r: "ExportResult") -> str:
 
 def export(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="outcomes or diary")],
+    kind: Annotated[str, typer.Argument(help="outcomes, diary or participants")],
     out: Annotated[str, typer.Option("--out", help="CSV file to write, e.g. outcomes.csv")],
     unblinded: Annotated[
         bool, typer.Option("--unblinded", help="Add the arm (after lock; custodians only)")
     ] = False,
 ) -> None:
-    """Export outcomes or diary as CSV with a data dictionary (NAME.dictionary.csv) and a
-    manifest of SHA-256 checksums (NAME.manifest.json) beside it (investigator). Blinded
-    unless --unblinded."""
+    """Export outcomes, diary or participants (baseline covariates and the date of each
+    stage) as CSV with a data dictionary (NAME.dictionary.csv) and a manifest of SHA-256
+    checksums (NAME.manifest.json) beside it (investigator). Blinded unless --unblinded
+    (outcomes and diary only)."""
     from rich.console import Console
     from rich.progress import Progress
 
     from trialkit.domain.roles import Permission
-    from trialkit.services.export import KINDS, ExportFiles, export_table
+    from trialkit.services.export import ExportFiles, check_kind, export_table
 
     c = cli(ctx)
-    if kind not in KINDS:
-        raise InvalidInput(f"unknown export {kind!r}: choose {' or '.join(KINDS)}")
+    check_kind(kind, unblinded=unblinded)
     files = ExportFiles(out)
     actor = c.actor()
     password = None

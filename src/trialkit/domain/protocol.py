@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, time
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -40,6 +40,16 @@ _NAMES = {
     "code": (re.compile(r"[A-Z][A-Z0-9]{0,9}"), "a capital, then up to 9 capitals or digits"),
     "id": (re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}"), "a letter, then letters, digits or _"),
 }
+
+# A participant's own fields, as the participants export names its columns: a stratification
+# factor (a column beside them) may not take one of these names.
+PARTICIPANT_FIELDS: Final = frozenset({
+    "participant_id", "site", "stratum", "age", "sex", "weight_kg", "eligible",
+    "failed_criteria", "status", "unblinded_emergency", "screened_on", "consented_on",
+    "consent_form_version", "randomization_number", "randomized_on", "dispensed_on",
+    "planned_infusion_on", "infusion_on", "withdrawn_on", "withdrawal_reason",
+})
+
 
 def _shown_as_is(value: str) -> str:
     # Protocol text reaches screens, labels and the audit trail: no control characters.
@@ -388,6 +398,10 @@ def _problems(p: Protocol) -> Problems:
             yield f"sites[{i}].timezone", str(err)
     yield from _named([f.id for f in p.stratification], "stratification", "id")
     for i, factor in enumerate(p.stratification):
+        if factor.id in PARTICIPANT_FIELDS:
+            yield (f"stratification[{i}].id", f"{factor.id!r} is the name of a participant's "
+                   "own field: a factor needs a name of its own (it is a column of the "
+                   "participants export beside them)")
         if not factor.levels:
             yield f"stratification[{i}].levels", "no levels"
         yield from _named([lv.code for lv in factor.levels], f"stratification[{i}].levels", "code")

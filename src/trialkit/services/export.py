@@ -1,6 +1,8 @@
-"""Exports for analysis: ``outcomes.csv`` (one row per randomized participant per window)
-and ``diary.csv`` (one row per recorded diary day), each with exactly the columns of the
-product specification, a data dictionary and a manifest of SHA-256 checksums beside it.
+"""Exports for analysis: ``outcomes.csv`` (one row per randomized participant per window),
+``diary.csv`` (one row per recorded diary day) and ``participants.csv`` (one row per
+screened participant: baseline covariates and the date of each stage, always blinded), each
+with exactly the columns of the product specification, a data dictionary and a manifest of
+SHA-256 checksums beside it.
 
 - Blinded by default. The unblinded export adds ``arm`` as the last column, only after the
   database lock and only for an unblinding custodian who gives their password; each
@@ -65,12 +67,13 @@ from trialkit.services.export_dictionary import (
     dictionary_rows,
     escape_text,
     outcome_columns,
+    participant_columns,
 )
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import get_trial, stored_protocol
 from trialkit.store.models import DiaryEntry, Participant, Preparation, Trial
 
-KINDS: Final = ("outcomes", "diary")
+KINDS: Final = ("outcomes", "diary", "participants")
 BATCH: Final = 500  # participants per read: well inside every backend's parameter limit
 
 OUTCOME_COLUMNS: Final = (
@@ -447,6 +450,53 @@ def _write_diary(session: Session, out: _HashedCsv, n: _Counts, batch: int,
         n.advance(len(people))
 
 
+def _first_preparations(session: Session, ids: Sequence[str]) -> dict[str, datetime]:
+    """When the pharmacy first prepared each of these participants' infusions."""
+    stmt = (sa_select(col(Preparation.participant_id), func.min(col(Preparation.prepared_at)))
+            .where(col(Preparation.participant_id).in_(ids))
+            .group_by(col(Preparation.participant_id)))
+    return {pid: at for pid, at in session.connection().execute(stmt).all()}
+
+
+def _participant_rows(session: Session, people: Sequence[Participant], n: _Counts,
+                      protocol: Protocol) -> list[list[Any]]:
+    prepared = _first_preparations(session, [p.id for p in people])
+    factor_ids = [f.id for f in protocol.stratification]
+    t = n.text
+    rows: list[list[Any]] = []
+    for p in people:
+        local = protocol.site_time(p.site_code)
+        levels = json.loads(p.factors_json)
+        first_prepared = prepared.get(p.id)
+        rows.append([
+            escape_text(p.id), t(p.site_code), t(p.stratum_code),
+            *(t(levels.get(f, "")) for f in factor_ids),
+            p.age, t(p.sex), p.weight_kg, _YES_NO[p.eligible],
+            t(";".join(json.loads(p.failed_json))),
+            t(status_of(p, dispensed=first_prepared is not None)),
+            _YES_NO[p.unblinded_emergency],
+            local.date_of(p.screened_at), p.consent_date,
+            t(p.consent_form_version) if p.consent_form_version else None,
+            escape_text(p.randomization_number) if p.randomization_number else None,
+            local.date_of(p.randomized_at) if p.randomized_at else None,
+            local.date_of(first_prepared) if first_prepared else None,
+            p.planned_infusion_date, p.infusion_date,
+            withdrawn_on(p, local),
+            escape_text(p.withdrawal_reason) if p.withdrawal_reason else None,
+        ])
+    return rows
+
+
+def _write_participants(session: Session, out: _HashedCsv, n: _Counts, batch: int) -> None:
+    protocol = stored_protocol(session)
+    n.total = count_participants(session, randomized_only=False)
+    for people in participant_batches(session, randomized_only=False, batch=batch):
+        out.rows(_participant_rows(session, people, n, protocol))
+        n.rows += len(people)
+        n.participants += len(people)
+        n.advance(len(people))
+
+
 def _sha256_of(path: Path) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as f:
@@ -454,6 +504,16 @@ def _sha256_of(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+def check_kind(kind: str, *, unblinded: bool) -> None:
+    """Bad input: an unknown export, or asking the participants export for arms."""
+    if kind not in KINDS:
+        raise InvalidInput(f"unknown export {kind!r}: choose {', '.join(KINDS[:-1])} or "
+                           f"{KINDS[-1]}")
+    if kind == "participants" and unblinded:
+        raise InvalidInput("the participants export is always blinded: join it on "
+                           "participant_id to an unblinded outcomes export for the arm")
 
 
 @audits_refusals("export", entity="export", entity_id="kind")
@@ -469,12 +529,11 @@ def export_table(
     progress: Progress | None = None,
     batch: int = BATCH,
 ) -> ExportResult:
-    """Write ``outcomes`` or ``diary`` with its data dictionary and manifest (under
-    ``files``' temporary names) and audit the export with each file's SHA-256. The caller
-    commits, then calls ``files.publish()``."""
+    """Write ``outcomes``, ``diary`` or ``participants`` with its data dictionary and
+    manifest (under ``files``' temporary names) and audit the export with each file's
+    SHA-256. The caller commits, then calls ``files.publish()``."""
     require(actor, Permission.EXPORT)
-    if kind not in KINDS:
-        raise InvalidInput(f"unknown export {kind!r}: choose {' or '.join(KINDS)}")
+    check_kind(kind, unblinded=unblinded)
     trial = get_trial(session)
     protocol = stored_protocol(session)
     arm_of = (_arm_reader(session, actor, trial, kind, password=password, clock=clock)
@@ -483,8 +542,9 @@ def export_table(
     # "as of" is the trial's date (its sites' shared zone).
     now = clock.now()
     today = protocol.trial_time.today(now)
-    specs = (outcome_columns if kind == "outcomes" else diary_columns)(
-        protocol, unblinded=unblinded)
+    specs = (participant_columns(protocol) if kind == "participants" else
+             (outcome_columns if kind == "outcomes" else diary_columns)(
+                 protocol, unblinded=unblinded))
     n = _Counts(progress=progress)
     try:
         data, dictionary, manifest = _write_files(session, actor, trial, kind, files, specs,
@@ -526,6 +586,8 @@ def _write_files(session: Session, actor: Actor, trial: Trial, kind: str, files:
         out.rows([[s.name for s in specs]])
         if kind == "outcomes":
             _write_outcomes(session, out, n, when[0], batch, arm_of)
+        elif kind == "participants":
+            _write_participants(session, out, n, batch)
         else:
             _write_diary(session, out, n, batch, arm_of)
     data = ExportedFile(files.data, out.sha256.hexdigest(), out.bytes)

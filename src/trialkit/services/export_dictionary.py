@@ -240,6 +240,58 @@ def diary_columns(protocol: Protocol, *, unblinded: bool) -> list[ColumnSpec]:
     return specs + ([_arm_spec(protocol)] if unblinded else [])
 
 
+def participant_columns(protocol: Protocol) -> list[ColumnSpec]:
+    """The columns of participants.csv (one row per screened participant: baseline
+    covariates and the date of each stage), described from the protocol. Always blinded."""
+    site_date = ("at the participant's site (its time zone in the protocol), ISO 8601")
+    factors = [ColumnSpec(f.id, "text", "", f"Stratification factor: {f.name}, as recorded "
+                          "at screening (its level code)",
+                          ", ".join(f"{lv.code} ({lv.name})" for lv in f.levels))
+               for f in protocol.stratification]
+    e = protocol.eligibility
+    criteria = ", ".join(c.id for c in e.criteria)
+    return [
+        ColumnSpec("participant_id", "text", "", "Participant id: site code and screening number"),
+        ColumnSpec("site", "text", "", "Site code", ", ".join(protocol.site_codes)),
+        ColumnSpec("stratum", "text", "", "Stratum (site and stratification levels)",
+                   ", ".join(s.code for s in all_strata(protocol))),
+        *factors,
+        ColumnSpec("age", "integer", "years", "Age at screening"),
+        ColumnSpec("sex", "text", "", "Sex as recorded at screening", "F, M"),
+        ColumnSpec("weight_kg", "decimal", "kg", "Body weight at screening (the dose is "
+                   "weight based)"),
+        ColumnSpec("eligible", "text", "", "yes if every eligibility criterion was met at "
+                   "screening", "yes, no"),
+        ColumnSpec("failed_criteria", "text", "", "Eligibility criteria not met, by id, "
+                   "separated by ';' (empty when eligible)", criteria),
+        ColumnSpec("status", "text", "", "Where the participant is at export",
+                   "ineligible, eligible, consented, randomized, dispensed, infused, withdrawn"),
+        ColumnSpec("unblinded_emergency", "text", "",
+                   "yes if the participant's allocation was revealed by an emergency "
+                   "unblinding (which arm is never shown here)", "yes, no"),
+        ColumnSpec("screened_on", "date", "", f"Date of screening {site_date}"),
+        ColumnSpec("consented_on", "date", "", "Date of consent, ISO 8601 (the diary starts "
+                   "here); empty without consent"),
+        ColumnSpec("consent_form_version", "text", "", "Version of the consent form signed; "
+                   "empty without consent", ", ".join(protocol.consent.form_versions)),
+        ColumnSpec("randomization_number", "text", "",
+                   "Trial-wide number given in order of randomization; empty if not randomized"),
+        ColumnSpec("randomized_on", "date", "", f"Date of randomization {site_date}; empty if "
+                   "not randomized"),
+        ColumnSpec("dispensed_on", "date", "", f"Date the pharmacy first recorded the "
+                   f"preparation of the infusion {site_date} (every arm is prepared alike); "
+                   "empty before"),
+        ColumnSpec("planned_infusion_on", "date", "", "Date the infusion is scheduled for, "
+                   "ISO 8601; empty when none is scheduled"),
+        ColumnSpec("infusion_on", "date", "", "Date of the infusion (day 0), ISO 8601; empty "
+                   "before it is recorded"),
+        ColumnSpec("withdrawn_on", "date", "", f"Date of withdrawal {site_date}; empty while "
+                   "in the trial"),
+        ColumnSpec("withdrawal_reason", "text", "", "Reason for withdrawal as the coordinator "
+                   "recorded it; empty while in the trial"),
+    ]
+
+
 def _arm_spec(protocol: Protocol) -> ColumnSpec:
     return ColumnSpec(
         ARM_COLUMN,

@@ -196,7 +196,8 @@ LOCK_DATABASE = Command(
     "k", "lock_database", footer="Lock DB",
 )
 EXPORT_DATA = Command(
-    "export-data", "Export data", "Write the blinded outcomes or diary with its dictionary",
+    "export-data", "Export data",
+    "Write the blinded outcomes, diary or participants with its dictionary",
     "x", "export_data", footer="Export",
 )
 

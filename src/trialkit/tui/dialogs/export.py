@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from trialkit.services.export import ExportResult
     from trialkit.tui.trial_db import TrialDatabase
 
-KINDS = ("outcomes", "diary")
-
 
 class ExportDialog(Dialog[bool]):
     """Kind and path; OK writes (in a worker) with a progress bar. Returns whether done."""
@@ -30,9 +28,13 @@ class ExportDialog(Dialog[bool]):
         self._actor = actor
         self._done = False
         self._busy = False
+        self._kinds: tuple[str, ...] = ()
 
     def fields(self) -> ComposeResult:
         """Kind, path, progress."""
+        from trialkit.services.export import KINDS
+
+        self._kinds = KINDS
         yield Select([(k, k) for k in KINDS], value="outcomes", allow_blank=False,
                      id="export-kind", compact=True)
         yield Input("outcomes.csv", placeholder="File (.csv)", id="export-path", compact=True)
@@ -42,7 +44,7 @@ class ExportDialog(Dialog[bool]):
     def on_select_changed(self, event: Select.Changed) -> None:
         """Follow the kind in the default file name."""
         field = self.query_one("#export-path", Input)
-        if field.value in {f"{k}.csv" for k in KINDS}:
+        if field.value in {f"{k}.csv" for k in self._kinds}:
             field.value = f"{event.value}.csv"
 
     def result(self) -> bool:
@@ -83,6 +85,8 @@ class ExportDialog(Dialog[bool]):
         self.say("")
         self.query_one("#export-done", Static).update(Content(
             f"Wrote {result.rows} rows ({result.participants} participants) to {path}."))
+        # Done: nothing is left to cancel, so one button closes.
+        self.query_one("#cancel", Button).display = False
         ok = self.query_one("#ok", Button)
         ok.label = "Close"
         ok.focus()
