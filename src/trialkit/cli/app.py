@@ -16,6 +16,7 @@ from trialkit.cli.context import (
     confirm_irreversible,
     env,
 )
+from trialkit.domain.errors import InvalidInput
 
 app = typer.Typer(
     name="trialkit",
@@ -161,25 +162,118 @@ app.add_typer(db_app, name="db")
 def db_upgrade(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", help=YES_HELP)] = False,
+    backup: Annotated[
+        Path | None,
+        typer.Option("--backup", help="Where the backup taken first goes [beside a SQLite "
+                     "file; else in the current directory]"),
+    ] = None,
 ) -> None:
-    """Apply schema migrations to an existing trial database (admin; take a backup first).
-    Cannot be undone: asks at a terminal, and needs --yes without one."""
-    from trialkit.domain.roles import Permission
-    from trialkit.services.actor import require
-    from trialkit.services.setup import upgrade_schema
-    from trialkit.store.schema import SCHEMA_HEAD, schema_revision
+    """Back the database up, then apply schema migrations (admin). The admin signs in on the
+    new schema in the same transaction and the upgrade is audited (old and new schema, the
+    backup); a refused sign-in rolls it back. Cannot be undone: asks at a terminal, and
+    needs --yes without one."""
+    from trialkit.cli.context import ask_secret, resolve_clock
+    from trialkit.services.backup import upgrade_with_backup
+    from trialkit.store.schema import SCHEMA_HEAD, check_known, schema_revision
     from trialkit.store.urls import public_url
 
     c = cli(ctx)
-    revision = schema_revision(c.engine(check_schema=False))
+    engine = c.engine(check_schema=False)
+    revision = schema_revision(engine)
     if revision is not None and revision != SCHEMA_HEAD:
+        check_known(revision)
         confirm_irreversible(
             f"Upgrade the schema of {public_url(c.db)} from {revision} to {SCHEMA_HEAD}? "
-            "A database cannot be downgraded; take a backup first",
+            "A database cannot be downgraded (a backup is taken first)",
             yes=yes, what="a schema upgrade")
-    require(c.actor(), Permission.MANAGE_USERS)
-    revision = upgrade_schema(c.engine(check_schema=False))
-    c.emit({"schema": revision}, f"Database schema is at {revision}")
+    name = c.user or env("TRIALKIT_USER")
+    if name is None:
+        raise InvalidInput("who is acting? give --user NAME or set TRIALKIT_USER")
+    password = ask_secret(f"Password for {name}: ", "TRIALKIT_PASSWORD")
+    out = backup or _upgrade_backup_path(c.db, revision or "none")
+    done = upgrade_with_backup(engine, name, password, out, clock=resolve_clock(training=False))
+    if done.backup is None:
+        c.emit({"schema": done.after, "upgraded": False},
+               f"Database schema is at {done.after}; nothing to upgrade")
+        return
+    c.emit({"schema": done.after, "upgraded": True, "from": done.before,
+            "backup": str(done.backup.path), "backup_sha256": done.backup.sha256},
+           f"Backed up to {done.backup.path} (sha256 {done.backup.sha256[:12]}…); "
+           f"database schema upgraded from {done.before} to {done.after}")
+
+
+def _upgrade_backup_path(db: str, revision: str) -> Path:
+    """The default backup of an upgrade: beside a SQLite file, else in the current directory."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.engine import make_url
+
+    from trialkit.store.db import normalize_url, sqlite_path
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = sqlite_path(normalize_url(db))
+    if path is not None:
+        return path.with_name(f"{path.name}.schema-{revision}.{stamp}.backup")
+    name = make_url(normalize_url(db)).database or "trialkit"
+    return Path.cwd() / f"{name}.schema-{revision}.{stamp}.dump"
+
+
+@app.command()
+def backup(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="The new backup file")],
+) -> None:
+    """Write a consistent backup while the trial runs (admin; audited): SQLite through its
+    online backup API, PostgreSQL through pg_dump -Fc (which must be on the PATH)."""
+    from trialkit.services.backup import take_backup
+
+    c = cli(ctx)
+    from trialkit.store.backup import check_new_file
+
+    check_new_file(out)
+    actor = c.actor()
+    with c.write() as s:
+        done = take_backup(c.engine(), s, actor, out, clock=c.clock())
+    c.emit({"file": str(done.path), "kind": done.kind, "bytes": done.size,
+            "sha256": done.sha256, "events": done.events, "head": done.head},
+           f"Backed up to {done.path} ({done.kind}, {done.size:,} bytes, sha256 "
+           f"{done.sha256[:12]}…): {done.events} audit events, chain head {done.head[:16]}")
+
+
+@app.command("restore-check")
+def restore_check(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A backup from `trialkit backup`")],
+    into: Annotated[
+        str | None,
+        typer.Option("--into", help="Restore it first into this NEW database (a new SQLite "
+                     "file, or an empty PostgreSQL database: needed for a pg_dump file)"),
+    ] = None,
+) -> None:
+    """Open a backup read-only and verify its audit trail and allocation lists (exit 1
+    naming what fails). Needs no sign-in and writes nothing to the backup."""
+    from trialkit.services.backup import check_restored
+    from trialkit.store.backup import backup_kind, restore
+    from trialkit.store.urls import public_url
+
+    c = cli(ctx)
+    kind = backup_kind(file)
+    if into is not None:
+        restore(file, into)
+        target = into
+    elif kind == "sqlite":
+        target = f"file:{file.resolve()}?mode=ro"
+    else:
+        raise InvalidInput("restore-check: a pg_dump file needs --into URL of an empty "
+                           "PostgreSQL database to restore it into")
+    done = check_restored(target)
+    where = public_url(into) if into else str(file)
+    c.emit({"ok": True, "database": where, "schema": done.schema, "events": done.events,
+            "head": done.head, "lists": done.lists, "envelopes": done.envelopes,
+            "newest_event": done.newest_event},
+           f"OK: {where} (schema {done.schema}): {done.events} audit events, chain head "
+           f"{done.head[:16]}, newest event {done.newest_event}; {done.lists} lists verified "
+           f"({done.envelopes} envelopes released)")
 
 
 def register() -> None:

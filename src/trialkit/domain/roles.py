@@ -27,12 +27,14 @@ class Permission(StrEnum):
     EXPORT = "export data"
     READ_AUDIT = "read the audit log"
     READ_STATUS = "read trial status"
+    MAINTAIN_DATABASE = "back up and upgrade the database"
 
 
 _BASE = frozenset({Permission.READ_STATUS})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.ADMIN: _BASE | {Permission.MANAGE_USERS, Permission.SEAL_LISTS, Permission.READ_AUDIT},
+    Role.ADMIN: _BASE | {Permission.MANAGE_USERS, Permission.SEAL_LISTS, Permission.READ_AUDIT,
+                        Permission.MAINTAIN_DATABASE},
     Role.COORDINATOR: _BASE | {Permission.ENROL, Permission.RECORD_DIARY},
     Role.PHARMACIST: _BASE | {Permission.DISPENSE, Permission.UNBLIND},
     Role.INVESTIGATOR: _BASE | {Permission.LOCK, Permission.EXPORT, Permission.READ_AUDIT},

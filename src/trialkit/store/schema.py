@@ -76,16 +76,21 @@ def refuse_foreign_tables(engine: Engine) -> None:
         )
 
 
-def check_current(engine: Engine) -> None:
-    """Refuse a database that is not trialkit's, newer than this code, or not yet upgraded."""
-    revision = schema_revision(engine)
-    if revision is None:
-        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
+def check_known(revision: str) -> None:
+    """Refuse a schema newer than this code (one it has no migration for)."""
     if revision not in KNOWN_REVISIONS:
         raise InvalidInput(
             f"database schema {revision} is newer than this trialkit ({SCHEMA_HEAD}); "
             "upgrade trialkit"
         )
+
+
+def check_current(engine: Engine) -> None:
+    """Refuse a database that is not trialkit's, newer than this code, or not yet upgraded."""
+    revision = schema_revision(engine)
+    if revision is None:
+        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
+    check_known(revision)
     if revision != SCHEMA_HEAD:
         raise Refused(
             f"database schema {revision} is older than this trialkit ({SCHEMA_HEAD}); "
