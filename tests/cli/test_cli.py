@@ -330,7 +330,8 @@ def test_a_training_trial_runs_on_the_stated_clock_and_says_training(tmp_path: P
     assert_done(init)
     assert init.out.startswith("TRAINING")
     assert "Created training trial KETHEAD" in init.out
-    log = trialkit("audit", "log", db=db, cwd=tmp_path, clock=TRAINING_NOW)
+    # Sign-ins are shown on request: reading the log signs in, and is the third event.
+    log = trialkit("audit", "log", "--sign-ins", db=db, cwd=tmp_path, clock=TRAINING_NOW)
     assert_done(log)
     lines = log.out.splitlines()
     assert lines[0].startswith("TRAINING")

@@ -176,6 +176,7 @@ SCENARIO: list[tuple[str | None, date, list[str]]] = [
     (None, RANDOMIZED_ON, ["audit", "verify"]),
     (ADMIN, RANDOMIZED_ON, ["audit", "log", "--participant", "TWH-001"]),
     (ADMIN, RANDOMIZED_ON, ["--json", "audit", "log", "--entity", "participant"]),
+    (ADMIN, RANDOMIZED_ON, ["--json", "audit", "log", "--site", "TWH", "--sign-ins"]),
 ]
 
 

@@ -1,10 +1,19 @@
 """``trialkit audit verify|log``."""
 
-from typing import Annotated
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from trialkit.cli.context import cli
+
+if TYPE_CHECKING:
+    from trialkit.services.audit_review import ReviewedEvent
 
 Opt = str | None
 
@@ -50,52 +59,101 @@ def verify(
 @app.command("log")
 def log(
     ctx: typer.Context,
-    user: Annotated[Opt, typer.Option("--user-name", help="Only this user's events")] = None,
+    participant: Annotated[Opt, typer.Option(
+        "--participant", help="One participant's whole history: screening to diary, the "
+        "pharmacy's envelope openings, preparations and labels included")] = None,
     action: Annotated[Opt, typer.Option("--action", help="Actions starting with this")] = None,
+    # --user is everywhere who acts (it is read before the command): the filter is --by.
+    user: Annotated[Opt, typer.Option("--by", "--user-name",
+                                      help="Only what this user did")] = None,
+    since: Annotated[Opt, typer.Option(
+        "--since", help="From this UTC date or time on (2026-03-01, 2026-03-01T09:30Z)")] = None,
+    until: Annotated[Opt, typer.Option(
+        "--until", help="Up to this UTC date (the whole day) or time")] = None,
+    site: Annotated[Opt, typer.Option("--site", help="Events about this site's participants "
+                                      "and lists")] = None,
     entity: Annotated[Opt, typer.Option("--entity", help="user, trial, participant, …")] = None,
     entity_id: Annotated[Opt, typer.Option("--id", help="One entity's id")] = None,
-    participant: Annotated[Opt, typer.Option("--participant", help="One participant")] = None,
+    sign_ins: Annotated[bool, typer.Option("--sign-ins", help="Show sign-ins and failed "
+                                           "sign-ins too (left out by default)")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the newest N", min=1)] = None,
 ) -> None:
-    """Show audit events (monitor, admin, investigator)."""
-    from trialkit.services.audit import log as read_log
+    """Show audit events, each with the fields it changed (monitor, admin, investigator).
+    Streams: a trial of any size prints as it is read."""
+    from trialkit.services.audit_review import (
+        AuditFilter,
+        audit_events,
+        check_filters,
+        time_bound,
+    )
 
     c = cli(ctx)
-    actor = c.actor()
-    if participant:
-        entity, entity_id = "participant", participant
+    filters = AuditFilter(
+        participant=_given(participant), user=_given(user), action=_given(action),
+        since=time_bound(since, "--since", end=False), until=time_bound(until, "--until", end=True),
+        site=_given(site, upper=True), entity=_given(entity), entity_id=_given(entity_id),
+        sign_ins=sign_ins,
+    )
     with c.read() as s:
-        entries = read_log(
-            s, actor, user=user, action=action, entity=entity, entity_id=entity_id, limit=limit
+        check_filters(s, filters)  # bad input is told before the sign-in is recorded
+    actor = c.actor()
+    with c.read() as s:
+        events = audit_events(s, actor, filters, newest=limit)
+        first = next(events, None)  # a failure is told before anything is printed
+        stream = itertools.chain([] if first is None else [first], events)
+        if c.json:
+            _print_json(stream)
+        else:
+            _print_text(stream, training=c.training)
+
+
+def _given(text: str | None, *, upper: bool = False) -> str | None:
+    shown = (text or "").strip()
+    return (shown.upper() if upper else shown) or None
+
+
+def _print_json(events: Iterator[ReviewedEvent]) -> None:
+    """One JSON array, written an event at a time."""
+    typer.echo("[", nl=False)
+    for n, e in enumerate(events):
+        doc = {
+            "seq": e.seq, "at": e.at.isoformat(), "user": e.user, "role": e.role,
+            "action": e.action, "entity": e.entity, "entity_id": e.entity_id,
+            "reason": e.reason, "participants": list(e.participants),
+            "changes": [dataclasses.asdict(ch) for ch in e.changes],
+            "before": e.before, "after": e.after,
+        }
+        typer.echo(("," if n else "") + "\n" + json.dumps(doc, ensure_ascii=False, default=str),
+                   nl=False)
+    typer.echo("\n]")
+
+
+# Fields listed per event in text; a 100,000-day import's batch would fill pages.
+TEXT_FIELDS = 60
+
+
+def _print_text(events: Iterator[ReviewedEvent], *, training: bool) -> None:
+    """One line per event, then its changed fields indented below it. Stored text is shown
+    escaped: one event is one line, whatever its fields hold."""
+    from trialkit.domain.audit_diff import describe
+    from trialkit.domain.text import printable as p
+
+    if training:
+        typer.echo("TRAINING — not for clinical use")
+    shown = 0
+    for e in events:
+        shown += 1
+        line = (
+            f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} UTC {p(e.user):<12} {p(e.role):<12} "
+            f"{p(e.action):<18} {p(e.entity)}:{p(e.entity_id)}"
         )
-
-    def text() -> str:
-        # Stored text is shown escaped: one event is one line, whatever its fields hold.
-        from trialkit.domain.text import printable as p
-
-        lines = []
-        for e in entries:
-            line = (
-                f"{e.seq:>6} {e.at:%Y-%m-%d %H:%M:%S} UTC {p(e.user):<12} {p(e.role):<12} "
-                f"{p(e.action):<18} {p(e.entity)}:{p(e.entity_id)}"
-            )
-            if e.reason:
-                line += f"  reason: {p(e.reason)}"
-            lines.append(line)
-            if e.before:
-                lines.append(f"{'':>8}before: {p(_short(e.before))}")
-            if e.after:
-                lines.append(f"{'':>8}after:  {p(_short(e.after))}")
-        return "\n".join(lines) or "No events match."
-
-    c.emit([e.__dict__ for e in entries], text)
-
-
-SHOWN = 400
-
-
-def _short(state: str) -> str:
-    """A state as one readable line: a 100,000-row import's batch event would fill pages."""
-    if len(state) <= SHOWN:
-        return state
-    return f"{state[:SHOWN]}… ({len(state):,} characters; --json shows all)"
+        if e.reason:
+            line += f"  reason: {p(e.reason)}"
+        lines = [line]
+        lines += [f"{'':>8}{p(describe(ch))}" for ch in e.changes[:TEXT_FIELDS]]
+        if len(e.changes) > TEXT_FIELDS:
+            more = len(e.changes) - TEXT_FIELDS
+            lines.append(f"{'':>8}… {more:,} more fields (--json shows them all)")
+        typer.echo("\n".join(lines))
+    if not shown:
+        typer.echo("No events match.")
