@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trialkit.demo import add_activated_user
+from trialkit.demo import add_activated_user, approve_as
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import load_protocol
@@ -91,9 +91,12 @@ def build(url: str, participants: int, per_stratum: int, clock: SteppingClock) -
             alice = login(s, "alice", PASSWORD, clock=clock)
         with transaction(engine) as s:
             for name, role, sites in (("phil", Role.PHARMACIST, []), ("pia", Role.PHARMACIST, []),
-                                      ("cora", Role.COORDINATOR, ["TWH"])):
+                                      ("cora", Role.COORDINATOR, ["TWH"]),
+                                      ("iris", Role.INVESTIGATOR, [])):
                 add_activated_user(s, alice, name=name, role=role, password=PASSWORD, sites=sites,
                             custodian=False, clock=clock)
+            approve_as(s, "iris", "phil", password=PASSWORD, clock=clock)
+            approve_as(s, "phil", "pia", password=PASSWORD, clock=clock)
         with transaction(engine) as s:
             seal_lists(s, alice, per_stratum=max(per_stratum, participants), block_sizes=None,
                        clock=clock)

@@ -34,7 +34,7 @@ from urllib.parse import quote
 from sqlalchemy import create_engine, text
 from sqlmodel import col, select
 
-from trialkit.demo import add_activated_user
+from trialkit.demo import add_activated_user, approve_as
 from trialkit.domain.clock import FixedClock
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
@@ -75,6 +75,9 @@ def prepare_trial(url: str, participants: int) -> list[str]:
                         sites=[], custodian=False, clock=clock)
             add_activated_user(s, admin, name="cora", role=Role.COORDINATOR, password=PASSWORD,
                         sites=["TWH", "SHS"], custodian=False, clock=clock)
+            add_activated_user(s, admin, name="iris", role=Role.INVESTIGATOR, password=PASSWORD,
+                        sites=[], custodian=False, clock=clock)
+            approve_as(s, "iris", "phil", password=PASSWORD, clock=clock)
         with transaction(engine) as s:
             seal_lists(s, admin, per_stratum=participants // len(STRATA) + 10, block_sizes=None,
                        clock=clock)

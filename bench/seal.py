@@ -36,7 +36,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from trialkit.demo import add_activated_user
+from trialkit.demo import add_activated_user, approve_as
 from trialkit.domain.clock import SystemClock
 from trialkit.domain.protocol import LoadedProtocol, protocol_from_text
 from trialkit.domain.roles import Role
@@ -99,6 +99,9 @@ def run_seal(folder: Path, loaded: LoadedProtocol, per_stratum: int, profile: bo
         with transaction(engine) as s:
             add_activated_user(s, admin, name=PHARMACIST, role=Role.PHARMACIST, password=PASSWORD,
                         sites=[], custodian=False, clock=clock)
+            add_activated_user(s, admin, name="iris", role=Role.INVESTIGATOR, password=PASSWORD,
+                        sites=[], custodian=False, clock=clock)
+            approve_as(s, "iris", PHARMACIST, password=PASSWORD, clock=clock)
         profiler = cProfile.Profile() if profile else None
         start = time.perf_counter()
         if profiler:

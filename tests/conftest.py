@@ -13,16 +13,18 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.auth import login
+from trialkit.services.auth import actor_for, login
+from trialkit.services.custody import approve_custodian, approved_custodians
 from trialkit.services.setup import initialize
 from trialkit.services.users import activate_user, create_user
 from trialkit.store.db import make_engine, normalize_url, transaction
+from trialkit.store.models import User
 
 ROOT = Path(__file__).resolve().parents[1]
 KETHEAD = ROOT / "protocols" / "kethead.toml"
@@ -139,11 +141,15 @@ def add_user(
     sites: list[str] | None = None,
     custodian: bool = False,
     password: str = PASSWORD,
+    approve: bool = True,
 ) -> None:
     """Add a user as an admin does and activate the account as its owner does (the
-    enrolment code handed over, the owner's own password and keys)."""
+    enrolment code handed over, the owner's own password and keys); a custodian is then
+    approved by a second person (see :func:`approve_custodian_as_witness`) unless
+    ``approve`` is False."""
     with transaction(engine) as s:
-        enrol(s, admin, clock, name, role, sites=sites, custodian=custodian, password=password)
+        enrol(s, admin, clock, name, role, sites=sites, custodian=custodian, password=password,
+              approve=approve)
 
 
 def enrol(
@@ -156,12 +162,40 @@ def enrol(
     sites: list[str] | None = None,
     custodian: bool = False,
     password: str = PASSWORD,
+    approve: bool = True,
 ) -> None:
     """:func:`add_user` inside a transaction the caller holds."""
     account = create_user(
         session, admin, name=name, role=role, sites=sites or [], custodian=custodian,
         clock=clock,
     )
-    activate_user(
+    done = activate_user(
         session, name=name, code=account.enrolment_code, new_password=password, clock=clock
     )
+    if approve and done.custodian_key is not None:
+        approve_custodian_as_witness(session, admin, clock, name, done.custodian_key)
+
+
+WITNESS = "quinn"  # the investigator who approves a test trial's first custodian
+
+
+def approve_custodian_as_witness(
+    session: Session, admin: Actor, clock: Clock, name: str, fingerprint: str
+) -> None:
+    """A second person approves custodian ``name`` after checking the fingerprint they read
+    out, as ``trialkit custodian approve`` does: an approved custodian (who re-wraps the
+    list keys to them, password ``PASSWORD``), or for the first custodian an investigator
+    (quinn, added if the trial has none)."""
+    approvers = [u for u in approved_custodians(session) if u.name != name]
+    if not approvers:
+        investigators = session.exec(
+            select(User).where(User.role == Role.INVESTIGATOR.value, col(User.disabled).is_(False),
+                               col(User.activated_at).is_not(None), User.name != name)
+            .order_by(col(User.name))
+        ).all()
+        if not investigators:
+            enrol(session, admin, clock, WITNESS, Role.INVESTIGATOR)
+            investigators = [session.exec(select(User).where(User.name == WITNESS)).one()]
+        approvers = list(investigators)
+    approve_custodian(session, actor_for(session, approvers[0]), name=name,
+                      fingerprint=fingerprint, password=PASSWORD, clock=clock)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from trialkit.domain.clock import Clock, SystemClock
+from trialkit.domain.credentials import key_fingerprint
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.errors import Refused
@@ -20,14 +21,15 @@ from trialkit.domain.protocol import LoadedProtocol, Protocol, load_protocol, pr
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import seal_lists
-from trialkit.services.auth import login
+from trialkit.services.auth import actor_for, login
+from trialkit.services.custody import approve_custodian
 from trialkit.services.diary import infuse
 from trialkit.services.diary_import import record_days
 from trialkit.services.enrolment import consent, randomize, screen
 from trialkit.services.pharmacy import dispense, dispense_queue
 from trialkit.services.preparations import dispensed_ids
 from trialkit.services.setup import found_trial, initialize
-from trialkit.services.users import activate_user, create_user
+from trialkit.services.users import activate_user, create_user, find_user
 from trialkit.store.db import (
     check_reachable,
     make_engine,
@@ -262,6 +264,21 @@ def add_activated_user(
     )
 
 
+def approve_as(session: Session, approver: str, name: str, *, password: str, clock: Clock) -> None:
+    """What a training trial or a benchmark does in one go: the custodian reads their key
+    fingerprint out and the approver checks it (in a real trial, two people on the phone)."""
+    target = find_user(session, name)
+    assert target.public_key is not None
+    approve_custodian(
+        session,
+        actor_for(session, find_user(session, approver)),
+        name=name,
+        fingerprint=key_fingerprint(target.public_key),
+        password=password,
+        clock=clock,
+    )
+
+
 def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
     """Create the demo trial in ``db``: in a new (or empty) database, or over the demo
     ``trialkit demo`` built there before (kept as it is unless ``fresh``). A database that
@@ -321,6 +338,11 @@ def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
                     custodian=custodian,
                     clock=clock,
                 )
+        with transaction(engine) as s:
+            # iris (an investigator) approves the first custodian, who approves the others
+            approve_as(s, "iris", "phil", password=DEMO_PASSWORD, clock=clock)
+            for name in ("pia", "ivan"):
+                approve_as(s, "phil", name, password=DEMO_PASSWORD, clock=clock)
         with transaction(engine) as s:
             seal_lists(s, admin, per_stratum=DEMO_PER_STRATUM, block_sizes=None, clock=clock)
         _enrol_participants(engine, clock)

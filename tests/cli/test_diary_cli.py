@@ -23,7 +23,7 @@ import pytest
 
 from tests.builders import baseline_days, eligible_answers
 from tests.conftest import ADMIN, KETHEAD, PASSWORD
-from tests.enrolment import added, enrolment_code
+from tests.enrolment import added, approve, enrolment_code, read_out, remember_key
 
 ARM_WORDS = re.compile(r"\b(?:ket|pla|ketamine|placebo|saline)\b", re.IGNORECASE)
 TRAINING = "TRAINING — not for clinical use\n"
@@ -51,8 +51,11 @@ def day(text: str) -> str:
 # (name of the step, when, who acts, the command line after `trialkit --db FILE`)
 FLOW: list[tuple[str, str, str | None, list[str]]] = [
     ("init", "2026-03-02", None, ["init", str(KETHEAD), "--admin", ADMIN, "--training"]),
+    ("add iris", "2026-03-02", ADMIN, ["user", "add", "iris", "--role", "investigator"]),
     ("add phil", "2026-03-02", ADMIN, ["user", "add", "phil", "--role", "pharmacist"]),
     ("add pia", "2026-03-02", ADMIN, ["user", "add", "pia", "--role", "pharmacist"]),
+    ("approve phil", "2026-03-02", "iris", approve("phil")),
+    ("approve pia", "2026-03-02", "phil", approve("pia")),
     ("add cora", "2026-03-02", ADMIN,
      ["user", "add", "cora", "--role", "coordinator", "--site", "TWH"]),
     ("seal", "2026-03-02", ADMIN, ["seal", "--per-stratum", "1"]),
@@ -157,13 +160,15 @@ def trialkit(db: Path, at: str, who: str | None, args: list[str],
         env["TRIALKIT_USER"] = who
     if code:
         env["TRIALKIT_ENROLMENT_CODE"] = code
-    done = subprocess.run([sys.executable, "-m", "trialkit", "--db", str(db), *args],
+    done = subprocess.run([sys.executable, "-m", "trialkit", "--db", str(db),
+                           *read_out(db, args)],
                           cwd=db.parent, env=env, capture_output=True, text=True,
                           timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
     if added(args) and done.returncode == 0:  # the new user activates their account
         name, code = enrolment_code(done.stdout)
         activated = trialkit(db, at, None, ["user", "activate", name], code)
         assert activated.returncode == 0, activated.stderr
+        remember_key(db, name, activated.stdout)
     return done
 
 
@@ -192,7 +197,8 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
 
 
 def test_the_trial_is_set_up_and_the_participant_consented(flow: Flow) -> None:
-    for step in ("init", "add phil", "add pia", "add cora", "seal", "screen", "consent"):
+    for step in ("init", "add iris", "add phil", "add pia", "approve phil", "approve pia",
+                 "add cora", "seal", "screen", "consent"):
         assert flow[step].returncode == 0, (step, flow[step].stderr)
 
 

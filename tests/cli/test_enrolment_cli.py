@@ -25,7 +25,7 @@ import pytest
 
 from tests.builders import PROTOCOL, baseline_days, eligible_answers
 from tests.conftest import ADMIN, KETHEAD, PASSWORD
-from tests.enrolment import added, enrolment_code
+from tests.enrolment import added, approve, enrolment_code, read_out, remember_key
 from trialkit.domain.codes import label_code
 
 ARM_WORDS = re.compile(r"\b(?:ket|pla|ketamine|placebo|saline)\b", re.IGNORECASE)
@@ -61,7 +61,9 @@ def write_diary(path: Path, pid: str) -> None:
 # (name of the step, who acts, on which day, the command line after `trialkit --db FILE`)
 FLOW: list[tuple[str, str | None, date, list[str]]] = [
     ("init", None, SCREENED_ON, ["init", str(KETHEAD), "--admin", ADMIN, "--training"]),
+    ("add investigator", ADMIN, SCREENED_ON, ["user", "add", "iris", "--role", "investigator"]),
     ("add pharmacist", ADMIN, SCREENED_ON, ["user", "add", "phil", "--role", "pharmacist"]),
+    ("approve pharmacist", "iris", SCREENED_ON, approve("phil")),
     ("add coordinator", ADMIN, SCREENED_ON,
      ["user", "add", "cora", "--role", "coordinator", "--site", "TWH"]),
     ("seal", ADMIN, SCREENED_ON, ["seal", "--per-stratum", "1"]),
@@ -110,13 +112,15 @@ def trialkit(db: Path, who: str | None, on: date, args: list[str],
         env["TRIALKIT_USER"] = who
     if code:
         env["TRIALKIT_ENROLMENT_CODE"] = code
-    done = subprocess.run([sys.executable, "-m", "trialkit", "--db", str(db), *args],
+    done = subprocess.run([sys.executable, "-m", "trialkit", "--db", str(db),
+                           *read_out(db, args)],
                           cwd=db.parent, env=env, capture_output=True, text=True,
                           timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
     if added(args) and done.returncode == 0:  # the new user activates their account
         name, code = enrolment_code(done.stdout)
         activated = trialkit(db, None, on, ["user", "activate", name], code)
         assert activated.returncode == 0, activated.stderr
+        remember_key(db, name, activated.stdout)
     return done
 
 
@@ -130,7 +134,8 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
 
 
 def test_the_admin_sets_up_and_seals_the_trial(flow: Flow) -> None:
-    for step in ("init", "add pharmacist", "add coordinator", "seal"):
+    for step in ("init", "add investigator", "add pharmacist", "approve pharmacist",
+                 "add coordinator", "seal"):
         assert flow[step].returncode == 0, (step, flow[step].stderr)
     sealed = flow.shown("seal")
     assert "Sealed 4 envelopes in 4 strata:" in sealed

@@ -9,6 +9,7 @@ a box behave as ``store.db.transaction``: kept on success, undone on an error.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator, Mapping
@@ -73,7 +74,12 @@ from trialkit.services.allocation import (
     stratum_usage,
 )
 from trialkit.services.auth import login
-from trialkit.services.custody import CustodyRefused, grant_custodian, lists_held
+from trialkit.services.custody import (
+    CustodyRefused,
+    approve_custodian,
+    grant_custodian,
+    lists_held,
+)
 from trialkit.services.enrolment import (
     ParticipantView,
     Randomization,
@@ -256,9 +262,10 @@ class Box:
         with self.tx() as s:
             return integrity.verify(s)
 
-    def add_pharmacist(self, name: str) -> Actor:
+    def add_pharmacist(self, name: str, *, approve: bool = True) -> Actor:
         with self.tx() as s:
-            enrol(s, self.actor(ADMIN), self.clock, name, Role.PHARMACIST, password=PASSWORD)
+            enrol(s, self.actor(ADMIN), self.clock, name, Role.PHARMACIST, password=PASSWORD,
+                  approve=approve)
         with self.tx() as s:
             return login(s, name, PASSWORD, clock=self.clock)
 
@@ -393,7 +400,7 @@ def test_sealing_is_audited_with_counts_hashes_and_the_protocols_design_only(box
 def test_sealing_needs_a_pharmacist(engine: Engine, admin: Actor, clock: SteppingClock) -> None:
     # An investigator custodian alone is not enough: the pharmacist opens the envelopes.
     add_user(engine, admin, clock, "ivan", Role.INVESTIGATOR, custodian=True)
-    with pytest.raises(Refused, match="no pharmacist") as err, transaction(engine) as s:
+    with pytest.raises(Refused, match="no approved pharmacist") as err, transaction(engine) as s:
         seal_lists(s, admin, per_stratum=4, block_sizes=None, clock=clock)
     assert err.value.exit_code == 1
     with read_only(engine) as s:
@@ -553,31 +560,48 @@ def test_a_bad_extension_is_refused(
 # --- custody of the list keys --------------------------------------------------------------------
 
 
-def test_a_custodian_hands_the_list_keys_to_a_new_pharmacist(sealed: Box) -> None:
-    pia = sealed.add_pharmacist("pia")
+def test_a_custodian_approving_a_new_pharmacist_hands_her_the_list_keys(sealed: Box) -> None:
+    pia = sealed.add_pharmacist("pia", approve=False)
     with sealed.tx() as s:
-        assert lists_held(s, "pia") == 0  # added after sealing: holds nothing yet
-        result = grant_custodian(s, sealed.actor("phil"), password=PASSWORD, grantee="pia",
-                                 clock=sealed.clock)
-    assert (result.grantee, result.lists) == ("pia", len(STRATA))
+        assert lists_held(s, "pia") == 0  # added after sealing, not approved: holds nothing
+        public_key = s.exec(select(User.public_key).where(User.name == "pia")).one()
+        assert public_key is not None
+        read_out = hashlib.sha256(public_key).hexdigest()[:16]  # what pia reads out to phil
+        result = approve_custodian(s, sealed.actor("phil"), name="pia", fingerprint=read_out,
+                                   password=PASSWORD, clock=sealed.clock)
+    assert (result.name, result.approved_by, result.lists_wrapped) == ("pia", "phil", 4)
     assert pia.custodian
     for stratum in STRATA:
         list_id = sealed.list_of(stratum)["id"]
         assert data_key(sealed, "pia", list_id) == data_key(sealed, "phil", list_id)
         assert open_all(sealed, "pia", stratum) == open_all(sealed, "phil", stratum)
-    [event] = sealed.events("custody.grant")
-    assert (event.user_name, event.entity_id, event.after_json) == (
-        "phil", "pia", '{"lists_granted":4}')
-    # granting again adds nothing
+    [event] = sealed.events("custodian.approve")[-1:]
+    assert (event.user_name, event.entity_id) == ("phil", "pia")
+    assert json.loads(event.after_json or "{}")["custodian_approved_by"] == "phil"
+    assert "4 list keys" in (event.reason or "")
+    # a list key is handed over once: approving again is refused, granting adds nothing
+    with pytest.raises(Refused, match="already approved"), sealed.tx() as s:
+        approve_custodian(s, sealed.actor("phil"), name="pia", fingerprint=read_out,
+                          password=PASSWORD, clock=sealed.clock)
     with sealed.tx() as s:
         again = grant_custodian(s, sealed.actor("phil"), password=PASSWORD, grantee="pia",
                                 clock=sealed.clock)
     assert again.lists == 0
 
 
+def test_list_keys_are_not_granted_to_a_custodian_nobody_approved(sealed: Box) -> None:
+    sealed.add_pharmacist("pia", approve=False)
+    with pytest.raises(Refused, match="pia is not approved yet"), sealed.tx() as s:
+        grant_custodian(s, sealed.actor("phil"), password=PASSWORD, grantee="pia",
+                        clock=sealed.clock)
+    with sealed.tx() as s:
+        assert lists_held(s, "pia") == 0
+    assert sealed.events("custody.grant") == []
+
+
 @pytest.mark.parametrize("who", ["cora", ADMIN])
 def test_only_a_custodian_can_hand_over_the_list_keys(sealed: Box, who: str) -> None:
-    sealed.add_pharmacist("pia")
+    sealed.add_pharmacist("pia", approve=False)
     with pytest.raises(CustodyRefused, match="only an unblinding custodian") as err, \
             sealed.tx() as s:
         grant_custodian(s, sealed.actor(who), password=PASSWORD, grantee="pia",
@@ -591,10 +615,14 @@ def test_only_a_custodian_can_hand_over_the_list_keys(sealed: Box, who: str) -> 
 
 
 def test_the_custodian_must_unlock_their_key_to_hand_it_over(sealed: Box) -> None:
-    sealed.add_pharmacist("pia")
+    sealed.add_pharmacist("pia", approve=False)
+    with sealed.tx() as s:
+        public_key = s.exec(select(User.public_key).where(User.name == "pia")).one()
+    assert public_key is not None
     with pytest.raises(AuthenticationFailed), sealed.tx() as s:
-        grant_custodian(s, sealed.actor("phil"), password="not-phils-password", grantee="pia",
-                        clock=sealed.clock)
+        approve_custodian(s, sealed.actor("phil"), name="pia",
+                          fingerprint=hashlib.sha256(public_key).hexdigest()[:16],
+                          password="not-phils-password", clock=sealed.clock)
     with sealed.tx() as s:
         assert lists_held(s, "pia") == 0
 

@@ -38,7 +38,7 @@ from typer.testing import CliRunner
 from tests.builders import PROTOCOL, SeededRandom, baseline_days, eligible_answers
 from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, add_user
 from tests.db.test_allocation import empty_database
-from tests.enrolment import added, enrolment_code
+from tests.enrolment import added, approve, enrolment_code, read_out, remember_key
 from trialkit.cli.app import app
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.procedures import Block
@@ -100,7 +100,7 @@ def invoke(url: str, who: str | None, on: date, *args: str, enrolment: str | Non
 
     with pytest.MonkeyPatch.context() as mp:  # so each command's engine can be closed
         mp.setattr("trialkit.store.db.make_engine", recorded)
-        result = CliRunner().invoke(app, [*options, *args], env=env)
+        result = CliRunner().invoke(app, [*options, *read_out(url, args)], env=env)
     for engine in engines:
         engine.dispose()
     stderr, code = result.stderr, result.exit_code
@@ -114,6 +114,7 @@ def invoke(url: str, who: str | None, on: date, *args: str, enrolment: str | Non
         name, handed_over = enrolment_code(result.stdout)
         activated = invoke(url, None, on, "user", "activate", name, enrolment=handed_over)
         assert activated.exit_code == 0, activated.stderr
+        remember_key(url, name, activated.stdout)
     return Shown(who or "-", " ".join(args), code, result.stdout, stderr)
 
 
@@ -147,7 +148,9 @@ KEPT_A_DIARY = ("TWH-001", "TWH-002", "TWH-003", "SHS-001")
 # third participant.
 SCENARIO: list[tuple[str | None, date, list[str]]] = [
     (None, SCREENED_ON, ["init", str(KETHEAD), "--admin", ADMIN, "--training"]),
+    (ADMIN, SCREENED_ON, ["user", "add", "iris", "--role", "investigator"]),
     (ADMIN, SCREENED_ON, ["user", "add", "phil", "--role", "pharmacist"]),
+    ("iris", SCREENED_ON, approve("phil")),
     (ADMIN, SCREENED_ON,
      ["user", "add", "cora", "--role", "coordinator", "--site", "TWH", "--site", "SHS"]),
     (ADMIN, SCREENED_ON, ["seal", "--per-stratum", "2"]),

@@ -221,10 +221,11 @@ class Box:
         with self.tx() as s:
             return {v.id: v for v in list_participants(s, self.actor(by))}
 
-    def add_pharmacist(self, name: str, sites: list[str] | None = None) -> Actor:
+    def add_pharmacist(self, name: str, sites: list[str] | None = None, *,
+                       approve: bool = True) -> Actor:
         with self.tx() as s:
             enrol(s, self.actor(ADMIN), self.clock, name, Role.PHARMACIST, sites=sites,
-                  password=PASSWORD)
+                  password=PASSWORD, approve=approve)
         with self.tx() as s:
             self.added[name] = login(s, name, PASSWORD, clock=self.clock)
         return self.added[name]
@@ -818,7 +819,8 @@ def test_a_wrong_password_opens_nothing(box: Box) -> None:
 
 
 def test_a_pharmacist_without_the_list_key_is_refused(box: Box) -> None:
-    newt = box.add_pharmacist("newt")  # added after sealing: no list key was granted to them
+    # added after sealing and not approved by a second person: no list key was wrapped to them
+    newt = box.add_pharmacist("newt", approve=False)
     before = box.state()
     with pytest.raises(Refused, match="newt holds no key to the list of TWH-CM"), box.tx() as s:
         dispense(s, newt, "TWH-001", password=PASSWORD, clock=box.clock)

@@ -76,8 +76,9 @@ def test_admin_adds_a_user_of_every_role(
 ) -> None:
     add_user(engine, admin, clock, "bob", Role.ADMIN)
     add_user(engine, admin, clock, "carol", Role.COORDINATOR, sites=["twh", " SHS "])
-    add_user(engine, admin, clock, "pat", Role.PHARMACIST, sites=["TWH"])
-    add_user(engine, admin, clock, "ivan", Role.INVESTIGATOR, custodian=True)
+    # (approval of the two custodians is a second person's step: tests/db/test_custody.py)
+    add_user(engine, admin, clock, "pat", Role.PHARMACIST, sites=["TWH"], approve=False)
+    add_user(engine, admin, clock, "ivan", Role.INVESTIGATOR, custodian=True, approve=False)
     add_user(engine, admin, clock, "mark", Role.MONITOR)
 
     users = _users(engine, admin, clock)
@@ -475,7 +476,7 @@ def test_a_wrong_expired_or_unknown_code_is_refused_alike_and_audited(
 def test_activation_records_the_owners_public_keys(
     engine: Engine, clock: SteppingClock, admin: Actor
 ) -> None:
-    add_user(engine, admin, clock, "pat", Role.PHARMACIST)
+    add_user(engine, admin, clock, "pat", Role.PHARMACIST, approve=False)
     pat = _user(engine, "pat")
     (event,) = _log(engine, admin, action="user.activate")
     after = event.after or ""
@@ -495,7 +496,7 @@ def test_activation_records_the_owners_public_keys(
 def test_changing_your_own_password_makes_new_key_pairs(
     engine: Engine, clock: SteppingClock, admin: Actor
 ) -> None:
-    add_user(engine, admin, clock, "pat", Role.PHARMACIST)
+    add_user(engine, admin, clock, "pat", Role.PHARMACIST, approve=False)
     before = _user(engine, "pat")
     pat = sign_in(engine, "pat", clock)
     with transaction(engine) as s:

@@ -99,7 +99,7 @@ async def test_sealing_before_a_pharmacist_exists_is_refused_as_a_notification(
         app.screen.query_one("#per-stratum", Input).value = "4"
         await press(pilot, "enter")
         assert app.screen is screen
-        assert any("no pharmacist yet" in n for n in notifications(app))
+        assert any("no approved pharmacist yet" in n for n in notifications(app))
         assert counts(pilot)["TWH-CM"] == [0, 0, 0, "not sealed"]
 
 

@@ -1,4 +1,5 @@
-"""Admin and custodian commands: seal, list verify/status/procedure, custodian grant."""
+"""Admin and custodian commands: seal, list verify/status/procedure, custodian approve, list
+and grant."""
 
 import sys
 from typing import Annotated
@@ -172,9 +173,79 @@ def procedure(ctx: typer.Context) -> None:
     )
 
 
+@custodian_app.command("approve")
+def approve(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The custodian to approve")],
+    fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--fingerprint",
+            help="Their custodian key fingerprint, as they read it out to you "
+            "(prompted for at a terminal)",
+        ),
+    ] = None,
+) -> None:
+    """Approve a new custodian as the second person (an approved custodian, or an
+    investigator for the first one): check the key fingerprint they read out to you. An
+    approving custodian hands them every list key (your password unlocks them)."""
+    from trialkit.services.custody import approve_custodian
+
+    c = cli(ctx)
+    if fingerprint is None:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                f"give --fingerprint: the custodian key fingerprint {name} read out to you"
+            )
+        fingerprint = input(f"Custodian key fingerprint {name} reads out to you: ")
+    actor = c.actor()
+    password = ask_secret("Your password (unlocks the list keys you hold): ", "TRIALKIT_PASSWORD")
+    with c.write() as s:
+        r = approve_custodian(
+            s, actor, name=name, fingerprint=fingerprint, password=password, clock=c.clock()
+        )
+    c.emit(
+        {"custodian": r.name, "approved_by": r.approved_by, "fingerprint": r.fingerprint,
+         "lists_wrapped": r.lists_wrapped},
+        f"Approved {r.name} as an unblinding custodian (key {r.fingerprint}); "
+        f"{r.lists_wrapped} list keys wrapped to them",
+    )
+
+
+@custodian_app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """Every custodian: approved (by whom) or pending, their key fingerprint, list keys held."""
+    from trialkit.services.custody import list_custodians
+
+    c = cli(ctx)
+    actor = c.actor()
+    with c.read() as s:
+        rows = list_custodians(s, actor)
+
+    def text() -> str:
+        lines = [f"{'name':<16} {'role':<13} {'key':<20} {'lists':>5}  state"]
+        for r in rows:
+            lines.append(
+                f"{r.name:<16} {r.role:<13} {r.fingerprint or '-':<20} {r.lists_held:>5}  "
+                f"{r.state}"
+            )
+        return "\n".join(lines)
+
+    c.emit(
+        [
+            {"name": r.name, "role": r.role, "state": r.state, "fingerprint": r.fingerprint,
+             "approved_by": r.approved_by,
+             "approved_at": r.approved_at.isoformat() if r.approved_at else None,
+             "lists_held": r.lists_held}
+            for r in rows
+        ],
+        text,
+    )
+
+
 @custodian_app.command("grant")
 def grant(ctx: typer.Context, name: Annotated[str, typer.Argument(help="New custodian")]) -> None:
-    """Give a new custodian the list keys you hold (your password unlocks them)."""
+    """Give an approved custodian the list keys they lack (your password unlocks them)."""
     from trialkit.services.custody import grant_custodian
 
     c = cli(ctx)

@@ -45,6 +45,7 @@ from trialkit.domain.strata import Stratum as StratumDef
 from trialkit.domain.strata import all_strata
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
+from trialkit.services.custody import approved_custodians
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import stored_protocol
 from trialkit.store.models import AllocationList, Envelope, Stratum, User
@@ -106,13 +107,6 @@ class SealResult:
     @property
     def total(self) -> int:
         return sum(c.envelopes for c in self.lists)
-
-
-def _custodians(session: Session) -> list[User]:
-    users = session.exec(
-        select(User).where(col(User.custodian)).where(col(User.disabled).is_(False))
-    ).all()
-    return [u for u in users if u.public_key is not None]
 
 
 def _check_sizes(protocol: Protocol, block_sizes: Sequence[int] | None) -> Design:
@@ -295,9 +289,13 @@ def seal_lists(
     protocol = stored_protocol(session)
     design = _check_sizes(protocol, block_sizes)
     _check_count(per_stratum)
-    custodians = _custodians(session)
+    custodians = approved_custodians(session)
     if not any(u.role == Role.PHARMACIST.value for u in custodians):
-        raise Refused("no pharmacist yet: add one first, their key is what opens the envelopes")
+        raise Refused(
+            "no approved pharmacist yet: add one, let them activate their account, and have "
+            "an investigator approve them (trialkit custodian approve NAME): their key is "
+            "what opens the envelopes"
+        )
     if session.exec(select(AllocationList.id).limit(1)).first() is not None:
         raise Refused("the lists are already sealed; extend a stratum with --extend STRATUM")
     signer = new_signing_key()
@@ -361,7 +359,7 @@ def extend_list(
         .where(AllocationList.stratum_code == code)
     ).one()
     held = (last_seq or 0) - released_total(session, code)
-    custodians = _custodians(session)
+    custodians = approved_custodians(session)
     signer = new_signing_key()
     seg = _seal_segment(
         actor,

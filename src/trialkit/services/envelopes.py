@@ -65,8 +65,9 @@ def _data_key(session: Session, actor: Actor, env: Envelope, password: str) -> b
     grant = session.get(ListKeyGrant, (env.list_id, actor.user_id))
     if grant is None:
         raise Refused(
-            f"{actor.name} holds no key to the list of {env.stratum_code}: an existing "
-            f"custodian must grant it (trialkit custodian grant {actor.name})"
+            f"{actor.name} holds no key to the list of {env.stratum_code}: a second "
+            f"person approves them first (trialkit custodian approve {actor.name}), "
+            "which hands it over"
         )
     private = custodian_private_key(session, actor, password)  # the password KDF: the cost
     return unwrap_data_key(grant.wrapped_key, private, key_info(env.list_id))

@@ -106,8 +106,9 @@ def open_lists(
         grant = session.get(ListKeyGrant, (lst.id, actor.user_id))
         if grant is None:
             raise Refused(
-                f"{actor.name} holds no key to the list of {lst.stratum_code}: an existing "
-                f"custodian must grant it (trialkit custodian grant {actor.name})"
+                f"{actor.name} holds no key to the list of {lst.stratum_code}: a second "
+                f"person approves them first (trialkit custodian approve {actor.name}), "
+                "which hands it over"
             )
         data_key = unwrap_data_key(grant.wrapped_key, private, key_info(lst.id))
         try:
