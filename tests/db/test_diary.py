@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import col, select
 
@@ -689,6 +691,36 @@ def test_an_imported_row_changed_behind_trialkits_back_fails_verification(
     report = verified(box)
     assert not report.ok
     assert f"diary 'batch/{r.batch}'" in (report.problem or "")
+
+
+@settings(max_examples=8, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sites=st.lists(st.sampled_from(["TWH", "SHS"]), min_size=2, max_size=4),
+       order=st.randoms(use_true_random=False), pick=st.integers(0, 10_000),
+       corrected=st.booleans())
+def test_any_row_of_a_file_across_participants_changed_later_is_caught_at_its_batch(
+    trial: World, sites: list[str], order: Any, pick: int, corrected: bool
+) -> None:
+    """One file holds several participants' days at both sites, in any order; ``audit
+    verify`` holds until any one stored row of it is changed, then names that file's
+    batch (its event is the first that recorded the row), corrected later or not."""
+    with window(trial) as box:
+        pids = [box.consented(site=site) for site in sites]
+        box.clock.advance(days=3)
+        lines = [f"{pid},2026-03-0{d},yes,mild,{d + i},no\n"
+                 for i, pid in enumerate(pids) for d in (2, 3, 4)]
+        order.shuffle(lines)
+        r = import_text(box, HEADER + "".join(lines))
+        if corrected:
+            record(box, pids[0], headache(date(2026, 3, 3), hours=9), reason="misread")
+        assert verified(box).ok
+        pid, day = lines[pick % len(lines)].split(",")[:2]
+        box.conn.execute(text("UPDATE diary_entry SET duration_hours = 23.5 WHERE "
+                              "participant_id = :p AND day = :d AND version = 1"),
+                         {"p": pid, "d": day})
+        report = verified(box)
+        assert not report.ok
+        assert f"diary 'batch/{r.batch}'" in (report.problem or "")
 
 
 def test_imported_and_single_days_are_stored_alike(box: Box) -> None:

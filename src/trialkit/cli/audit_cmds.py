@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -38,14 +39,21 @@ def verify(
     """Recompute the hash chain and compare stored data with the audited state.
     Prints OK, or the first broken event and why (exit 1). Verifying writes nothing and
     needs no sign-in: anyone holding a copy can check it."""
+    from rich.progress import Progress
+
     from trialkit.domain.errors import IntegrityFailure
     from trialkit.services.integrity import verify as run_verify
 
     c = cli(ctx)
     c.read_only = read_only
     c.trial()
-    with c.read() as s:
-        report = run_verify(s, expected_head=head)
+    with c.read() as s, Progress(transient=True,
+                                 disable=c.json or not sys.stdout.isatty()) as bar:
+        task = bar.add_task("Verifying", total=None)
+        report = run_verify(
+            s, expected_head=head,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     if not report.ok:
         details = {"ok": False, "events": report.events, "first_bad_event": report.bad_seq,
                    "problem": report.problem}

@@ -9,14 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, insert, text
+from sqlalchemy import select as select_columns
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 
-from trialkit.domain.audit_chain import GENESIS, ChainBreak, ChainFields, canonical_json
+from trialkit.domain.audit_chain import GENESIS, ChainFields, canonical_json
 from trialkit.domain.audit_chain import event_hash as chain_hash
-from trialkit.domain.audit_chain import first_break as chain_first_break
-from trialkit.domain.audit_chain import first_time_reversal as chain_first_time_reversal
 from trialkit.domain.clock import Clock, SystemClock
 from trialkit.domain.roles import Permission
 from trialkit.services.actor import Actor, require
@@ -107,22 +106,6 @@ def now(session: Session, clock: Clock) -> datetime:
     """The time this transaction's audit events carry: a service stamps the rows it changes
     with it (an envelope's ``bound_at``), so rows and their event agree to the microsecond."""
     return _chain_head(session, clock)[2]
-
-
-def _fields(e: AuditEvent) -> ChainFields:
-    return ChainFields(
-        seq=e.seq,
-        at=e.at,
-        user_name=e.user_name,
-        role=e.role,
-        action=e.action,
-        entity=e.entity,
-        entity_id=e.entity_id,
-        before_json=e.before_json,
-        after_json=e.after_json,
-        reason=e.reason,
-        prev_hash=e.prev_hash,
-    )
 
 
 @dataclass(frozen=True)
@@ -223,18 +206,17 @@ def iter_events(session: Session) -> Iterator[AuditEvent]:
     yield from session.exec(stmt)
 
 
-def first_break(session: Session) -> tuple[int, str, ChainBreak | None]:
-    """Walk the whole chain: (event count, head hash, first break or None)."""
-    pairs = [(_fields(e), e.hash) for e in iter_events(session)]
-    head = pairs[-1][1] if pairs else GENESIS
-    return len(pairs), head, chain_first_break(pairs)
+_CHAIN_COLUMNS = [EVENTS.c[name] for name in ChainFields.__dataclass_fields__]
+_CHAIN = select_columns(*_CHAIN_COLUMNS, EVENTS.c.hash).order_by(EVENTS.c.seq)
 
 
-def first_time_reversal(session: Session) -> ChainBreak | None:
-    """The first event recorded earlier than its predecessor (see the domain's rule)."""
-    stmt = select(AuditEvent.seq, AuditEvent.at).order_by(col(AuditEvent.seq))
-    rows = session.exec(stmt.execution_options(yield_per=5000))
-    return chain_first_time_reversal((seq, at) for seq, at in rows)
+def iter_chain(session: Session) -> Iterator[tuple[ChainFields, str]]:
+    """Every event's hashed fields and stored hash in stored sequence order, streamed a
+    few thousand rows at a time (never the whole trail at once)."""
+    rows = session.connection().execute(_CHAIN.execution_options(yield_per=5000))
+    for row in rows:
+        *fields, stored = row
+        yield ChainFields(*fields), stored
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,21 @@
 """What the audit trail records of the headache diary: the snapshot of one day (its current
 version and every earlier one), the snapshot of a batch of days stored together, and the
-state of every audited diary entity, which ``audit verify`` compares with its last event."""
+digest of the state of every audited diary entity, which ``audit verify`` compares with its
+last event."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any, Protocol
 
 from sqlmodel import Session, col, select
 
+from trialkit.domain.audit_chain import canonical_json
 from trialkit.store.models import DiaryEntry
 
 
@@ -87,27 +92,73 @@ def batch_snapshot(rows: Iterable[BatchRow], recorded_by: set[str], recorded_at:
     }
 
 
-def diary_states(session: Session) -> dict[str, dict[str, Any]]:
-    """The state of every audited diary entity, keyed as its audit events are: each day
-    entered or corrected on its own (``PID/DATE``) and each batch (``batch/ID``)."""
+def state_digest(text: str) -> bytes:
+    """What ``audit verify`` holds of a recorded or current state: its SHA-256."""
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def recorded_diary_digest(entity_id: str, after_json: str) -> bytes:
+    """The digest of a diary entity's state as its event recorded it, comparable with
+    :func:`diary_digests`. A batch's digest covers its rows apart from who and when, so
+    the rows can be hashed as they stream past."""
+    if not entity_id.startswith("batch/"):
+        return state_digest(after_json)
+    doc = json.loads(after_json)
+    if not isinstance(doc, dict):
+        return state_digest(after_json)  # not a batch's state: it matches nothing
+    rows = doc.pop("rows", None)
+    return state_digest(canonical_json(doc)) + state_digest(canonical_json(rows))
+
+
+class _BatchDigest:
+    """A batch's digest built row by row (rows arrive in ``batch_snapshot``'s order)."""
+
+    def __init__(self) -> None:
+        self.rows = hashlib.sha256(b"[")
+        self.empty = True
+        self.recorded_by: set[str] = set()
+        self.recorded_at: set[str] = set()
+
+    def add(self, first: _Version) -> None:
+        row = (first.participant_id, first.day, first.headache, first.severity,
+               first.duration_hours, first.acute_medication)
+        self.rows.update(("" if self.empty else ",").encode() + canonical_json(row).encode())
+        self.empty = False
+        self.recorded_by.add(first.recorded_by)
+        self.recorded_at.add(utc_text(first.recorded_at))
+
+    def digest(self) -> bytes:
+        head = batch_snapshot([], self.recorded_by, self.recorded_at)
+        del head["rows"]
+        self.rows.update(b"]")
+        return state_digest(canonical_json(head)) + self.rows.digest()
+
+
+def code_point_order(column: Any, dialect: str) -> Any:
+    """``column`` to ORDER BY in Python's string order (PostgreSQL's collation may differ;
+    SQLite compares bytes, which for UTF-8 is the same order)."""
+    return column.collate("C") if dialect == "postgresql" else column
+
+
+def diary_digests(session: Session) -> Iterator[tuple[str, bytes]]:
+    """The digest of the state of every audited diary entity, keyed as its audit events are:
+    each day entered or corrected on its own (``PID/DATE``) and each batch (``batch/ID``).
+    Streams the versions in one query, participant by participant and day by day, holding
+    one day's versions and each batch's running hash, never the rows."""
     fields = [getattr(DiaryEntry, name) for name in _Version.__annotations__]
+    dialect = session.get_bind().dialect.name
     stmt = select(*fields).order_by(
-        col(DiaryEntry.participant_id), col(DiaryEntry.day), col(DiaryEntry.version)
-    )
-    versions: dict[tuple[str, str], list[_Version]] = {}
-    for e in session.exec(stmt):
-        versions.setdefault((e.participant_id, e.day), []).append(e)
-    states: dict[str, dict[str, Any]] = {}
-    batches: dict[str, tuple[list[BatchRow], set[str], set[str]]] = {}
-    for (pid, day), rows in versions.items():
+        code_point_order(col(DiaryEntry.participant_id), dialect),
+        code_point_order(col(DiaryEntry.day), dialect),
+        col(DiaryEntry.version),
+    ).execution_options(yield_per=5000)
+    batches: dict[str, _BatchDigest] = {}
+    for (pid, day), group in groupby(session.exec(stmt), key=lambda e: (e.participant_id, e.day)):
+        rows: list[_Version] = list(group)
         first, current = rows[0], [e for e in rows if e.current]
         batch = _batch_of(first)
         if batch is not None:
-            held, by, at = batches.setdefault(batch, ([], set(), set()))
-            held.append((pid, day, first.headache, first.severity, first.duration_hours,
-                         first.acute_medication))
-            by.add(first.recorded_by)
-            at.add(utc_text(first.recorded_at))
+            batches.setdefault(batch, _BatchDigest()).add(first)
             if len(rows) == 1 and first.current:
                 continue  # audited with its batch only
         # No current version (or two) is itself a change made outside trialkit.
@@ -115,7 +166,6 @@ def diary_states(session: Session) -> dict[str, dict[str, Any]]:
         state = diary_snapshot(shown, [e for e in rows if e is not shown])
         if len(current) != 1:
             state["current_versions"] = len(current)
-        states[f"{pid}/{day}"] = state
-    for batch, (held, by, at) in batches.items():
-        states[f"batch/{batch}"] = batch_snapshot(held, by, at)
-    return states
+        yield f"{pid}/{day}", state_digest(canonical_json(state))
+    for batch, digest in batches.items():
+        yield f"batch/{batch}", digest.digest()

@@ -6,18 +6,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
 from typing import Any
 
+from sqlalchemy import func
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
-from trialkit.domain.audit_chain import canonical_json
+from trialkit.domain.audit_chain import ChainFields, ChainWalk, TimeWalk, canonical_json
 from trialkit.domain.strata import all_strata
 from trialkit.services import audit
 from trialkit.services.allocation import list_snapshot
-from trialkit.services.diary_audit import diary_states
-from trialkit.services.enrolment import participant_snapshot
+from trialkit.services.diary_audit import (
+    code_point_order,
+    diary_digests,
+    recorded_diary_digest,
+    state_digest,
+)
+from trialkit.services.enrolment import participant_state
 from trialkit.services.list_integrity import verify_lists
 from trialkit.services.preparations import audit_key, preparation_snapshot
 from trialkit.services.trial import stored_protocol, trial_snapshot
@@ -25,6 +34,7 @@ from trialkit.services.users import user_snapshot
 from trialkit.store.models import (
     AllocationList,
     AuditEvent,
+    DiaryEntry,
     Envelope,
     Participant,
     Preparation,
@@ -34,58 +44,88 @@ from trialkit.store.models import (
 )
 from trialkit.store.schema import append_only_problems
 
-StateReader = Callable[[Session], dict[str, dict[str, Any]]]
+PARTICIPANTS = Participant.__table__  # type: ignore[attr-defined]
+ENVELOPES = Envelope.__table__  # type: ignore[attr-defined]
+
+# What verify holds of an entity's state: the SHA-256 of its canonical JSON (see
+# diary_audit for a batch's), never the state itself.
+Digests = Iterator[tuple[str, bytes]]
 
 
-def _users(session: Session) -> dict[str, dict[str, Any]]:
-    return {u.name: user_snapshot(session, u) for u in session.exec(select(User)).all()}
+def _digests(states: Iterable[tuple[str, dict[str, Any]]]) -> Digests:
+    for entity_id, state in states:
+        yield entity_id, state_digest(canonical_json(state))
 
 
-def _trial(session: Session) -> dict[str, dict[str, Any]]:
+def _users(session: Session) -> Digests:
+    users = session.exec(select(User)).all()  # a few: each reads its sites
+    return _digests((u.name, user_snapshot(session, u)) for u in users)
+
+
+def _trial(session: Session) -> Digests:
     trial = session.get(Trial, 1)
-    if trial is None:
-        return {}
-    return {trial.trial_code: trial_snapshot(session, trial)}
+    return _digests([] if trial is None else [(trial.trial_code, trial_snapshot(session, trial))])
 
 
-def _participants(session: Session) -> dict[str, dict[str, Any]]:
-    return {p.id: participant_snapshot(session, p) for p in session.exec(select(Participant))}
+def _participants(session: Session) -> Digests:
+    """Every participant with the envelope bound to it, in one query."""
+    dialect = session.get_bind().dialect.name
+    stmt = (
+        select_columns(*PARTICIPANTS.c, ENVELOPES.c.stratum_code.label("envelope_stratum"),
+               ENVELOPES.c.seq.label("envelope_seq"))
+        .outerjoin(ENVELOPES, ENVELOPES.c.participant_id == PARTICIPANTS.c.id)
+        .order_by(code_point_order(PARTICIPANTS.c.id, dialect), ENVELOPES.c.stratum_code,
+                  ENVELOPES.c.seq)
+        .execution_options(yield_per=2000)
+    )
+    rows = session.connection().execute(stmt)
+    for pid, same in groupby(rows, key=lambda r: r.id):
+        p = next(same)  # a participant bound twice shows its first envelope, as before
+        envelope = None if p.envelope_seq is None else f"{p.envelope_stratum}#{p.envelope_seq}"
+        yield pid, state_digest(canonical_json(participant_state(p, envelope)))
 
 
-def _lists(session: Session) -> dict[str, dict[str, Any]]:
-    return {lst.id: list_snapshot(lst) for lst in session.exec(select(AllocationList))}
+def _lists(session: Session) -> Digests:
+    return _digests((lst.id, list_snapshot(lst)) for lst in session.exec(select(AllocationList)))
 
 
-def _preparations(session: Session) -> dict[str, dict[str, Any]]:
-    return {audit_key(p): preparation_snapshot(p) for p in session.exec(select(Preparation))}
+def _preparations(session: Session) -> Digests:
+    preparations = session.exec(select(Preparation).execution_options(yield_per=2000))
+    return _digests((audit_key(p), preparation_snapshot(p)) for p in preparations)
 
 
-# entity name in the audit trail -> reader of the current state of every such entity
-STATE_READERS: dict[str, StateReader] = {
-    "user": _users,
-    "trial": _trial,
-    "participant": _participants,
-    "list": _lists,
-    "diary": diary_states,
-    "preparation": _preparations,
+@dataclass(frozen=True)
+class AuditedEntity:
+    """How verify reads one kind of audited entity: the digest of every such entity's
+    current state, streamed, and the digest of a state as an event recorded it."""
+
+    current: Callable[[Session], Digests]
+    recorded: Callable[[str, str], bytes] = lambda _entity_id, after: state_digest(after)
+
+
+# entity name in the audit trail -> how verify reads it, in the order verify reads them
+AUDITED: dict[str, AuditedEntity] = {
+    "user": AuditedEntity(_users),
+    "trial": AuditedEntity(_trial),
+    "participant": AuditedEntity(_participants),
+    "list": AuditedEntity(_lists),
+    "diary": AuditedEntity(diary_digests, recorded_diary_digest),
+    "preparation": AuditedEntity(_preparations),
 }
+# The tables whose rows those readers stream (for the progress count).
+_READ_TABLES = (User, Trial, Participant, AllocationList, DiaryEntry, Preparation)
 
 
-def _envelope_binding_problem(session: Session) -> str | None:
+def _envelope_binding_problem(
+    session: Session, bound_by: dict[str, tuple[int, datetime, str | None]]
+) -> str | None:
     """Every bound envelope was bound at the time of the event that randomized its
-    participant (both carry one time, ``audit.now``), and only a bound one has a time."""
-    bound_by = {
-        entity_id: (seq, at, json.loads(after or "{}").get("envelope"))
-        for entity_id, seq, at, after in session.exec(
-            select(AuditEvent.entity_id, AuditEvent.seq, AuditEvent.at, AuditEvent.after_json)
-            .where(AuditEvent.action == "participant.randomize")
-            .order_by(col(AuditEvent.seq))
-        )
-    }
+    participant (both carry one time, ``audit.now``), and only a bound one has a time.
+    ``bound_by``: participant -> (seq, time, envelope) of its last randomization event."""
     stmt = select(Envelope.stratum_code, Envelope.seq, Envelope.participant_id,
                   Envelope.bound_at).where(
         col(Envelope.participant_id).is_not(None) | col(Envelope.bound_at).is_not(None))
-    for stratum, seq, pid, bound_at in session.exec(stmt):
+    for stratum, seq, pid, bound_at in session.exec(stmt.execution_options(yield_per=5000)):
         where = f"envelope {stratum}#{seq}"
         found = bound_by.get(pid) if pid else None
         if found is None or found[2] != f"{stratum}#{seq}":
@@ -123,69 +163,123 @@ class VerifyReport:
     problem: str | None = None
 
 
-def _latest_states(session: Session) -> dict[tuple[str, str], tuple[int, str]]:
-    stmt = (
-        select(AuditEvent.entity, AuditEvent.entity_id, AuditEvent.seq, AuditEvent.after_json)
-        .where(col(AuditEvent.entity).in_(list(STATE_READERS)))
-        .where(col(AuditEvent.after_json).is_not(None))
-        .order_by(col(AuditEvent.seq))
-    )
-    latest: dict[tuple[str, str], tuple[int, str]] = {}
-    for entity, entity_id, seq, after in session.exec(stmt):
-        assert after is not None
-        latest[(entity, entity_id)] = (seq, after)
-    return latest
+Progress = Callable[[int, int], None]
+_PROGRESS_EVERY = 5000  # rows between two progress calls
 
 
-def _first_state_mismatch(session: Session, events: int) -> tuple[int, str] | None:
-    latest = _latest_states(session)
-    problems: list[tuple[int, str]] = []
-    for entity, reader in STATE_READERS.items():
-        for entity_id, state in reader(session).items():
-            found = latest.pop((entity, entity_id), None)
-            if found is None:
-                problems.append(
-                    (
-                        events + 1,
-                        f"{entity} {entity_id!r} exists but no audit event records it: "
-                        "an event is missing or the row was added outside trialkit",
-                    )
-                )
-            elif canonical_json(state) != found[1]:
-                problems.append(
-                    (
-                        found[0],
-                        f"{entity} {entity_id!r} no longer matches this event: "
-                        "it was changed outside trialkit or a later event is missing",
-                    )
-                )
-    for (entity, entity_id), (seq, _after) in latest.items():
-        problems.append((seq, f"{entity} {entity_id!r} recorded here no longer exists"))
-    return min(problems) if problems else None
+class _Progress:
+    """Counts the rows verify reads and reports every few thousand (``progress(done,
+    total)``: audit events plus the rows of every audited table)."""
+
+    def __init__(self, session: Session, report: Progress | None) -> None:
+        self._report = report
+        self.done = 0
+        self.total = 0
+        if report is not None:
+            for table in (AuditEvent, *_READ_TABLES):
+                self.total += session.exec(select(func.count()).select_from(table)).one()
+            report(0, self.total)
+
+    def tick(self) -> None:
+        self.done += 1
+        if self._report is not None and self.done % _PROGRESS_EVERY == 0:
+            self._report(min(self.done, self.total), self.total)
+
+    def finish(self) -> None:
+        if self._report is not None:
+            self._report(self.total, self.total)
 
 
-def verify(session: Session, *, expected_head: str | None = None) -> VerifyReport:
-    """Recompute the chain and compare stored state with the audited state."""
-    count, head, brk = audit.first_break(session)
+class _AuditPass:
+    """One walk over the audit trail in sequence order, event by event: the hash chain,
+    time order, and what each event says about its entity (the digest of the latest state
+    recorded for each, and which envelope each randomization bound)."""
+
+    def __init__(self, progress: _Progress) -> None:
+        self.chain = ChainWalk()
+        self.times = TimeWalk()
+        self.latest: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self.bound_by: dict[str, tuple[int, datetime, str | None]] = {}
+        self._progress = progress
+
+    def event(self, fields: ChainFields, stored_hash: str) -> None:
+        """Check one event and note what it recorded."""
+        self.chain.step(fields, stored_hash)
+        self.times.step(fields.seq, fields.at)
+        audited = AUDITED.get(fields.entity)
+        if audited is not None and fields.after_json is not None:
+            digest = audited.recorded(fields.entity_id, fields.after_json)
+            self.latest[(fields.entity, fields.entity_id)] = (fields.seq, digest)
+        if fields.action == "participant.randomize":
+            envelope = json.loads(fields.after_json or "{}").get("envelope")
+            self.bound_by[fields.entity_id] = (fields.seq, fields.at, envelope)
+        self._progress.tick()
+
+    def walk(self, session: Session) -> None:
+        for fields, stored_hash in audit.iter_chain(session):
+            self.event(fields, stored_hash)
+
+
+def _first_state_mismatch(
+    session: Session, latest: dict[tuple[str, str], tuple[int, bytes]], events: int,
+    progress: _Progress,
+) -> tuple[int, str] | None:
+    """Compare every audited entity's current state with the latest one recorded, entity
+    kind by kind in a fixed order; the problem at the lowest event (the first one noticed
+    among equals). Consumes ``latest``."""
+    first: tuple[int, str] | None = None
+
+    def found(seq: int, why: str) -> None:
+        nonlocal first
+        if first is None or (seq, why) < first:
+            first = (seq, why)
+
+    for entity, audited in AUDITED.items():
+        for entity_id, digest in audited.current(session):
+            progress.tick()
+            recorded = latest.pop((entity, entity_id), None)
+            if recorded is None:
+                found(events + 1, f"{entity} {entity_id!r} exists but no audit event records "
+                      "it: an event is missing or the row was added outside trialkit")
+            elif digest != recorded[1]:
+                found(recorded[0], f"{entity} {entity_id!r} no longer matches this event: "
+                      "it was changed outside trialkit or a later event is missing")
+    for (entity, entity_id), (seq, _digest) in latest.items():
+        found(seq, f"{entity} {entity_id!r} recorded here no longer exists")
+    return first
+
+
+def verify(
+    session: Session, *, expected_head: str | None = None, progress: Progress | None = None
+) -> VerifyReport:
+    """Recompute the chain and compare stored state with the audited state. Streams: one
+    pass over the audit trail, then one query per audited table, holding digests rather
+    than documents. ``progress(done, total)`` is told the rows read every few thousand."""
+    counter = _Progress(session, progress)
+    events = _AuditPass(counter)
+    events.walk(session)
+    count, head = events.chain.count, events.chain.head
+    brk = events.chain.first_break
     if brk is not None:
         return VerifyReport(False, count, head, brk.seq, f"event {brk.seq}: {brk.why}")
     trial = session.get(Trial, 1)
-    if trial is not None and not trial.training:  # a training trial's clock is stated
-        back = audit.first_time_reversal(session)
-        if back is not None:
-            return VerifyReport(False, count, head, back.seq, f"event {back.seq}: {back.why}")
-    mismatch = _first_state_mismatch(session, count)
+    back = events.times.first_reversal
+    if trial is not None and not trial.training and back is not None:
+        # a training trial's clock is stated: only a live trial's time must go forward
+        return VerifyReport(False, count, head, back.seq, f"event {back.seq}: {back.why}")
+    mismatch = _first_state_mismatch(session, events.latest, count, counter)
+    counter.finish()
     if mismatch is not None:
         seq, why = mismatch
         return VerifyReport(False, count, head, seq, f"event {seq}: {why}")
-    trial = session.get(Trial, 1)
     if trial is not None and (
         hashlib.sha256(trial.protocol_text.encode("utf-8")).hexdigest() != trial.protocol_sha256
     ):
         return VerifyReport(
             False, count, head, 1, "event 1: the stored protocol text no longer matches its SHA-256"
         )
-    for problem in (_envelope_binding_problem(session), _strata_problem(session)):
+    for problem in (_envelope_binding_problem(session, events.bound_by),
+                    _strata_problem(session)):
         if problem is not None:
             return VerifyReport(False, count, head, None, problem)
     for check in verify_lists(session):
