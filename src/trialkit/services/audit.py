@@ -14,7 +14,13 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 
-from trialkit.domain.audit_chain import GENESIS, ChainFields, canonical_json
+from trialkit.domain.audit_chain import (
+    GENESIS,
+    ChainBreak,
+    ChainFields,
+    ChainWalk,
+    canonical_json,
+)
 from trialkit.domain.audit_chain import event_hash as chain_hash
 from trialkit.domain.clock import Clock, SystemClock
 from trialkit.domain.roles import Permission
@@ -200,12 +206,6 @@ def last_event_at(session: Session) -> datetime | None:
     ).first()
 
 
-def iter_events(session: Session) -> Iterator[AuditEvent]:
-    """Every event in stored sequence order, streamed."""
-    stmt = select(AuditEvent).order_by(col(AuditEvent.seq)).execution_options(yield_per=2000)
-    yield from session.exec(stmt)
-
-
 _CHAIN_COLUMNS = [EVENTS.c[name] for name in ChainFields.__dataclass_fields__]
 _CHAIN = select_columns(*_CHAIN_COLUMNS, EVENTS.c.hash).order_by(EVENTS.c.seq)
 
@@ -217,6 +217,14 @@ def iter_chain(session: Session) -> Iterator[tuple[ChainFields, str]]:
     for row in rows:
         *fields, stored = row
         yield ChainFields(*fields), stored
+
+
+def first_break(session: Session) -> tuple[int, str, ChainBreak | None]:
+    """Walk the whole chain, streamed: (event count, head hash, first break or None)."""
+    walk = ChainWalk()
+    for fields, stored in iter_chain(session):
+        walk.step(fields, stored)
+    return walk.count, walk.head, walk.first_break
 
 
 @dataclass(frozen=True)
