@@ -336,6 +336,41 @@ def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Rand
     return Randomization(p.id, p.randomization_number, p.label_code, already=False)
 
 
+@dataclass(frozen=True)
+class ParticipantFilter:
+    """Which participants a list shows: one site, one status, and part of an id. The one
+    rule for both the database query and a list already in memory (the TUI filters the
+    list it holds as the user types)."""
+
+    site: str | None = None
+    status: str | None = None
+    search: str | None = None
+
+    @classmethod
+    def of(cls, *, site: str | None = None, status: str | None = None,
+           search: str | None = None) -> ParticipantFilter:
+        """The filter as typed: a site code in any case, search text checked (no control
+        characters) and matched in upper case, as participant ids are written."""
+        if search:
+            search = plain_text(search, "search text", max_len=100).upper()
+        return cls(site.strip().upper() if site else None, status or None, search or None)
+
+    def matches(self, v: ParticipantView) -> bool:
+        """Whether the participant passes every part of the filter."""
+        return ((self.site is None or v.site == self.site)
+                and (self.status is None or v.status == self.status)
+                and (self.search is None or self.search in v.id))
+
+    def narrow(self, stmt: Any) -> Any:
+        """The query for participants, narrowed by what the database can check (every part
+        but the status, which is decided from more than the participant's row)."""
+        if self.site:
+            stmt = stmt.where(Participant.site_code == self.site)
+        if self.search:
+            stmt = stmt.where(col(Participant.id).contains(self.search, autoescape=True))
+        return stmt
+
+
 @audits_refusals("participant.list", entity="participant")
 def list_participants(
     session: Session,
@@ -344,20 +379,25 @@ def list_participants(
     site: str | None = None,
     status: str | None = None,
     search: str | None = None,
+    limit: int | None = None,
 ) -> list[ParticipantView]:
-    """Participants the actor may see (coordinators: own sites), filtered."""
+    """Participants the actor may see (coordinators: own sites), filtered, in site and
+    number order; ``limit``: only the first ones (a screen's first page)."""
     require(actor, Permission.READ_STATUS)
+    wanted = ParticipantFilter.of(site=site, status=status, search=search)
     stmt = select(Participant).order_by(col(Participant.site_code), col(Participant.number))
     if actor.role.value == "coordinator":
         stmt = stmt.where(col(Participant.site_code).in_(sorted(actor.sites)))
-    if site:
-        stmt = stmt.where(Participant.site_code == site.strip().upper())
-    if search:
-        search = plain_text(search, "search text", max_len=100)
-        stmt = stmt.where(col(Participant.id).contains(search.upper()))
-    dispensed = set(session.exec(select(Preparation.participant_id)).all())
-    views = [view(p, dispensed=p.id in dispensed) for p in session.exec(stmt).all()]
-    return [v for v in views if status is None or v.status == status]
+    stmt = wanted.narrow(stmt)
+    if limit is not None and wanted.status is None:
+        stmt = stmt.limit(limit)
+    people = session.exec(stmt).all()
+    prepared = select(Preparation.participant_id)
+    if limit is not None:
+        prepared = prepared.where(col(Preparation.participant_id).in_([p.id for p in people]))
+    dispensed = set(session.exec(prepared).all())
+    views = [view(p, dispensed=p.id in dispensed) for p in people]
+    return [v for v in views if wanted.matches(v)][:limit]
 
 
 @audits_refusals("participant.plan_infusion", entity="participant", entity_id="pid")

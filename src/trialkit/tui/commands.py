@@ -90,6 +90,14 @@ SEARCH = Command(
     "search", "Search participants", "Type part of a participant id", "slash", "focus_search",
     footer="Search",
 )
+NEXT_PAGE = Command(
+    "next-page", "Next page", "Show the next page of the list", "right_square_bracket",
+    "next_page", show=False,
+)
+PREVIOUS_PAGE = Command(
+    "previous-page", "Previous page", "Show the previous page of the list",
+    "left_square_bracket", "previous_page", show=False,
+)
 
 # The screening form.
 SUBMIT_SCREENING = Command(
@@ -209,7 +217,8 @@ ALL_COMMANDS: dict[str, Command] = {
     c.id: c
     for c in (
         *APP_COMMANDS, REFRESH, BACK, PARTICIPANTS, ALLOCATION_LISTS, SCREEN_PARTICIPANT,
-        RECORD_CONSENT, RANDOMIZE, WITHDRAW, SEARCH, SUBMIT_SCREENING, ANSWER_YES, ANSWER_NO,
+        RECORD_CONSENT, RANDOMIZE, WITHDRAW, SEARCH, NEXT_PAGE, PREVIOUS_PAGE, SUBMIT_SCREENING,
+        ANSWER_YES, ANSWER_NO,
         SEAL_LISTS, EXTEND_LIST, CANCEL, DISPENSE_QUEUE, OPEN_ENVELOPE, RECORD_PREPARATION,
         PREPARE_AGAIN, REPRINT_LABELS, EMERGENCY_UNBLIND, OPEN_DIARY, DIARY_NONE, DIARY_MILD,
         DIARY_MODERATE, DIARY_SEVERE, DIARY_ACUTE, DIARY_RECORD, DIARY_HISTORY, NEXT_WINDOW,

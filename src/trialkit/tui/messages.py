@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from trialkit.labels import LabelSheet
     from trialkit.services.allocation import SealResult, StratumUse
     from trialkit.services.diary import DiaryVersion
-    from trialkit.services.enrolment import ParticipantView, Randomization
+    from trialkit.services.enrolment import ParticipantFilter, ParticipantView, Randomization
     from trialkit.services.lock import LockResult
     from trialkit.services.pharmacy import Dispensing, QueueEntry
     from trialkit.services.reports import TrialStatus
@@ -66,11 +66,15 @@ class ProtocolLoaded(Message):
 
 
 class ParticipantsLoaded(Message):
-    """The participants list was read, as filtered."""
+    """The participants list was read: all of them (``wanted`` None), or the first page of
+    those passing ``wanted``. ``reading`` numbers the read it belongs to."""
 
-    def __init__(self, participants: list[ParticipantView]) -> None:
+    def __init__(self, participants: list[ParticipantView], *, reading: int,
+                 wanted: ParticipantFilter | None = None) -> None:
         super().__init__()
         self.participants = participants
+        self.reading = reading
+        self.wanted = wanted
 
 
 class ParticipantChanged(Message):

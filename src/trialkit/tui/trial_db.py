@@ -170,14 +170,17 @@ class TrialDatabase:
     # --- enrolment (coordinators) ------------------------------------------------------
 
     def participants(
-        self, actor: Actor, *, site: str | None, status: str | None, search: str | None
+        self, actor: Actor, *, site: str | None = None, status: str | None = None,
+        search: str | None = None, limit: int | None = None,
     ) -> list[ParticipantView]:
-        """The participants this user may see (a coordinator: their own sites), filtered."""
+        """The participants this user may see (a coordinator: their own sites), filtered;
+        ``limit``: only the first ones."""
         from trialkit.services.enrolment import list_participants
         from trialkit.store.db import read_only
 
         with _driver_errors(self.label), read_only(self.engine) as session:
-            return list_participants(session, actor, site=site, status=status, search=search)
+            return list_participants(session, actor, site=site, status=status, search=search,
+                                     limit=limit)
 
     def screen(self, actor: Actor, entry: ScreeningEntry) -> ParticipantView:
         """Record a screening; the answer says the new id and whether they are eligible."""

@@ -11,15 +11,19 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
+from trialkit.services.enrolment import ParticipantFilter
 from trialkit.tui.commands import (
     BACK,
     EMERGENCY_UNBLIND,
+    NEXT_PAGE,
     OPEN_DIARY,
+    PREVIOUS_PAGE,
     RANDOMIZE,
     RECORD_CONSENT,
     REFRESH,
@@ -39,6 +43,7 @@ from trialkit.tui.messages import (
     ProtocolLoaded,
     ServiceFailed,
 )
+from trialkit.tui.participant_pages import PAGE_ROWS, ParticipantPages
 from trialkit.tui.screens.participant_rules import describe_participant, refusal
 from trialkit.tui.screens.screening import ScreeningScreen, screening_outcome
 from trialkit.tui.trial_db import TrialDatabase
@@ -60,13 +65,42 @@ WRITE_ACTIONS = frozenset(
 )
 
 
+class ParticipantTable(DataTable[str]):
+    """One page of participants. Moving down from its last row, or up from its first,
+    asks for the next (or the previous) page."""
+
+    class PageTurn(Message):
+        """The cursor tried to leave the page: ``step`` is +1 (down) or -1 (up)."""
+
+        def __init__(self, step: int) -> None:
+            super().__init__()
+            self.step = step
+
+    def action_cursor_down(self) -> None:
+        """Down a row, or on to the next page from the last row."""
+        if self.row_count and self.cursor_row == self.row_count - 1:
+            self.post_message(self.PageTurn(+1))
+        else:
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        """Up a row, or back to the previous page from the first row."""
+        if self.row_count and self.cursor_row == 0:
+            self.post_message(self.PageTurn(-1))
+        else:
+            super().action_cursor_up()
+
+
 class ParticipantsScreen(Screen[None]):
-    """The participants this user may see, with the coordinator's enrolment steps."""
+    """The participants this user may see, with the coordinator's enrolment steps.
+
+    The first page is read and shown first; the whole list follows in the background and
+    is then filtered in memory as the user types, one page shown at a time."""
 
     BINDINGS = [
         c.binding()
         for c in (SCREEN_PARTICIPANT, RECORD_CONSENT, RANDOMIZE, WITHDRAW, OPEN_DIARY,
-                  EMERGENCY_UNBLIND, SEARCH, REFRESH, BACK)
+                  EMERGENCY_UNBLIND, SEARCH, NEXT_PAGE, PREVIOUS_PAGE, REFRESH, BACK)
     ]
 
     def __init__(self, db: TrialDatabase, actor: Actor, sites: tuple[str, ...]) -> None:
@@ -75,7 +109,10 @@ class ParticipantsScreen(Screen[None]):
         self._actor = actor
         self._sites = sites
         self._protocol: Protocol | None = None
-        self._shown: dict[str, ParticipantView] = {}
+        self._pages = ParticipantPages()
+        self._painted: list[ParticipantView] = []
+        self._reading = 0  # numbers each read of the whole list; older answers are dropped
+        self._whole_list_asked = 0
         self._select_after_load: str | None = None
         self._busy = False
 
@@ -89,8 +126,8 @@ class ParticipantsScreen(Screen[None]):
             yield Select([(s, s) for s in STATUSES], prompt="Any status", id="status-filter",
                          compact=True)
             yield Input(placeholder="/ search id", id="search", compact=True)
-        table: DataTable[str] = DataTable(id="participants", cursor_type="row", zebra_stripes=True)
-        yield table
+        yield ParticipantTable(id="participants", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="participant-page")
         yield Static("Reading the participants…", id="participant-detail")
         yield Footer()
 
@@ -115,20 +152,50 @@ class ParticipantsScreen(Screen[None]):
             search or None,
         )
 
-    def reload(self, select: str | None = None) -> None:
-        """Read the list again with the current filters (and then select ``select``)."""
-        self._select_after_load = select or self.selected_id()
+    def _wanted(self) -> ParticipantFilter | None:
+        """The filters as set; None (and the reason notified) if the search text is bad."""
         site, status, search = self._filters()
-        self._load(site, status, search)
-
-    @work(thread=True, exclusive=True, group="participants")
-    def _load(self, site: str | None, status: str | None, search: str | None) -> None:
         try:
-            rows = self._db.participants(self._actor, site=site, status=status, search=search)
+            return ParticipantFilter.of(site=site, status=status, search=search)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+            return None
+
+    def reload(self, select: str | None = None) -> None:
+        """Read the list again (and then select ``select``): the first page with the
+        current filters, then the whole list (once that page is shown: reading both at
+        once would hold up the first page)."""
+        self._select_after_load = select or self.selected_id()
+        wanted = self._wanted()
+        self._reading += 1
+        if wanted is not None:
+            self._load_page(self._reading, wanted)
+        else:
+            self._read_whole_list()
+
+    def _read_whole_list(self) -> None:
+        if self._whole_list_asked != self._reading:
+            self._whole_list_asked = self._reading
+            self._load_all(self._reading)
+
+    @work(thread=True, exclusive=True, group="participants-page")
+    def _load_page(self, reading: int, wanted: ParticipantFilter) -> None:
+        try:
+            rows = self._db.participants(self._actor, site=wanted.site, status=wanted.status,
+                                         search=wanted.search, limit=PAGE_ROWS)
         except TrialkitError as exc:
             self.post_message(ServiceFailed(exc.message))
         else:
-            self.post_message(ParticipantsLoaded(rows))
+            self.post_message(ParticipantsLoaded(rows, reading=reading, wanted=wanted))
+
+    @work(thread=True, exclusive=True, group="participants")
+    def _load_all(self, reading: int) -> None:
+        try:
+            rows = self._db.participants(self._actor)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(ParticipantsLoaded(rows, reading=reading))
 
     @work(thread=True, exclusive=True, group="protocol")
     def _load_protocol(self) -> None:
@@ -145,29 +212,83 @@ class ParticipantsScreen(Screen[None]):
         self.refresh_bindings()
 
     def on_participants_loaded(self, message: ParticipantsLoaded) -> None:
-        """Fill the table, keeping the selection where it was (or on the one just changed)."""
+        """A first page: show it, unless the whole list is here already or the filters
+        have changed since. The whole list: keep it, and show the current filters' page."""
+        if message.reading != self._reading:
+            return
+        if message.wanted is not None:
+            self.call_after_refresh(self._read_whole_list)
+            if self._pages.complete or message.wanted != self._wanted():
+                return
+            self._pages = ParticipantPages(message.participants, wanted=message.wanted)
+        else:
+            wanted = self._wanted() or ParticipantFilter()
+            self._pages = ParticipantPages(message.participants, complete=True, wanted=wanted)
+        wanted_id = self._select_after_load
+        if wanted_id is not None and self._pages.show_page_of(wanted_id):
+            self._paint(select=wanted_id)
+        else:
+            self._paint()
+
+    def _paint(self, *, select: str | None = None, row: int = 0) -> None:
+        """Show the current page (a hundred rows at most), the cursor on ``select`` if it
+        is there, else on ``row``."""
         table = self.query_one("#participants", DataTable)
-        table.clear()
-        self._shown = {p.id: p for p in message.participants}
-        for p in message.participants:
-            table.add_row(
-                p.id, p.stratum, p.status, p.randomization_number or "", p.label_code or "",
-                key=p.id,
-            )
-        wanted = self._select_after_load
-        if wanted in self._shown:
-            table.move_cursor(row=table.get_row_index(wanted))
+        shown = self._pages.shown()
+        if shown != self._painted:
+            table.clear()
+            for p in shown:
+                table.add_row(
+                    p.id, p.stratum, p.status, p.randomization_number or "", p.label_code or "",
+                    key=p.id,
+                )
+            self._painted = shown
+        if select is not None and self._pages.get(select) is not None:
+            table.move_cursor(row=table.get_row_index(select))
+        elif shown:
+            table.move_cursor(row=min(row, len(shown) - 1))
+        self.query_one("#participant-page", Static).update(Content(self._pages.describe()))
         self._show_selected()
         self.refresh_bindings()
 
+    def _refilter(self) -> None:
+        """Filter the list held in memory; until the whole list is here, ask the database
+        for the first page."""
+        wanted = self._wanted()
+        if wanted is None:
+            return
+        selected = self.selected_id()
+        if self._pages.refilter(wanted):
+            self._paint(select=selected if selected and self._pages.show_page_of(selected)
+                        else None)
+        else:
+            self._load_page(self._reading, wanted)
+
     def on_select_changed(self, _event: Select.Changed) -> None:
         """A filter changed."""
-        self.reload()
+        self._refilter()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Search as you type."""
         if event.input.id == "search":
-            self.reload()
+            self._refilter()
+
+    def on_participant_table_page_turn(self, event: ParticipantTable.PageTurn) -> None:
+        """The cursor went past the page's edge: the next page from its top, or the
+        previous one from its bottom."""
+        self._turn(event.step)
+
+    def action_next_page(self) -> None:
+        """Show the next page of the list."""
+        self._turn(+1)
+
+    def action_previous_page(self) -> None:
+        """Show the previous page of the list."""
+        self._turn(-1)
+
+    def _turn(self, step: int) -> None:
+        if self._pages.turn(step):
+            self._paint(row=0 if step > 0 else self._pages.page_rows - 1)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter in the search box goes to the table."""
@@ -182,12 +303,12 @@ class ParticipantsScreen(Screen[None]):
     def selected(self) -> ParticipantView | None:
         """The participant under the cursor, if any."""
         pid = self.selected_id()
-        return None if pid is None else self._shown.get(pid)
+        return None if pid is None else self._pages.get(pid)
 
     def selected_id(self) -> str | None:
         """The id of the participant under the cursor, if any."""
         table = self.query_one("#participants", DataTable)
-        if not self._shown or table.row_count == 0:
+        if not self._painted or table.row_count == 0:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return key if isinstance(key, str) else None
@@ -207,7 +328,12 @@ class ParticipantsScreen(Screen[None]):
     # --- which steps are offered -------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Enrolment steps only for those who enrol; greyed while nothing is selected."""
+        """Enrolment steps only for those who enrol; greyed while nothing is selected.
+        Page turns only while there is a page that way."""
+        if action == NEXT_PAGE.action:
+            return True if self._pages.page < self._pages.pages - 1 else None
+        if action == PREVIOUS_PAGE.action:
+            return True if self._pages.page > 0 else None
         if action == OPEN_DIARY.action:
             return True if self.selected() is not None else None
         if action == EMERGENCY_UNBLIND.action:
