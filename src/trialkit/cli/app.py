@@ -135,23 +135,52 @@ def demo(
 @app.command()
 def serve(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option("--port", help="Port on localhost")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8000,
+    public_url: Annotated[
+        str | None,
+        typer.Option("--public-url", help="The address people open, when a proxy sits in "
+                     "front (https://host/prefix); needed for any --host but loopback"),
+    ] = None,
+    max_sessions: Annotated[
+        int, typer.Option("--max-sessions", help="Browser sessions (app processes) in all",
+                          min=1, max=1000)] = 20,
+    max_per_user: Annotated[
+        int, typer.Option("--max-per-user", help="Browser sessions per user", min=1,
+                          max=100)] = 2,
 ) -> None:
-    """Serve the terminal UI in a browser, bound to localhost only."""
-    import os
+    """Serve the terminal UI in a browser: a sign-in page first (the same accounts,
+    throttling and audit as the TUI); an app process only for a signed-in user."""
     import shlex
     import sys
 
-    from textual_serve.server import Server
+    from trialkit.web.gate import Gate, GateSettings, check_binding
+    from trialkit.web.gate import serve as run
 
     c = cli(ctx)
-    c.engine()
+    url = check_binding(host, port, public_url)
+    info = c.trial()
+    engine = c.engine()
+
+    def sign_in(name: str, password: str) -> str:
+        from trialkit.domain.clock import SystemClock
+        from trialkit.services.auth import login
+        from trialkit.store.db import transaction
+
+        with transaction(engine) as s:
+            return login(s, name, password, clock=SystemClock()).name
+
     # Each browser session runs `trialkit tui` in a child process. The database URL (which
     # may carry a password) reaches it in the environment, never on its command line,
     # where any user of the machine could read it.
+    import os
+
     os.environ["TRIALKIT_DB"] = c.db
     command = f"{shlex.quote(sys.executable)} -m trialkit tui"
-    Server(command, host="127.0.0.1", port=port, title="trialkit").serve()
+    settings = GateSettings(host=host, port=port, public_url=url, title=info.title,
+                            training=info.training, idle_seconds=info.idle_lock_minutes * 60.0,
+                            max_sessions=max_sessions, max_per_user=max_per_user)
+    run(Gate(command, settings, sign_in))
 
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)

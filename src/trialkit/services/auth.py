@@ -164,3 +164,17 @@ def _record(
         reason=why,
         clock=clock,
     )
+
+
+def open_browser_session(session: Session, name: str, *, clock: Clock) -> Actor:
+    """The actor of a browser session whose user signed in at ``trialkit serve``'s sign-in
+    page (through :func:`login`, moments ago): the app process it starts opens signed in,
+    never seeing the password. Refused if the account was disabled meanwhile; recorded as
+    ``session.open``. Only the serve face calls this, after redeeming its single-use ticket."""
+    user = session.exec(select(User).where(User.name == name)).first()
+    if user is None or user.disabled:
+        raise PermissionDenied(f"the account {name!r} may no longer sign in")
+    actor = actor_for(session, user)
+    audit.record(session, actor, action="session.open", entity="user", entity_id=user.name,
+                 reason="browser session after the web sign-in", clock=clock)
+    return actor

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from trialkit.domain.clock import Clock
     from trialkit.services.actor import Actor
     from trialkit.services.trial import TrialInfo
+    from trialkit.tui.browser_session import Ticket
 
 ResultT = TypeVar("ResultT")
 
@@ -71,9 +72,11 @@ class TrialkitApp(App[None]):
         *,
         training: bool,
         idle_seconds: float | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
         super().__init__()
         self.db = db
+        self.ticket = ticket
         self._idle_override = idle_seconds
         self._last_activity = time.monotonic()
         self._held_notes: list[str] = []
@@ -85,6 +88,8 @@ class TrialkitApp(App[None]):
         """Show the sign-in screen and start watching for idleness."""
         self._show_title()
         self.push_screen(LoginScreen(self.db))
+        if self.ticket is not None:
+            self.run_worker(self._open_browser_session, thread=True, exclusive=True)
         poll = IDLE_POLL_SECONDS
         if self._idle_override is not None:
             poll = min(poll, max(self._idle_override / 2, 0.05))
@@ -140,6 +145,20 @@ class TrialkitApp(App[None]):
         if message.signin.actor.role is Role.PHARMACIST:  # the pharmacist's home is the queue
             home.action_open_dispense_queue()
 
+    def _open_browser_session(self) -> None:
+        """Started by ``trialkit serve`` after its sign-in page: open signed in as that
+        user, or end (the browser says the session ended) if the ticket is refused."""
+        from trialkit.domain.errors import TrialkitError
+        from trialkit.tui.browser_session import redeem
+
+        assert self.ticket is not None
+        try:
+            signin = self.db.open_browser_session(redeem(self.ticket))
+        except TrialkitError as exc:
+            self.call_from_thread(self.exit, message=exc.message)
+            return
+        self.post_message(LoginSucceeded(signin))
+
     def _accept(self, signin: SignIn) -> None:
         self.trial = signin.trial
         self.training = signin.trial.training
@@ -147,7 +166,11 @@ class TrialkitApp(App[None]):
         self.record_activity()
 
     async def action_sign_out(self) -> None:
-        """Forget who is signed in and return to a fresh sign-in screen."""
+        """Forget who is signed in and return to a fresh sign-in screen (a browser session
+        ends instead: its sign-in page is the server's)."""
+        if self.ticket is not None:
+            self.exit()
+            return
         self.actor = None
         self.locked = False
         self.clear_notifications()
@@ -282,10 +305,11 @@ def make_app(
     db_label: str,
     training: bool,
     idle_seconds: float | None = None,
+    ticket: Ticket | None = None,
 ) -> TrialkitApp:
     """The app over this database. ``engine`` may be a function that opens it, called in
     the first worker, so the sign-in screen paints before any database work. ``training``
     marks the screens before the trial has been read; ``idle_seconds`` overrides the
     protocol's idle-lock time (tests). The header names the database without its password."""
     db = TrialDatabase(engine=engine, clock=clock, label=public_url(db_label))
-    return TrialkitApp(db, training=training, idle_seconds=idle_seconds)
+    return TrialkitApp(db, training=training, idle_seconds=idle_seconds, ticket=ticket)

@@ -31,4 +31,7 @@ def open_tui_lazily(db: str) -> None:
         check_current(engine)
         return engine
 
-    make_app(open_database, clock=SystemClock(), db_label=db, training=False).run()
+    from trialkit.tui.browser_session import ticket_from_environment
+
+    make_app(open_database, clock=SystemClock(), db_label=db, training=False,
+             ticket=ticket_from_environment()).run()

@@ -135,6 +135,16 @@ class TrialDatabase:
             actor = login(session, name, password, clock=self.clock)
             return SignIn(actor=actor, trial=trial_info(session))
 
+    def open_browser_session(self, name: str) -> SignIn:
+        """A browser session's user, already signed in at the serve sign-in page."""
+        from trialkit.services.auth import open_browser_session
+        from trialkit.services.trial import trial_info
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            actor = open_browser_session(session, name, clock=self.clock)
+            return SignIn(actor=actor, trial=trial_info(session))
+
     def activate(self, name: str, code: str, password: str) -> SignIn:
         """First sign-in: the enrolment code, the password the person chooses (their own
         keys are made under it), then an ordinary sign-in with it."""
