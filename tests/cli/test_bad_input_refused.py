@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -156,13 +157,26 @@ def test_a_csv_value_over_128_kib_is_one_problem(trial: Path) -> None:
     assert actions(trial / "t.db") == [*before, "login"]
 
 
-def enrol(folder: Path, name: str, *options: str) -> None:
-    """Add a user as the admin and activate the account as its owner would."""
+def enrol(folder: Path, name: str, *options: str) -> str:
+    """Add a user as the admin and activate the account as its owner would; what the
+    activation printed."""
     import json
     added = trialkit(folder, "--db", "t.db", "--json", "user", "add", name, *options, user=ADMIN)
     assert added.returncode == 0, added.stderr
     code = json.loads(added.stdout)["enrolment_code"]
     done = trialkit(folder, "--db", "t.db", "user", "activate", name, code=code)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def approved_pharmacist(folder: Path, name: str) -> None:
+    """Add a pharmacist whom an investigator (iris) approves with the fingerprint read out."""
+    enrol(folder, "iris", "--role", "investigator")
+    shown = enrol(folder, name, "--role", "pharmacist")
+    read_out = re.search(r"Your custodian key: ([0-9a-f]{4}(?: [0-9a-f]{4}){3})", shown)
+    assert read_out is not None, shown
+    done = trialkit(folder, "--db", "t.db", "custodian", "approve", name, "--fingerprint",
+                    read_out[1], user="iris")
     assert done.returncode == 0, done.stderr
 
 
@@ -205,7 +219,7 @@ def test_a_full_database_disk_is_refused_as_disk_full(
     set to the file's size, as a full disk would stop it growing)."""
     shown = trialkit(tmp_path, "--db", "t.db", "init", str(KETHEAD), "--admin", ADMIN)
     assert shown.returncode == 0, shown.stderr
-    enrol(tmp_path, "phil", "--role", "pharmacist")
+    approved_pharmacist(tmp_path, "phil")
     before = digest(tmp_path / "t.db")
     from trialkit import __main__ as entry
     from trialkit.store import db

@@ -19,6 +19,7 @@ import csv
 import dataclasses
 import itertools
 import re
+import secrets
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -142,12 +143,14 @@ SCREENED_ON = date(2026, 3, 2)
 RANDOMIZED_ON = SCREENED_ON + timedelta(days=-PROTOCOL.diary.baseline_window.start)
 AFTERWARDS = datetime.combine(RANDOMIZED_ON, time(17), UTC)  # when the test looks
 DIARY = "<diary file>"
+SHEET = "<recovery sheet>"
 KEPT_A_DIARY = ("TWH-001", "TWH-002", "TWH-003", "SHS-001")
 
 # Who does what, on which day, in order. Two envelopes per stratum: TWH-CM runs out on its
 # third participant.
 SCENARIO: list[tuple[str | None, date, list[str]]] = [
-    (None, SCREENED_ON, ["init", str(KETHEAD), "--admin", ADMIN, "--training"]),
+    (None, SCREENED_ON, ["init", str(KETHEAD), "--admin", ADMIN, "--training",
+                         "--recovery-sheet", SHEET]),
     (ADMIN, SCREENED_ON, ["user", "add", "iris", "--role", "investigator"]),
     (ADMIN, SCREENED_ON, ["user", "add", "phil", "--role", "pharmacist"]),
     ("iris", SCREENED_ON, approve("phil")),
@@ -215,7 +218,10 @@ class Run:
 def play(url: str, diary: Path, first: str, second: str,
          monkeypatch: pytest.MonkeyPatch) -> Run:
     monkeypatch.setattr("trialkit.domain.designs.generate_blocks", forced(first, second))
-    shown = [invoke(url, who, on, *[str(diary) if a == DIARY else a for a in args])
+    # a random id of 16 hex digits, which the comparison of the two runs sets aside
+    sheet = str(diary.parent / f"recovery-sheet-{secrets.token_hex(8)}.pdf")
+    shown = [invoke(url, who, on, *[str(diary) if a == DIARY else sheet if a == SHEET else a
+                                     for a in args])
              for who, on, args in SCENARIO]
     monkeypatch.undo()
     return Run(url, make_engine(url), shown)

@@ -142,7 +142,7 @@ def test_an_investigator_approves_only_the_first_custodian(
     team: Engine, clock: SteppingClock
 ) -> None:
     approve(team, clock, "iris", "phil")
-    with pytest.raises(Refused, match="only an approved custodian approves the next"):
+    with pytest.raises(Refused, match="an investigator approves only the first custodian"):
         approve(team, clock, "iris", "pia")
     assert user(team, "pia").custodian_approved_at is None
     approve(team, clock, "phil", "pia")

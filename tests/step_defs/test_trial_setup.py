@@ -9,6 +9,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -202,6 +203,7 @@ def admin_runs_init(world: TrialWorld, admin: str, protocol: str) -> None:
     cwd = world.workdir if (world.workdir / protocol).exists() else ROOT
     world.cli = run_trialkit(
         "--db", world.db_url, "init", protocol, "--admin", admin,
+        "--recovery-sheet", str(world.workdir / f"recovery-sheet-{uuid.uuid4().hex}.pdf"),
         cwd=cwd, env={"TRIALKIT_NEW_PASSWORD": PASSWORD},
     )
     # A live trial created now goes on now: the scenario's clock must not run behind the

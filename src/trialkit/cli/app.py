@@ -73,10 +73,20 @@ def init(
     training: Annotated[
         bool, typer.Option("--training", help="A training trial: TRAINING everywhere")
     ] = False,
+    recovery_sheet: Annotated[
+        Path | None,
+        typer.Option(
+            "--recovery-sheet",
+            help="Where to write the recovery sheet once (.pdf, or .txt for text; default "
+            "TRIAL-recovery-sheet-FINGERPRINT.pdf here)",
+        ),
+    ] = None,
 ) -> None:
-    """Create the database, load the protocol and create the first admin."""
+    """Create the database, load the protocol and create the first admin; write the trial's
+    recovery sheet once, for the sponsor's safe."""
     from trialkit.cli.context import resolve_clock
     from trialkit.domain.protocol import load_protocol
+    from trialkit.recovery_sheet import RecoverySheet, write_sheet
     from trialkit.services.setup import initialize
     from trialkit.store.db import check_reachable, make_engine, normalize_url, sqlite_path
     from trialkit.store.urls import public_url
@@ -85,14 +95,25 @@ def init(
     clock = resolve_clock(training=training)
     c.training = training
     loaded = load_protocol(protocol)
+    if recovery_sheet is not None and recovery_sheet.exists():
+        raise InvalidInput(f"--recovery-sheet {recovery_sheet}: the file exists; nothing was done")
     password = ask_new_password(f"New password for {admin}: ")
     path = sqlite_path(normalize_url(c.db))
     existed = path is None or path.exists()
     engine = make_engine(c.db, must_exist=False)
     try:
         check_reachable(engine)
-        initialize(
+        recovery = initialize(
             engine, loaded, admin=admin, admin_password=password, training=training, clock=clock
+        )
+        sheet_path = recovery_sheet or Path(
+            f"{loaded.protocol.trial.id}-recovery-sheet-"
+            f"{recovery.fingerprint.replace(' ', '')[:8]}.pdf"
+        )
+        write_sheet(
+            RecoverySheet(loaded.protocol.trial.id, loaded.protocol.trial.title, training,
+                          clock.now(), recovery.fingerprint, recovery.words),
+            sheet_path,
         )
     except BaseException:
         engine.dispose()
@@ -111,9 +132,14 @@ def init(
             "training": training,
             "admin": admin,
             "database": where,
+            "recovery_sheet": str(sheet_path),
+            "recovery_key": recovery.fingerprint,
         },
         f"Created {kind} {facts.trial.id} (protocol {facts.trial.version}, "
-        f"sha256 {loaded.sha256[:12]}…) in {where}; admin: {admin}",
+        f"sha256 {loaded.sha256[:12]}…) in {where}; admin: {admin}\n"
+        f"Recovery sheet written to {sheet_path} (key {recovery.fingerprint}): print it, "
+        "seal it in an envelope for the sponsor's safe and delete the file. It is shown only "
+        "this once and never stored.",
     )
 
 

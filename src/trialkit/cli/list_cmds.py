@@ -2,6 +2,7 @@
 and grant."""
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -84,17 +85,21 @@ def seal(
 @list_app.command("verify")
 def verify(ctx: typer.Context) -> None:
     """Check every list's signature and commitments (exit 1 naming what fails)."""
+    from trialkit.services.custody import custody_problems
     from trialkit.services.list_integrity import verify_lists
 
     c = cli(ctx)
     c.trial()
     with c.read() as s:
         checks = verify_lists(s)
+        custody = custody_problems(s)
     bad = [x for x in checks if x.problem]
     if bad:
         first = bad[0]
         raise IntegrityFailure(f"list {first.list_id} ({first.stratum}): {first.problem}",
                                details={"ok": False, "problems": [x.__dict__ for x in bad]})
+    if custody:
+        raise IntegrityFailure(custody[0], details={"ok": False, "problems": custody})
     released = sum(x.envelopes for x in checks)
     c.emit(
         {"ok": True, "lists": len(checks), "envelopes": released},
@@ -173,17 +178,28 @@ def procedure(ctx: typer.Context) -> None:
     )
 
 
+FINGERPRINT_HELP = (
+    "Their custodian key fingerprint, as they read it out to you (prompted for at a terminal)"
+)
+
+
+def _read_out(name: str, fingerprint: str | None) -> str:
+    """The fingerprint given, or asked for at a terminal."""
+    if fingerprint is not None:
+        return fingerprint
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            f"give --fingerprint: the custodian key fingerprint {name} read out to you"
+        )
+    return input(f"Custodian key fingerprint {name} reads out to you: ")
+
+
 @custodian_app.command("approve")
 def approve(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The custodian to approve")],
     fingerprint: Annotated[
-        str | None,
-        typer.Option(
-            "--fingerprint",
-            help="Their custodian key fingerprint, as they read it out to you "
-            "(prompted for at a terminal)",
-        ),
+        str | None, typer.Option("--fingerprint", help=FINGERPRINT_HELP)
     ] = None,
 ) -> None:
     """Approve a new custodian as the second person (an approved custodian, or an
@@ -192,12 +208,7 @@ def approve(
     from trialkit.services.custody import approve_custodian
 
     c = cli(ctx)
-    if fingerprint is None:
-        if not sys.stdin.isatty():
-            raise InvalidInput(
-                f"give --fingerprint: the custodian key fingerprint {name} read out to you"
-            )
-        fingerprint = input(f"Custodian key fingerprint {name} reads out to you: ")
+    fingerprint = _read_out(name, fingerprint)
     actor = c.actor()
     password = ask_secret("Your password (unlocks the list keys you hold): ", "TRIALKIT_PASSWORD")
     with c.write() as s:
@@ -240,6 +251,50 @@ def list_(ctx: typer.Context) -> None:
             for r in rows
         ],
         text,
+    )
+
+
+@custodian_app.command("recover")
+def recover(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The approved custodian to hand the keys to")],
+    sheet: Annotated[
+        Path | None,
+        typer.Option("--sheet", help="The recovery sheet as text (else type its 24 words)"),
+    ] = None,
+    fingerprint: Annotated[
+        str | None, typer.Option("--fingerprint", help=FINGERPRINT_HELP)
+    ] = None,
+) -> None:
+    """Restore custody from the sponsor's recovery sheet: every list key is wrapped to a
+    custodian whose key fingerprint you checked, who is approved by the sheet if nobody
+    approved them yet (an investigator or approved custodian signs in; audited)."""
+    from trialkit.domain.recovery import words_on_sheet
+    from trialkit.services.custody import recover_custody
+
+    c = cli(ctx)
+    fingerprint = _read_out(name, fingerprint)
+    if sheet is not None:
+        if sheet.suffix.lower() == ".pdf":
+            raise InvalidInput(
+                f"--sheet {sheet}: a PDF sheet is read by a person; leave out --sheet and type "
+                "its 24 words, or give the text sheet"
+            )
+        try:
+            words = words_on_sheet(sheet.read_text(encoding="utf-8", errors="replace"))
+        except OSError as err:
+            raise InvalidInput(f"--sheet {sheet}: {err.strerror or err}") from None
+    else:
+        words = ask_secret("The 24 words of the recovery sheet: ", "TRIALKIT_RECOVERY_WORDS")
+    actor = c.actor()
+    with c.write() as s:
+        r = recover_custody(
+            s, actor, name=name, fingerprint=fingerprint, words=words, clock=c.clock()
+        )
+    c.emit(
+        {"custodian": r.custodian, "lists_wrapped": r.lists, "recovery_key": r.fingerprint},
+        f"Custody restored: {r.lists} list keys wrapped to {r.custodian} "
+        f"(recovery key {r.fingerprint})",
     )
 
 

@@ -99,3 +99,27 @@ def unwrap_private_bytes(keys: WrappedKey, password: str, purpose: bytes) -> byt
         raise AuthenticationFailed("wrong password for the stored key") from err
     except ValueError as err:
         raise IntegrityFailure("a wrapped key is malformed") from err
+
+
+WRAPPED_LEN = NONCE_LEN + 32 + 16  # nonce, a 32-byte X25519 or Ed25519 private key, GCM tag
+
+
+def stored_key_problem(kdf: str | None, wrapped: bytes | None) -> str | None:
+    """What is wrong with a stored wrapped key, or None: its KDF must be exactly the one
+    trialkit uses (Argon2id at the OWASP minimum, or the Scrypt fallback) with a 16-byte salt
+    (weaker parameters written into the database would make a password cheap to guess), and
+    the wrapped key must have the length of a wrapped 32-byte key."""
+    if kdf is None or wrapped is None:
+        return "half of it is missing"
+    try:
+        params = json.loads(kdf)
+        salt = base64.b64decode(params.pop("salt"), validate=True)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "its KDF parameters are malformed"
+    if params not in (ARGON2ID_PARAMS, SCRYPT_PARAMS):
+        return f"its KDF parameters are not trialkit's: {json.dumps(params, sort_keys=True)}"
+    if len(salt) != SALT_LEN:
+        return f"its KDF salt has {len(salt)} bytes, not {SALT_LEN}"
+    if len(wrapped) != WRAPPED_LEN:
+        return f"the wrapped key has {len(wrapped)} bytes, not {WRAPPED_LEN}"
+    return None

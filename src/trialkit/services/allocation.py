@@ -48,7 +48,7 @@ from trialkit.services.actor import Actor, require
 from trialkit.services.custody import approved_custodians
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import stored_protocol
-from trialkit.store.models import AllocationList, Envelope, Stratum, User
+from trialkit.store.models import AllocationList, Envelope, Stratum, Trial, User
 
 MAX_PER_STRATUM = 100_000
 Progress = Callable[[int, int], None]
@@ -196,6 +196,7 @@ def _seal_segment(
     held: int = 0,
     design: Design,
     custodians: list[User],
+    recovery_public_key: bytes | None,
     signer: tuple[Ed25519PrivateKey, bytes],
     rng: RandomSource,
     clock: Clock,
@@ -238,6 +239,10 @@ def _seal_segment(
         "signing_key": signer[1],
         "created_at": clock.now(),
         "created_by": actor.name,
+        # the sponsor's recovery sheet opens it too (trials made before it had none)
+        "recovery_key": wrap_data_key(data_key, recovery_public_key, key_info(list_id))
+        if recovery_public_key is not None
+        else None,
     }
     grants = [
         {
@@ -273,6 +278,26 @@ def _store(session: Session, actor: Actor, segments: list[_Segment], clock: Cloc
     audit.record_many(session, actor, changes, clock=clock)
 
 
+def _openers(session: Session) -> list[User]:
+    """The approved custodians a new list is wrapped to; refused without an approved, active
+    pharmacist (their key is what opens the envelopes): envelopes nobody could open, or
+    only someone an admin chose, are never sealed."""
+    custodians = approved_custodians(session)
+    if not any(u.role == Role.PHARMACIST.value for u in custodians):
+        raise Refused(
+            "no approved pharmacist yet: add one, let them activate their account, and have "
+            "an investigator approve them (trialkit custodian approve NAME): their key is "
+            "what opens the envelopes"
+        )
+    return custodians
+
+
+def recovery_public_key(session: Session) -> bytes | None:
+    """The public half of the trial's recovery key (None for a trial made before it)."""
+    trial = session.get(Trial, 1)
+    return None if trial is None else trial.recovery_public_key
+
+
 @audits_refusals("list.seal", entity="allocation_list")
 def seal_lists(
     session: Session,
@@ -289,13 +314,7 @@ def seal_lists(
     protocol = stored_protocol(session)
     design = _check_sizes(protocol, block_sizes)
     _check_count(per_stratum)
-    custodians = approved_custodians(session)
-    if not any(u.role == Role.PHARMACIST.value for u in custodians):
-        raise Refused(
-            "no approved pharmacist yet: add one, let them activate their account, and have "
-            "an investigator approve them (trialkit custodian approve NAME): their key is "
-            "what opens the envelopes"
-        )
+    custodians = _openers(session)
     if session.exec(select(AllocationList.id).limit(1)).first() is not None:
         raise Refused("the lists are already sealed; extend a stratum with --extend STRATUM")
     signer = new_signing_key()
@@ -314,6 +333,7 @@ def seal_lists(
                 n=per_stratum,
                 design=design,
                 custodians=custodians,
+                recovery_public_key=recovery_public_key(session),
                 signer=signer,
                 rng=source,
                 clock=clock,
@@ -359,7 +379,7 @@ def extend_list(
         .where(AllocationList.stratum_code == code)
     ).one()
     held = (last_seq or 0) - released_total(session, code)
-    custodians = approved_custodians(session)
+    custodians = _openers(session)
     signer = new_signing_key()
     seg = _seal_segment(
         actor,
@@ -371,6 +391,7 @@ def extend_list(
         held=held,
         design=design,
         custodians=custodians,
+        recovery_public_key=recovery_public_key(session),
         signer=signer,
         rng=rng or SystemRandomSource(),
         clock=clock,

@@ -16,7 +16,9 @@ from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
 from trialkit.domain.credentials import key_fingerprint
-from trialkit.domain.errors import InvalidInput, PermissionDenied, Refused
+from trialkit.domain.errors import IntegrityFailure, InvalidInput, PermissionDenied, Refused
+from trialkit.domain.key_wrap import stored_key_problem
+from trialkit.domain.recovery import recovery_private_key
 from trialkit.domain.roles import Permission, Role
 from trialkit.domain.sealing import (
     CustodianKeys,
@@ -29,7 +31,7 @@ from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.users import find_user, user_snapshot
-from trialkit.store.models import AllocationList, ListKeyGrant, User
+from trialkit.store.models import AllocationList, ListKeyGrant, Trial, User
 
 
 class CustodyRefused(PermissionDenied):
@@ -80,16 +82,25 @@ def normal_fingerprint(text: str) -> str:
 
 def approval_refusal(session: Session, actor: Actor) -> str | None:
     """Why the actor may not approve custodians now, or None if they may: an approved
-    custodian always; an investigator only while no custodian is approved yet (the first)."""
+    custodian always; an investigator only for the very first custodian, while nobody has
+    ever been approved. Once custodians existed, a disabled team cannot be replaced by an
+    investigator's word alone: the sponsor's recovery sheet approves then
+    (:func:`recover_custody`), so an admin who disables every custodian and adds an
+    investigator of their own gains nothing."""
     me = session.get(User, actor.user_id)
     if me is not None and is_approved(me):
         return None
-    if actor.role is Role.INVESTIGATOR and not approved_custodians(session):
+    ever = session.exec(
+        select(User.id).where(col(User.custodian_approved_at).is_not(None)).limit(1)
+    ).first()
+    if actor.role is Role.INVESTIGATOR and ever is None:
         return None
     if actor.role is Role.INVESTIGATOR:
         return (
-            f"{actor.name} is not an approved custodian: once one custodian is approved, "
-            "only an approved custodian approves the next (they hold the list keys)"
+            f"{actor.name} is not an approved custodian: an investigator approves only the "
+            "first custodian; after that an approved custodian approves the next (they hold "
+            "the list keys), or, if none is left, the recovery sheet (trialkit custodian "
+            "recover)"
         )
     return (
         f"{actor.name} ({actor.role.value}) cannot approve custodians: an approved custodian "
@@ -160,9 +171,12 @@ def approve_custodian(
 
 
 def _wrap_all_to(session: Session, actor: Actor, target: User, password: str | None) -> int:
-    """Re-wrap every list key to ``target``; the approver must hold every one of them."""
+    """Re-wrap every list key to ``target``; an approving custodian must hold every one of
+    them. An investigator approving the first custodian holds none: should lists exist
+    already (every custodian gone), the keys come from the recovery sheet."""
     lists = session.exec(select(AllocationList.id)).all()
-    if not lists:
+    me = session.get(User, actor.user_id)
+    if not lists or me is None or not is_approved(me):
         return 0
     if not password:
         raise InvalidInput("approving a custodian needs your password (it unlocks the list keys)")
@@ -194,6 +208,100 @@ def _wrap_all_to(session: Session, actor: Actor, target: User, password: str | N
 
 
 @dataclass(frozen=True)
+class Recovery:
+    custodian: str
+    lists: int
+    fingerprint: str
+
+
+@audits_refusals("custody.recover", entity="custody", entity_id="name")
+def recover_custody(
+    session: Session, actor: Actor, *, name: str, fingerprint: str, words: str, clock: Clock
+) -> Recovery:
+    """Restore custody from the recovery sheet: every list key, unwrapped with the sheet's
+    key, is wrapped to the custodian ``name``, whose key fingerprint they read out. A
+    custodian nobody approved yet is approved by the sheet (when no approved custodian is
+    left, the sponsor is the second person). Run by an investigator or an approved custodian
+    with the sponsor who brings the sheet; audited (the words never are)."""
+    read_out = normal_fingerprint(fingerprint)
+    me = session.get(User, actor.user_id)
+    if actor.role is not Role.INVESTIGATOR and (me is None or not is_approved(me)):
+        raise Refused(
+            f"{actor.name} ({actor.role.value}) cannot restore custody: an investigator or an "
+            "approved custodian does, with the sponsor who brings the recovery sheet"
+        )
+    private = recovery_private_key(words)  # malformed words: invalid input, nothing recorded
+    trial = session.get(Trial, 1)
+    if trial is None or trial.recovery_public_key is None:
+        raise Refused("this trial was created without a recovery key")
+    sheet = fingerprint_of_trial(trial)
+    if private.public_key().public_bytes_raw() != trial.recovery_public_key:
+        raise Refused(f"this is not the recovery sheet of this trial (its key is {sheet})")
+    target = find_user(session, name)
+    if not target.custodian or target.disabled or target.public_key is None:
+        raise Refused(f"{name} is not an active unblinding custodian with a key")
+    if target.id == actor.user_id and not is_approved(target):
+        raise Refused("nobody approves themselves: another person restores custody to you")
+    if key_fingerprint(target.public_key) != read_out:
+        raise Refused(
+            f"the fingerprint you were given ({read_out}) is not that of the key {name}'s "
+            "account holds: do not restore custody to it; ask who activated this account"
+        )
+    assert target.id is not None
+    before = user_snapshot(session, target)
+    if not is_approved(target):
+        target.custodian_approved_at = clock.now()
+        target.custodian_approved_by = f"{actor.name} with the recovery sheet"[:64]
+        session.add(target)
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            action="custodian.approve",
+            entity="user",
+            entity_id=name,
+            before=before,
+            after=user_snapshot(session, target),
+            reason=f"custodian key {read_out} checked with them; approved with the recovery "
+            f"sheet {fingerprint_of_trial(trial)}",
+            clock=clock,
+        )
+    lists = session.exec(select(AllocationList).order_by(col(AllocationList.id))).all()
+    for lst in lists:
+        if lst.recovery_key is None:
+            raise IntegrityFailure(
+                f"list {lst.id} ({lst.stratum_code}) has no recovery wrapping: "
+                "run trialkit audit verify"
+            )
+        info = key_info(lst.id)
+        wrapped = wrap_data_key(unwrap_data_key(lst.recovery_key, private, info),
+                                target.public_key, info)
+        grant = session.get(ListKeyGrant, (lst.id, target.id))
+        if grant is None:
+            grant = ListKeyGrant(list_id=lst.id, user_id=target.id, wrapped_key=wrapped)
+        grant.wrapped_key = wrapped
+        session.add(grant)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="custody.recover",
+        entity="custody",
+        entity_id=name,
+        after={"lists_wrapped": len(lists), "recovery_key": sheet},
+        reason=f"recovery sheet {sheet}: {len(lists)} list keys wrapped to {name}",
+        clock=clock,
+    )
+    return Recovery(name, len(lists), sheet)
+
+
+def fingerprint_of_trial(trial: Trial) -> str:
+    """The fingerprint of the trial's recovery key (printed on its sheet)."""
+    assert trial.recovery_public_key is not None
+    return key_fingerprint(trial.recovery_public_key)
+
+
+@dataclass(frozen=True)
 class CustodianView:
     """A custodian as anyone signed in may see them: no key, only its fingerprint."""
 
@@ -205,6 +313,11 @@ class CustodianView:
     approved_by: str | None
     approved_at: datetime | None
     lists_held: int
+
+    @property
+    def pending(self) -> bool:
+        """Activated, active and waiting for a second person's approval."""
+        return self.activated and not self.disabled and self.approved_by is None
 
     @property
     def state(self) -> str:
@@ -310,3 +423,55 @@ def lists_held(session: Session, user_name: str) -> int:
     return len(
         session.exec(select(col(ListKeyGrant.list_id)).where(ListKeyGrant.user_id == user.id)).all()
     )
+
+
+WRAPPED_DATA_KEY_LEN = 32 + 32 + 16  # HPKE: X25519 encapsulated key, AES-256 key, GCM tag
+
+
+def custody_problems(session: Session) -> list[str]:
+    """What ``audit verify`` finds wrong with custody: a list without its recovery wrapping,
+    an approved custodian without a list's key (a deleted grant), a list key wrapped to
+    someone nobody approved, a stored private key whose KDF parameters are not trialkit's."""
+    trial = session.get(Trial, 1)
+    users = {u.id: u for u in session.exec(select(User).order_by(col(User.name)))}
+    approved = [u for u in users.values() if is_approved(u)]
+    held = set(session.exec(select(ListKeyGrant.list_id, ListKeyGrant.user_id)).all())
+    problems: list[str] = []
+    lists = session.exec(
+        select(AllocationList).order_by(col(AllocationList.stratum_code),
+                                        col(AllocationList.segment))
+    ).all()
+    for lst in lists:
+        where = f"list {lst.id} ({lst.stratum_code})"
+        if trial is not None and trial.recovery_public_key is not None and (
+            lst.recovery_key is None or len(lst.recovery_key) != WRAPPED_DATA_KEY_LEN
+        ):
+            problems.append(f"{where}: its recovery wrapping is missing or damaged")
+        if not any(lid == lst.id for lid, _uid in held):
+            problems.append(f"{where}: no custodian holds its key")
+        for u in approved:
+            if (lst.id, u.id) not in held:
+                problems.append(
+                    f"{where}: the approved custodian {u.name} holds no key to it "
+                    "(a key grant was deleted; or, approved when no custodian was left, "
+                    "they await trialkit custodian recover)"
+                )
+    for list_id, user_id in sorted(held):
+        owner = users.get(user_id)
+        if owner is None or not owner.custodian or owner.custodian_approved_at is None:
+            who = owner.name if owner is not None else f"user #{user_id}"
+            problems.append(
+                f"list {list_id}: its key is wrapped to {who}, whom nobody approved as a "
+                "custodian"
+            )
+    for u in users.values():
+        keys = [("signing key", u.signing_kdf, u.wrapped_signing_key)]
+        if u.custodian or u.public_key is not None:
+            keys.append(("custodian key", u.key_kdf, u.wrapped_private_key))
+        for label, kdf, wrapped in keys:
+            if kdf is None and wrapped is None:
+                continue  # not made yet (awaiting activation)
+            problem = stored_key_problem(kdf, wrapped)
+            if problem is not None:
+                problems.append(f"{u.name}'s {label}: {problem}")
+    return problems

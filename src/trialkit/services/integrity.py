@@ -20,6 +20,7 @@ from trialkit.domain.audit_chain import ChainFields, ChainWalk, TimeWalk, canoni
 from trialkit.domain.strata import all_strata
 from trialkit.services import audit
 from trialkit.services.allocation import list_snapshot
+from trialkit.services.custody import custody_problems
 from trialkit.services.diary_audit import (
     code_point_order,
     diary_digests,
@@ -287,6 +288,9 @@ def verify(
             return VerifyReport(
                 False, count, head, None, f"list {check.list_id} ({check.stratum}): {check.problem}"
             )
+    custody = custody_problems(session)
+    if custody:
+        return VerifyReport(False, count, head, None, custody[0])
     if expected_head:
         known = session.exec(
             select(AuditEvent.seq).where(col(AuditEvent.hash).startswith(expected_head.lower()))

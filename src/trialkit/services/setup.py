@@ -11,6 +11,7 @@ from trialkit.domain.clock import Clock
 from trialkit.domain.errors import Refused
 from trialkit.domain.passwords import check_new_password
 from trialkit.domain.protocol import LoadedProtocol
+from trialkit.domain.recovery import RecoveryKey, new_recovery_key
 from trialkit.services.trial import create_trial
 from trialkit.services.users import create_first_admin, validate_name
 from trialkit.store import schema
@@ -27,9 +28,11 @@ def initialize(
     training: bool,
     clock: Clock,
     demo: bool = False,
-) -> None:
+) -> RecoveryKey:
     """Apply the migrations, store the protocol and create the first admin (``demo``: this
-    is the throwaway training trial of ``trialkit demo``)."""
+    is the throwaway training trial of ``trialkit demo``). Returns the trial's new recovery
+    key, whose words the caller prints once on the recovery sheet: only its public half is
+    stored."""
     validate_name(admin)
     check_new_password(admin_password, context=[admin, loaded.protocol.trial.id])
     revision = schema.schema_revision(engine)
@@ -38,17 +41,20 @@ def initialize(
     else:
         schema.refuse_foreign_tables(engine)
         use_wal(engine)
+    recovery = new_recovery_key()
     # Schema, protocol and admin in one transaction: a refused init leaves no tables behind.
     with engine.begin() as conn:
         if revision is None:
             schema.upgrade_on(conn)
         session = Session(bind=conn)
         create_trial(
-            session, loaded, training=training, clock=clock, created_by=admin, demo=demo
+            session, loaded, training=training, clock=clock, created_by=admin, demo=demo,
+            recovery_public_key=recovery.public_key,
         )
         create_first_admin(session, name=admin, password=admin_password, clock=clock)
         session.flush()
         session.close()
+    return recovery
 
 
 @dataclass(frozen=True)

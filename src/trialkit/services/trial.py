@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from trialkit.domain.clock import Clock
+from trialkit.domain.credentials import key_fingerprint
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.protocol import LoadedProtocol, Protocol, protocol_from_text
 from trialkit.domain.site_time import SiteTime
@@ -53,6 +54,9 @@ def trial_snapshot(session: Session, t: Trial) -> dict[str, Any]:
         # Only once locked, so the events of databases created before the lock existed
         # still match their trial row.
         **({"locked_by": t.locked_by} if t.locked_by is not None else {}),
+        # Only where the trial has one, so the events of trials made before it still match.
+        **({"recovery_key": key_fingerprint(t.recovery_public_key)}
+           if t.recovery_public_key is not None else {}),
     }
 
 
@@ -64,8 +68,10 @@ def create_trial(
     clock: Clock,
     created_by: str,
     demo: bool = False,
+    recovery_public_key: bytes | None = None,
 ) -> Trial:
-    """Store the protocol (text, version, hash) and its sites. A database holds one trial.
+    """Store the protocol (text, version, hash), its sites and the public half of its recovery
+    key (every list key is wrapped to it too). A database holds one trial.
     ``created_by`` is the first admin, who runs ``init`` (the event is theirs). ``demo``
     marks the throwaway training trial of ``trialkit demo`` (a training trial)."""
     if demo and not training:
@@ -87,6 +93,7 @@ def create_trial(
         training=training,
         demo=demo,
         created_at=clock.now(),
+        recovery_public_key=recovery_public_key,
     )
     session.add(trial)
     for site in p.sites:

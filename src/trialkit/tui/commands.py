@@ -123,6 +123,17 @@ EXTEND_LIST = Command(
     "extend_list", footer="Extend",
 )
 
+# Custodians (pharmacists and investigators): a second person approves a new one.
+CUSTODIANS = Command(
+    "custodians", "Custodians", "Unblinding custodians: who is approved, by whom; approve one",
+    "c", "open_custodians",
+)
+APPROVE_CUSTODIAN = Command(
+    "approve-custodian", "Approve custodian",
+    "Approve the selected custodian after checking the key fingerprint they read out",
+    "a", "approve_custodian", footer="Approve",
+)
+
 # The research pharmacy (pharmacists; emergency unblinding also custodian investigators).
 DISPENSE_QUEUE = Command(
     "dispense-queue", "Dispense queue", "Randomized participants awaiting preparation", "d",
@@ -222,7 +233,7 @@ ALL_COMMANDS: dict[str, Command] = {
         SEAL_LISTS, EXTEND_LIST, CANCEL, DISPENSE_QUEUE, OPEN_ENVELOPE, RECORD_PREPARATION,
         PREPARE_AGAIN, REPRINT_LABELS, EMERGENCY_UNBLIND, OPEN_DIARY, DIARY_NONE, DIARY_MILD,
         DIARY_MODERATE, DIARY_SEVERE, DIARY_ACUTE, DIARY_RECORD, DIARY_HISTORY, NEXT_WINDOW,
-        PREVIOUS_WINDOW, DASHBOARD, LOCK_DATABASE, EXPORT_DATA,
+        PREVIOUS_WINDOW, DASHBOARD, LOCK_DATABASE, EXPORT_DATA, CUSTODIANS, APPROVE_CUSTODIAN,
     )
 }
 

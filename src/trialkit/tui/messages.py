@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from trialkit.domain.protocol import Protocol
     from trialkit.labels import LabelSheet
     from trialkit.services.allocation import SealResult, StratumUse
+    from trialkit.services.custody import Approval, CustodianView
     from trialkit.services.diary import DiaryVersion
     from trialkit.services.enrolment import ParticipantFilter, ParticipantView, Randomization
     from trialkit.services.lock import LockResult
@@ -100,6 +101,23 @@ class StrataLoaded(Message):
     def __init__(self, strata: list[StratumUse]) -> None:
         super().__init__()
         self.strata = strata
+
+
+class CustodiansLoaded(Message):
+    """The custodians were read, with why the signed-in user may not approve (or None)."""
+
+    def __init__(self, custodians: list[CustodianView], refusal: str | None) -> None:
+        super().__init__()
+        self.custodians = custodians
+        self.refusal = refusal
+
+
+class CustodianApproved(Message):
+    """A custodian was approved (and handed the list keys the approver holds)."""
+
+    def __init__(self, approval: Approval) -> None:
+        super().__init__()
+        self.approval = approval
 
 
 class ListsSealed(Message):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from trialkit.labels import LabelSheet
     from trialkit.services.actor import Actor
     from trialkit.services.allocation import SealResult, StratumUse
+    from trialkit.services.custody import Approval, CustodianView
     from trialkit.services.diary import DiaryVersion, RecordedDay
     from trialkit.services.enrolment import ParticipantView, Randomization
     from trialkit.services.export import ExportResult
@@ -237,6 +238,27 @@ class TrialDatabase:
 
         with _driver_errors(self.label), read_only(self.engine) as session:
             return stratum_usage(session, actor)
+
+    def custodians(self, actor: Actor) -> tuple[list[CustodianView], str | None]:
+        """Every custodian, and why ``actor`` may not approve one now (None: they may)."""
+        from trialkit.services.custody import approval_refusal, list_custodians
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            return list_custodians(session, actor), approval_refusal(session, actor)
+
+    def approve_custodian(
+        self, actor: Actor, *, name: str, fingerprint: str, password: str
+    ) -> Approval:
+        """Approve ``name`` as the second person (audited); hands over the list keys."""
+        from trialkit.services.custody import approve_custodian
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return approve_custodian(
+                session, actor, name=name, fingerprint=fingerprint, password=password,
+                clock=self.clock,
+            )
 
     def seal_lists(
         self,

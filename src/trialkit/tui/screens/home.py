@@ -13,6 +13,7 @@ from textual.widgets import Footer, Header
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.commands import (
     ALLOCATION_LISTS,
+    CUSTODIANS,
     DASHBOARD,
     DISPENSE_QUEUE,
     PARTICIPANTS,
@@ -37,7 +38,7 @@ class HomeScreen(Screen[None]):
 
     BINDINGS = [
         PARTICIPANTS.binding(), ALLOCATION_LISTS.binding(), DISPENSE_QUEUE.binding(),
-        DASHBOARD.binding(), REFRESH.binding(),
+        DASHBOARD.binding(), CUSTODIANS.binding(), REFRESH.binding(),
     ]
 
     def __init__(self, db: TrialDatabase) -> None:
@@ -76,7 +77,8 @@ class HomeScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Each role sees the keys of its own screens only."""
         opens = {
-            c.action: c for c in (PARTICIPANTS, ALLOCATION_LISTS, DISPENSE_QUEUE, DASHBOARD)
+            c.action: c
+            for c in (PARTICIPANTS, ALLOCATION_LISTS, DISPENSE_QUEUE, DASHBOARD, CUSTODIANS)
         }
         if action not in opens:
             return True
@@ -117,6 +119,14 @@ class HomeScreen(Screen[None]):
         actor = self._actor()
         if actor is not None:
             self.app.push_screen(DashboardScreen(self._db, actor))
+
+    def action_open_custodians(self) -> None:
+        """Unblinding custodians: approve a new one (pharmacists, investigators)."""
+        from trialkit.tui.screens.custodians import CustodiansScreen
+
+        actor = self._actor()
+        if actor is not None:
+            self.app.push_screen(CustodiansScreen(self._db, actor))
 
     def action_refresh(self) -> None:
         """Read the trial again (in a worker)."""

@@ -13,6 +13,7 @@ from textual.widgets import Static
 from trialkit.domain.roles import Permission, Role
 from trialkit.tui.commands import (
     ALLOCATION_LISTS,
+    CUSTODIANS,
     DASHBOARD,
     DISPENSE_QUEUE,
     PARTICIPANTS,
@@ -35,8 +36,8 @@ ROLE_WORKSPACE: dict[Role, str] = {
 ROLE_SCREENS: dict[Role, tuple[Command, ...]] = {
     Role.ADMIN: (ALLOCATION_LISTS,),
     Role.COORDINATOR: (PARTICIPANTS,),
-    Role.PHARMACIST: (DISPENSE_QUEUE, PARTICIPANTS),
-    Role.INVESTIGATOR: (DASHBOARD, PARTICIPANTS),
+    Role.PHARMACIST: (DISPENSE_QUEUE, PARTICIPANTS, CUSTODIANS),
+    Role.INVESTIGATOR: (DASHBOARD, PARTICIPANTS, CUSTODIANS),
     Role.MONITOR: (PARTICIPANTS,),
 }
 # Roles whose workspace is the screen they open (the others still wait for theirs).
