@@ -139,7 +139,7 @@ def main() -> int:
         (envelopes, "check_list", "list re-verification"),
         (envelopes, "open_envelope", "envelope decryption"),
         (envelopes, "commitment", "commitment re-check"),
-        (pharmacy, "_seal_details", "sealing the lots"),
+        (pharmacy, "seal_details", "sealing the lots"),
     ):
         setattr(module, name, watch.wrap(label, getattr(module, name)))
 

@@ -12,11 +12,18 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from trialkit.demo_scale import (
+    SPAN_DAYS,
+    Generated,
+    envelopes_needed,
+    plan_population,
+    store_population,
+)
 from trialkit.domain.clock import Clock, SystemClock
 from trialkit.domain.credentials import key_fingerprint
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
-from trialkit.domain.errors import Refused
+from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.protocol import LoadedProtocol, Protocol, load_protocol, protocol_from_text
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
@@ -55,6 +62,7 @@ DEMO_USERS: tuple[tuple[str, Role, tuple[str, ...], bool], ...] = (
 )
 DEMO_ADMIN = "ada"
 DEMO_PER_STRATUM = 20
+MAX_PARTICIPANTS = 200_000
 # The demo's story starts this many days ago: screening, four weeks of baseline diary,
 # randomization and infusion, then follow-up diaries up to yesterday.
 DEMO_DAYS_AGO = 40
@@ -279,11 +287,16 @@ def approve_as(session: Session, approver: str, name: str, *, password: str, clo
     )
 
 
-def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
+def build_demo(db: str, *, fresh: bool = False, participants: int | None = None) -> DemoSummary:
     """Create the demo trial in ``db``: in a new (or empty) database, or over the demo
     ``trialkit demo`` built there before (kept as it is unless ``fresh``). A database that
     holds any other trial, or anything else, is refused and left untouched: the demo must
-    never cost anyone a trial, nor hand out its passwords for one it did not build."""
+    never cost anyone a trial, nor hand out its passwords for one it did not build.
+
+    ``participants``: instead of the small story, a generated history of that many
+    participants at every stage (``demo_scale``)."""
+    if participants is not None and not 1 <= participants <= MAX_PARTICIPANTS:
+        raise InvalidInput(f"--participants {participants}: give 1 to {MAX_PARTICIPANTS}")
     users = [(DEMO_ADMIN, Role.ADMIN.value)] + [(n, r.value) for n, r, _s, _c in DEMO_USERS]
     shown = public_url(db)
     path = sqlite_path(normalize_url(db))
@@ -311,43 +324,75 @@ def build_demo(db: str, *, fresh: bool = False) -> DemoSummary:
         if found is not None and path is not None:
             for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 p.unlink(missing_ok=True)
+    if participants is not None:
+        _build_population(db, participants)
+        return DemoSummary(database=shown, created=True, users=users)
     # Late enough that the story (baseline, randomization, follow-up) ends before now.
     clock = DemoClock(SystemClock().now() - timedelta(days=DEMO_DAYS_AGO))
     engine = make_engine(db, must_exist=False)
     try:
-        initialize(
-            engine,
-            kethead_protocol(),
-            admin=DEMO_ADMIN,
-            admin_password=DEMO_PASSWORD,
-            training=True,
-            demo=True,
-            clock=clock,
-        )
-        with transaction(engine) as s:
-            admin: Actor = login(s, DEMO_ADMIN, DEMO_PASSWORD, clock=clock)
-        with transaction(engine) as s:
-            for name, role, sites, custodian in DEMO_USERS:
-                add_activated_user(
-                    s,
-                    admin,
-                    name=name,
-                    role=role,
-                    password=DEMO_PASSWORD,
-                    sites=list(sites),
-                    custodian=custodian,
-                    clock=clock,
-                )
-        with transaction(engine) as s:
-            # iris (an investigator) approves the first custodian, who approves the others
-            approve_as(s, "iris", "phil", password=DEMO_PASSWORD, clock=clock)
-            for name in ("pia", "ivan"):
-                approve_as(s, "phil", name, password=DEMO_PASSWORD, clock=clock)
-        with transaction(engine) as s:
-            seal_lists(s, admin, per_stratum=DEMO_PER_STRATUM, block_sizes=None, clock=clock)
+        _set_up(engine, clock, DEMO_PER_STRATUM)
         _enrol_participants(engine, clock)
         _prepare_participants(engine, clock)
         _infuse_and_follow_up(engine, clock)
     finally:
         engine.dispose()
     return DemoSummary(database=shown, created=True, users=users)
+
+
+def _set_up(engine: Engine, clock: DemoClock, per_stratum: int) -> None:
+    """The trial, its users (one per role) and its sealed lists, through the services."""
+    initialize(
+        engine,
+        kethead_protocol(),
+        admin=DEMO_ADMIN,
+        admin_password=DEMO_PASSWORD,
+        training=True,
+        demo=True,
+        clock=clock,
+    )
+    with transaction(engine) as s:
+        admin: Actor = login(s, DEMO_ADMIN, DEMO_PASSWORD, clock=clock)
+    with transaction(engine) as s:
+        for name, role, sites, custodian in DEMO_USERS:
+            add_activated_user(
+                s,
+                admin,
+                name=name,
+                role=role,
+                password=DEMO_PASSWORD,
+                sites=list(sites),
+                custodian=custodian,
+                clock=clock,
+            )
+    with transaction(engine) as s:
+        # iris (an investigator) approves the first custodian, who approves the others
+        approve_as(s, "iris", "phil", password=DEMO_PASSWORD, clock=clock)
+        for name in ("pia", "ivan"):
+            approve_as(s, "phil", name, password=DEMO_PASSWORD, clock=clock)
+    with transaction(engine) as s:
+        seal_lists(s, admin, per_stratum=per_stratum, block_sizes=None, clock=clock)
+
+
+def _build_population(db: str, n: int) -> Generated:
+    """The demo trial with a generated history of ``n`` participants (``demo_scale``)."""
+    now = SystemClock().now()
+    protocol = kethead_protocol().protocol
+    coordinators = {site: name for name, _r, sites, _c in DEMO_USERS for site in sites}
+    story = plan_population(protocol, n, now=now, seed=n, coordinators=coordinators)
+    # A sixth more envelopes than used: lists are never sealed to run out exactly.
+    per_stratum = max(DEMO_PER_STRATUM, envelopes_needed(story.plans) * 7 // 6)
+    clock = DemoClock(now - timedelta(days=SPAN_DAYS + 3))
+    engine = make_engine(db, must_exist=False)
+    try:
+        _set_up(engine, clock, per_stratum)
+        with transaction(engine) as s:  # who acts in the story signs in
+            actors = {name: login(s, name, DEMO_PASSWORD, clock=clock)
+                      for name in sorted(set(coordinators.values()) | {"phil", "pia"})}
+        clock.advance(now - clock.now())
+        with transaction(engine) as s:
+            return store_population(s, story, actors=actors, password=DEMO_PASSWORD,
+                                    lots=DEMO_LOTS, pharmacist="phil", checker="pia",
+                                    clock=clock)
+    finally:
+        engine.dispose()

@@ -147,13 +147,16 @@ def init(
 def demo(
     ctx: typer.Context,
     fresh: Annotated[bool, typer.Option("--fresh", help="Rebuild even if it exists")] = False,
+    participants: Annotated[int | None, typer.Option(
+        "--participants", min=1, max=200_000,
+        help="Generate N participants at every stage (a trial at scale)")] = None,
 ) -> None:
     """Build a ready demo KetHead training trial (users for every role)."""
     from trialkit.demo import build_demo
 
     c = cli(ctx)
     db = c.db if c.db != DEFAULT_DB else "demo.db"
-    summary = build_demo(db, fresh=fresh)
+    summary = build_demo(db, fresh=fresh, participants=participants)
     c.training = True
     c.emit(summary.as_dict(), summary.text())
 

@@ -181,6 +181,32 @@ def record_many(
     session.info[_HEAD] = (rows[-1]["seq"], rows[-1]["hash"], at)
 
 
+def record_dated(
+    session: Session, events: Sequence[tuple[datetime, Actor, Change]], *, clock: Clock,
+    chunk: int = 5000,
+) -> int:
+    """Append events that each carry their own time (a generated training trial's history,
+    in time order), bulk-inserted ``chunk`` at a time in the caller's transaction, chained
+    exactly as :func:`record_many` chains. Returns the number appended."""
+    if not events:
+        return 0
+    seq, prev, at = _chain_head(session, clock)
+    session.flush()
+    conn = session.connection()
+    rows: list[dict[str, Any]] = []
+    for when, actor, change in events:
+        row = chained_rows((seq, prev), actor, [change], at=when)[0]
+        seq, prev = row["seq"], row["hash"]
+        rows.append(row)
+        if len(rows) >= chunk:
+            conn.execute(_APPEND, rows)
+            rows = []
+    if rows:
+        conn.execute(_APPEND, rows)
+    session.info[_HEAD] = (seq, prev, at)
+    return len(events)
+
+
 def record(
     session: Session,
     actor: Actor | None,

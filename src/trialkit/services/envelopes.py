@@ -145,9 +145,11 @@ def _details_size(protocol: Protocol) -> int:
     return -(-longest // _PAD_BLOCK) * _PAD_BLOCK
 
 
-def _seal_details(
+def seal_details(
     protocol: Protocol, data_key: bytes, pid: str, arm_code: str, lots: Mapping[str, str]
 ) -> bytes:
+    """A preparation's arm and lots sealed under its list's data key, padded to the
+    protocol's fixed size (the stored row is the same length whichever arm it hides)."""
     body = canonical_json({"v": 1, "arm": arm_code, "lots": dict(lots)}).encode()
     size = _details_size(protocol)
     padded = len(body).to_bytes(_LEN_BYTES, "big") + body

@@ -33,7 +33,7 @@ from trialkit.labels import LabelSheet, label_sheet
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.enrolment import get_participant
-from trialkit.services.envelopes import _broken, _open, _open_details, _Opened, _seal_details
+from trialkit.services.envelopes import _broken, _open, _open_details, _Opened, seal_details
 from trialkit.services.pharmacy_checks import (
     _checker,
     _dispensable,
@@ -241,7 +241,7 @@ def _record(
         checked_by=checker,
         checked_at=now,
         expires_at=now + timedelta(hours=protocol.dosing.expiry_hours),
-        sealed_details=_seal_details(protocol, opened.data_key, p.id, opened.arm_code, lots),
+        sealed_details=seal_details(protocol, opened.data_key, p.id, opened.arm_code, lots),
         label_prints=1 if print_labels else 0,
     )
     session.add(prep)
