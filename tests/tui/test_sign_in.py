@@ -150,3 +150,38 @@ async def test_an_unreachable_database_is_a_message(clock: SteppingClock) -> Non
         await sign_in(pilot)
         assert isinstance(app.screen, LoginScreen)
         assert "cannot use the database kethead.db" in screen_text(app)
+
+
+def _burst(app: object, keys: str | list[str]) -> None:
+    """Keys as a terminal delivers a fast typist's burst: all queued before any is handled."""
+    from textual import events
+
+    for key in keys:
+        char = {"enter": "\r", "tab": "\t"}.get(key, key)
+        app.post_message(events.Key(key, char))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("between", ["enter", "tab"])
+async def test_a_burst_of_keys_lands_in_the_right_fields_and_signs_in(
+    engine: Engine, clock: SteppingClock, between: str
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        _burst(app, [*"alice", between, *PASSWORD, "enter"])
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen)
+        assert "alice" in screen_text(app)
+
+
+async def test_a_burst_ending_in_the_password_field_leaves_each_part_in_its_field(
+    engine: Engine, clock: SteppingClock
+) -> None:
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        _burst(app, [*"bob", "enter", *"half-typed"])
+        await settle(pilot)
+        assert app.screen.query_one("#user-name", Input).value == "bob"
+        assert app.screen.query_one("#password", Input).value == "half-typed"
+        assert app.focused is app.screen.query_one("#password", Input)

@@ -117,7 +117,7 @@ class _BatchDigest:
         self.rows = hashlib.sha256(b"[")
         self.empty = True
         self.recorded_by: set[str] = set()
-        self.recorded_at: set[str] = set()
+        self.recorded_at: set[datetime] = set()  # as text only at the end: rows share one
 
     def add(self, first: _Version) -> None:
         row = (first.participant_id, first.day, first.headache, first.severity,
@@ -125,10 +125,10 @@ class _BatchDigest:
         self.rows.update(("" if self.empty else ",").encode() + canonical_json(row).encode())
         self.empty = False
         self.recorded_by.add(first.recorded_by)
-        self.recorded_at.add(utc_text(first.recorded_at))
+        self.recorded_at.add(first.recorded_at)
 
     def digest(self) -> bytes:
-        head = batch_snapshot([], self.recorded_by, self.recorded_at)
+        head = batch_snapshot([], self.recorded_by, {utc_text(at) for at in self.recorded_at})
         del head["rows"]
         self.rows.update(b"]")
         return state_digest(canonical_json(head)) + self.rows.digest()

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Input, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.messages import LoginFailed, LoginSucceeded
 from trialkit.tui.trial_db import TrialDatabase
+from trialkit.tui.widgets.field_form import FieldForm
 
 FIELDS = ("activate-name", "activate-code", "activate-password", "activate-again")
 
 
-class ActivationForm(Vertical):
-    """Name, enrolment code, new password twice. Enter moves on; Enter in the last submits.
+class ActivationForm(FieldForm):
+    """Name, enrolment code, new password twice. Enter moves on (however fast it is typed,
+    see ``FieldForm``); Enter in the last submits.
     The result is posted as ``LoginSucceeded`` or ``LoginFailed`` like a sign-in."""
 
     def __init__(self, db: TrialDatabase, *, id: str | None = None) -> None:
@@ -35,13 +36,8 @@ class ActivationForm(Vertical):
     def focus_first(self) -> None:
         self.query_one("#activate-name", Input).focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter: on to the next field, or submit from the last."""
-        event.stop()
-        at = FIELDS.index(event.input.id or "")
-        if at < len(FIELDS) - 1:
-            self.query_one(f"#{FIELDS[at + 1]}", Input).focus()
-            return
+    def submit(self) -> None:
+        """Enter in the last field: set up the account."""
         name, code, password, again = (self.query_one(f"#{f}", Input).value for f in FIELDS)
         if not name.strip() or not code.strip():
             self._say("Enter your user name and the enrolment code you were given.")

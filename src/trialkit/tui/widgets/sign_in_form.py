@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Input, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.messages import LoginFailed, LoginSucceeded
 from trialkit.tui.trial_db import TrialDatabase
+from trialkit.tui.widgets.field_form import FieldForm
 
 
-class SignInForm(Vertical):
+class SignInForm(FieldForm):
     """A sign-in form. With ``user_name`` given (unlocking), only the password is asked.
 
-    Enter in the name moves to the password; Enter in the password submits. The result
+    Enter (or Tab) in the name moves to the password, however fast it is typed (see
+    ``FieldForm``); Enter in the password submits. The result
     is posted as ``LoginSucceeded`` (left to bubble to the screen or app) or
     ``LoginFailed`` (shown here, with the service's own message)."""
 
@@ -39,13 +40,9 @@ class SignInForm(Vertical):
         first = "#password" if self._fixed_name is not None else "#user-name"
         self.query_one(first, Input).focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter: move on from the name, or submit from the password."""
-        event.stop()
+    def submit(self) -> None:
+        """Enter in the password: check the name and password."""
         password = self.query_one("#password", Input)
-        if event.input.id == "user-name":
-            password.focus()
-            return
         name = self._fixed_name or self.query_one("#user-name", Input).value.strip()
         if not name:
             self._say("Enter your user name.", error=True)
