@@ -16,7 +16,7 @@ INSTRUCTIONS = (
     "allocation list, so keep it as you would the unblinded allocation itself. Print it, put "
     "it in a sealed, signed envelope in the sponsor's safe and delete this file. trialkit "
     "stores no copy and cannot show it again. It is used only when no custodian can open the "
-    "lists any more: `trialkit custodian recover NAME --sheet FILE` (or typing the words) "
+    "lists any more: `trialkit custodian recover NAME --fingerprint FP` (typing these words) "
     "hands the list keys to an approved custodian, and the audit trail records it."
 )
 

@@ -184,14 +184,17 @@ FINGERPRINT_HELP = (
 
 
 def _read_out(name: str, fingerprint: str | None) -> str:
-    """The fingerprint given, or asked for at a terminal."""
-    if fingerprint is not None:
-        return fingerprint
-    if not sys.stdin.isatty():
-        raise InvalidInput(
-            f"give --fingerprint: the custodian key fingerprint {name} read out to you"
-        )
-    return input(f"Custodian key fingerprint {name} reads out to you: ")
+    """The fingerprint given, or asked for at a terminal; checked for form before anyone
+    signs in, so a mistyped one writes nothing."""
+    from trialkit.services.custody import normal_fingerprint
+
+    if fingerprint is None:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                f"give --fingerprint: the custodian key fingerprint {name} read out to you"
+            )
+        fingerprint = input(f"Custodian key fingerprint {name} reads out to you: ")
+    return normal_fingerprint(fingerprint)
 
 
 @custodian_app.command("approve")
@@ -269,7 +272,7 @@ def recover(
     """Restore custody from the sponsor's recovery sheet: every list key is wrapped to a
     custodian whose key fingerprint you checked, who is approved by the sheet if nobody
     approved them yet (an investigator or approved custodian signs in; audited)."""
-    from trialkit.domain.recovery import words_on_sheet
+    from trialkit.domain.recovery import recovery_private_key, words_on_sheet
     from trialkit.services.custody import recover_custody
 
     c = cli(ctx)
@@ -286,6 +289,7 @@ def recover(
             raise InvalidInput(f"--sheet {sheet}: {err.strerror or err}") from None
     else:
         words = ask_secret("The 24 words of the recovery sheet: ", "TRIALKIT_RECOVERY_WORDS")
+    recovery_private_key(words)  # mistyped words: bad input before anyone signs in
     actor = c.actor()
     with c.write() as s:
         r = recover_custody(
