@@ -5,13 +5,14 @@ Run with the project's interpreter:  .venv/bin/python bench/tui_startup.py [--ru
 
 Each sample is a fresh interpreter (cold process, warm file cache) timed from just before
 the process is spawned until its form is usable: painted, the cursor in the first field,
-and (trialkit) the trial read from the database and shown (the screen after
-``TrialLoaded``). The first paint is recorded too, as a phase.
+and (trialkit) the trial's title read from the database and shown (after its first glance
+at a SQLite file, ``TrialHeadingRead``, or the full read, ``TrialLoaded``, whichever comes
+first). The first paint is recorded too, as a phase.
 
 - trialkit: the real CLI path, `trialkit.__main__.main()` with `--db X tui` (Typer, then
   `open_tui`, then the app), on a KetHead trial made by `trialkit init` in a temporary
   SQLite file. The probe only makes the app headless and, once the sign-in screen has
-  shown the trial it read (``call_after_refresh`` from ``on_trial_loaded``), checks the
+  shown the trial it read (``call_after_refresh`` from either handler), checks the
   user-name field has the focus, reports and exits.
 - baseline: an App with one focused Input, run headless and reported the same way after
   its first paint.
@@ -60,6 +61,8 @@ def painted(app):
     mark("painted")
 def usable(app):
     # The form is up with the cursor in its first field and (trialkit) the trial is read.
+    if "usable" in MARKS:
+        return  # the glance and the full read both report: the first counts
     assert app.focused is not None and app.focused.id in ("user-name", "one-input"), app.focused
     mark("usable")
     print(json.dumps(MARKS), flush=True)
@@ -80,6 +83,7 @@ def run(self, **options):
 
 real_mount = LoginScreen.on_mount
 real_loaded = LoginScreen.on_trial_loaded
+real_heading = LoginScreen.on_trial_heading_read
 
 def on_mount(self):
     # Queued first, so it runs before the trial read the screen starts after painting.
@@ -90,9 +94,14 @@ def on_trial_loaded(self, message):
     real_loaded(self, message)
     self.call_after_refresh(usable, self.app)
 
+def on_trial_heading_read(self, message):
+    real_heading(self, message)
+    self.call_after_refresh(usable, self.app)
+
 TrialkitApp.run = run
 LoginScreen.on_mount = on_mount
 LoginScreen.on_trial_loaded = on_trial_loaded
+LoginScreen.on_trial_heading_read = on_trial_heading_read
 sys.argv = ["trialkit", "--db", os.environ["BENCH_DB"], "tui"]
 #BEFORE
 main()
@@ -117,6 +126,7 @@ from trialkit.tui.screens.login import LoginScreen
 mark("tui imported")
 real_mount = LoginScreen.on_mount
 real_loaded = LoginScreen.on_trial_loaded
+real_heading = LoginScreen.on_trial_heading_read
 
 def on_mount(self):
     self.call_after_refresh(painted, self.app)
@@ -126,8 +136,13 @@ def on_trial_loaded(self, message):
     real_loaded(self, message)
     self.call_after_refresh(usable, self.app)
 
+def on_trial_heading_read(self, message):
+    real_heading(self, message)
+    self.call_after_refresh(usable, self.app)
+
 LoginScreen.on_mount = on_mount
 LoginScreen.on_trial_loaded = on_trial_loaded
+LoginScreen.on_trial_heading_read = on_trial_heading_read
 c = Cli(db=os.environ["BENCH_DB"])
 app = make_app(c.engine, clock=SystemClock(), db_label=c.db, training=False)
 mark("app starts")

@@ -11,12 +11,12 @@ from sqlalchemy import Engine
 from textual.widgets import Static
 
 from tests.conftest import SteppingClock
-from tests.tui.conftest import app_for, notifications, settle
+from tests.tui.conftest import app_for, new_trial, notifications, settle
 from trialkit.cli.app import open_tui
 from trialkit.cli.context import Cli
 from trialkit.domain.clock import FixedClock, SystemClock
 from trialkit.domain.errors import InvalidInput, Refused
-from trialkit.tui.app import TrialkitApp
+from trialkit.tui.app import TrialkitApp, make_app
 from trialkit.tui.screens.login import LoginScreen
 from trialkit.tui.widgets.training_banner import TrainingBanner
 
@@ -120,3 +120,38 @@ def test_a_training_trial_takes_the_stated_clock_and_shows_training_at_once(
     assert app.training
     assert isinstance(app.db.clock, FixedClock)
     assert app.db.clock.now().isoformat() == "2026-03-02T09:00:00+00:00"
+
+
+@pytest.mark.parametrize("training", [True, False])
+async def test_a_sqlite_file_shows_its_title_and_training_before_the_engine_opens(
+    tmp_path: Path, clock: SteppingClock, training: bool
+) -> None:
+    """Given the file, the sign-in screen reads the title and TRAINING with the standard
+    library while the engine is still opening (held here until the test lets it go)."""
+    path = tmp_path / "glance.db"
+    engine = new_trial(f"sqlite:///{path}", clock, training=training)
+    release = threading.Event()
+
+    def open_engine() -> Engine:
+        release.wait(timeout=30)
+        return engine
+
+    app = make_app(open_engine, clock=clock, db_label=str(path), training=False,
+                   sqlite_file=path)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            for _ in range(3000):  # up to 30 s on a loaded machine; a glance takes ms
+                await pilot.pause(0.01)
+                if "the KetHead study" in str(
+                        app.screen.query_one("#login-trial", Static).render()):
+                    break
+            assert "the KetHead study" in str(
+                app.screen.query_one("#login-trial", Static).render())
+            assert app.screen.query_one(TrainingBanner).display is training
+            assert not release.is_set()
+            release.set()
+            await settle(pilot)
+            assert app.trial is not None and app.trial.training is training
+    finally:
+        release.set()
+        engine.dispose()

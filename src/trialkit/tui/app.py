@@ -20,11 +20,13 @@ from trialkit.domain.roles import Role
 from trialkit.domain.text import printable
 from trialkit.store.urls import public_url
 from trialkit.tui.commands import APP_COMMANDS, LOCK_SCREEN, SIGN_OUT
-from trialkit.tui.messages import LoginSucceeded, ServiceFailed, TrialLoaded
+from trialkit.tui.messages import LoginSucceeded, ServiceFailed, TrialHeadingRead, TrialLoaded
 from trialkit.tui.screens.login import LoginScreen
 from trialkit.tui.trial_db import SignIn, TrialDatabase
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlalchemy import Engine
     from textual.command import Provider
     from textual.notifications import SeverityLevel
@@ -107,6 +109,10 @@ class TrialkitApp(App[None]):
         self.title = "trialkit — TRAINING" if self.training else "trialkit"
         where = self.db.label
         self.sub_title = f"{self.trial.trial_code} · {where}" if self.trial else where
+
+    def on_trial_heading_read(self, message: TrialHeadingRead) -> None:
+        """TRAINING from the first glance at the database, before the full read."""
+        self.training = message.heading.training
 
     def on_trial_loaded(self, message: TrialLoaded) -> None:
         """Remember the trial a screen read."""
@@ -306,10 +312,14 @@ def make_app(
     training: bool,
     idle_seconds: float | None = None,
     ticket: Ticket | None = None,
+    sqlite_file: Path | None = None,
 ) -> TrialkitApp:
     """The app over this database. ``engine`` may be a function that opens it, called in
     the first worker, so the sign-in screen paints before any database work. ``training``
     marks the screens before the trial has been read; ``idle_seconds`` overrides the
-    protocol's idle-lock time (tests). The header names the database without its password."""
-    db = TrialDatabase(engine=engine, clock=clock, label=public_url(db_label))
+    protocol's idle-lock time (tests); ``sqlite_file``, the SQLite file the database is (when
+    given by its path), lets the sign-in screen show the trial's title before the engine
+    opens. The header names the database without its password."""
+    db = TrialDatabase(engine=engine, clock=clock, label=public_url(db_label),
+                       sqlite_file=sqlite_file)
     return TrialkitApp(db, training=training, idle_seconds=idle_seconds, ticket=ticket)

@@ -23,7 +23,16 @@ if TYPE_CHECKING:
     from trialkit.services.pharmacy import Dispensing, QueueEntry
     from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
+    from trialkit.store.heading import TrialHeading
     from trialkit.tui.trial_db import DiaryView, SignIn
+
+
+class TrialHeadingRead(Message):
+    """The trial's title and training flag were read, ahead of the full read."""
+
+    def __init__(self, heading: TrialHeading) -> None:
+        super().__init__()
+        self.heading = heading
 
 
 class TrialLoaded(Message):

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from trialkit.services.trial import TrialInfo
     from trialkit.services.unblinding import Unblinding
     from trialkit.services.users import NewAccount
+    from trialkit.store.heading import TrialHeading
 
 
 class DatabaseUnavailable(TrialkitError):
@@ -96,10 +97,12 @@ class TrialDatabase:
     raised as the user's message and the next call tries again."""
 
     def __init__(
-        self, *, engine: Engine | Callable[[], Engine], clock: Clock, label: str
+        self, *, engine: Engine | Callable[[], Engine], clock: Clock, label: str,
+        sqlite_file: Path | None = None,
     ) -> None:
         self.clock = clock
         self.label = label
+        self._sqlite_file = sqlite_file
         self._engine: Engine | None = None
         self._open: Callable[[], Engine] | None = None
         if callable(engine):
@@ -116,6 +119,15 @@ class TrialDatabase:
                 assert self._open is not None
                 self._engine = self._open()
             return self._engine
+
+    def heading(self) -> TrialHeading | None:
+        """The trial's title and training flag, read at once without opening the engine
+        when the database is a SQLite file given by its path; else None."""
+        if self._sqlite_file is None:
+            return None
+        from trialkit.store.heading import read_heading
+
+        return read_heading(self._sqlite_file)
 
     def trial_info(self) -> TrialInfo:
         """Title, version, sites and settings of the trial (a read-only transaction)."""

@@ -11,7 +11,7 @@ from textual.widgets import Footer, Header, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.commands import FIRST_SIGN_IN
-from trialkit.tui.messages import ServiceFailed, TrialLoaded
+from trialkit.tui.messages import ServiceFailed, TrialHeadingRead, TrialLoaded
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.activation_form import ActivationForm
 from trialkit.tui.widgets.sign_in_form import SignInForm
@@ -68,12 +68,19 @@ class LoginScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="trial-info")
     def _load_trial(self) -> None:
+        heading = self._db.heading()  # a glance first (a SQLite file), the full read next
+        if heading is not None:
+            self.post_message(TrialHeadingRead(heading))
         try:
             trial = self._db.trial_info()
         except TrialkitError as exc:
             self.post_message(ServiceFailed(exc.message))
         else:
             self.post_message(TrialLoaded(trial))
+
+    def on_trial_heading_read(self, message: TrialHeadingRead) -> None:
+        """Show the title at once; the message bubbles on so the app learns TRAINING."""
+        self.query_one("#login-trial", Static).update(Content(message.heading.title))
 
     def on_trial_loaded(self, message: TrialLoaded) -> None:
         """Show the title; the message bubbles on so the app learns the trial too."""

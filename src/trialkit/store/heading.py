@@ -1,0 +1,38 @@
+"""The trial's title and whether it is a training trial, read from a SQLite file with the
+standard library alone. The sign-in screen shows them at once, while SQLAlchemy (about a
+third of a second to import on a small machine) loads for the full read that follows;
+that read, with its schema check, stays the one that counts."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TrialHeading:
+    """What the sign-in screen shows before the database is fully open."""
+
+    trial_code: str
+    title: str
+    training: bool
+
+
+def read_heading(path: Path) -> TrialHeading | None:
+    """The heading of the trial in the SQLite file ``path``, opened read-only; None if the
+    file holds no trial or cannot be read this way (the full read then says why)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except (sqlite3.Error, ValueError):
+        return None
+    try:
+        row = conn.execute("SELECT trial_code, title, training FROM trial WHERE id = 1"
+                           ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    if row is None or not isinstance(row[0], str) or not isinstance(row[1], str):
+        return None
+    return TrialHeading(row[0], row[1], bool(row[2]))
