@@ -11,13 +11,24 @@ DEMO_DB ?= demo.db
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# Playwright comes from PyPI without a browser of its own: the browser tests drive the
+# system's Chromium, and run nginx as the reverse proxy in front of `trialkit serve`.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+SYSTEM_PACKAGES := chromium nginx
+
 $(STAMP): pyproject.toml
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install trialkit with its test tools
+install: $(STAMP) ## Create .venv and install trialkit with its test tools (and chromium, nginx)
 
 demo: $(STAMP) ## Build (or keep) the demo KetHead training trial in demo.db
 	$(BIN)/trialkit demo --db $(DEMO_DB)

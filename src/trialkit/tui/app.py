@@ -25,6 +25,7 @@ from trialkit.tui.screens.login import LoginScreen
 from trialkit.tui.trial_db import SignIn, TrialDatabase
 
 if TYPE_CHECKING:
+    import tempfile
     from pathlib import Path
 
     from sqlalchemy import Engine
@@ -79,6 +80,7 @@ class TrialkitApp(App[None]):
         super().__init__()
         self.db = db
         self.ticket = ticket
+        self._browser_files: tempfile.TemporaryDirectory[str] | None = None
         self._idle_override = idle_seconds
         self._last_activity = time.monotonic()
         self._held_notes: list[str] = []
@@ -164,6 +166,34 @@ class TrialkitApp(App[None]):
             self.call_from_thread(self.exit, message=exc.message)
             return
         self.post_message(LoginSucceeded(signin))
+
+    # --- files for the user: on this disk at a terminal, downloads in a browser ----------
+
+    def place(self, text: str) -> str:
+        """Where a file the user names is written: as named, at a terminal; in a browser
+        session, under that name in this session's own folder on the server, from where
+        :meth:`hand_over` sends it to the browser."""
+        if self.ticket is None:
+            return text
+        import tempfile
+        from pathlib import Path
+
+        if self._browser_files is None:
+            self._browser_files = tempfile.TemporaryDirectory(prefix="trialkit-files-")
+        name = Path(text.strip()).expanduser().name or "file"
+        return str(Path(self._browser_files.name) / name)
+
+    def hand_over(self, *paths: Path) -> None:
+        """In a browser session, deliver written files to the browser as downloads
+        (Textual's file delivery); at a terminal they are already where the user said."""
+        if self.ticket is None:
+            return
+        import mimetypes
+
+        for path in paths:
+            kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            self.deliver_binary(path, save_filename=path.name, open_method="download",
+                                mime_type=kind)
 
     def _accept(self, signin: SignIn) -> None:
         self.trial = signin.trial

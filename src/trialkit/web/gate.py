@@ -184,7 +184,8 @@ class Gate:
             return _refusal(403, "Refused: a request from another site.")
         response = await handler(request)
         response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # not "no-referrer": Chromium then sends "Origin: null" with the sign-in form
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -16,6 +16,7 @@ from trialkit.tui.dialogs.dialog import Dialog
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
     from trialkit.services.export import ExportResult
+    from trialkit.tui.app import TrialkitApp
     from trialkit.tui.trial_db import TrialDatabase
 
 
@@ -54,7 +55,8 @@ class ExportDialog(Dialog[bool]):
         if self._busy:
             raise ValueError("Exporting…")
         kind = str(self.query_one("#export-kind", Select).value)
-        path = Path(self.query_one("#export-path", Input).value.strip()).expanduser()
+        named = self.query_one("#export-path", Input).value.strip()
+        path = Path(cast("TrialkitApp", self.app).place(named)).expanduser()
         self._busy = True
         self._export(kind, path)
         raise ValueError("Exporting…")
@@ -83,8 +85,12 @@ class ExportDialog(Dialog[bool]):
         bar = self.query_one("#export-progress", ProgressBar)
         bar.update(total=max(bar.total or 1, 1), progress=max(bar.total or 1, 1))
         self.say("")
+        app = cast("TrialkitApp", self.app)
+        where = f"sent them to your browser ({path.name} and its dictionary and manifest)" \
+            if app.ticket is not None else f"to {path}"
         self.query_one("#export-done", Static).update(Content(
-            f"Wrote {result.rows} rows ({result.participants} participants) to {path}."))
+            f"Wrote {result.rows} rows ({result.participants} participants) {where}."))
+        app.hand_over(*(f.path for f in result.files))
         # Done: nothing is left to cancel, so one button closes.
         self.query_one("#cancel", Button).display = False
         ok = self.query_one("#ok", Button)

@@ -3,7 +3,7 @@ shown anywhere the labels themselves may be seen."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
 from textual.content import Content
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from trialkit.labels import LabelSheet
+    from trialkit.tui.app import TrialkitApp
 
 
 def label_text(sheet: LabelSheet) -> str:
@@ -56,7 +57,14 @@ class LabelPreviewDialog(Dialog[None]):
         preview = Static(Content(label_text(self._sheet)), id="label-preview")
         preview.border_title = "Label (blinded)"
         yield preview
-        yield Static(Content(f"Written to {self._path}"), classes="dialog-text")
+        browser = cast("TrialkitApp", self.app).ticket is not None
+        where = f"Sent to your browser as {self._path.name}" if browser \
+            else f"Written to {self._path}"
+        yield Static(Content(where), classes="dialog-text")
+
+    def on_mount(self) -> None:
+        """A browser session gets the PDF as a download."""
+        cast("TrialkitApp", self.app).hand_over(self._path)
 
     def result(self) -> None:
         """Close."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
 from textual.content import Content
@@ -10,6 +11,9 @@ from textual.widgets import Input, Static
 
 from trialkit.tui.dialogs.dialog import Dialog
 from trialkit.tui.screens.preparation import default_labels_path, labels_path
+
+if TYPE_CHECKING:
+    from trialkit.tui.app import TrialkitApp
 
 
 class ReprintDialog(Dialog[tuple[str, Path] | None]):
@@ -33,4 +37,4 @@ class ReprintDialog(Dialog[tuple[str, Path] | None]):
         if not pid:
             raise ValueError("Which participant's labels?")
         text = self.query_one("#reprint-path", Input).value.strip() or default_labels_path(pid)
-        return pid, labels_path(text)
+        return pid, labels_path(cast("TrialkitApp", self.app).place(text))

@@ -11,7 +11,7 @@ envelope in memory until it closes, because recording opens the envelope again."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -31,6 +31,7 @@ from trialkit.tui.widgets.training_banner import TrainingBanner
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
     from trialkit.services.pharmacy import Dispensing
+    from trialkit.tui.app import TrialkitApp
     from trialkit.tui.trial_db import TrialDatabase
 
 
@@ -152,7 +153,8 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                 raise ValueError("Name the second pharmacist who checked the preparation.")
             if not signature.value:
                 raise ValueError(f"{checker} signs the check: they type their password.")
-            path = labels_path(self.query_one("#labels-path", Input).value)
+            path = labels_path(cast("TrialkitApp", self.app).place(
+                self.query_one("#labels-path", Input).value))
         except ValueError as exc:
             self.notify(str(exc), title="Preparation", severity="error")
             return
