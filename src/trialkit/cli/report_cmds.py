@@ -241,7 +241,7 @@ def export(
     from rich.progress import Progress
 
     from trialkit.domain.roles import Permission
-    from trialkit.services.export import ExportFiles, check_kind, export_table
+    from trialkit.services.export import ExportFiles, check_kind, export_snapshot
 
     c = cli(ctx)
     check_kind(kind, unblinded=unblinded)
@@ -256,11 +256,10 @@ def export(
                        disable=c.json or not sys.stderr.isatty())
         with bar:
             task = bar.add_task(f"Exporting {kind}", total=None)
-            with c.write() as s:
-                r = export_table(
-                    s, actor, kind, files, clock=c.clock(), unblinded=unblinded,
-                    password=password,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )
+            r = export_snapshot(
+                c.engine(), actor, kind, files, clock=c.clock(), unblinded=unblinded,
+                password=password,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
         files.publish()
     c.emit(_export_doc(r), lambda: _export_text(r))

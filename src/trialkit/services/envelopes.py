@@ -61,35 +61,90 @@ def _envelope(session: Session, p: Participant) -> Envelope:
     return env
 
 
-def _data_key(session: Session, actor: Actor, env: Envelope, password: str) -> bytes:
-    grant = session.get(ListKeyGrant, (env.list_id, actor.user_id))
-    if grant is None:
-        raise Refused(
-            f"{actor.name} holds no key to the list of {env.stratum_code}: a second "
-            f"person approves them first (trialkit custodian approve {actor.name}), "
-            "which hands it over"
-        )
-    private = custodian_private_key(session, actor, password)  # the password KDF: the cost
-    return unwrap_data_key(grant.wrapped_key, private, key_info(env.list_id))
+class Unsealer:
+    """Opens envelopes for one custodian: their key is unlocked once (the password KDF is
+    the cost), each list key unwrapped once and each list checked once, however many
+    envelopes are opened (an unblinded export opens every one). Writes nothing: the caller
+    records each opening (:func:`opening`) and each broken envelope (:func:`broken_record`)."""
+
+    def __init__(self, session: Session, actor: Actor, password: str, protocol: Protocol) -> None:
+        self.session, self.actor, self.protocol = session, actor, protocol
+        self.private = custodian_private_key(session, actor, password)
+        self._keys: dict[str, bytes] = {}
+        self._list_problems: dict[str, str | None] = {}
+
+    def data_key(self, env: Envelope) -> bytes:
+        key = self._keys.get(env.list_id)
+        if key is None:
+            grant = self.session.get(ListKeyGrant, (env.list_id, self.actor.user_id))
+            if grant is None:
+                raise Refused(
+                    f"{self.actor.name} holds no key to the list of {env.stratum_code}: a "
+                    f"second person approves them first (trialkit custodian approve "
+                    f"{self.actor.name}), which hands it over"
+                )
+            key = unwrap_data_key(grant.wrapped_key, self.private, key_info(env.list_id))
+            self._keys[env.list_id] = key
+        return key
+
+    def _list_problem(self, env: Envelope) -> str | None:
+        if env.list_id not in self._list_problems:
+            lst = self.session.get(AllocationList, env.list_id)
+            problem = "its list is missing" if lst is None else check_list(self.session, lst)
+            self._list_problems[env.list_id] = None if problem is None else f"its list: {problem}"
+        return self._list_problems[env.list_id]
+
+    def arm(self, env: Envelope) -> tuple[str | None, str | None]:
+        """(the arm, None) if the envelope passes every check, else (None, the problem)."""
+        data_key = self.data_key(env)
+        problem = self._list_problem(env)
+        if problem is not None:
+            return None, problem
+        try:
+            plaintext = open_envelope(data_key, env.ciphertext, env.list_id, env.stratum_code,
+                                      env.seq)
+            content = parse_envelope_plaintext(plaintext)
+        except IntegrityFailure as err:
+            return None, err.message
+        if commitment(plaintext) != env.commitment:
+            return None, "its commitment does not match"
+        if (content.list_id, content.stratum, content.seq) != (env.list_id, env.stratum_code,
+                                                                env.seq):
+            return None, "it names another slot"
+        if content.arm_code not in self.protocol.arm_codes:
+            return None, "it names no arm of this protocol"
+        return content.arm_code, None
+
+
+def envelope_of(session: Session, p: Participant) -> Envelope:
+    """The envelope bound to a randomized participant."""
+    return _envelope(session, p)
+
+
+def opening(env: Envelope, p: Participant, purpose: str) -> audit.Change:
+    """The audit event of an envelope opened (no arm)."""
+    return audit.Change("envelope.open", "envelope", f"{env.stratum_code}#{env.seq}",
+                        after={"participant": p.id, "list": env.list_id, "purpose": purpose})
+
+
+def broken_record(env: Envelope, p: Participant, problem: str) -> audit.Change:
+    """The audit event of an envelope that failed its checks."""
+    return audit.Change("envelope.broken", "envelope", f"{env.stratum_code}#{env.seq}",
+                        after={"participant": p.id, "list": env.list_id}, reason=problem)
+
+
+def broken_error(env: Envelope, p: Participant, problem: str) -> EnvelopeBroken:
+    return EnvelopeBroken(
+        f"the envelope of {p.id} ({env.stratum_code} #{env.seq}) fails its checks: {problem}; "
+        "it was not used. Tell the trial's data manager"
+    )
 
 
 def _broken(
     session: Session, actor: Actor, env: Envelope, p: Participant, problem: str, clock: Clock
 ) -> EnvelopeBroken:
-    audit.record(
-        session,
-        actor,
-        action="envelope.broken",
-        entity="envelope",
-        entity_id=f"{env.stratum_code}#{env.seq}",
-        after={"participant": p.id, "list": env.list_id},
-        reason=problem,
-        clock=clock,
-    )
-    return EnvelopeBroken(
-        f"the envelope of {p.id} ({env.stratum_code} #{env.seq}) fails its checks: {problem}; "
-        "it was not used. Tell the trial's data manager"
-    )
+    audit.record_many(session, actor, [broken_record(env, p, problem)], clock=clock)
+    return broken_error(env, p, problem)
 
 
 def _open(
@@ -105,32 +160,12 @@ def _open(
     """Unwrap the list key with the actor's own key, check the list and decrypt only this
     participant's envelope, re-checking its commitment; audit the opening (no arm)."""
     env = _envelope(session, p)
-    data_key = _data_key(session, actor, env, password)
-    lst = session.get(AllocationList, env.list_id)
-    problem = "its list is missing" if lst is None else check_list(session, lst)
-    if problem is not None:
-        raise _broken(session, actor, env, p, f"its list: {problem}", clock)
-    try:
-        plaintext = open_envelope(data_key, env.ciphertext, env.list_id, env.stratum_code, env.seq)
-        content = parse_envelope_plaintext(plaintext)
-    except IntegrityFailure as err:
-        raise _broken(session, actor, env, p, err.message, clock) from None
-    if commitment(plaintext) != env.commitment:
-        raise _broken(session, actor, env, p, "its commitment does not match", clock)
-    if (content.list_id, content.stratum, content.seq) != (env.list_id, env.stratum_code, env.seq):
-        raise _broken(session, actor, env, p, "it names another slot", clock)
-    if content.arm_code not in protocol.arm_codes:
-        raise _broken(session, actor, env, p, "it names no arm of this protocol", clock)
-    audit.record(
-        session,
-        actor,
-        action="envelope.open",
-        entity="envelope",
-        entity_id=f"{env.stratum_code}#{env.seq}",
-        after={"participant": p.id, "list": env.list_id, "purpose": purpose},
-        clock=clock,
-    )
-    return _Opened(env, content.arm_code, data_key)
+    unsealer = Unsealer(session, actor, password, protocol)
+    arm, problem = unsealer.arm(env)
+    if arm is None:
+        raise _broken(session, actor, env, p, problem or "unreadable", clock)
+    audit.record_many(session, actor, [opening(env, p, purpose)], clock=clock)
+    return _Opened(env, arm, unsealer.data_key(env))
 
 
 # --- sealed preparation details --------------------------------------------------------------

@@ -6,8 +6,11 @@ SHA-256 checksums beside it.
 
 - Blinded by default. The unblinded export adds ``arm`` as the last column, only after the
   database lock and only for an unblinding custodian who gives their password; each
-  envelope is opened the way the pharmacy opens it (``envelopes._open``: checked against its
-  commitment, audited).
+  envelope is opened the way the pharmacy opens it (``envelopes.Unsealer``: checked against
+  its commitment, audited), the custodian key unlocked once for the whole export.
+- Read from one consistent snapshot without the write lock (SQLite WAL read transaction,
+  PostgreSQL REPEATABLE READ): randomization at any site never waits for an export. The
+  export's audit event is written afterwards in a short transaction of its own.
 - Every export is audited with the SHA-256 of each file it wrote; a refused unblinded
   export is audited too.
 - Outcomes are those of ``domain.diary.derive_outcomes``, the same function every screen
@@ -38,7 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final
 
-from sqlalchemy import func, true, tuple_
+from sqlalchemy import Engine, func, true, tuple_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -51,13 +54,12 @@ from trialkit.domain.diary import (
     study_day,
     window_of,
 )
-from trialkit.domain.errors import InvalidInput, PermissionDenied, write_failed
+from trialkit.domain.errors import InvalidInput, PermissionDenied, TrialkitError, write_failed
 from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import Progress
-from trialkit.services.custody import custodian_private_key
 from trialkit.services.diary import anchors_of, consented_on, withdrawn_on
 from trialkit.services.enrolment import status_of
 from trialkit.services.export_dictionary import (
@@ -71,6 +73,7 @@ from trialkit.services.export_dictionary import (
 )
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import get_trial, stored_protocol
+from trialkit.store.db import snapshot, transaction
 from trialkit.store.models import DiaryEntry, Participant, Preparation, Trial
 
 KINDS: Final = ("outcomes", "diary", "participants")
@@ -312,33 +315,54 @@ def _outcomes_of(session: Session, people: Sequence[Participant], protocol: Prot
 ArmOf = Callable[[Participant], str]
 
 
-def _refuse(session: Session, actor: Actor, kind: str, why: str, clock: Clock) -> ExportRefused:
-    audit.record(session, actor, action="export.refused", entity="export",
-                 entity_id=f"{kind}/unblinded", reason=why, clock=clock)
-    return ExportRefused(f"the unblinded export is refused: {why}")
+def _refuse(actor: Actor, kind: str, why: str, clock: Clock) -> ExportRefused:
+    """The refusal, carrying its own record (written once the snapshot is let go)."""
+    exc = ExportRefused(f"the unblinded export is refused: {why}")
+
+    def record(session: Session) -> None:
+        audit.record(session, actor, action="export.refused", entity="export",
+                     entity_id=f"{kind}/unblinded", reason=why, clock=clock)
+
+    exc.record_after = record
+    return exc
 
 
 def _arm_reader(session: Session, actor: Actor, trial: Trial, kind: str, *,
-                password: str | None, clock: Clock) -> ArmOf:
-    """Check that this actor may have arms now, then open envelopes as the pharmacy does."""
+                password: str | None, clock: Clock, opened: list[audit.Change]) -> ArmOf:
+    """Check that this actor may have arms now, then open envelopes as the pharmacy does:
+    the custodian key is unlocked once for the whole export, each opening is added to
+    ``opened`` (audited with the export)."""
     if trial.locked_at is None:
-        raise _refuse(session, actor, kind, "the database is not locked yet (an investigator "
+        raise _refuse(actor, kind, "the database is not locked yet (an investigator "
                       "locks it with `trialkit lock`)", clock)
     if not actor.custodian:
-        raise _refuse(session, actor, kind, f"{actor.name} is not an unblinding custodian",
-                      clock)
+        raise _refuse(actor, kind, f"{actor.name} is not an unblinding custodian", clock)
     if not password:
         raise InvalidInput("the unblinded export needs your password (it unlocks your "
                            "custodian key)")
-    custodian_private_key(session, actor, password)  # a wrong password stops here, early
     # Imported here: envelope opening is only needed (and only loaded) to unblind.
-    from trialkit.services.envelopes import _open
+    from trialkit.services.envelopes import (
+        Unsealer,
+        broken_error,
+        broken_record,
+        envelope_of,
+        opening,
+    )
 
-    protocol = stored_protocol(session)
+    unsealer = Unsealer(session, actor, password, stored_protocol(session))  # the one KDF
+    purpose = f"unblinded {kind} export"
 
     def arm_of(p: Participant) -> str:
-        return _open(session, actor, p, password=password, purpose=f"unblinded {kind} export",
-                     protocol=protocol, clock=clock).arm_code
+        env = envelope_of(session, p)
+        arm, problem = unsealer.arm(env)
+        if arm is None:
+            why = problem or "unreadable"
+            exc = broken_error(env, p, why)
+            exc.record_after = lambda s: audit.record_many(
+                s, actor, [broken_record(env, p, why)], clock=clock)
+            raise exc
+        opened.append(opening(env, p, purpose))
+        return arm
 
     return arm_of
 
@@ -516,7 +540,6 @@ def check_kind(kind: str, *, unblinded: bool) -> None:
                            "participant_id to an unblinded outcomes export for the arm")
 
 
-@audits_refusals("export", entity="export", entity_id="kind")
 def export_table(
     session: Session,
     actor: Actor,
@@ -531,12 +554,73 @@ def export_table(
 ) -> ExportResult:
     """Write ``outcomes``, ``diary`` or ``participants`` with its data dictionary and
     manifest (under ``files``' temporary names) and audit the export with each file's
-    SHA-256. The caller commits, then calls ``files.publish()``."""
+    SHA-256, all in the caller's transaction. The caller commits, then calls
+    ``files.publish()``. (The CLI and the TUI use :func:`export_snapshot`, which holds no
+    write lock while it reads.)"""
+    try:
+        written = _write_export(session, actor, kind, files, clock=clock, unblinded=unblinded,
+                                password=password, progress=progress, batch=batch)
+    except TrialkitError as exc:
+        if exc.keep_record and exc.record_after is not None:
+            exc.record_after(session)  # the caller's transaction keeps it
+            exc.record_after = None
+        raise
+    audit.record_many(session, actor, [*written.opened, written.event], clock=clock)
+    return written.result
+
+
+def export_snapshot(
+    engine: Engine,
+    actor: Actor,
+    kind: str,
+    files: ExportFiles,
+    *,
+    clock: Clock,
+    unblinded: bool = False,
+    password: str | None = None,
+    progress: Progress | None = None,
+    batch: int = BATCH,
+) -> ExportResult:
+    """:func:`export_table` from one consistent snapshot of the database read without the
+    write lock (``store.db.snapshot``: randomization and diary entry at every site go on
+    meanwhile), then the export's audit event (with every envelope an unblinded export
+    opened) in a short write transaction of its own. The caller then calls
+    ``files.publish()``."""
+    with snapshot(engine) as session:
+        written = _write_export(session, actor, kind, files, clock=clock, unblinded=unblinded,
+                                password=password, progress=progress, batch=batch)
+    with transaction(engine) as session:
+        audit.record_many(session, actor, [*written.opened, written.event], clock=clock)
+    return written.result
+
+
+@dataclass(frozen=True)
+class _Written:
+    result: ExportResult
+    event: audit.Change
+    opened: list[audit.Change]
+
+
+@audits_refusals("export", entity="export", entity_id="kind")
+def _write_export(
+    session: Session,
+    actor: Actor,
+    kind: str,
+    files: ExportFiles,
+    *,
+    clock: Clock,
+    unblinded: bool,
+    password: str | None,
+    progress: Progress | None,
+    batch: int,
+) -> _Written:
     require(actor, Permission.EXPORT)
     check_kind(kind, unblinded=unblinded)
     trial = get_trial(session)
     protocol = stored_protocol(session)
-    arm_of = (_arm_reader(session, actor, trial, kind, password=password, clock=clock)
+    opened: list[audit.Change] = []
+    arm_of = (_arm_reader(session, actor, trial, kind, password=password, clock=clock,
+                          opened=opened)
               if unblinded else None)
     # One instant for the whole export; each participant's dates are their site's, and
     # "as of" is the trial's date (its sites' shared zone).
@@ -553,9 +637,7 @@ def export_table(
         raise write_failed(err, files.data) from None
     result = ExportResult(kind, not unblinded, trial.training, n.rows, n.participants, today,
                           (data, dictionary, manifest))
-    audit.record(
-        session,
-        actor,
+    event = audit.Change(
         action=f"export.{kind}",
         entity="export",
         entity_id=data.sha256,
@@ -570,9 +652,8 @@ def export_table(
             "files": {f.path.name: f.sha256 for f in result.files},
         },
         reason=f"{'unblinded' if unblinded else 'blinded'} {kind} export to {files.data.name}",
-        clock=clock,
     )
-    return result
+    return _Written(result, event, opened)
 
 
 def _write_files(session: Session, actor: Actor, trial: Trial, kind: str, files: ExportFiles,

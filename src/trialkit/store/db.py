@@ -9,7 +9,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -257,10 +257,14 @@ def disk_full(exc: DBAPIError) -> bool:
 
 
 @contextmanager
-def read_only(engine: Engine) -> Iterator[Session]:
-    """A session for reads: on SQLite it takes no write lock. A refusal raised in it is
-    recorded as :func:`transaction` records one."""
-    session = Session(engine.execution_options(**{READONLY: True}), expire_on_commit=False)
+def read_only(engine: Engine, *, consistent: bool = False) -> Iterator[Session]:
+    """A session for reads: it takes no write lock, so it never waits for a writer nor
+    makes one wait. A refusal raised in it is recorded as :func:`transaction` records one.
+    ``consistent``: see :func:`snapshot`."""
+    options: dict[str, Any] = {READONLY: True}
+    if consistent and engine.dialect.name == "postgresql":
+        options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    session = Session(engine.execution_options(**options), expire_on_commit=False)
     try:
         session.begin()
         yield session
@@ -272,6 +276,14 @@ def read_only(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def snapshot(engine: Engine) -> AbstractContextManager[Session]:
+    """A read transaction that sees one state of the database from its first read to its
+    end, without the write lock: on SQLite a deferred transaction in WAL mode (its snapshot
+    is fixed at the first read; the writer goes on appending to the WAL meanwhile), on
+    PostgreSQL REPEATABLE READ, READ ONLY (the advisory write lock is never taken)."""
+    return read_only(engine, consistent=True)
 
 
 def _record_after(engine: Engine, exc: TrialkitError) -> None:

@@ -440,13 +440,12 @@ class TrialDatabase:
         self, actor: Actor, kind: str, out: Path, *, progress: Callable[[int, int], None]
     ) -> ExportResult:
         """Write a blinded export (data, dictionary, manifest); files appear once committed."""
-        from trialkit.services.export import ExportFiles, export_table
-        from trialkit.store.db import transaction
+        from trialkit.services.export import ExportFiles, export_snapshot
 
         files = ExportFiles(out)
         with files:
-            with _driver_errors(self.label), transaction(self.engine) as session:
-                result = export_table(session, actor, kind, files, clock=self.clock,
+            with _driver_errors(self.label):
+                result = export_snapshot(self.engine, actor, kind, files, clock=self.clock,
                                       progress=progress)
             files.publish()
         return result
