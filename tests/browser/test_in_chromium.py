@@ -44,18 +44,20 @@ http {{
   map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
   server {{
     listen 127.0.0.1:{port};
-    location {prefix}/ {{
-      proxy_pass http://127.0.0.1:{app_port}/;
-      proxy_http_version 1.1;
-      proxy_set_header Host $http_host;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_read_timeout 1h;
-      proxy_buffering off;
-    }}
+{location}
   }}
 }}
 """
+DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+
+
+def documented_location(app_port: int) -> str:
+    """The nginx `location` block of docs/deploy.md, as a site would copy it (only the
+    port of `serve` is this test's)."""
+    text = DEPLOY.read_text()
+    block = text.split("# --- tested: trialkit location ---")[1].split("# --- end tested ---")[0]
+    assert f"location {PREFIX}/ " in block and "proxy_pass http://127.0.0.1:8000/;" in block
+    return block.replace("127.0.0.1:8000", f"127.0.0.1:{app_port}")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,8 @@ def proxied(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     public = f"http://127.0.0.1:{port}{PREFIX}"
     folder = tmp_path_factory.mktemp("nginx")
     conf = folder / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=folder, port=port, app_port=app_port, prefix=PREFIX))
+    conf.write_text(NGINX_CONF.format(dir=folder, port=port,
+                                      location=documented_location(app_port)))
     proxy = subprocess.Popen([nginx, "-e", str(folder / "error.log"), "-p", str(folder),
                               "-c", str(conf)], stdin=subprocess.DEVNULL)
     try:
