@@ -48,3 +48,22 @@ Feature: Enrolling participants at my site
       Then I am refused: "tess works at TWH, not at SHS"
       And "SHS-001" is just as "cora" left her
       And my list of participants holds "TWH-001" only
+
+  Rule: A participant has one status, and every view says it
+
+    Scenario: A withdrawn participant is counted the same everywhere
+      Given I have screened "TWH-001", who is eligible
+      And "TWH-001" has consented
+      When I withdraw "TWH-001" because "she moved away"
+      Then my list of participants shows "TWH-001" as "withdrawn"
+      And her outcomes show her as "withdrawn"
+      And the status report counts 1 withdrawn at "TWH" and 1 withdrawn in all
+      And the CONSORT flow counts 1 who withdrew before randomization and 0 after it
+      And the dashboard's CONSORT counts 1 withdrawn
+
+    Scenario: A screen failure cannot be withdrawn, having never entered the trial
+      Given I have screened "TWH-001", who is 16 years old
+      When I withdraw "TWH-001" because "changed her mind"
+      Then I am refused: "TWH-001 is a screen failure: there is no participation to withdraw"
+      And my list of participants shows "TWH-001" as "ineligible"
+      And the status report counts 0 withdrawn at "TWH" and 0 withdrawn in all

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from tests.builders import eligible_answers
 from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user, sign_in
+from trialkit.cli.report_cmds import status_text
 from trialkit.domain.errors import InvalidInput, Refused, TrialkitError
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
@@ -27,9 +28,13 @@ from trialkit.services.enrolment import (
     consent,
     list_participants,
     screen,
+    withdraw,
 )
+from trialkit.services.outcomes import outcomes
+from trialkit.services.reports import TrialStatus, trial_status
 from trialkit.services.setup import initialize
 from trialkit.store.db import make_engine, read_only, transaction
+from trialkit.tui.screens.dashboard import consort_text
 
 scenarios("enrolment.feature")
 
@@ -244,3 +249,58 @@ def try_to_consent(world: EnrolmentWorld, pid: str) -> None:
 @then(parsers.parse('"{pid}" is just as "{name}" left her'))
 def unchanged(world: EnrolmentWorld, pid: str, name: str) -> None:
     assert world.participants(name)[pid] == world.kept[pid]
+
+
+# --- one status in every view ----------------------------------------------------------------
+
+
+@given(parsers.parse('"{pid}" has consented'))
+def has_consented(world: EnrolmentWorld, pid: str) -> None:
+    assert world.consent(pid).status == "consented"
+
+
+@when(parsers.parse('I withdraw "{pid}" because "{reason}"'))
+def withdraw_because(world: EnrolmentWorld, pid: str, reason: str) -> None:
+    def run() -> ParticipantView:
+        with transaction(world.engine) as s:
+            return withdraw(s, world.actor(world.me), pid, reason=reason, clock=world.clock)
+
+    world.attempt(run)
+
+
+@then(parsers.parse('her outcomes show her as "{status}"'))
+def outcomes_show(world: EnrolmentWorld, status: str) -> None:
+    assert isinstance(world.outcome, ParticipantView), world.outcome
+    with read_only(world.engine) as s:
+        shown = outcomes(s, world.actor(world.me), world.outcome.id, clock=world.clock)
+    assert shown.status == status
+
+
+def _status(world: EnrolmentWorld) -> TrialStatus:
+    with read_only(world.engine) as s:
+        return trial_status(s, world.actor(world.me), clock=world.clock)
+
+
+@then(parsers.parse('the status report counts {at_site:d} withdrawn at "{site}" and '
+                    '{everyone:d} withdrawn in all'))
+def status_report_counts(world: EnrolmentWorld, at_site: int, site: str, everyone: int) -> None:
+    st = _status(world)
+    assert [e.withdrawn for e in st.sites if e.code == site] == [at_site]
+    all_row = next(line.split() for line in status_text(st).splitlines()
+                   if line.strip().startswith("all "))
+    assert int(all_row[5]) == everyone  # the command line's "withdrawn" column
+
+
+@then(parsers.parse("the CONSORT flow counts {before:d} who withdrew before randomization and "
+                    "{after:d} after it"))
+def consort_counts(world: EnrolmentWorld, before: int, after: int) -> None:
+    c = _status(world).consort
+    assert (c.withdrew_before_randomization, c.withdrawn) == (before, after)
+    text = status_text(_status(world))
+    assert f"withdrew before randomization: {before}" in text
+    assert re.search(rf"withdrawn after randomization\s+{after}\b", text)
+
+
+@then(parsers.parse("the dashboard's CONSORT counts {n:d} withdrawn"))
+def dashboard_counts(world: EnrolmentWorld, n: int) -> None:
+    assert re.search(rf"^Withdrawn\s+{n}$", consort_text(_status(world).consort), re.MULTILINE)

@@ -275,3 +275,36 @@ async def test_monitor_reads_the_list_but_gets_no_enrolment_keys(
         await press(pilot, "r")
         assert isinstance(app.screen, ParticipantsScreen)
         assert "Randomize" not in screen_text(app).splitlines()[-1]
+
+
+async def test_steps_the_status_does_not_allow_are_greyed_out_and_say_why(
+    engine: Engine, enrolling: dict[str, Actor], clock: SteppingClock
+) -> None:
+    """The same rules as the services: an eligible person may consent or withdraw, not be
+    randomized; a consented one may be randomized or withdraw, not consent again; a screen
+    failure takes no step (issue 9 item 13)."""
+    cora = enrolling["cora"]
+    screened(engine, cora, clock, site="TWH")  # TWH-001: eligible
+    consented(engine, cora, clock, site="TWH")  # TWH-002: consented
+    screened(engine, cora, clock, site="TWH", age=17)  # TWH-003: screen failure
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_participants(pilot, "tess")
+        offered = {}
+        for pid in ("TWH-001", "TWH-002", "TWH-003"):
+            await select_row(pilot, pid)
+            offered[pid] = {a for a in ("record_consent", "randomize", "withdraw")
+                            if screen.check_action(a, ()) is True}
+        assert offered == {"TWH-001": {"record_consent", "withdraw"},
+                           "TWH-002": {"randomize", "withdraw"},
+                           "TWH-003": set()}
+        assert screen.check_action("withdraw", ()) is None  # greyed, not hidden
+        await press(pilot, "w")
+        assert isinstance(app.screen, ParticipantsScreen)  # no dialog opened
+        assert ("TWH-003 is a screen failure: there is no participation to withdraw."
+                in notifications(app))
+        await select_row(pilot, "TWH-002")
+        await press(pilot, "c")
+        assert isinstance(app.screen, ParticipantsScreen)
+        assert ("TWH-002 is already consented: consent is recorded once, for an eligible "
+                "participant." in notifications(app))

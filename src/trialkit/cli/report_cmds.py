@@ -78,7 +78,7 @@ def _status_doc(st: "TrialStatus") -> dict[str, Any]:
     }
 
 
-def _status_text(st: "TrialStatus") -> str:
+def status_text(st: "TrialStatus") -> str:
     locked = (f"database LOCKED on {shown(st.locked_at)} by {st.locked_by}"
               if st.locked_at else "database open")
     lines = [f"{st.trial_code} status on {st.as_of} ({locked}); blinded: no count is split "
@@ -164,7 +164,7 @@ def status(
 
         _write_text(path, status_svg(st))
     doc = _status_doc(st) | {"figure": str(path) if path else None}
-    c.emit(doc, lambda: _status_text(st) + (f"\n\nFigure: {path}" if path else ""))
+    c.emit(doc, lambda: status_text(st) + (f"\n\nFigure: {path}" if path else ""))
 
 
 # --- lock --------------------------------------------------------------------------------------

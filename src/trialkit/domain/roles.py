@@ -3,6 +3,7 @@ allocation envelopes, and only after database lock may anyone export arms."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from trialkit.domain.errors import InvalidInput
@@ -44,7 +45,24 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 # Permissions that additionally need the custodian flag (investigators may be custodians).
 CUSTODIAN_PERMISSIONS = frozenset({Permission.UNBLIND})
 
+# Roles whose users work at named sites. A coordinator always does (with no site: at none);
+# a pharmacist may (with no site: a central pharmacy, serving every site).
 SITE_BOUND_ROLES = frozenset({Role.COORDINATOR, Role.PHARMACIST})
+
+
+def site_scope(role: Role, sites: Iterable[str]) -> frozenset[str] | None:
+    """The sites a user may act on and see participants of, or None for every site: the one
+    site-scope rule (enrolment, the diary, the pharmacy, the status report)."""
+    mine = frozenset(sites)
+    if role is Role.COORDINATOR or (role in SITE_BOUND_ROLES and mine):
+        return mine
+    return None
+
+
+def works_at(role: Role, sites: Iterable[str], site: str) -> bool:
+    """Whether a user of this role with these sites may act on ``site``'s participants."""
+    scope = site_scope(role, sites)
+    return scope is None or site in scope
 
 
 def parse_role(text: str) -> Role:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trialkit.domain.errors import PermissionDenied
-from trialkit.domain.roles import Permission, Role, has_permission
+from trialkit.domain.roles import Permission, Role, has_permission, site_scope, works_at
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,23 @@ class Actor:
 
     def can(self, permission: Permission) -> bool:
         return has_permission(self.role, self.custodian, permission)
+
+    @property
+    def scope(self) -> frozenset[str] | None:
+        """The sites whose participants this user may see and act on; None: every site
+        (``domain.roles.site_scope``)."""
+        return site_scope(self.role, self.sites)
+
+    def works_at(self, site: str) -> bool:
+        """Whether this user may act on ``site``'s participants."""
+        return works_at(self.role, self.sites, site)
+
+
+def require_site(actor: Actor, site: str) -> None:
+    """Refuse (exit 1) a user acting on a site outside their scope."""
+    if not actor.works_at(site):
+        mine = ", ".join(sorted(actor.sites)) or "none"
+        raise PermissionDenied(f"{actor.name} works at {mine}, not at {site}")
 
 
 def require(actor: Actor, permission: Permission) -> None:

@@ -29,6 +29,7 @@ from trialkit.domain.diary import (
 )
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.infusion_time import check_preparation_good, infusion_time
+from trialkit.domain.participant_status import Status, can_infuse, keeps_diary
 from trialkit.domain.protocol import Diary
 from trialkit.domain.roles import Permission
 from trialkit.domain.site_time import SiteTime
@@ -36,7 +37,12 @@ from trialkit.domain.text import REASON_MAX, optional_text
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary_audit import BATCH_MARK, diary_snapshot
-from trialkit.services.enrolment import get_participant, participant_snapshot
+from trialkit.services.enrolment import (
+    current_status,
+    facts_of,
+    get_participant,
+    participant_snapshot,
+)
 from trialkit.services.preparations import current_preparation
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
@@ -83,20 +89,25 @@ class RecordedDay:
     study_day: int | None
 
 
+def no_diary(p: Participant) -> str:
+    """Why a participant who keeps no diary (``keeps_diary``) has none."""
+    if not p.eligible:
+        return f"{p.id} is not eligible: a screen failure keeps no diary"
+    return not_consented(p.id)
+
+
 def consented_on(p: Participant) -> date | None:
     """The date of consent, where the diary starts (None: not consented)."""
     return date.fromisoformat(p.consent_date) if p.consent_date else None
 
 
-def _check_can_record(
+def check_can_record(
     p: Participant, on: date, rules: Diary, local: SiteTime, today: date
 ) -> None:
     """``today`` and every date here are the participant's site's (``local``)."""
-    if not p.eligible:
-        raise Refused(f"{p.id} is not eligible: a screen failure keeps no diary")
     consented = consented_on(p)
-    if consented is None:
-        raise Refused(not_consented(p.id))
+    if not keeps_diary(facts_of(p, dispensed=False)) or consented is None:
+        raise Refused(no_diary(p))
     left = withdrawn_on(p, local)
     if left is not None and on > left:
         raise Refused(f"{p.id} withdrew on {left}: no diary after that")
@@ -140,7 +151,7 @@ def record_day(
     audit.lock_chain(session)
     p = get_participant(session, actor, pid, lock=True)
     local = site_time(session, p.site_code)
-    _check_can_record(p, day.day, rules, local, local.today(clock.now()))
+    check_can_record(p, day.day, rules, local, local.today(clock.now()))
     check_day(day, rules)
     if why and BATCH_MARK.search(why):
         raise InvalidInput("a reason may not end with '[batch …]': that marks imported days")
@@ -311,12 +322,16 @@ def infuse(
     audit.lock_chain(session)
     p = get_participant(session, actor, pid, lock=True)
     local = site_time(session, p.site_code)
-    if p.withdrawn_at is not None:
-        raise Refused(f"{p.id} has withdrawn")
-    if p.randomized_at is None:
+    status = current_status(session, p)
+    if not can_infuse(status):
+        if status is Status.INFUSED:
+            raise Refused(f"{p.id} was already infused on {p.infusion_date}")
+        if status is Status.RANDOMIZED:
+            raise Refused(f"{p.id} has no dispensed infusion yet: the pharmacy records it first")
+        if status is Status.WITHDRAWN:
+            raise Refused(f"{p.id} has withdrawn")
         raise Refused(f"{p.id} has not been randomized yet")
-    if p.infusion_date is not None:
-        raise Refused(f"{p.id} was already infused on {p.infusion_date}")
+    assert p.randomized_at is not None  # dispensed: randomized before
     when = infusion_time(on, at, now=clock.now(), site=local)
     randomized_on = local.date_of(p.randomized_at)
     if on < randomized_on:

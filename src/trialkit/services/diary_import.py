@@ -26,24 +26,25 @@ from trialkit.domain.diary import (
     allowed_range,
     check_day,
     date_problem,
-    not_consented,
     read_day,
 )
 from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.participant_status import keeps_diary
 from trialkit.domain.protocol import Diary, Protocol
 from trialkit.domain.roles import Permission
 from trialkit.domain.text import plain_text
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary import (
-    _check_can_record,
     anchors_of,
+    check_can_record,
     consented_on,
     diary_rules,
+    no_diary,
     withdrawn_on,
 )
 from trialkit.services.diary_audit import BatchRow, batch_reason, batch_snapshot, utc_text
-from trialkit.services.enrolment import get_participant
+from trialkit.services.enrolment import facts_of, get_participant
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import DiaryEntry, Participant
@@ -174,15 +175,13 @@ def _window_for(actor: Actor, p: Participant | None, pid: str, protocol: Protoco
                 now: datetime) -> _Window:
     if p is None:
         return _Window(f"unknown participant {pid!r}" if pid else "participant_id is empty")
-    if (actor.sites or actor.role.value == "coordinator") and p.site_code not in actor.sites:
+    if not actor.works_at(p.site_code):
         mine = ", ".join(sorted(actor.sites)) or "no site"
         return _Window(f"{p.id} is a participant of {p.site_code}; {actor.name} records for "
                        f"{mine}")
-    if not p.eligible:
-        return _Window(f"{p.id} is not eligible: a screen failure keeps no diary")
     consented = consented_on(p)
-    if consented is None:
-        return _Window(not_consented(p.id))
+    if not keeps_diary(facts_of(p, dispensed=False)) or consented is None:
+        return _Window(no_diary(p))
     local = protocol.site_time(p.site_code)
     today, infused = local.today(now), anchors_of(p, local).infused_on
     first, last = allowed_range(consented_on=consented, infused_on=infused,
@@ -381,7 +380,7 @@ def record_days(
     local = site_time(session, p.site_code)
     today = local.today(clock.now())
     for d in days:
-        _check_can_record(p, d.day, rules, local, today)
+        check_can_record(p, d.day, rules, local, today)
         check_day(d, rules)
     keys = [d.day.isoformat() for d in days]
     if len(set(keys)) != len(keys):

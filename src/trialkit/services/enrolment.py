@@ -16,28 +16,57 @@ from sqlmodel import Session, col, select
 from trialkit.domain.clock import Clock
 from trialkit.domain.codes import new_label_code, participant_id, randomization_number
 from trialkit.domain.eligibility import Screening, evaluate, parse_answer
-from trialkit.domain.errors import InvalidInput, NotFound, PermissionDenied, Refused
-from trialkit.domain.participant_status import Facts
+from trialkit.domain.errors import InvalidInput, NotFound, Refused
+from trialkit.domain.participant_status import (
+    Facts,
+    Status,
+    can_consent,
+    can_plan_infusion,
+    can_randomize,
+    can_withdraw,
+)
 from trialkit.domain.participant_status import status_of as participant_status
 from trialkit.domain.roles import Permission
 from trialkit.domain.strata import parse_factor_values, stratum_code
 from trialkit.domain.text import REASON_MAX, plain_text
 from trialkit.services import audit
-from trialkit.services.actor import Actor, require
+from trialkit.services.actor import Actor, require, require_site
 from trialkit.services.allocation import claim_next
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import ensure_unlocked, site_time, stored_protocol
 from trialkit.store.models import Envelope, Participant, Preparation, Site, Stratum
 
 
-def status_of(p: Participant, *, dispensed: bool) -> str:
-    """One word for where a participant is (``domain.participant_status``, the one rule;
-    blinded). ``dispensed``: the pharmacy has recorded the preparation (every arm is
-    prepared alike); every caller must say, so no view forgets it."""
-    return participant_status(Facts(
+def facts_of(p: Participant, *, dispensed: bool) -> Facts:
+    """What the participant's records say, as ``domain.participant_status`` reads them.
+    ``dispensed``: the pharmacy has recorded the preparation (every arm is prepared alike);
+    every caller must say, so no view forgets it."""
+    return Facts(
         eligible=p.eligible, consented=p.consent_date is not None,
         randomized=p.randomization_number is not None, dispensed=dispensed,
-        infused=p.infusion_date is not None, withdrawn=p.withdrawn_at is not None)).value
+        infused=p.infusion_date is not None, withdrawn=p.withdrawn_at is not None)
+
+
+def status_of(p: Participant, *, dispensed: bool) -> Status:
+    """Where a participant is (``domain.participant_status``, the one rule; blinded)."""
+    return participant_status(facts_of(p, dispensed=dispensed))
+
+
+def current_status(session: Session, p: Participant) -> Status:
+    """The participant's status now, the pharmacy's records included."""
+    return status_of(p, dispensed=is_dispensed(session, p.id))
+
+
+def not_allowed(p: Participant, status: Status, step: str) -> Refused:
+    """Why ``step`` cannot be taken for a participant of this ``status`` (one wording for
+    every service that checks a ``can_...`` rule of ``domain.participant_status``)."""
+    if status is Status.WITHDRAWN:
+        return Refused(f"{p.id} has withdrawn")
+    if status is Status.INELIGIBLE:
+        return Refused(f"{p.id} is not eligible (failed {', '.join(json.loads(p.failed_json))})")
+    if status is Status.ELIGIBLE:
+        return Refused(f"{p.id} has not consented yet")
+    return Refused(f"{p.id} is {status.value}: cannot {step} now")
 
 
 def is_dispensed(session: Session, pid: str) -> bool:
@@ -97,7 +126,7 @@ class ParticipantView:
     id: str
     site: str
     stratum: str
-    status: str
+    status: Status
     age: int
     sex: str
     weight_kg: float
@@ -127,12 +156,6 @@ def view(p: Participant, *, dispensed: bool) -> ParticipantView:
     )
 
 
-def _own_site(actor: Actor, site: str) -> None:
-    if site not in actor.sites:
-        mine = ", ".join(sorted(actor.sites)) or "none"
-        raise PermissionDenied(f"{actor.name} works at {mine}, not at {site}")
-
-
 def get_participant(session: Session, actor: Actor, pid: str, *, lock: bool = False) -> Participant:
     """A participant the actor may act on (coordinators: their own sites only)."""
     key = pid.strip().upper()
@@ -140,8 +163,7 @@ def get_participant(session: Session, actor: Actor, pid: str, *, lock: bool = Fa
     p = session.exec(stmt.with_for_update() if lock else stmt).first()
     if p is None:
         raise NotFound(f"no participant {pid!r}")
-    if actor.sites or actor.role.value == "coordinator":
-        _own_site(actor, p.site_code)
+    require_site(actor, p.site_code)
     return p
 
 
@@ -168,7 +190,7 @@ def screen(
         raise InvalidInput(
             f"unknown site {site!r}: this trial has {', '.join(protocol.site_codes)}"
         )
-    _own_site(actor, code)
+    require_site(actor, code)
     levels = parse_factor_values(factors, protocol)
     parsed = {k: parse_answer(k, v) for k, v in answers.items()}
     verdict = evaluate(Screening(age, sex.strip().upper(), weight_kg, parsed), protocol)
@@ -255,12 +277,11 @@ def consent(
         raise InvalidInput(f"consent date {on} is in the future (today is {today})")
     if on < screened_on:
         raise InvalidInput(f"consent date {on} is before screening ({screened_on})")
-    if p.withdrawn_at is not None:
-        raise Refused(f"{p.id} has withdrawn")
-    if not p.eligible:
-        raise Refused(f"{p.id} is not eligible (failed {', '.join(json.loads(p.failed_json))})")
-    if p.consent_date is not None:
-        raise Refused(f"{p.id} already consented on {p.consent_date}")
+    status = current_status(session, p)
+    if not can_consent(status):
+        if p.consent_date is not None and status is not Status.WITHDRAWN:
+            raise Refused(f"{p.id} already consented on {p.consent_date}")
+        raise not_allowed(p, status, "record consent")
     before = participant_snapshot(session, p)
     p.consent_date, p.consent_form_version = on.isoformat(), form_version
     return _change(session, actor, p, "participant.consent", before, clock)
@@ -277,8 +298,11 @@ def withdraw(
         raise InvalidInput("a reason is required to withdraw a participant")
     reason = plain_text(reason, "the reason", max_len=REASON_MAX)
     p = get_participant(session, actor, pid, lock=True)
-    if p.withdrawn_at is not None:
+    status = current_status(session, p)
+    if status is Status.WITHDRAWN:
         raise Refused(f"{p.id} has already withdrawn")
+    if not can_withdraw(status):
+        raise Refused(f"{p.id} is a screen failure: there is no participation to withdraw")
     before = participant_snapshot(session, p)
     p.withdrawn_at, p.withdrawal_reason = clock.now(), reason
     return _change(session, actor, p, "participant.withdraw", before, clock, reason)
@@ -303,12 +327,9 @@ def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Rand
     p = get_participant(session, actor, pid, lock=True)
     if p.randomization_number is not None and p.label_code is not None:
         return Randomization(p.id, p.randomization_number, p.label_code, already=True)
-    if not p.eligible:
-        raise Refused(f"{p.id} is not eligible (failed {', '.join(json.loads(p.failed_json))})")
-    if p.withdrawn_at is not None:
-        raise Refused(f"{p.id} has withdrawn")
-    if p.consent_date is None:
-        raise Refused(f"{p.id} has not consented yet")
+    status = current_status(session, p)
+    if not can_randomize(status):
+        raise not_allowed(p, status, "randomize")
     # Imported here: the diary service itself builds on this module.
     from trialkit.services.diary import require_baseline
 
@@ -386,8 +407,8 @@ def list_participants(
     require(actor, Permission.READ_STATUS)
     wanted = ParticipantFilter.of(site=site, status=status, search=search)
     stmt = select(Participant).order_by(col(Participant.site_code), col(Participant.number))
-    if actor.role.value == "coordinator":
-        stmt = stmt.where(col(Participant.site_code).in_(sorted(actor.sites)))
+    if actor.scope is not None:
+        stmt = stmt.where(col(Participant.site_code).in_(sorted(actor.scope)))
     stmt = wanted.narrow(stmt)
     if limit is not None and wanted.status is None:
         stmt = stmt.limit(limit)
@@ -410,12 +431,13 @@ def plan_infusion(
     ensure_unlocked(session)
     p = get_participant(session, actor, pid, lock=True)
     today = site_time(session, p.site_code).today(clock.now())
-    if p.randomization_number is None:
+    status = current_status(session, p)
+    if not can_plan_infusion(status):
+        if status is Status.WITHDRAWN:
+            raise Refused(f"{p.id} has withdrawn")
+        if p.infusion_date is not None:
+            raise Refused(f"{p.id} was already infused on {p.infusion_date}")
         raise Refused(f"{p.id} has not been randomized yet")
-    if p.withdrawn_at is not None:
-        raise Refused(f"{p.id} has withdrawn")
-    if p.infusion_date is not None:
-        raise Refused(f"{p.id} was already infused on {p.infusion_date}")
     if on < today:
         raise InvalidInput(f"planned infusion date {on} is in the past (today is {today})")
     before = participant_snapshot(session, p)

@@ -55,6 +55,7 @@ from trialkit.domain.diary import (
     window_of,
 )
 from trialkit.domain.errors import InvalidInput, PermissionDenied, TrialkitError, write_failed
+from trialkit.domain.participant_status import Status
 from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
@@ -269,7 +270,7 @@ class OutcomeRecord:
     """One randomized participant's derived outcomes (blinded)."""
 
     participant: Participant
-    status: str
+    status: Status
     windows: list[WindowOutcome]
     last_recorded: date | None  # the latest diary day recorded
     randomized_on: date  # at the participant's site, as every date here

@@ -16,6 +16,7 @@ from trialkit.domain.diary import (
     provisional_randomization,
 )
 from trialkit.domain.errors import Refused
+from trialkit.domain.participant_status import Status
 from trialkit.domain.roles import Permission
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary import (
@@ -38,7 +39,7 @@ class ParticipantOutcomes:
 
     participant_id: str
     site: str
-    status: str
+    status: Status
     randomization_number: str | None
     consented_on: date | None  # the diary starts here
     randomized_on: date | None

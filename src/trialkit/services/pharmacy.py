@@ -27,21 +27,22 @@ from trialkit.domain.clock import Clock
 from trialkit.domain.dosing import DosePlan, dose_plan, products_for
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.infusion_time import has_expired
+from trialkit.domain.participant_status import can_dispense, can_reprepare
 from trialkit.domain.protocol import Protocol
 from trialkit.domain.roles import Permission
 from trialkit.labels import LabelSheet, label_sheet
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
-from trialkit.services.enrolment import get_participant
+from trialkit.services.enrolment import get_participant, status_of
 from trialkit.services.envelopes import _broken, _open, _open_details, _Opened, seal_details
 from trialkit.services.pharmacy_checks import (
     _checker,
-    _dispensable,
-    _randomized,
     _require,
-    _to_prepare_again,
     check_lots,
+    dispensable,
+    randomized_numbers,
     sign_check,
+    to_prepare_again,
 )
 from trialkit.services.preparations import (
     audit_key,
@@ -122,7 +123,7 @@ def _record_of(protocol: Protocol, p: Participant, prep: Preparation,
 
 
 def _sheet(session: Session, protocol: Protocol, p: Participant, prep: Preparation) -> LabelSheet:
-    rand_no, code = _randomized(p)
+    rand_no, code = randomized_numbers(p)
     local = protocol.site_time(p.site_code)  # the label shows the site's wall clock
     return label_sheet(
         protocol,
@@ -188,16 +189,18 @@ def dispense_queue(
         .where(col(Participant.infusion_date).is_(None))
         .order_by(col(Participant.site_code), col(Participant.randomized_at), col(Participant.id))
     )
-    if actor.sites:
-        stmt = stmt.where(col(Participant.site_code).in_(sorted(actor.sites)))
+    if actor.scope is not None:
+        stmt = stmt.where(col(Participant.site_code).in_(sorted(actor.scope)))
     if site:
         stmt = stmt.where(Participant.site_code == site.strip().upper())
     now = clock.now()
     protocol = stored_protocol(session)
     entries = []
-    for p, expires_at in session.exec(stmt):
-        if expires_at is not None and not has_expired(expires_at, now):
-            continue  # prepared and still good: nothing to do
+    for p, expires_at in session.exec(stmt):  # the query narrows; the status rule decides
+        status = status_of(p, dispensed=expires_at is not None)
+        if not (can_dispense(status) or (can_reprepare(status) and expires_at is not None
+                                         and has_expired(expires_at, now))):
+            continue  # prepared and still good, infused or withdrawn: nothing to do
         assert p.randomization_number and p.label_code and p.randomized_at
         entries.append(
             QueueEntry(
@@ -289,7 +292,7 @@ def dispense(
         )
     checked_lots = _recording_input(protocol, lots, checked_by) if recording else {}
     p = get_participant(session, actor, pid, lock=True)
-    rand_no, code = _dispensable(session, p, clock)
+    rand_no, code = dispensable(session, p, clock)
     checker = _checker(session, actor, checked_by or "", p) if recording else None
     if checker is not None:
         sign_check(session, checker, checker_password, clock=clock)
@@ -351,7 +354,7 @@ def reprepare(
         )
     checked_lots = _recording_input(protocol, lots, checked_by)
     p = get_participant(session, actor, pid, lock=True)
-    rand_no, code, old = _to_prepare_again(session, p)
+    rand_no, code, old = to_prepare_again(session, p)
     checker = _checker(session, actor, checked_by, p)
     sign_check(session, checker, checker_password, clock=clock)
     opened = _open(
@@ -421,7 +424,7 @@ def read_preparation(
     _require(session, actor, Permission.DISPENSE, "preparation", pid, clock)
     protocol = stored_protocol(session)
     p = get_participant(session, actor, pid, lock=True)
-    rand_no, code = _randomized(p)
+    rand_no, code = randomized_numbers(p)
     prep = current_preparation(session, p.id)
     if prep is None:
         raise Refused(f"{p.id} has not been dispensed yet: there is no preparation record")

@@ -20,11 +20,13 @@ from trialkit.domain.errors import (
     Refused,
 )
 from trialkit.domain.infusion_time import has_expired
+from trialkit.domain.participant_status import Status, can_dispense, can_reprepare
 from trialkit.domain.protocol import Protocol
-from trialkit.domain.roles import Permission, Role
+from trialkit.domain.roles import Permission, Role, works_at
 from trialkit.services import audit
 from trialkit.services.actor import Actor
 from trialkit.services.auth import login
+from trialkit.services.enrolment import current_status, not_allowed
 from trialkit.services.preparations import current_preparation
 from trialkit.services.trial import site_time
 from trialkit.services.users import find_user, user_sites
@@ -98,50 +100,56 @@ def check_lots(protocol: Protocol, lots: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
-def _randomized(p: Participant) -> tuple[str, str]:
+def randomized_numbers(p: Participant) -> tuple[str, str]:
+    """The randomization number and label code of a randomized participant."""
     if p.randomization_number is None or p.label_code is None:
         raise Refused(f"{p.id} has not been randomized: there is no envelope to open")
     return p.randomization_number, p.label_code
 
 
-def _dispensable(session: Session, p: Participant, clock: Clock) -> tuple[str, str]:
-    """Randomized, not withdrawn, and without a current preparation."""
-    numbers = _randomized(p)
-    if p.withdrawn_at is not None:
+def dispensable(session: Session, p: Participant, clock: Clock) -> tuple[str, str]:
+    """Randomized, not withdrawn, and not dispensed yet (``can_dispense``)."""
+    numbers = randomized_numbers(p)
+    status = current_status(session, p)
+    if can_dispense(status):
+        return numbers
+    if status is Status.WITHDRAWN:
         raise Refused(f"{p.id} has withdrawn: nothing is prepared for them")
     prep = current_preparation(session, p.id)
-    if prep is not None:
-        local = site_time(session, p.site_code)
-        done = (f"{p.id} was already dispensed on {local.show(prep.prepared_at)} by "
-                f"{prep.prepared_by}")
-        if p.infusion_date is None and has_expired(prep.expires_at, clock.now()):
-            raise Refused(
-                f"{done}, and that preparation expired at {local.show(prep.expires_at)}; "
-                f"to prepare it again: trialkit dispense {p.id} --reprepare --reason TEXT "
-                "--lot ... --checked-by NAME"
-            )
+    if prep is None:
+        raise not_allowed(p, status, "dispense")
+    local = site_time(session, p.site_code)
+    done = (f"{p.id} was already dispensed on {local.show(prep.prepared_at)} by "
+            f"{prep.prepared_by}")
+    if can_reprepare(status) and has_expired(prep.expires_at, clock.now()):
         raise Refused(
-            f"{done}; to print its labels again: trialkit label {p.id} --out FILE.pdf"
+            f"{done}, and that preparation expired at {local.show(prep.expires_at)}; "
+            f"to prepare it again: trialkit dispense {p.id} --reprepare --reason TEXT "
+            "--lot ... --checked-by NAME"
         )
-    return numbers
+    raise Refused(
+        f"{done}; to print its labels again: trialkit label {p.id} --out FILE.pdf"
+    )
 
 
-def _to_prepare_again(session: Session, p: Participant) -> tuple[str, str, Preparation]:
-    """Randomized, not withdrawn, prepared, and not yet infused: its current preparation."""
-    rand_no, code = _randomized(p)
-    if p.withdrawn_at is not None:
+def to_prepare_again(session: Session, p: Participant) -> tuple[str, str, Preparation]:
+    """Dispensed, not withdrawn, not yet infused (``can_reprepare``): its current
+    preparation."""
+    rand_no, code = randomized_numbers(p)
+    status = current_status(session, p)
+    prep = current_preparation(session, p.id)
+    if can_reprepare(status) and prep is not None:
+        return rand_no, code, prep
+    if status is Status.WITHDRAWN:
         raise Refused(f"{p.id} has withdrawn: nothing is prepared for them")
-    if p.infusion_date is not None:
+    if status is Status.INFUSED:
         raise Refused(
             f"{p.id} was infused on {p.infusion_date}: there is nothing to prepare again"
         )
-    prep = current_preparation(session, p.id)
-    if prep is None:
-        raise Refused(
-            f"{p.id} has not been dispensed yet, so there is nothing to prepare again: "
-            f"trialkit dispense {p.id} --lot ... --checked-by NAME"
-        )
-    return rand_no, code, prep
+    raise Refused(
+        f"{p.id} has not been dispensed yet, so there is nothing to prepare again: "
+        f"trialkit dispense {p.id} --lot ... --checked-by NAME"
+    )
 
 
 def _checker(session: Session, actor: Actor, name: str, p: Participant) -> User:
@@ -161,7 +169,7 @@ def _checker(session: Session, actor: Actor, name: str, p: Participant) -> User:
     if user.disabled:
         raise Refused(f"{user.name}'s account is disabled: another pharmacist must check it")
     sites = user_sites(session, user)
-    if sites and p.site_code not in sites:
+    if not works_at(Role(user.role), sites, p.site_code):
         raise Refused(f"{user.name} works at {', '.join(sites)}, not at {p.site_code}")
     return user
 

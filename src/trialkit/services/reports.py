@@ -9,8 +9,10 @@ Definitions made here once (the protocol is silent on them):
   participant had not withdrawn before that date;
 - **analysed**: randomized, with the primary outcome (prorated headache days of the primary
   window) not missing;
-- **withdrawn** in the CONSORT flow counts randomized participants only; an eligible
-  person who withdrew before randomization is counted under *not randomized*;
+- **withdrawn**: everyone whose status (``domain.participant_status``, the rule every view
+  uses) is withdrawn. The enrolment tables count them all; the CONSORT flow splits them into
+  those who withdrew before randomization (counted under *not randomized*) and after it
+  (``withdrawn``), so the two parts add up to the tables' total;
 - **overdue**: randomized, infused and not withdrawn, inside a window relative to the
   infusion, with fewer days recorded in that window than days over so far; *at risk* when
   so many are missing that the window can no longer reach the protocol's minimum for
@@ -28,13 +30,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, case, func
+from sqlalchemy import func
 from sqlalchemy import select as select_columns
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
 from trialkit.domain.diary import WindowOutcome
+from trialkit.domain.participant_status import Facts, Flow, flow
 from trialkit.domain.protocol import Diary, Protocol
 from trialkit.domain.roles import Permission, Role
 from trialkit.domain.strata import all_strata
@@ -43,7 +46,7 @@ from trialkit.services.allocation import StratumUse, stratum_usage
 from trialkit.services.export import OutcomeRecord, stream_outcomes
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import get_trial, stored_protocol
-from trialkit.store.models import Participant
+from trialkit.store.models import Participant, Preparation
 
 # --- results -----------------------------------------------------------------------------------
 
@@ -59,7 +62,7 @@ class Enrolment:
     eligible: int
     consented: int
     randomized: int
-    withdrawn: int  # randomized, then withdrawn
+    withdrawn: int  # withdrawn, whenever (before or after randomization)
 
     @property
     def percent_of_target(self) -> float | None:
@@ -110,7 +113,7 @@ class Consort:
     randomized: int
     infused: int
     completed_primary: int
-    withdrawn: int
+    withdrawn: int  # withdrawn after randomization
     analysed: int
     primary_window: str
 
@@ -145,41 +148,51 @@ class TrialStatus:
 # --- counting ----------------------------------------------------------------------------------
 
 
-def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    """How many rows meet ``condition``."""
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
 _RANDOMIZED = col(Participant.randomization_number).is_not(None)
-_WITHDRAWN = col(Participant.withdrawn_at).is_not(None)
 
 
-def _enrolment_rows(session: Session, key: Mapped[str]) -> dict[str, tuple[int, ...]]:
-    stmt = select_columns(
-        key,
-        func.count(),
-        _flag(col(Participant.eligible).is_(True)),
-        _flag(col(Participant.consent_date).is_not(None)),
-        _flag(_RANDOMIZED),
-        _flag(_RANDOMIZED & _WITHDRAWN),
-    ).group_by(key)
-    return {str(row[0]): tuple(int(v) for v in row[1:]) for row in session.execute(stmt)}
+def _flows(session: Session, key: Mapped[str] | None) -> dict[str, Flow]:
+    """The flow (``domain.participant_status.flow``: the one status rule) of each value of
+    ``key`` (a site or stratum code), or of the whole trial under "" (``key`` None). One
+    grouped query: a row per combination of facts, never one per participant."""
+    prepared = select_columns(col(Preparation.participant_id)).distinct().subquery()
+    facts = (
+        col(Participant.eligible).is_(True),
+        col(Participant.consent_date).is_not(None),
+        _RANDOMIZED,
+        prepared.c.participant_id.is_not(None),
+        col(Participant.infusion_date).is_not(None),
+        col(Participant.withdrawn_at).is_not(None),
+    )
+    keys = () if key is None else (key,)
+    stmt = (
+        select_columns(*keys, *facts, func.count())
+        .select_from(Participant)
+        .outerjoin(prepared, prepared.c.participant_id == Participant.id)
+        .group_by(*keys, *facts)
+    )
+    groups: dict[str, list[tuple[Facts, int]]] = {}
+    for row in session.execute(stmt):
+        code, values = (str(row[0]), row[1:]) if key is not None else ("", row)
+        *flags, n = values
+        groups.setdefault(code, []).append((Facts(*(bool(v) for v in flags)), int(n)))
+    return {code: flow(rows) for code, rows in groups.items()}
 
 
-def _enrolment(code: str, name: str, target: int | None,
-               counts: dict[str, tuple[int, ...]]) -> Enrolment:
-    screened, eligible, consented, randomized, withdrawn = counts.get(code, (0, 0, 0, 0, 0))
-    return Enrolment(code, name, target, screened, eligible, consented, randomized, withdrawn)
+def _enrolment(code: str, name: str, target: int | None, flows: dict[str, Flow]) -> Enrolment:
+    f = flows.get(code, Flow())
+    return Enrolment(code, name, target, f.screened, f.eligible, f.consented, f.randomized,
+                     f.withdrawn)
 
 
 def _sites(session: Session, protocol: Protocol) -> tuple[Enrolment, ...]:
-    counts = _enrolment_rows(session, col(Participant.site_code))
-    return tuple(_enrolment(s.code, s.name, s.target, counts) for s in protocol.sites)
+    flows = _flows(session, col(Participant.site_code))
+    return tuple(_enrolment(s.code, s.name, s.target, flows) for s in protocol.sites)
 
 
 def _strata(session: Session, protocol: Protocol) -> tuple[Enrolment, ...]:
-    counts = _enrolment_rows(session, col(Participant.stratum_code))
-    return tuple(_enrolment(s.code, s.describe(protocol), None, counts)
+    flows = _flows(session, col(Participant.stratum_code))
+    return tuple(_enrolment(s.code, s.describe(protocol), None, flows)
                  for s in all_strata(protocol))
 
 
@@ -203,17 +216,15 @@ class _Tally:
 
     def __init__(self, actor: Actor, rules: Diary) -> None:
         self.rules = rules
-        self.sites = (frozenset(actor.sites) if actor.sites or actor.role is Role.COORDINATOR
-                      else None)
+        self.sites = actor.scope
         self.windows = {w.code: [0, 0, 0, 0, 0] for w in rules.windows}
-        self.infused = self.completed = self.analysed = 0
+        self.completed = self.analysed = 0
         self.randomized_on: Counter[tuple[date, str]] = Counter()
         self.overdue: list[Overdue] = []
 
     def add(self, r: OutcomeRecord) -> None:
         p = r.participant
         self.randomized_on[(r.randomized_on, p.site_code)] += 1
-        self.infused += p.infusion_date is not None
         for w in r.windows:
             self._window(w, r.today)
             if w.primary:
@@ -271,28 +282,19 @@ class _Tally:
 
 
 def _consort(session: Session, protocol: Protocol, tally: _Tally) -> Consort:
-    stmt = select_columns(
-        func.count(),
-        _flag(col(Participant.eligible).is_(False)),
-        _flag(col(Participant.consent_date).is_not(None)),
-        _flag(_RANDOMIZED),
-        _flag(col(Participant.eligible).is_(True) & ~_RANDOMIZED & _WITHDRAWN),
-        _flag(_RANDOMIZED & _WITHDRAWN),
-    ).select_from(Participant)
-    screened, ineligible, consented, randomized, withdrew_before, withdrawn = (
-        int(v) for v in session.execute(stmt).one())
+    f = _flows(session, None).get("", Flow())
     return Consort(
-        screened=screened,
-        ineligible=ineligible,
+        screened=f.screened,
+        ineligible=f.ineligible,
         ineligible_by_criterion=_ineligible_by_criterion(session, protocol),
-        eligible=screened - ineligible,
-        consented=consented,
-        not_randomized=screened - ineligible - randomized,
-        withdrew_before_randomization=withdrew_before,
-        randomized=randomized,
-        infused=tally.infused,
+        eligible=f.eligible,
+        consented=f.consented,
+        not_randomized=f.not_randomized,
+        withdrew_before_randomization=f.withdrew_before_randomization,
+        randomized=f.randomized,
+        infused=f.infused,
         completed_primary=tally.completed,
-        withdrawn=withdrawn,
+        withdrawn=f.withdrew_after_randomization,
         analysed=tally.analysed,
         primary_window=protocol.diary.primary_window.code,
     )

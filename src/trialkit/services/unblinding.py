@@ -18,7 +18,7 @@ from trialkit.services.actor import Actor
 from trialkit.services.enrolment import get_participant, participant_snapshot
 from trialkit.services.envelopes import _open, _open_details
 from trialkit.services.pharmacy import PreparationRecord, _record_of
-from trialkit.services.pharmacy_checks import _randomized, _require
+from trialkit.services.pharmacy_checks import _require, randomized_numbers
 from trialkit.services.preparations import current_preparation
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import stored_protocol
@@ -53,7 +53,7 @@ def unblind(
     why = _check_reason(reason)
     protocol = stored_protocol(session)
     p = get_participant(session, actor, pid, lock=True)
-    rand_no, _code = _randomized(p)
+    rand_no, _code = randomized_numbers(p)
     opened = _open(session, actor, p, password=password, protocol=protocol, clock=clock,
                    purpose="emergency unblinding")
     before = participant_snapshot(session, p)

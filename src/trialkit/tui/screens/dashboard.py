@@ -30,14 +30,15 @@ if TYPE_CHECKING:
 
 
 def consort_text(c: Consort) -> str:
-    """The CONSORT flow as lines of counts."""
+    """The CONSORT flow as lines of counts ("Withdrawn": everyone whose status is withdrawn,
+    as the participants list and the status report's enrolment table count them)."""
     return "\n".join([
         f"Screened      {c.screened:>4}",
         f"Ineligible    {c.ineligible:>4}",
         f"Consented     {c.consented:>4}",
         f"Randomized    {c.randomized:>4}",
         f"Infused       {c.infused:>4}",
-        f"Withdrawn     {c.withdrawn:>4}",
+        f"Withdrawn     {c.withdrew_before_randomization + c.withdrawn:>4}",
         f"Completed {c.primary_window} {c.completed_primary:>3}",
         f"Analysed      {c.analysed:>4}",
     ])

@@ -93,7 +93,7 @@ class HomeScreen(Screen[None]):
         if actor is None:
             return
         every_site = tuple(s.code for s in trial.sites) if trial else ()
-        sites = tuple(sorted(actor.sites)) or every_site
+        sites = every_site if actor.scope is None else tuple(sorted(actor.scope))
         self.app.push_screen(ParticipantsScreen(self._db, actor, sites))
 
     def action_open_allocation_lists(self) -> None:

@@ -3,9 +3,17 @@ blinded (nothing here depends on an arm)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from trialkit.tui.commands import RANDOMIZE, RECORD_CONSENT
+from trialkit.domain.participant_status import (
+    Status,
+    can_consent,
+    can_randomize,
+    can_withdraw,
+    is_randomized,
+)
+from trialkit.tui.commands import RANDOMIZE, RECORD_CONSENT, WITHDRAW
 
 if TYPE_CHECKING:
     from trialkit.services.enrolment import ParticipantView
@@ -13,7 +21,7 @@ if TYPE_CHECKING:
 
 def describe_participant(p: ParticipantView) -> str:
     """One line about the selected participant (blinded: no arm, nothing arm-dependent)."""
-    parts = [f"{p.id} · {p.status}", f"{p.age} y, {p.sex}, {p.weight_kg:g} kg"]
+    parts = [f"{p.id} · {p.status.value}", f"{p.age} y, {p.sex}, {p.weight_kg:g} kg"]
     if p.failed:
         parts.append(f"failed {', '.join(p.failed)}")
     if p.consent_date:
@@ -25,13 +33,31 @@ def describe_participant(p: ParticipantView) -> str:
     return " · ".join(parts)
 
 
+def _may_randomize(s: Status) -> bool:
+    # Asking again for a randomized participant shows their number and uses no envelope.
+    return can_randomize(s) or is_randomized(s)
+
+
+# Which enrolment step each rule of ``domain.participant_status`` allows (the services
+# refuse by the same rules; here they grey a step out before it is tried).
+ALLOWED: dict[str, Callable[[Status], bool]] = {
+    RECORD_CONSENT.action: can_consent,
+    RANDOMIZE.action: _may_randomize,
+    WITHDRAW.action: can_withdraw,
+}
+
+
 def refusal(action: str, p: ParticipantView) -> str | None:
     """Why this step cannot be taken for this participant now, or None if it can."""
-    if p.status == "withdrawn":
+    rule = ALLOWED.get(action)
+    if rule is None or rule(p.status):
+        return None
+    if p.status is Status.WITHDRAWN:
         return f"{p.id} has withdrawn."
-    if action == RECORD_CONSENT.action and p.status != "eligible":
-        reason = {"ineligible": "is not eligible"}.get(p.status, f"is already {p.status}")
+    if action == RECORD_CONSENT.action:
+        reason = ("is not eligible" if p.status is Status.INELIGIBLE
+                  else f"is already {p.status.value}")
         return f"{p.id} {reason}: consent is recorded once, for an eligible participant."
-    if action == RANDOMIZE.action and p.status != "consented" and not p.randomization_number:
-        return f"{p.id} is {p.status}: randomize after consent."
-    return None
+    if action == RANDOMIZE.action:
+        return f"{p.id} is {p.status.value}: randomize after consent."
+    return f"{p.id} is a screen failure: there is no participation to withdraw."

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from trialkit.domain.errors import TrialkitError
+from trialkit.domain.participant_status import Status
 from trialkit.domain.roles import Permission
 from trialkit.services.enrolment import ParticipantFilter
 from trialkit.tui.commands import (
@@ -56,9 +57,7 @@ if TYPE_CHECKING:
 
 # The statuses the enrolment service reports, in the order a participant goes through them
 # ("dispensed": the pharmacy has prepared the infusion, alike for every arm).
-STATUSES = (
-    "eligible", "ineligible", "consented", "randomized", "dispensed", "infused", "withdrawn"
-)
+STATUSES = tuple(s.value for s in Status)
 COLUMNS = ("Participant", "Stratum", "Status", "Rand. no.", "Label code")
 WRITE_ACTIONS = frozenset(
     {SCREEN_PARTICIPANT.action, RECORD_CONSENT.action, RANDOMIZE.action, WITHDRAW.action}
@@ -347,7 +346,20 @@ class ParticipantsScreen(Screen[None]):
             return False
         if action == SCREEN_PARTICIPANT.action:
             return True if self._protocol is not None else None
-        return True if self.selected() is not None else None
+        p = self.selected()  # greyed out unless the participant's status allows the step
+        return True if p is not None and refusal(action, p) is None else None
+
+    def on_key(self, event: events.Key) -> None:
+        """The key of a greyed-out step says why it is not offered for this participant."""
+        active = self.active_bindings.get(event.key)
+        p = self.selected()
+        if active is None or active.enabled or p is None or self._busy:
+            return
+        if active.binding.action in WRITE_ACTIONS and self._actor.can(Permission.ENROL):
+            reason = refusal(active.binding.action, p)
+            if reason is not None:
+                event.stop()
+                self.notify(reason, title=p.id, severity="warning")
 
     def _target(self, action: str) -> ParticipantView | None:
         """The selected participant, if this step may be taken for them (else say why)."""
@@ -366,7 +378,8 @@ class ParticipantsScreen(Screen[None]):
         """Open the screening form."""
         if self._protocol is None:
             return
-        sites = tuple(sorted(self._actor.sites)) or self._sites
+        scope = self._actor.scope
+        sites = self._sites if scope is None else tuple(sorted(scope))
         form = ScreeningScreen(self._db, self._actor, self._protocol, sites)
         self.app.push_screen(form, self._screened)
 
