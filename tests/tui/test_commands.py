@@ -13,6 +13,7 @@ from trialkit.tui.app import TrialkitApp
 from trialkit.tui.commands import ALL_COMMANDS
 from trialkit.tui.dialogs.dialog import Dialog
 from trialkit.tui.screens.allocation_lists import AllocationListsScreen
+from trialkit.tui.screens.audit_review import AuditReviewScreen
 from trialkit.tui.screens.home import HomeScreen
 from trialkit.tui.screens.lock import LockScreen
 from trialkit.tui.screens.participants import ParticipantsScreen
@@ -21,7 +22,7 @@ from trialkit.tui.widgets.criterion_row import CriterionRow
 
 BOUND = (
     TrialkitApp, HomeScreen, ParticipantsScreen, ScreeningScreen, CriterionRow,
-    AllocationListsScreen, Dialog,
+    AllocationListsScreen, Dialog, AuditReviewScreen,
 )
 
 
@@ -50,7 +51,8 @@ async def test_palette_on_home_offers_lock_sign_out_refresh_and_quit(
     async with app.run_test(size=(80, 24)) as pilot:
         await sign_in(pilot)
         entries = await palette_entries(pilot)
-        assert entries == ["Allocation lists", "Lock screen", "Quit", "Refresh", "Sign out"]
+        assert entries == ["Allocation lists", "Audit review", "Lock screen", "Quit", "Refresh",
+                           "Sign out"]
 
 
 async def test_palette_on_participants_offers_every_enrolment_step(

@@ -22,6 +22,7 @@ from trialkit.domain.roles import Role
 from trialkit.services.enrolment import randomize
 from trialkit.store.db import transaction
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
+from trialkit.tui.screens.audit_review import AuditReviewScreen
 from trialkit.tui.screens.dashboard import DashboardScreen
 from trialkit.tui.screens.diary import DiaryScreen
 from trialkit.tui.screens.dispense_queue import DispenseQueueScreen
@@ -169,3 +170,24 @@ def test_dashboard(
 
     app = app_for(enrolled_trial, clock)
     assert snap_compare(app, terminal_size=(80, 24), run_before=dashboard)
+
+
+def test_audit_review(
+    snap_compare: Callable[..., bool], enrolled_trial: Engine, clock: SteppingClock
+) -> None:
+    """The monitor's review at 120x36: the events, the consent of TWH-001 selected with the
+    two fields it changed."""
+    admin = service_sign_in(enrolled_trial, ADMIN, clock)
+    add_user(enrolled_trial, admin, clock, "mona", Role.MONITOR)
+
+    async def reviewing(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "mona")
+        await press(pilot, "l")
+        assert isinstance(pilot.app.screen, AuditReviewScreen)
+        field = pilot.app.screen.query_one("#audit-participant", Input)
+        field.value = "TWH-001"
+        field.focus()
+        await press(pilot, "enter", "down")
+
+    app = app_for(enrolled_trial, clock)
+    assert snap_compare(app, terminal_size=(120, 36), run_before=reviewing)

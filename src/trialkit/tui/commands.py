@@ -220,6 +220,32 @@ EXPORT_DATA = Command(
     "x", "export_data", footer="Export",
 )
 
+# Audit review (monitor, admin, investigator).
+AUDIT_REVIEW = Command(
+    "audit-review", "Audit review",
+    "Read the audit trail: filters, what each event changed, timelines, verify", "l",
+    "open_audit_review", footer="Audit",
+)
+AUDIT_FILTER = Command(
+    "audit-filter", "Filter events",
+    "Type a participant, user, action or UTC dates; Enter applies", "f", "focus_filters",
+    footer="Filter",
+)
+AUDIT_TIMELINE = Command(
+    "audit-timeline", "Participant timeline",
+    "Every event of the selected event's participant, in order", "t", "timeline",
+    footer="Timeline",
+)
+AUDIT_SIGN_INS = Command(
+    "audit-sign-ins", "Show or hide sign-ins", "Sign-ins are left out unless asked for", "s",
+    "toggle_sign_ins", footer="Sign-ins",
+)
+AUDIT_VERIFY = Command(
+    "audit-verify", "Verify the audit trail",
+    "Recompute the chain and compare every audited record and list", "v", "verify",
+    footer="Verify",
+)
+
 # Dialogs.
 CANCEL = Command("cancel", "Cancel", "Close this dialog without doing anything", "escape", "cancel")
 
@@ -234,6 +260,7 @@ ALL_COMMANDS: dict[str, Command] = {
         PREPARE_AGAIN, REPRINT_LABELS, EMERGENCY_UNBLIND, OPEN_DIARY, DIARY_NONE, DIARY_MILD,
         DIARY_MODERATE, DIARY_SEVERE, DIARY_ACUTE, DIARY_RECORD, DIARY_HISTORY, NEXT_WINDOW,
         PREVIOUS_WINDOW, DASHBOARD, LOCK_DATABASE, EXPORT_DATA, CUSTODIANS, APPROVE_CUSTODIAN,
+        AUDIT_REVIEW, AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS, AUDIT_VERIFY,
     )
 }
 

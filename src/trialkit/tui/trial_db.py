@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     from trialkit.labels import LabelSheet
     from trialkit.services.actor import Actor
     from trialkit.services.allocation import SealResult, StratumUse
+    from trialkit.services.audit_review import AuditFilter, AuditPage
     from trialkit.services.custody import Approval, CustodianView
     from trialkit.services.diary import DiaryVersion, RecordedDay
     from trialkit.services.enrolment import ParticipantView, Randomization
     from trialkit.services.export import ExportResult
+    from trialkit.services.integrity import VerifyReport
     from trialkit.services.lock import LockResult
     from trialkit.services.outcomes import ParticipantOutcomes
     from trialkit.services.pharmacy import Dispensing, QueueEntry
@@ -449,6 +451,26 @@ class TrialDatabase:
                                       progress=progress)
             files.publish()
         return result
+
+    # --- audit review (monitor, admin, investigator) --------------------------------------
+
+    def audit_page(
+        self, actor: Actor, filters: AuditFilter, *, after: int | None, limit: int
+    ) -> AuditPage:
+        """A page of matching events after the sequence number ``after`` (blinded)."""
+        from trialkit.services.audit_review import audit_page
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            return audit_page(session, actor, filters, after=after, limit=limit)
+
+    def verify_audit(self) -> VerifyReport:
+        """Verify the chain, every audited record and every list (writes nothing)."""
+        from trialkit.services.integrity import verify
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            return verify(session)
 
 
 def _write_labels(sheet: LabelSheet, path: Path) -> None:

@@ -13,6 +13,7 @@ from textual.widgets import Footer, Header
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.commands import (
     ALLOCATION_LISTS,
+    AUDIT_REVIEW,
     CUSTODIANS,
     DASHBOARD,
     DISPENSE_QUEUE,
@@ -38,7 +39,7 @@ class HomeScreen(Screen[None]):
 
     BINDINGS = [
         PARTICIPANTS.binding(), ALLOCATION_LISTS.binding(), DISPENSE_QUEUE.binding(),
-        DASHBOARD.binding(), CUSTODIANS.binding(), REFRESH.binding(),
+        DASHBOARD.binding(), CUSTODIANS.binding(), AUDIT_REVIEW.binding(), REFRESH.binding(),
     ]
 
     def __init__(self, db: TrialDatabase) -> None:
@@ -78,7 +79,8 @@ class HomeScreen(Screen[None]):
         """Each role sees the keys of its own screens only."""
         opens = {
             c.action: c
-            for c in (PARTICIPANTS, ALLOCATION_LISTS, DISPENSE_QUEUE, DASHBOARD, CUSTODIANS)
+            for c in (PARTICIPANTS, ALLOCATION_LISTS, DISPENSE_QUEUE, DASHBOARD, CUSTODIANS,
+                      AUDIT_REVIEW)
         }
         if action not in opens:
             return True
@@ -127,6 +129,15 @@ class HomeScreen(Screen[None]):
         actor = self._actor()
         if actor is not None:
             self.app.push_screen(CustodiansScreen(self._db, actor))
+
+    def action_open_audit_review(self) -> None:
+        """The audit trail: filters, what changed, timelines, verify (blinded readers)."""
+        from trialkit.tui.screens.audit_review import AuditReviewScreen
+
+        actor, trial = self._actor(), cast("TrialkitApp", self.app).trial
+        if actor is not None:
+            sites = tuple(s.code for s in trial.sites) if trial else ()
+            self.app.push_screen(AuditReviewScreen(self._db, actor, sites))
 
     def action_refresh(self) -> None:
         """Read the trial again (in a worker)."""

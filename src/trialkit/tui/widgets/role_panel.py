@@ -13,6 +13,7 @@ from textual.widgets import Static
 from trialkit.domain.roles import Permission, Role
 from trialkit.tui.commands import (
     ALLOCATION_LISTS,
+    AUDIT_REVIEW,
     CUSTODIANS,
     DASHBOARD,
     DISPENSE_QUEUE,
@@ -29,19 +30,23 @@ ROLE_WORKSPACE: dict[Role, str] = {
     Role.COORDINATOR: "Participants at your sites",
     Role.PHARMACIST: "Dispense queue",
     Role.INVESTIGATOR: "Investigator dashboard",
-    Role.MONITOR: "Trial status and audit log",
+    Role.MONITOR: "Audit review, trial status and participants",
 }
 
 # The screens each role can open from home, first the role's own workspace if it exists.
 ROLE_SCREENS: dict[Role, tuple[Command, ...]] = {
-    Role.ADMIN: (ALLOCATION_LISTS,),
+    Role.ADMIN: (ALLOCATION_LISTS, AUDIT_REVIEW),
     Role.COORDINATOR: (PARTICIPANTS,),
     Role.PHARMACIST: (DISPENSE_QUEUE, PARTICIPANTS, CUSTODIANS),
-    Role.INVESTIGATOR: (DASHBOARD, PARTICIPANTS, CUSTODIANS),
-    Role.MONITOR: (PARTICIPANTS,),
+    Role.INVESTIGATOR: (DASHBOARD, PARTICIPANTS, CUSTODIANS, AUDIT_REVIEW),
+    # The monitor reads: the audit trail, the status (the dashboard shows no lock or export
+    # to those not allowed them) and the participants (no enrolment step is offered).
+    Role.MONITOR: (AUDIT_REVIEW, DASHBOARD, PARTICIPANTS),
 }
 # Roles whose workspace is the screen they open (the others still wait for theirs).
-WORKSPACE_READY = frozenset({Role.ADMIN, Role.COORDINATOR, Role.PHARMACIST, Role.INVESTIGATOR})
+WORKSPACE_READY = frozenset(
+    {Role.ADMIN, Role.COORDINATOR, Role.PHARMACIST, Role.INVESTIGATOR, Role.MONITOR}
+)
 
 
 def describe_role(actor: Actor) -> str:
