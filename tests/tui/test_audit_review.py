@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine
-from textual.widgets import Input, Static
+from textual.widgets import Input, ProgressBar, Static
 
 from tests.conftest import KETHEAD, PASSWORD, SteppingClock, add_user
 from tests.tui.conftest import (
@@ -133,6 +133,11 @@ async def test_a_monitor_reviews_a_participants_record(
         await press(pilot, "v")
         assert "OK:" in screen_text(app)
         assert "events, chain head" in screen_text(app)
+        bar = app.screen.query_one("#audit-verify-progress", ProgressBar)
+        events = int(screen_text(app).split("OK: ")[1].split()[0])
+        # The bar counted the rows verify read: every event, then the audited tables.
+        assert bar.total is not None and bar.total > events
+        assert bar.progress == bar.total
 
 
 @pytest.mark.parametrize("who", ["iris", "alice"])

@@ -464,13 +464,14 @@ class TrialDatabase:
         with _driver_errors(self.label), read_only(self.engine) as session:
             return audit_page(session, actor, filters, after=after, limit=limit)
 
-    def verify_audit(self) -> VerifyReport:
-        """Verify the chain, every audited record and every list (writes nothing)."""
+    def verify_audit(self, *, progress: Callable[[int, int], None]) -> VerifyReport:
+        """Verify the chain, every audited record and every list (writes nothing);
+        ``progress(done, total)`` is told the rows read as it goes."""
         from trialkit.services.integrity import verify
         from trialkit.store.db import read_only
 
         with _driver_errors(self.label), read_only(self.engine) as session:
-            return verify(session)
+            return verify(session, progress=progress)
 
 
 def _write_labels(sheet: LabelSheet, path: Path) -> None:

@@ -300,12 +300,19 @@ class AuditReviewScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="audit-verify")
     def _verify(self) -> None:
         try:
-            report = self._db.verify_audit()
+            report = self._db.verify_audit(progress=self._verify_progress)
         except TrialkitError as exc:
             self.post_message(ServiceFailed(exc.message))
             self.app.call_from_thread(self._verify_failed)
         else:
             self.post_message(AuditVerified(report))
+
+    def _verify_progress(self, done: int, total: int) -> None:
+        """From the worker: move the bar (on the UI thread)."""
+        self.app.call_from_thread(
+            self.query_one("#audit-verify-progress", ProgressBar).update,
+            total=max(total, 1), progress=done,
+        )
 
     def _verify_failed(self) -> None:
         self._verifying = False
@@ -315,7 +322,9 @@ class AuditReviewScreen(Screen[None]):
         """Show the result: OK with the chain head, or the first broken event and why."""
         self._verifying = False
         r = message.report
-        self.query_one("#audit-verify-progress", ProgressBar).update(total=1, progress=1)
+        bar = self.query_one("#audit-verify-progress", ProgressBar)
+        done = bar.total or 1  # every row read
+        bar.update(total=done, progress=done)
         box = self.query_one("#audit-verify-result", Static)
         if r.ok:
             box.update(Content(f"OK: {r.events:,} events, chain head {r.head[:16]}"))
