@@ -112,24 +112,25 @@ def test_serve_passes_the_database_to_its_children_in_the_environment(
 ) -> None:
     """The command each browser session runs carries no URL; the URL is in the environment
     the child processes inherit (textual-serve copies os.environ into each child's)."""
+    from types import SimpleNamespace
+
     from trialkit.cli import context
     from trialkit.cli.app import app
 
     url = f"postgresql://cora:{SECRET}@db.example/kethead"
     served: dict[str, Any] = {}
 
-    class FakeServer:
-        def __init__(self, command: str, **options: Any) -> None:
-            served["command"] = command
-            served["options"] = options
+    def fake_run(gate: Any) -> None:
+        import os
 
-        def serve(self) -> None:
-            import os
+        served["command"] = gate.command
+        served["settings"] = gate.settings
+        served["env"] = os.environ.get("TRIALKIT_DB")
 
-            served["env"] = os.environ.get("TRIALKIT_DB")
-
-    monkeypatch.setattr("textual_serve.server.Server", FakeServer)
+    monkeypatch.setattr("trialkit.web.gate.serve", fake_run)
     monkeypatch.setattr(context.Cli, "engine", lambda self, **_: None)
+    monkeypatch.setattr(context.Cli, "trial", lambda self, **_: SimpleNamespace(
+        title="KetHead", training=True, idle_lock_minutes=15))
     monkeypatch.delenv("TRIALKIT_DB", raising=False)
     result = CliRunner().invoke(app, ["--db", url, "serve", "--port", "8123"])
     assert result.exit_code == 0, result.output
@@ -137,4 +138,5 @@ def test_serve_passes_the_database_to_its_children_in_the_environment(
     assert "--db" not in served["command"]
     assert served["command"].endswith("-m trialkit tui")
     assert served["env"] == url
-    assert served["options"]["host"] == "127.0.0.1"
+    assert served["settings"].host == "127.0.0.1"
+    assert served["settings"].port == 8123
