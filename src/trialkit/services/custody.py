@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlmodel import Session, col, select
@@ -152,22 +153,22 @@ def approve_custodian(
         )
     before = user_snapshot(session, target)
     wrapped = _wrap_all_to(session, actor, target, password)
+    _mark_approved(session, actor, target, before, by=actor.name,
+                   reason=f"custodian key {made} checked with them; {wrapped} list keys "
+                   "wrapped to it", clock=clock)
+    return Approval(name, actor.name, made, wrapped)
+
+
+def _mark_approved(session: Session, actor: Actor, target: User, before: dict[str, Any], *,
+                   by: str, reason: str, clock: Clock) -> None:
+    """Record ``target`` as an approved custodian (approved by ``by``), audited."""
     target.custodian_approved_at = clock.now()
-    target.custodian_approved_by = actor.name
+    target.custodian_approved_by = by[:64]
     session.add(target)
     session.flush()
-    audit.record(
-        session,
-        actor,
-        action="custodian.approve",
-        entity="user",
-        entity_id=name,
-        before=before,
-        after=user_snapshot(session, target),
-        reason=f"custodian key {made} checked with them; {wrapped} list keys wrapped to it",
-        clock=clock,
-    )
-    return Approval(name, actor.name, made, wrapped)
+    audit.record(session, actor, action="custodian.approve", entity="user",
+                 entity_id=target.name, before=before, after=user_snapshot(session, target),
+                 reason=reason, clock=clock)
 
 
 def _wrap_all_to(session: Session, actor: Actor, target: User, password: str | None) -> int:
@@ -250,22 +251,9 @@ def recover_custody(
     assert target.id is not None
     before = user_snapshot(session, target)
     if not is_approved(target):
-        target.custodian_approved_at = clock.now()
-        target.custodian_approved_by = f"{actor.name} with the recovery sheet"[:64]
-        session.add(target)
-        session.flush()
-        audit.record(
-            session,
-            actor,
-            action="custodian.approve",
-            entity="user",
-            entity_id=name,
-            before=before,
-            after=user_snapshot(session, target),
-            reason=f"custodian key {read_out} checked with them; approved with the recovery "
-            f"sheet {fingerprint_of_trial(trial)}",
-            clock=clock,
-        )
+        _mark_approved(session, actor, target, before, by=f"{actor.name} with the recovery sheet",
+                       reason=f"custodian key {read_out} checked with them; approved with the "
+                       f"recovery sheet {fingerprint_of_trial(trial)}", clock=clock)
     lists = session.exec(select(AllocationList).order_by(col(AllocationList.id))).all()
     for lst in lists:
         if lst.recovery_key is None:
