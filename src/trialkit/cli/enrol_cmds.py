@@ -9,7 +9,7 @@ from trialkit.cli.context import cli
 from trialkit.domain.errors import InvalidInput
 
 
-def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+def parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for item in values or []:
         key, sep, value = item.partition("=")
@@ -58,7 +58,7 @@ def screen(
     from trialkit.services.enrolment import screen as do_screen
 
     c = cli(ctx)
-    factors, answers = _pairs(stratum_factor, "stratum factor"), _pairs(answer, "answer")
+    factors, answers = parse_pairs(stratum_factor, "stratum factor"), parse_pairs(answer, "answer")
     actor = c.actor()
     with c.write() as s:
         v = do_screen(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from trialkit.cli.context import YES_HELP, ask_secret, cli, confirm_irreversible
-from trialkit.cli.enrol_cmds import _pairs
+from trialkit.cli.enrol_cmds import parse_pairs
 from trialkit.domain.errors import InvalidInput
 from trialkit.domain.site_time import shown
 
@@ -284,7 +284,7 @@ def dispense(
 
     c = cli(ctx)
     out = _pdf_path(label_out, "--label-out") if label_out else None
-    lots = _pairs(lot, "lot") if lot else None
+    lots = parse_pairs(lot, "lot") if lot else None
     if reason is not None and not again:
         raise InvalidInput("--reason goes with --reprepare (preparing again)")
     if again and not (reason or "").strip():

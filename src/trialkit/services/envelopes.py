@@ -45,7 +45,7 @@ class EnvelopeBroken(IntegrityFailure):
 
 
 @dataclass(frozen=True)
-class _Opened:
+class OpenedEnvelope:
     envelope: Envelope
     arm_code: str
     data_key: bytes
@@ -140,14 +140,14 @@ def broken_error(env: Envelope, p: Participant, problem: str) -> EnvelopeBroken:
     )
 
 
-def _broken(
+def envelope_broken(
     session: Session, actor: Actor, env: Envelope, p: Participant, problem: str, clock: Clock
 ) -> EnvelopeBroken:
     audit.record_many(session, actor, [broken_record(env, p, problem)], clock=clock)
     return broken_error(env, p, problem)
 
 
-def _open(
+def open_allocation(
     session: Session,
     actor: Actor,
     p: Participant,
@@ -156,16 +156,16 @@ def _open(
     purpose: str,
     protocol: Protocol,
     clock: Clock,
-) -> _Opened:
+) -> OpenedEnvelope:
     """Unwrap the list key with the actor's own key, check the list and decrypt only this
     participant's envelope, re-checking its commitment; audit the opening (no arm)."""
     env = _envelope(session, p)
     unsealer = Unsealer(session, actor, password, protocol)
     arm, problem = unsealer.arm(env)
     if arm is None:
-        raise _broken(session, actor, env, p, problem or "unreadable", clock)
+        raise envelope_broken(session, actor, env, p, problem or "unreadable", clock)
     audit.record_many(session, actor, [opening(env, p, purpose)], clock=clock)
-    return _Opened(env, arm, unsealer.data_key(env))
+    return OpenedEnvelope(env, arm, unsealer.data_key(env))
 
 
 # --- sealed preparation details --------------------------------------------------------------
@@ -191,7 +191,7 @@ def seal_details(
     return seal_blob(data_key, padded.ljust(size, b"\x00"), pid.encode())
 
 
-def _open_details(data_key: bytes, sealed: bytes, pid: str) -> dict[str, Any]:
+def open_sealed_details(data_key: bytes, sealed: bytes, pid: str) -> dict[str, Any]:
     padded = open_blob(data_key, sealed, pid.encode())
     length = int.from_bytes(padded[:_LEN_BYTES], "big")
     try:

@@ -34,13 +34,19 @@ from trialkit.labels import LabelSheet, label_sheet
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.enrolment import get_participant, status_of
-from trialkit.services.envelopes import _broken, _open, _open_details, _Opened, seal_details
+from trialkit.services.envelopes import (
+    OpenedEnvelope,
+    envelope_broken,
+    open_allocation,
+    open_sealed_details,
+    seal_details,
+)
 from trialkit.services.pharmacy_checks import (
-    _checker,
-    _require,
     check_lots,
+    checking_pharmacist,
     dispensable,
     randomized_numbers,
+    require_permission,
     sign_check,
     to_prepare_again,
 )
@@ -107,7 +113,7 @@ class Dispensing:
     labels: LabelSheet | None
 
 
-def _record_of(protocol: Protocol, p: Participant, prep: Preparation,
+def preparation_record(protocol: Protocol, p: Participant, prep: Preparation,
                lots: Mapping[str, str]) -> PreparationRecord:
     local = protocol.site_time(p.site_code)  # what the pharmacist reads: the site's clock
     return PreparationRecord(
@@ -149,7 +155,7 @@ def _dispensing(
     p: Participant,
     rand_no: str,
     code: str,
-    opened: _Opened,
+    opened: OpenedEnvelope,
     record: PreparationRecord | None,
     labels: LabelSheet | None,
 ) -> Dispensing:
@@ -224,7 +230,7 @@ def _record(
     actor: Actor,
     protocol: Protocol,
     p: Participant,
-    opened: _Opened,
+    opened: OpenedEnvelope,
     *,
     checker: str,
     lots: Mapping[str, str],
@@ -260,7 +266,7 @@ def _record(
         clock=clock,
     )
     sheet = _sheet(session, protocol, p, prep) if print_labels else None
-    return _record_of(protocol, p, prep, lots), sheet
+    return preparation_record(protocol, p, prep, lots), sheet
 
 
 @audits_refusals("envelope.open", entity="participant", entity_id="pid")
@@ -281,7 +287,7 @@ def dispense(
     transaction (and ``print_labels`` counts the first print of its labels); the checker
     signs the check with ``checker_password``, verified as a sign-in. Without them the
     opening is only looked at (and audited) and the participant stays in the queue."""
-    _require(session, actor, Permission.DISPENSE, "dispense", pid, clock)
+    require_permission(session, actor, Permission.DISPENSE, "dispense", pid, clock)
     ensure_unlocked(session)
     protocol = stored_protocol(session)
     recording = lots is not None or checked_by is not None
@@ -293,10 +299,10 @@ def dispense(
     checked_lots = _recording_input(protocol, lots, checked_by) if recording else {}
     p = get_participant(session, actor, pid, lock=True)
     rand_no, code = dispensable(session, p, clock)
-    checker = _checker(session, actor, checked_by or "", p) if recording else None
+    checker = checking_pharmacist(session, actor, checked_by or "", p) if recording else None
     if checker is not None:
         sign_check(session, checker, checker_password, clock=clock)
-    opened = _open(
+    opened = open_allocation(
         session,
         actor,
         p,
@@ -343,7 +349,7 @@ def reprepare(
     infusion: the same envelope is opened again, the current preparation and its labels are
     marked void (who, when, why) and a new preparation is recorded, numbered after it, with
     a signed check and new labels. Everything is audited with the reason."""
-    _require(session, actor, Permission.DISPENSE, "reprepare", pid, clock)
+    require_permission(session, actor, Permission.DISPENSE, "reprepare", pid, clock)
     ensure_unlocked(session)
     protocol = stored_protocol(session)
     why = " ".join(reason.split())
@@ -355,9 +361,9 @@ def reprepare(
     checked_lots = _recording_input(protocol, lots, checked_by)
     p = get_participant(session, actor, pid, lock=True)
     rand_no, code, old = to_prepare_again(session, p)
-    checker = _checker(session, actor, checked_by, p)
+    checker = checking_pharmacist(session, actor, checked_by, p)
     sign_check(session, checker, checker_password, clock=clock)
-    opened = _open(
+    opened = open_allocation(
         session, actor, p, password=password, protocol=protocol, clock=clock,
         purpose="prepare again",
     )
@@ -386,7 +392,7 @@ def reprepare(
 @audits_refusals("label.print", entity="participant", entity_id="pid")
 def print_labels(session: Session, actor: Actor, pid: str, *, clock: Clock) -> LabelSheet:
     """The blinded labels of a dispensed participant, counted and audited as a (re)print."""
-    _require(session, actor, Permission.DISPENSE, "label", pid, clock)
+    require_permission(session, actor, Permission.DISPENSE, "label", pid, clock)
     # After the lock nothing is dispensed or infused, so no label is needed; the print count
     # is part of the preparation record. Reading a preparation and emergency unblinding
     # stay possible: safety does not end with the database lock.
@@ -421,14 +427,14 @@ def read_preparation(
 ) -> Dispensing:
     """A recorded preparation with its sealed details (arm, lots), for the pharmacy: the
     reading is audited as an opening."""
-    _require(session, actor, Permission.DISPENSE, "preparation", pid, clock)
+    require_permission(session, actor, Permission.DISPENSE, "preparation", pid, clock)
     protocol = stored_protocol(session)
     p = get_participant(session, actor, pid, lock=True)
     rand_no, code = randomized_numbers(p)
     prep = current_preparation(session, p.id)
     if prep is None:
         raise Refused(f"{p.id} has not been dispensed yet: there is no preparation record")
-    opened = _open(
+    opened = open_allocation(
         session,
         actor,
         p,
@@ -437,9 +443,9 @@ def read_preparation(
         clock=clock,
         purpose="read preparation",
     )
-    details = _open_details(opened.data_key, prep.sealed_details, p.id)
+    details = open_sealed_details(opened.data_key, prep.sealed_details, p.id)
     if details.get("arm") != opened.arm_code:
-        raise _broken(
+        raise envelope_broken(
             session,
             actor,
             opened.envelope,
@@ -447,5 +453,5 @@ def read_preparation(
             "the preparation record names another allocation",
             clock,
         )
-    record = _record_of(protocol, p, prep, details.get("lots") or {})
+    record = preparation_record(protocol, p, prep, details.get("lots") or {})
     return _dispensing(protocol, p, rand_no, code, opened, record, None)

@@ -59,7 +59,7 @@ def _key(pid: str) -> str:
     return pid.strip().upper()[:128]
 
 
-def _require(
+def require_permission(
     session: Session, actor: Actor, permission: Permission, action: str, pid: str, clock: Clock
 ) -> None:
     """Refuse and audit the refusal when the actor lacks ``permission``."""
@@ -152,7 +152,7 @@ def to_prepare_again(session: Session, p: Participant) -> tuple[str, str, Prepar
     )
 
 
-def _checker(session: Session, actor: Actor, name: str, p: Participant) -> User:
+def checking_pharmacist(session: Session, actor: Actor, name: str, p: Participant) -> User:
     """The second pharmacist who checks the preparation: another active pharmacist."""
     try:
         user = find_user(session, name.strip())

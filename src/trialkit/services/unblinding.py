@@ -16,9 +16,9 @@ from trialkit.domain.text import REASON_MAX, plain_text
 from trialkit.services import audit
 from trialkit.services.actor import Actor
 from trialkit.services.enrolment import get_participant, participant_snapshot
-from trialkit.services.envelopes import _open, _open_details
-from trialkit.services.pharmacy import PreparationRecord, _record_of
-from trialkit.services.pharmacy_checks import _require, randomized_numbers
+from trialkit.services.envelopes import open_allocation, open_sealed_details
+from trialkit.services.pharmacy import PreparationRecord, preparation_record
+from trialkit.services.pharmacy_checks import randomized_numbers, require_permission
 from trialkit.services.preparations import current_preparation
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import stored_protocol
@@ -49,12 +49,12 @@ def unblind(
 ) -> Unblinding:
     """Emergency unblinding of one participant: the arm for the requester only, the
     participant flagged ``unblinded_emergency`` for everyone, the reason audited (no arm)."""
-    _require(session, actor, Permission.UNBLIND, "unblind", pid, clock)
+    require_permission(session, actor, Permission.UNBLIND, "unblind", pid, clock)
     why = _check_reason(reason)
     protocol = stored_protocol(session)
     p = get_participant(session, actor, pid, lock=True)
     rand_no, _code = randomized_numbers(p)
-    opened = _open(session, actor, p, password=password, protocol=protocol, clock=clock,
+    opened = open_allocation(session, actor, p, password=password, protocol=protocol, clock=clock,
                    purpose="emergency unblinding")
     before = participant_snapshot(session, p)
     p.unblinded_emergency = True
@@ -74,8 +74,8 @@ def unblind(
     prep = current_preparation(session, p.id)
     record = None
     if prep is not None:
-        details = _open_details(opened.data_key, prep.sealed_details, p.id)
-        record = _record_of(protocol, p, prep, details.get("lots") or {})
+        details = open_sealed_details(opened.data_key, prep.sealed_details, p.id)
+        record = preparation_record(protocol, p, prep, details.get("lots") or {})
     return Unblinding(
         participant_id=p.id,
         randomization_number=rand_no,
