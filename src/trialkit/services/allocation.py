@@ -48,7 +48,7 @@ from trialkit.services.actor import Actor, require
 from trialkit.services.custody import approved_custodians
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import stored_protocol
-from trialkit.store.models import AllocationList, Envelope, Stratum, Trial, User
+from trialkit.store.models import AllocationList, Envelope, ListKeyGrant, Stratum, Trial, User
 
 MAX_PER_STRATUM = 100_000
 Progress = Callable[[int, int], None]
@@ -155,24 +155,7 @@ def _ensure_strata(session: Session, strata: list[StratumDef]) -> None:
     ]
     if missing:
         session.flush()
-        _insert_plain(session, "stratum", ("code", "site_code", "levels_json"), missing)
-
-
-def _insert_plain(
-    session: Session, table: str, columns: tuple[str, ...], rows: Sequence[Any]
-) -> None:
-    """Bulk insert of columns that need no type conversion (text, integers, bytes) straight
-    through the driver: for thousands of rows SQLAlchemy's per-row processing costs more than
-    the insert. ``rows`` are tuples in column order, or dicts keyed by column."""
-    if not rows:
-        return
-    conn = session.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    values = [tuple(r[c] for c in columns) if isinstance(r, dict) else r for r in rows]
-    conn.exec_driver_sql(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",
-        values,
-    )
+        session.connection().execute(insert(Stratum), missing)
 
 
 @dataclass
@@ -260,12 +243,13 @@ def _store(session: Session, actor: Actor, segments: list[_Segment], clock: Cloc
     """Insert sealed segments with Core bulk inserts (the ORM unit of work costs more than
     the cryptography here), then audit each list."""
     conn = session.connection()
-    table = AllocationList.__table__  # type: ignore[attr-defined]
-    conn.execute(insert(table), [seg.row for seg in segments])
+    conn.execute(insert(AllocationList), [seg.row for seg in segments])
     envelope_columns = ("list_id", "stratum_code", "seq", "ciphertext", "commitment")
-    _insert_plain(session, "envelope", envelope_columns, [e for g in segments for e in g.envelopes])
-    grant_columns = ("list_id", "user_id", "wrapped_key")
-    _insert_plain(session, "list_key_grant", grant_columns, [g for s in segments for g in s.grants])
+    envelopes = [dict(zip(envelope_columns, e, strict=True)) for g in segments for e in g.envelopes]
+    conn.execute(insert(Envelope), envelopes)
+    grants = [g for s in segments for g in s.grants]
+    if grants:
+        conn.execute(insert(ListKeyGrant), grants)
     changes = [
         audit.Change(
             action="list.seal" if seg.row["segment"] == 1 else "list.extend",
