@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from xml.sax.saxutils import escape, quoteattr
 
@@ -46,6 +47,77 @@ def _date_ticks(first: date, last: date, count: int = 6) -> list[date]:
     return ticks
 
 
+# --- the enrolment curve's data (one source for the SVG and the TUI's plot) -----------------
+
+
+@dataclass(frozen=True)
+class StepLine:
+    """A cumulative count as the corners of a step plot: ``xs`` are days after the plot's
+    start, ``ys`` whole counts. Everyone randomized on one day is one vertical step."""
+
+    label: str
+    xs: tuple[int, ...]
+    ys: tuple[int, ...]
+    site: str | None  # None: all sites
+
+
+@dataclass(frozen=True)
+class EnrolmentPlot:
+    """What the enrolment curve shows: from the day before the first randomization to
+    today (the trial clock), one line per site and the total, and the target."""
+
+    start: date
+    end: date
+    lines: tuple[StepLine, ...]  # the sites in protocol order, then all sites
+    target: int
+    y_top: int
+    y_ticks: tuple[int, ...]  # whole numbers, 0 to y_top
+    x_ticks: tuple[date, ...]
+
+    def day(self, d: date) -> int:
+        """``d`` as days after the start."""
+        return (d - self.start).days
+
+    @property
+    def span(self) -> int:
+        return max(1, self.day(self.end))
+
+
+def _steps(counts: Sequence[tuple[int, int]], span: int) -> tuple[tuple[int, ...],
+                                                                  tuple[int, ...]]:
+    xs, ys, level = [0], [0], 0
+    for x, n in counts:
+        if n != level:
+            xs += [x, x]
+            ys += [level, n]
+            level = n
+    xs.append(span)
+    ys.append(level)
+    return tuple(xs), tuple(ys)
+
+
+def enrolment_plot(status: TrialStatus) -> EnrolmentPlot | None:
+    """The enrolment curve's data, or None before the first randomization."""
+    points = status.curve
+    if not points:
+        return None
+    start = points[0].day - timedelta(days=1)
+    end = max(status.as_of, points[-1].day)
+    span = max(1, (end - start).days)
+    y_max = max(status.target, points[-1].total, 1)
+    step = _nice_step(y_max)
+    y_top = math.ceil(y_max / step) * step
+    lines = []
+    for site in status.sites:
+        counts = [((p.day - start).days, dict(p.by_site).get(site.code, 0)) for p in points]
+        lines.append(StepLine(f"{site.code} ({counts[-1][1]} of {site.target})",
+                              *_steps(counts, span), site=site.code))
+    total = [((p.day - start).days, p.total) for p in points]
+    lines.append(StepLine(f"All sites ({points[-1].total})", *_steps(total, span), site=None))
+    return EnrolmentPlot(start, end, tuple(lines), status.target, y_top,
+                         tuple(range(0, y_top + 1, step)), tuple(_date_ticks(start, end)))
+
+
 # --- the enrolment curve -------------------------------------------------------------------
 
 
@@ -53,32 +125,26 @@ def _curve(status: TrialStatus, top: float) -> list[str]:
     left, right, plot_top, bottom = 70.0, WIDTH - 190.0, top + 50.0, top + CURVE_HEIGHT - 50.0
     out = [_text(20, top + 26, "Enrolment: participants randomized (cumulative)", size=16,
                  weight="bold")]
-    points = status.curve
-    if not points:
+    plot = enrolment_plot(status)
+    if plot is None:
         out.append(_text((left + right) / 2, (plot_top + bottom) / 2,
                          "No participant has been randomized yet", size=14, anchor="middle",
                          fill=MUTED))
         return out
-    first = points[0].day - timedelta(days=1)
-    last = max(status.as_of, points[-1].day)
-    y_max = max(status.target, points[-1].total, 1)
-    step = _nice_step(y_max)
-    y_top = math.ceil(y_max / step) * step
-    span = max(1, (last - first).days)
 
-    def x_of(d: date) -> float:
-        return left + (right - left) * (d - first).days / span
+    def x_of(days: float) -> float:
+        return left + (right - left) * days / plot.span
 
     def y_of(n: float) -> float:
-        return bottom - (bottom - plot_top) * n / y_top
+        return bottom - (bottom - plot_top) * n / plot.y_top
 
-    for n in range(0, y_top + 1, step):
+    for n in plot.y_ticks:
         y = y_of(n)
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" '
                    f'stroke="{GRID}" stroke-width="1"/>')
         out.append(_text(left - 8, y + 4, str(n), size=11, anchor="end", fill=MUTED))
-    for d in _date_ticks(first, last):
-        x = x_of(d)
+    for d in plot.x_ticks:
+        x = x_of(plot.day(d))
         out.append(f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 5}" '
                    f'stroke="{MUTED}"/>')
         out.append(_text(x, bottom + 19, d.isoformat(), size=11, anchor="middle", fill=MUTED))
@@ -88,53 +154,44 @@ def _curve(status: TrialStatus, top: float) -> list[str]:
     out.append(_text(18, middle, "participants", size=11, anchor="middle", fill=MUTED,
                      extra=f' transform="rotate(-90 18 {middle:.1f})"'))
     # Target: a dashed line with its number.
-    y_target = y_of(status.target)
+    y_target = y_of(plot.target)
     out.append(f'<line x1="{left}" y1="{y_target:.1f}" x2="{right}" y2="{y_target:.1f}" '
                f'stroke="{TARGET}" stroke-width="1.5" stroke-dasharray="6 4"/>')
-    out.append(_text(right - 4, y_target - 6, f"target {status.target}", size=11, anchor="end",
+    out.append(_text(right - 4, y_target - 6, f"target {plot.target}", size=11, anchor="end",
                      fill=TARGET))
     series: list[Series] = []
-    for i, site in enumerate(status.sites):
-        counts = [(p.day, dict(p.by_site).get(site.code, 0)) for p in points]
-        series.append((f"{site.code} ({counts[-1][1]} of {site.target})",
-                       SITE_COLOURS[i % len(SITE_COLOURS)], 1.8,
-                       SITE_DASHES[i % len(SITE_DASHES)], counts))
-    series.append((f"All sites ({points[-1].total})", TOTAL_COLOUR, 2.6, "",
-                   [(p.day, p.total) for p in points]))
-    for _label, colour, width, dash, counts in series:
-        out.append(_step_path(counts, first, last, x_of, y_of,
+    for i, line in enumerate(plot.lines):
+        if line.site is None:
+            series.append((line.label, TOTAL_COLOUR, 2.6, "", line))
+        else:
+            series.append((line.label, SITE_COLOURS[i % len(SITE_COLOURS)], 1.8,
+                           SITE_DASHES[i % len(SITE_DASHES)], line))
+    for _label, colour, width, dash, line in series:
+        out.append(_step_path(line, x_of, y_of,
                               f'stroke="{colour}" stroke-width="{width}"{_dashes(dash)}'))
     out += _legend(series, right + 16, plot_top + 6)
     return out
 
 
-# label, colour, width, dash pattern, counts
-Series = tuple[str, str, float, str, list[tuple[date, int]]]
+# label, colour, width, dash pattern, line
+Series = tuple[str, str, float, str, StepLine]
 
 
 def _dashes(pattern: str) -> str:
     return f' stroke-dasharray="{pattern}"' if pattern else ""
 
 
-def _step_path(counts: Sequence[tuple[date, int]], first: date, last: date,
-               x_of: Callable[[date], float], y_of: Callable[[float], float],
+def _step_path(line: StepLine, x_of: Callable[[float], float], y_of: Callable[[float], float],
                stroke: str) -> str:
-    """A cumulative count as steps: flat until the day it changes, then up."""
-    parts = [f"M{x_of(first):.1f},{y_of(0):.1f}"]
-    level = 0
-    for day, n in counts:
-        x = x_of(day)
-        parts.append(f"H{x:.1f}")
-        if n != level:
-            parts.append(f"V{y_of(n):.1f}")
-            level = n
-    parts.append(f"H{x_of(last):.1f}")
-    return f'<path d="{" ".join(parts)}" fill="none" {stroke} stroke-linejoin="round"/>'
+    """A step line through its corners."""
+    corners = " L".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in zip(line.xs, line.ys,
+                                                                       strict=True))
+    return f'<path d="M{corners}" fill="none" {stroke} stroke-linejoin="round"/>'
 
 
 def _legend(series: Sequence[Series], x: float, y: float) -> list[str]:
     out: list[str] = []
-    for i, (label, colour, width, dash, _counts) in enumerate(series):
+    for i, (label, colour, width, dash, _line) in enumerate(series):
         yy = y + 20 * i
         out.append(f'<line x1="{x:.1f}" y1="{yy:.1f}" x2="{x + 22:.1f}" y2="{yy:.1f}" '
                    f'stroke="{colour}" stroke-width="{width}"{_dashes(dash)}/>')

@@ -4,7 +4,6 @@ blinded data. Blinded throughout: counts only, never split by arm."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -17,6 +16,7 @@ from textual_plotext import PlotextPlot
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
+from trialkit.figures import enrolment_plot
 from trialkit.tui.commands import BACK, EXPORT_DATA, LOCK_DATABASE, REFRESH
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.export import ExportDialog
@@ -52,6 +52,15 @@ def completeness_text(s: TrialStatus) -> str:
         parts.append(f"{w.window} {pct}")
     overdue = f" · {len(s.overdue)} overdue" if s.overdue else ""
     return "Diary: " + " · ".join(parts) + overdue
+
+
+# One colour per site in plotext's names, then the total.
+_SITE_COLOURS = ("blue", "orange", "green", "magenta", "cyan")
+
+
+def _colours(lines: int) -> list[str]:
+    sites = [_SITE_COLOURS[i % len(_SITE_COLOURS)] for i in range(lines - 1)]
+    return [*sites, "default"]
 
 
 class DashboardScreen(Screen[None]):
@@ -110,18 +119,27 @@ class DashboardScreen(Screen[None]):
         self.query_one("#consort", Static).update(Content(consort_text(s.consort)))
         locked = f" · LOCKED {s.locked_at:%Y-%m-%d} by {s.locked_by}" if s.locked_at else ""
         self.query_one("#completeness", Static).update(Content(completeness_text(s) + locked))
+        self._draw_curve(s)
+        self.refresh_bindings()
+
+    def _draw_curve(self, s: TrialStatus) -> None:
+        """Steps per site, the total and the target, to today; whole-number y ticks."""
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()
         plt.title("Randomized (cumulative)")
-        if s.curve:
-            # From zero the day before the first randomization, a point per curve day.
-            ys = [0, *(p.total for p in s.curve)]
-            plt.plot(list(range(len(ys))), ys, marker="braille")
-            plt.xticks([0, len(ys) - 1], [str(s.curve[0].day - timedelta(days=1)),
-                                          str(s.curve[-1].day)])
+        data = enrolment_plot(s)
+        if data is not None:
+            for line, colour in zip(data.lines, _colours(len(data.lines)), strict=True):
+                plt.plot(list(line.xs), list(line.ys), label=line.label, color=colour,
+                         marker="braille")
+            plt.plot([0, data.span], [data.target, data.target], label=f"target {data.target}",
+                     color="red", marker="braille")
+            plt.xlim(0, data.span)
+            plt.ylim(0, data.y_top)
+            plt.yticks(list(data.y_ticks), [str(n) for n in data.y_ticks])
+            plt.xticks([data.day(d) for d in data.x_ticks], [str(d) for d in data.x_ticks])
         plot.refresh()
-        self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Lock and export for those allowed; lock once."""
