@@ -20,6 +20,7 @@ from trialkit.tui.commands import BACK, EXTEND_LIST, REFRESH, SEAL_LISTS
 from trialkit.tui.dialogs.seal import ExtendDialog, SealDialog, SealRequest
 from trialkit.tui.messages import ListsSealed, ProtocolLoaded, ServiceFailed, StrataLoaded
 from trialkit.tui.trial_db import TrialDatabase
+from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class AllocationListsScreen(Screen[None]):
         """Columns, then the counts."""
         self.sub_title = "Allocation lists"
         table = self.query_one("#strata", DataTable)
-        table.add_columns(*COLUMNS)
+        fill_table(table, COLUMNS, [])
         table.focus()
         self.query_one("#seal-progress-row").display = False
         self._load()
@@ -110,13 +111,13 @@ class AllocationListsScreen(Screen[None]):
         """Fill the table, keeping the cursor on the same stratum."""
         table = self.query_one("#strata", DataTable)
         keep = self.selected_stratum()
-        table.clear()
         self._strata = {s.stratum: s for s in message.strata}
-        for s in message.strata:
-            table.add_row(
-                s.stratum, self._names.get(s.stratum, ""), s.sealed, s.used, s.left,
-                stratum_flag(s), key=s.stratum,
-            )
+        fill_table(
+            table, COLUMNS,
+            [(s.stratum, self._names.get(s.stratum, ""), s.sealed, s.used, s.left,
+              stratum_flag(s)) for s in message.strata],
+            [s.stratum for s in message.strata],
+        )
         if keep in self._strata:
             table.move_cursor(row=table.get_row_index(keep))
         self._summarise()

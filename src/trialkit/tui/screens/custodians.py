@@ -18,6 +18,7 @@ from trialkit.tui.commands import APPROVE_CUSTODIAN, BACK, REFRESH
 from trialkit.tui.dialogs.approve import ApprovalRequest, ApproveDialog
 from trialkit.tui.messages import CustodianApproved, CustodiansLoaded, ServiceFailed
 from trialkit.tui.trial_db import TrialDatabase
+from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class CustodiansScreen(Screen[None]):
         """Columns, then the rows."""
         self.sub_title = "Custodians"
         table = self.query_one("#custodians", DataTable)
-        table.add_columns(*COLUMNS)
+        fill_table(table, COLUMNS, [])
         table.focus()
         self._load()
 
@@ -68,12 +69,14 @@ class CustodiansScreen(Screen[None]):
     def on_custodians_loaded(self, message: CustodiansLoaded) -> None:
         """Fill the table; say whether this user may approve."""
         table = self.query_one("#custodians", DataTable)
-        table.clear()
         self._rows = {c.name: c for c in message.custodians}
         self._refusal = message.refusal
-        for c in message.custodians:
-            table.add_row(c.name, c.role, c.fingerprint or "-", str(c.lists_held), c.state,
-                          key=c.name)
+        fill_table(
+            table, COLUMNS,
+            [(c.name, c.role, c.fingerprint or "-", str(c.lists_held), c.state)
+             for c in message.custodians],
+            [c.name for c in message.custodians],
+        )
         pending = sum(1 for c in message.custodians if c.pending)
         text = f"{len(self._rows)} custodians, {pending} pending approval."
         text += (f" Select one and press {APPROVE_CUSTODIAN.key} to approve."

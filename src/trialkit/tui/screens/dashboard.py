@@ -21,6 +21,7 @@ from trialkit.tui.commands import BACK, EXPORT_DATA, LOCK_DATABASE, REFRESH
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.export import ExportDialog
 from trialkit.tui.messages import DatabaseLocked, ServiceFailed, StatusLoaded
+from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def completeness_text(s: TrialStatus) -> str:
 
 
 # One colour per site in plotext's names, then the total.
+ENROLMENT_COLUMNS = ("Site", "Rand.", "Target", "%")
 _SITE_COLOURS = ("blue", "orange", "green", "magenta", "cyan")
 
 
@@ -93,7 +95,7 @@ class DashboardScreen(Screen[None]):
     def on_mount(self) -> None:
         """Columns, then read."""
         self.sub_title = "Dashboard"
-        self.query_one("#enrolment", DataTable).add_columns("Site", "Rand.", "Target", "%")
+        fill_table(self.query_one("#enrolment", DataTable), ENROLMENT_COLUMNS, [])
         self._load()
 
     @work(thread=True, exclusive=True, group="status")
@@ -109,13 +111,14 @@ class DashboardScreen(Screen[None]):
         """Fill every panel."""
         s = self._status = message.status
         table = self.query_one("#enrolment", DataTable)
-        table.clear()
-        for site in s.sites:
-            pct = site.percent_of_target
-            table.add_row(site.code, str(site.randomized), str(site.target or "—"),
-                          "—" if pct is None else f"{pct:.0f}")
-        table.add_row("All", str(s.consort.randomized), str(s.target),
-                      f"{100 * s.consort.randomized / s.target:.0f}" if s.target else "—")
+        rows = [
+            (site.code, str(site.randomized), str(site.target or "—"),
+             "—" if site.percent_of_target is None else f"{site.percent_of_target:.0f}")
+            for site in s.sites
+        ]
+        rows.append(("All", str(s.consort.randomized), str(s.target),
+                     f"{100 * s.consort.randomized / s.target:.0f}" if s.target else "—"))
+        fill_table(table, ENROLMENT_COLUMNS, rows)
         self.query_one("#consort", Static).update(Content(consort_text(s.consort)))
         locked = f" · LOCKED {s.locked_at:%Y-%m-%d} by {s.locked_by}" if s.locked_at else ""
         self.query_one("#completeness", Static).update(Content(completeness_text(s) + locked))

@@ -32,6 +32,7 @@ from trialkit.tui.dialogs.reprint import ReprintDialog
 from trialkit.tui.dialogs.unblind import UnblindDialog
 from trialkit.tui.messages import EnvelopeOpened, LabelsPrinted, QueueLoaded, ServiceFailed
 from trialkit.tui.screens.preparation import PreparationScreen
+from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class DispenseQueueScreen(Screen[None]):
         """Columns, then the queue."""
         self.sub_title = "Dispense queue"
         table = self.query_one("#queue", DataTable)
-        table.add_columns(*COLUMNS)
+        fill_table(table, COLUMNS, [])
         table.focus()
         self._load()
 
@@ -87,14 +88,13 @@ class DispenseQueueScreen(Screen[None]):
     def on_queue_loaded(self, message: QueueLoaded) -> None:
         """Fill the table, oldest randomization first."""
         table = self.query_one("#queue", DataTable)
-        table.clear()
         self._entries = {e.participant_id: e for e in message.entries}
-        for e in message.entries:
-            table.add_row(
-                e.site, e.participant_id, e.randomization_number, f"{e.weight_kg:g} kg",
-                e.infusion_date or "—", shown(e.randomized_at),
-                key=e.participant_id,
-            )
+        fill_table(
+            table, COLUMNS,
+            [(e.site, e.participant_id, e.randomization_number, f"{e.weight_kg:g} kg",
+              e.infusion_date or "—", shown(e.randomized_at)) for e in message.entries],
+            [e.participant_id for e in message.entries],
+        )
         self._show_detail()
         self.refresh_bindings()
 

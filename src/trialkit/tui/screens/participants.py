@@ -48,6 +48,7 @@ from trialkit.tui.participant_pages import PAGE_ROWS, ParticipantPages
 from trialkit.tui.screens.participant_rules import describe_participant, refusal
 from trialkit.tui.screens.screening import ScreeningScreen, screening_outcome
 from trialkit.tui.trial_db import TrialDatabase
+from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class ParticipantsScreen(Screen[None]):
         """Columns, then read the protocol and the list."""
         self.sub_title = "Participants"
         table = self.query_one("#participants", DataTable)
-        table.add_columns(*COLUMNS)
+        fill_table(table, COLUMNS, [])
         table.focus()
         self._load_protocol()
         self.reload()
@@ -235,12 +236,12 @@ class ParticipantsScreen(Screen[None]):
         table = self.query_one("#participants", DataTable)
         shown = self._pages.shown()
         if shown != self._painted:
-            table.clear()
-            for p in shown:
-                table.add_row(
-                    p.id, p.stratum, p.status, p.randomization_number or "", p.label_code or "",
-                    key=p.id,
-                )
+            fill_table(
+                table, COLUMNS,
+                [(p.id, p.stratum, p.status, p.randomization_number or "", p.label_code or "")
+                 for p in shown],
+                [p.id for p in shown],
+            )
             self._painted = shown
         if select is not None and self._pages.get(select) is not None:
             table.move_cursor(row=table.get_row_index(select))
