@@ -14,9 +14,11 @@ apart from its print number. Drawn with fpdf2's public API; segno encodes the QR
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trialkit.domain.dosing import Dose, DosePlan, format_ml, format_number
@@ -65,6 +67,22 @@ _LATIN1 = str.maketrans(
         "\u202f": " ",
     }
 )
+
+
+# Where labels' PDFs are saved when no path is given (else the current folder).
+LABEL_DIR_ENV = "TRIALKIT_LABEL_DIR"
+
+
+def label_folder() -> Path:
+    """The folder labels are saved to unless told otherwise: ``TRIALKIT_LABEL_DIR``, else the
+    current folder; absolute, so the path shown to the user says where the file is."""
+    folder = os.environ.get(LABEL_DIR_ENV, "").strip()
+    return Path(folder).expanduser().absolute() if folder else Path.cwd()
+
+
+def default_label_file(participant_id: str) -> Path:
+    """``labels-<PID>.pdf`` in :func:`label_folder`."""
+    return label_folder() / f"labels-{participant_id}.pdf"
 
 
 @dataclass(frozen=True)
@@ -261,25 +279,110 @@ def draw_qr(pdf: FPDF, matrix: Sequence[Sequence[bool]], x: float, y: float) -> 
                 c += 1
 
 
-def _watermark(pdf: FPDF) -> None:
+def _watermark(pdf: FPDF, text: str) -> None:
     """TRAINING across the body of the label, clear of the QR symbol so it cannot disturb a
     scan, turned 20 degrees about its middle."""
     with pdf.rotation(20, x=44.0, y=50.0):
-        _text(pdf, 44.0, 55.0, "TRAINING", size=40, font=BOLD, width=90, align="centre",
+        _text(pdf, 44.0, 55.0, text, size=40, font=BOLD, width=90, align="centre",
               grey=220)
 
 
-def _draw_label(pdf: FPDF, sheet: LabelSheet, item: LabelItem, index: int) -> None:
-    """One label: the protocol's wording and rules, then this participant's own fields."""
-    left, right = MARGIN, PAGE_W - MARGIN
-    column = (right - left) / 3
-    grey = CAPTION_GREY
+@dataclass(frozen=True)
+class LabelWords:
+    """Every word one label shows, exactly as printed (in the PDF core fonts' Latin-1): the
+    one source of a label's content, drawn by :func:`render_labels` and shown as text by
+    the TUI's preview (:meth:`lines`). Blinded, as :class:`LabelSheet` is."""
+
+    caution: str
+    tag: str
+    trial_line: str
+    participant_id: str
+    randomization_number: str
+    label_code: str
+    product: str
+    preparation: str
+    volume: str
+    rate: str
+    duration: str
+    route: str
+    dosing_weight: str
+    instructions: str
+    prepared: str
+    expires: str
+    storage: str
+    signed: str
+    print_note: str
+    footer: str
+    watermark: str  # "" unless a training trial
+
+    def lines(self) -> tuple[str, ...]:
+        """The label as lines of text, top to bottom, captions included (blank lines left
+        out)."""
+        rows = (
+            f"{self.caution}  {self.tag}",
+            self.trial_line,
+            f"Participant {self.participant_id}  Rand. no. {self.randomization_number}",
+            f"Label code {self.label_code}",
+            self.product,
+            self.preparation,
+            f"VOLUME {self.volume}  RATE {self.rate}  DURATION {self.duration}",
+            f"{self.route}  {self.dosing_weight}",
+            self.instructions,
+            f"{self.prepared}  {self.expires}",
+            self.storage,
+            f"{self.signed}  {self.print_note}",
+            self.footer,
+            self.watermark,
+        )
+        return tuple(r for r in rows if r.strip())
+
+
+def label_words(sheet: LabelSheet, index: int) -> LabelWords:
+    """What label ``index`` (1 for the first preparation) of the sheet says."""
+    item = sheet.items[index - 1]
     tag = f"{index} of {len(sheet.items)}"
     trial_line = f"{sheet.trial_code}  |  Protocol {sheet.protocol_number}"
     if sheet.registry:
         trial_line += f"  |  {sheet.registry}"
-    if sheet.training:
-        _watermark(pdf)
+    words = LabelWords(
+        caution=sheet.caution.upper(),
+        tag=f"TRAINING  {tag}" if sheet.training else tag,
+        trial_line=trial_line,
+        participant_id=sheet.participant_id,
+        randomization_number=sheet.randomization_number,
+        label_code=sheet.label_code,
+        product=sheet.product.upper(),
+        preparation=item.name,
+        volume=item.volume,
+        rate=item.rate,
+        duration=item.duration,
+        route=sheet.route,
+        dosing_weight=f"Dosing weight {sheet.dosing_weight}",
+        instructions=item.instructions,
+        prepared=f"Prepared {_when(sheet.prepared_at)}",
+        expires=f"Expires {_when(sheet.expires_at)}",
+        storage=sheet.storage,
+        signed=f"Prepared by {sheet.prepared_by}    Checked by {sheet.checked_by}",
+        print_note=print_note(sheet.print_number, sheet.preparation_number),
+        footer=f"{sheet.sponsor}  |  {sheet.emergency_contact}",
+        watermark="TRAINING" if sheet.training else "",
+    )
+    latin1 = {f.name: _latin1(getattr(words, f.name)) for f in fields(LabelWords)}
+    return LabelWords(**latin1)
+
+
+def label_lines(sheet: LabelSheet) -> tuple[tuple[str, ...], ...]:
+    """Each label of the sheet as its lines of text (:meth:`LabelWords.lines`)."""
+    return tuple(label_words(sheet, i).lines() for i in range(1, len(sheet.items) + 1))
+
+
+def _draw_label(pdf: FPDF, w: LabelWords) -> None:
+    """One label: the protocol's wording and rules, then this participant's own fields."""
+    left, right = MARGIN, PAGE_W - MARGIN
+    column = (right - left) / 3
+    grey = CAPTION_GREY
+    if w.watermark:
+        _watermark(pdf, w.watermark)
     pdf.set_fill_color(0)
     pdf.rect(left, MARGIN, right - left, BAR_H, style="F")
     pdf.set_draw_color(0)
@@ -290,41 +393,35 @@ def _draw_label(pdf: FPDF, sheet: LabelSheet, item: LabelItem, index: int) -> No
     pdf.set_line_width(0.2)
     pdf.line(left, 71.8, right, 71.8)
     # the caution reversed out of the black bar, and which label of how many this is
-    _text(pdf, left + 1.5, MARGIN + 4.4, sheet.caution.upper(), size=8.5, font=BOLD,
-          grey=255, width=62)
-    _text(pdf, right - 1.5, MARGIN + 4.4, f"TRAINING  {tag}" if sheet.training else tag,
-          size=7.5, font=BOLD, grey=255, align="right", width=30)
-    _text(pdf, left, 14.2, trial_line, size=6.5, grey=grey, width=TEXT_W)
+    _text(pdf, left + 1.5, MARGIN + 4.4, w.caution, size=8.5, font=BOLD, grey=255, width=62)
+    _text(pdf, right - 1.5, MARGIN + 4.4, w.tag, size=7.5, font=BOLD, grey=255, align="right",
+          width=30)
+    _text(pdf, left, 14.2, w.trial_line, size=6.5, grey=grey, width=TEXT_W)
     _text(pdf, left, Y_IDS, "Participant", size=6.5, grey=grey)
     _text(pdf, left + 40, Y_IDS, "Rand. no.", size=6.5, grey=grey)
     _text(pdf, left, Y_CODE, "Label code", size=6.5, grey=grey)
     # what it is: the blinded product wording and the preparation
-    _text(pdf, left, 32.2, sheet.product.upper(), size=13, font=BOLD, width=TEXT_W)
-    _text(pdf, left, 37.0, item.name, size=8.5, font=BOLD, width=TEXT_W)
+    _text(pdf, left, 32.2, w.product, size=13, font=BOLD, width=TEXT_W)
+    _text(pdf, left, 37.0, w.preparation, size=8.5, font=BOLD, width=TEXT_W)
     for i, caption in enumerate(("VOLUME", "RATE", "DURATION")):
         _text(pdf, left + i * column + 2, BOX_TOP + 3.6, caption, size=6, font=BOLD, grey=grey,
               width=column - 4)
-    _text(pdf, left, 54.4, sheet.route, size=7.5, font=BOLD, width=60)
-    _text(pdf, left, 58.3, item.instructions, size=6.5)
-    _text(pdf, left, 66.4, sheet.storage, size=6.5)
-    _text(pdf, left, 74.3, f"{sheet.sponsor}  |  {sheet.emergency_contact}", size=5.5,
-          grey=grey)
+    _text(pdf, left, 54.4, w.route, size=7.5, font=BOLD, width=60)
+    _text(pdf, left, 58.3, w.instructions, size=6.5)
+    _text(pdf, left, 66.4, w.storage, size=6.5)
+    _text(pdf, left, 74.3, w.footer, size=5.5, grey=grey)
     # what is this participant's own: identifiers, doses, times, initials
-    _text(pdf, left + 15, Y_IDS, sheet.participant_id, size=10, font=BOLD, width=24)
-    _text(pdf, left + 51, Y_IDS, sheet.randomization_number, size=10, font=BOLD, width=16)
-    _text(pdf, left + 15, Y_CODE, sheet.label_code, size=10, font=MONO, width=40)
-    for i, value in enumerate((item.volume, item.rate, item.duration)):
+    _text(pdf, left + 15, Y_IDS, w.participant_id, size=10, font=BOLD, width=24)
+    _text(pdf, left + 51, Y_IDS, w.randomization_number, size=10, font=BOLD, width=16)
+    _text(pdf, left + 15, Y_CODE, w.label_code, size=10, font=MONO, width=40)
+    for i, value in enumerate((w.volume, w.rate, w.duration)):
         _text(pdf, left + i * column + 2, BOX_TOP + 9.2, value, size=11, font=BOLD,
               width=column - 4)
-    _text(pdf, right, 54.4, f"Dosing weight {sheet.dosing_weight}", size=7, align="right",
-          width=34)
-    _text(pdf, left, Y_TIMES, f"Prepared {_when(sheet.prepared_at)}", size=7.5, width=47)
-    _text(pdf, left + 48, Y_TIMES, f"Expires {_when(sheet.expires_at)}", size=7.5, font=BOLD,
-          width=48)
-    _text(pdf, left, 70.4, f"Prepared by {sheet.prepared_by}    Checked by {sheet.checked_by}",
-          size=7.5, font=BOLD, width=60)
-    _text(pdf, right, 70.4, print_note(sheet.print_number, sheet.preparation_number), size=7,
-          font=BOLD, align="right", width=34)
+    _text(pdf, right, 54.4, w.dosing_weight, size=7, align="right", width=34)
+    _text(pdf, left, Y_TIMES, w.prepared, size=7.5, width=47)
+    _text(pdf, left + 48, Y_TIMES, w.expires, size=7.5, font=BOLD, width=48)
+    _text(pdf, left, 70.4, w.signed, size=7.5, font=BOLD, width=60)
+    _text(pdf, right, 70.4, w.print_note, size=7, font=BOLD, align="right", width=34)
 
 
 def render_labels(sheet: LabelSheet) -> bytes:
@@ -337,8 +434,8 @@ def render_labels(sheet: LabelSheet) -> bytes:
     pdf.set_title(_latin1(f"{sheet.trial_code} labels {sheet.participant_id}"))
     pdf.set_creator("trialkit")
     symbol = qr_symbol(sheet.label_code)
-    for index, item in enumerate(sheet.items, start=1):
+    for index in range(1, len(sheet.items) + 1):
         pdf.add_page()
-        _draw_label(pdf, sheet, item, index)
+        _draw_label(pdf, label_words(sheet, index))
         draw_qr(pdf, symbol, QR_X, QR_Y)
     return bytes(pdf.output())

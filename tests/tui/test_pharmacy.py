@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from tests.builders import ready_to_randomize
 from tests.conftest import KETHEAD, PASSWORD, SteppingClock, add_user
@@ -42,6 +42,8 @@ from trialkit.tui.screens.participants import ParticipantsScreen
 from trialkit.tui.screens.preparation import PreparationScreen
 
 ARMS = load_protocol(KETHEAD).protocol.arms
+# The label's product line names every arm alike ("KETAMINE OR PLACEBO"): blinded.
+BLINDED_PRODUCT = load_protocol(KETHEAD).protocol.labels.product.upper()
 
 
 @pytest.fixture
@@ -98,8 +100,12 @@ async def test_wrong_password_is_refused(
 
 
 async def test_right_password_shows_the_unblinded_panel_and_recording_empties_the_queue(
-    engine: Engine, randomized: str, clock: SteppingClock, tmp_path: Path
+    engine: Engine, randomized: str, clock: SteppingClock, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The labels go to TRIALKIT_LABEL_DIR unless another file is named; the preview says
+    where, and shows the label's words (the product line too)."""
+    monkeypatch.setenv("TRIALKIT_LABEL_DIR", str(tmp_path))
     app = app_for(engine, clock)
     async with app.run_test(size=(100, 40)) as pilot:
         await sign_in(pilot, "phil")
@@ -108,16 +114,19 @@ async def test_right_password_shows_the_unblinded_panel_and_recording_empties_th
         text = screen_text(app)
         assert "UNBLINDED — pharmacy only" in text
         assert any(f"Arm: {a.name} ({a.code})" in text for a in ARMS)
-        assert app.screen.query_one("#labels-path", Input).value == f"labels-{randomized}.pdf"
+        saved = tmp_path / f"labels-{randomized}.pdf"
+        assert app.screen.query_one("#labels-path", Input).value == str(saved)
         prep_ids = [p.id for p in load_protocol(KETHEAD).protocol.dosing.preparations]
-        fill(pilot, checker="pia", **{"labels-path": str(tmp_path / "l.pdf"),
-                                      "checker-password": PASSWORD})
+        fill(pilot, checker="pia", **{"checker-password": PASSWORD})
         fill(pilot, **{f"lot-{p}": "KT2403-17" for p in prep_ids})
         await press(pilot, "ctrl+s")
         assert isinstance(app.screen, LabelPreviewDialog)
-        assert (tmp_path / "l.pdf").read_bytes().startswith(b"%PDF")
+        assert saved.read_bytes().startswith(b"%PDF")
         preview = screen_text(app)
-        assert "Label (blinded)" in preview and "Original print" in preview
+        assert "As printed (blinded)" in preview and "Original print" in preview
+        assert "KETAMINE OR PLACEBO" in preview
+        shown = app.screen.query_one("#labels-saved", Static).render()
+        assert str(shown) == f"Written to {saved}"
         assert "UNBLINDED" not in preview and "KT2403" not in preview
         assert not any(a.name in preview for a in ARMS)
         await press(pilot, "escape")
@@ -225,12 +234,11 @@ async def test_an_expired_preparation_is_prepared_again_with_a_reason(
                 break
             await pilot.pause(0.05)
         assert isinstance(app.screen, LabelPreviewDialog)
-        for _ in range(100):  # the dialog draws after it is pushed
-            if "PREP 2" in screen_text(app):
-                break
-            await pilot.pause(0.05)
-        preview = screen_text(app)
-        assert "PREP 2: EARLIER VOID" in preview and not names_an_arm(preview)
+        await settle(pilot)
+        # the whole preview (it scrolls), less the protocol's wording that names every arm
+        preview = str(app.screen.query_one("#label-preview-text", Static).render())
+        assert "PREP 2: EARLIER VOID" in preview
+        assert not names_an_arm(preview.replace(BLINDED_PRODUCT, ""))
         await press(pilot, "escape")
         assert isinstance(app.screen, DispenseQueueScreen)
         assert table_rows(app, "#queue") == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ import pypdfium2 as pdfium
 import pytest
 import segno
 import zxingcpp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from tests.builders import PROTOCOL
@@ -269,3 +272,44 @@ def test_a_different_weight_shows_outside_the_participant_regions() -> None:
     a, b = (render(render_labels(make_sheet(weight=w)))[1] for w in (70.0, 68.3))
     outside, _inside = differences(a, b)
     assert outside
+
+
+# --- the preview says what the PDF says -------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    weight=st.floats(min_value=40, max_value=160).map(lambda w: round(w, 1)),
+    number=st.integers(min_value=1, max_value=9999),
+    site=st.sampled_from(["TWH", "MSH", "SMH"]),
+    prints=st.integers(min_value=1, max_value=4),
+    preparations=st.integers(min_value=1, max_value=3),
+    training=st.booleans(),
+    storage=st.sampled_from(["Store at 15\u201325 \u00b0C \u2014 do not freeze",
+                             "Keep cold (2-8 °C)", "Store at room temperature"]),
+)
+def test_the_tui_preview_shows_every_word_the_pdf_prints_and_no_other(
+    weight: float, number: int, site: str, prints: int, preparations: int, training: bool,
+    storage: str,
+) -> None:
+    """The preview (tui.dialogs.labels.label_text) and the PDF, read back by pypdf, hold the
+    same words, label by label, for varied participants; neither names one arm."""
+    from trialkit.tui.dialogs.labels import label_text
+
+    sheet = make_sheet(
+        weight, participant_id=f"{site}-{number:03d}", randomization_number=f"R{number:04d}",
+        label_code=new_label_code(), print_number=prints, preparation_number=preparations,
+        training=training, storage=storage,
+    )
+    pages = page_texts(render_labels(sheet))
+    previews = label_text(sheet).split("\n\n")
+    assert len(previews) == len(pages) == len(sheet.items)
+    for page, preview in zip(pages, previews, strict=True):
+        assert Counter(preview.split()) == Counter(page.split())
+        assert sheet.product.upper() in preview.splitlines()  # "KETAMINE OR PLACEBO"
+        assert print_note(prints, preparations) in preview
+    products = {t for prep in PROTOCOL.dosing.preparations for t in prep.products.values()}
+    for text in (*pages, *previews):
+        assert not [p for p in products if p in text]
+        left = text.replace(sheet.product.upper(), "")  # the wording naming every arm
+        assert not [a.name for a in PROTOCOL.arms if a.name.lower() in left.lower()]

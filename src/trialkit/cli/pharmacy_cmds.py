@@ -41,8 +41,9 @@ def _when(at: datetime) -> str:
 
 
 def _pdf_path(text: str, option: str) -> Path:
-    """Where labels go: a .pdf file in a folder that exists (checked before anything)."""
-    path = Path(text).expanduser()
+    """Where labels go: a .pdf file in a folder that exists (checked before anything),
+    absolute so that the path shown says where it is."""
+    path = Path(text).expanduser().absolute()
     if path.suffix.lower() != ".pdf":
         raise InvalidInput(f"{option} {text!r}: give a file name ending in .pdf")
     if path.is_dir():
@@ -348,15 +349,25 @@ def dispense(
 def label(
     ctx: typer.Context,
     pid: Annotated[str, typer.Argument(help="Participant id")],
-    out: Annotated[str, typer.Option("--out", help="PDF file to write the labels to")],
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="PDF file to write the labels to (default: labels-<PID>.pdf in "
+            "TRIALKIT_LABEL_DIR, else the current folder)",
+        ),
+    ] = None,
 ) -> None:
     """Print a dispensed participant's blinded labels again (pharmacist; logged, and the
     label shows the reprint count)."""
-    from trialkit.labels import print_note
+    from trialkit.labels import LABEL_DIR_ENV, default_label_file, print_note
     from trialkit.services.pharmacy import print_labels
 
     c = cli(ctx)
-    path = _pdf_path(out, "--out")
+    if out is None:
+        path = _pdf_path(str(default_label_file(pid.strip().upper())), LABEL_DIR_ENV)
+    else:
+        path = _pdf_path(out, "--out")
     actor = c.actor()
     with c.write() as s:
         sheet = print_labels(s, actor, pid, clock=c.clock())

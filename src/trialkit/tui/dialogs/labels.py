@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
+from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
@@ -19,28 +20,11 @@ if TYPE_CHECKING:
 
 
 def label_text(sheet: LabelSheet) -> str:
-    """The labels' words, one block per preparation (never an arm, never a lot)."""
-    from trialkit.domain.site_time import shown
-    from trialkit.labels import print_note
+    """The labels' words exactly as their PDF prints them (``labels.label_lines``, the one
+    source of a label's content), one block per label; never an arm, never a lot."""
+    from trialkit.labels import label_lines
 
-    head = [
-        f"{sheet.trial_code} · {sheet.caution}",
-        f"{sheet.participant_id} · {sheet.randomization_number} · label {sheet.label_code}",
-        f"Dosing weight {sheet.dosing_weight} · {sheet.route}",
-    ]
-    items = [
-        f"{i}/{len(sheet.items)} {item.name}: {item.volume}, {item.rate}, {item.duration}"
-        for i, item in enumerate(sheet.items, start=1)
-    ]
-    tail = [
-        f"Prepared {shown(sheet.prepared_at)} by {sheet.prepared_by}, checked by "
-        f"{sheet.checked_by}",
-        f"Expires {shown(sheet.expires_at)} · "
-        f"{print_note(sheet.print_number, sheet.preparation_number)}",
-    ]
-    if sheet.training:
-        tail.append("TRAINING — NOT FOR CLINICAL USE")
-    return "\n".join([*head, *items, *tail])
+    return "\n\n".join("\n".join(lines) for lines in label_lines(sheet))
 
 
 class LabelPreviewDialog(Dialog[None]):
@@ -54,13 +38,13 @@ class LabelPreviewDialog(Dialog[None]):
 
     def fields(self) -> ComposeResult:
         """The label text in a box, then the file."""
-        preview = Static(Content(label_text(self._sheet)), id="label-preview")
-        preview.border_title = "Label (blinded)"
-        yield preview
+        with VerticalScroll(id="label-preview") as box:
+            box.border_title = "As printed (blinded)"
+            yield Static(Content(label_text(self._sheet)), id="label-preview-text")
         browser = cast("TrialkitApp", self.app).ticket is not None
         where = f"Sent to your browser as {self._path.name}" if browser \
             else f"Written to {self._path}"
-        yield Static(Content(where), classes="dialog-text")
+        yield Static(Content(where), classes="dialog-text", id="labels-saved")
 
     def on_mount(self) -> None:
         """A browser session gets the PDF as a download."""

@@ -24,11 +24,14 @@ class ReprintDialog(Dialog[tuple[str, Path] | None]):
         self._pid = pid
 
     def fields(self) -> ComposeResult:
-        """The participant and the file (default labels-<PID>.pdf here)."""
+        """The participant and the file (default labels-<PID>.pdf in the label folder)."""
+        from trialkit.labels import label_folder
+
         yield Static(Content("Each reprint is counted on the label and audited."),
                      classes="dialog-text")
         yield Input(self._pid, placeholder="Participant id", id="reprint-pid", compact=True)
-        yield Input(placeholder="PDF path (default labels-<PID>.pdf)", id="reprint-path",
+        yield Input(placeholder=f"PDF path (default labels-<PID>.pdf in {label_folder()})",
+                    id="reprint-path",
                     compact=True)
 
     def result(self) -> tuple[str, Path] | None:

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from trialkit.tui.app import TrialkitApp
 
 
+def _site_codes(trial: TrialInfo | None) -> tuple[str, ...]:
+    return tuple(s.code for s in trial.sites) if trial is not None else ()
+
+
 class HomeScreen(Screen[None]):
     """Role-aware home. Follows the app's ``trial`` and ``actor``, so a refresh or an
     unlock that brings news (a changed role, a new site) shows at once."""
@@ -65,10 +69,14 @@ class HomeScreen(Screen[None]):
     def _show_trial(self, trial: TrialInfo | None) -> None:
         if trial is not None:
             self.query_one(TrialSummary).show(trial)
+            actor = self._actor()
+            if actor is not None:
+                self.query_one(IdentityPanel).show(actor, _site_codes(trial))
 
     def _show_actor(self, actor: Actor | None) -> None:
         if actor is not None:
-            self.query_one(IdentityPanel).show(actor)
+            trial = cast("TrialkitApp", self.app).trial
+            self.query_one(IdentityPanel).show(actor, _site_codes(trial))
             self.query_one(RolePanel).show(actor)
         self.refresh_bindings()
 

@@ -36,13 +36,21 @@ if TYPE_CHECKING:
 
 
 def default_labels_path(pid: str) -> str:
-    """Where the labels go unless told otherwise: the current folder."""
-    return f"labels-{pid}.pdf"
+    """Where the labels go unless told otherwise: ``labels-<PID>.pdf`` in the label folder
+    (``TRIALKIT_LABEL_DIR``, else the current folder), shown in full."""
+    from trialkit.labels import default_label_file
+
+    return str(default_label_file(pid))
 
 
 def labels_path(text: str) -> Path:
-    """A .pdf file in a folder that exists, or ValueError with the user's message."""
+    """A .pdf file in a folder that exists, or ValueError with the user's message; a
+    relative path is taken in the label folder."""
+    from trialkit.labels import label_folder
+
     path = Path(text.strip()).expanduser()
+    if not path.is_absolute():
+        path = label_folder() / path
     if path.suffix.lower() != ".pdf":
         raise ValueError(f"{text!r}: give a file name ending in .pdf")
     if path.is_dir() or not path.parent.is_dir():

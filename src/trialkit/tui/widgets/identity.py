@@ -6,17 +6,21 @@ from typing import TYPE_CHECKING
 
 from textual.widgets import Static
 
-from trialkit.domain.roles import SITE_BOUND_ROLES
-
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from trialkit.services.actor import Actor
 
 
-def describe_actor(actor: Actor) -> str:
-    """A few lines naming the user, their role and where they work."""
+def describe_actor(actor: Actor, every_site: Sequence[str] = ()) -> str:
+    """A few lines naming the user, their role and the sites they serve (``actor.scope``,
+    the one site-scope rule: a pharmacist given no site serves every site)."""
     lines = [f"[b]{actor.name}[/b]", f"Role: {actor.role.value}"]
-    if actor.role in SITE_BOUND_ROLES:
-        lines.append(f"Sites: {', '.join(sorted(actor.sites)) or 'none yet'}")
+    scope = actor.scope
+    if scope is not None:
+        lines.append(f"Sites: {', '.join(sorted(scope)) or 'none yet'}")
+    elif every_site:
+        lines.append(f"Sites: all ({', '.join(every_site)})")
     else:
         lines.append("Sites: all")
     if actor.custodian:
@@ -31,6 +35,7 @@ class IdentityPanel(Static):
         """Title the panel."""
         self.border_title = "You"
 
-    def show(self, actor: Actor) -> None:
-        """Describe this user."""
-        self.update(describe_actor(actor))
+    def show(self, actor: Actor, every_site: Sequence[str] = ()) -> None:
+        """Describe this user (``every_site``: the trial's sites, named when they serve
+        all of them)."""
+        self.update(describe_actor(actor, every_site))
