@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Engine
 from textual.message import Message
 from textual.widgets import DataTable
@@ -64,6 +66,27 @@ async def test_custodian_is_named_as_such(
         text = screen_text(app)
         assert "Role: investigator" in text
         assert "Unblinding custodian" in text
+
+
+async def test_pharmacist_home_names_the_sites_they_serve(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    """A pharmacist given sites serves those; one given none serves every site of the
+    protocol (SHS and TWH in KetHead), never "none yet"."""
+    add_user(engine, admin, clock, "phil", Role.PHARMACIST, sites=["SHS"])
+    add_user(engine, admin, clock, "pia", Role.PHARMACIST)
+    shown = {}
+    for name in ("phil", "pia"):
+        app = app_for(engine, clock)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await sign_in(pilot, name)
+            await pilot.press("escape")
+            await settle(pilot)
+            assert isinstance(app.screen, HomeScreen)
+            shown[name] = screen_text(app)
+    assert re.search(r"Sites: SHS(?![,\w])", shown["phil"])
+    assert "Sites: all (SHS, TWH)" in shown["pia"]
+    assert not any("none yet" in text for text in shown.values())
 
 
 async def test_home_never_shows_an_arm(

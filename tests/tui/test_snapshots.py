@@ -5,6 +5,8 @@ seeded lists, and label codes drawn from a fixed sequence instead of ``secrets``
 
 from __future__ import annotations
 
+import tempfile
+
 from collections.abc import Callable, Iterator
 from itertools import count
 from pathlib import Path
@@ -124,7 +126,11 @@ def test_blinded_label_preview(
     snap_compare: Callable[..., bool], pharmacy_trial: Engine, clock: SteppingClock,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # labels-<PID>.pdf is written here
+    # labels-<PID>.pdf is written to the label folder, whose full path the preview shows:
+    # a fixed one, so the snapshot does not change with pytest's temporary folder
+    folder = Path(tempfile.gettempdir()) / "trialkit-snapshot-labels"
+    folder.mkdir(exist_ok=True)
+    monkeypatch.setenv("TRIALKIT_LABEL_DIR", str(folder))
 
     async def previewed(pilot: Pilot[None]) -> None:
         await sign_in(pilot, "phil")
