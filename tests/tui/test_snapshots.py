@@ -6,7 +6,6 @@ seeded lists, and label codes drawn from a fixed sequence instead of ``secrets``
 from __future__ import annotations
 
 import tempfile
-
 from collections.abc import Callable, Iterator
 from itertools import count
 from pathlib import Path
