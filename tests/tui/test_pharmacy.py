@@ -134,6 +134,28 @@ async def test_right_password_shows_the_unblinded_panel_and_recording_empties_th
         assert table_rows(app, "#queue") == []
 
 
+async def test_a_burst_of_keys_fills_the_preparation_form_field_by_field(
+    engine: Engine, randomized: str, clock: SteppingClock, tmp_path: Path
+) -> None:
+    """Keys typed faster than the app handles them (a browser sends them in batches): each
+    Enter moves on at once, so every value lands in its own field."""
+    from textual import events
+
+    app = app_for(engine, clock)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await sign_in(pilot, "phil")
+        await open_envelope(pilot, PASSWORD)
+        assert isinstance(app.screen, PreparationScreen)
+        burst = [*"K2403-117", "enter", *"K2403-118", "enter", *"pia", "enter", *"half"]
+        for key in burst:
+            app.post_message(events.Key(key, "\r" if key == "enter" else key))
+        await settle(pilot)
+        values = {f.id: f.value for f in app.screen.query(Input)}
+        assert (values["lot-bolus"], values["lot-infusion"]) == ("K2403-117", "K2403-118")
+        assert (values["checker"], values["checker-password"]) == ("pia", "half")
+        assert values["labels-path"] == f"labels-{randomized}.pdf"
+
+
 async def test_checker_cannot_be_the_preparer(
     engine: Engine, randomized: str, clock: SteppingClock, tmp_path: Path
 ) -> None:

@@ -86,7 +86,7 @@ class ExportDialog(Dialog[bool]):
         bar.update(total=max(bar.total or 1, 1), progress=max(bar.total or 1, 1))
         self.say("")
         app = cast("TrialkitApp", self.app)
-        where = f"sent them to your browser ({path.name} and its dictionary and manifest)" \
+        where = f"and sent them to your browser ({path.name}, its dictionary and manifest)" \
             if app.ticket is not None else f"to {path}"
         self.query_one("#export-done", Static).update(Content(
             f"Wrote {result.rows} rows ({result.participants} participants) {where}."))

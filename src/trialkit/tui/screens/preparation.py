@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Grid, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
@@ -26,6 +26,7 @@ from trialkit.domain.site_time import shown
 from trialkit.labels import LabelSheet
 from trialkit.tui.commands import BACK, RECORD_PREPARATION
 from trialkit.tui.messages import ServiceFailed
+from trialkit.tui.widgets.field_form import FieldForm
 from trialkit.tui.widgets.training_banner import TrainingBanner
 
 if TYPE_CHECKING:
@@ -76,6 +77,17 @@ def instructions(d: Dispensing) -> str:
     return "\n".join(lines)
 
 
+class PreparationFields(FieldForm):
+    """The preparation's fields, label beside input: Enter and Tab move on at once, so a
+    fast typist's (or a browser's batched) keys land in the right fields; Enter in the last
+    records."""
+
+    DEFAULT_CSS = "PreparationFields { layout: grid; }"
+
+    def submit(self) -> None:
+        cast("PreparationScreen", self.screen).action_record_preparation()
+
+
 class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
     """Returns the blinded labels and where they were written, or None if left unrecorded."""
 
@@ -108,7 +120,7 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                     f"{shown(old.prepared_at)}, expires {shown(old.expires_at)}) "
                     "and its labels become void when the new one is recorded."
                 ), id="prepare-again-note")
-            with Grid(id="preparation-form"):
+            with PreparationFields(id="preparation-form"):
                 if self._again:
                     yield Label("Why again")
                     yield Input(placeholder="e.g. expired before the infusion", id="reason",
