@@ -76,6 +76,10 @@ FLOW: list[tuple[str, str | None, list[str]]] = [
     ("investigator unblinds", "iris", ["unblind", "TWH-004", "--reason", "curious",
                                        "--yes"]),
     ("admin dispenses", ADMIN, ["dispense", "TWH-003"]),
+    # the emergency-unblinding report: ivan's unblinding and the two refused attempts
+    ("unblindings", "mona", ["audit", "unblindings"]),
+    ("unblindings json", "iris", ["--json", "audit", "unblindings"]),
+    ("coordinator reads unblindings", "cora", ["audit", "unblindings"]),
     ("dispensed again", "phil", ["dispense", "TWH-001"]),
     ("own check", "phil", ["dispense", "TWH-003", *KET_LOTS, "--checked-by", "phil"]),
     ("not randomized", "phil", ["dispense", "TWH-006"]),
@@ -118,7 +122,8 @@ PERMISSION_REFUSALS = {"coordinator dispenses": "dispense.refused",
                        "coordinator reprints": "label.refused",
                        "monitor unblinds": "unblind.refused",
                        "investigator unblinds": "unblind.refused",
-                       "admin dispenses": "dispense.refused"}
+                       "admin dispenses": "dispense.refused",
+                       "coordinator reads unblindings": "report.unblinding.refused"}
 REFUSALS = set(PERMISSION_REFUSALS) | {"dispensed again", "own check", "not randomized",
                                        "labels before dispensing", "wrong checker password",
                                        "dispense expired", "infuse expired",
@@ -363,6 +368,23 @@ def test_an_emergency_unblinding_is_shown_to_the_requester_and_flagged_for_all(
     assert views["TWH-003"]["unblinded_emergency"] is True
     assert views["TWH-004"]["unblinded_emergency"] is False
     assert (views["TWH-001"]["status"], views["TWH-003"]["status"]) == ("dispensed", "randomized")
+
+
+def test_the_unblinding_report_says_who_when_why_and_never_the_arm(flow: Flow) -> None:
+    doc = json.loads(flow["unblindings json"].stdout)
+    assert [(d["participant"], d["site"], d["user"], d["role"], d["outcome"]) for d in doc] == [
+        ("TWH-003", "TWH", "ivan", "investigator", "unblinded"),
+        ("TWH-004", "TWH", "mona", "monitor", "refused"),
+        ("TWH-004", "TWH", "iris", "investigator", "refused"),
+    ]
+    assert doc[0]["reason"] == "suspected serious adverse reaction"
+    text = flow["unblindings"].stdout
+    assert "TWH-003" in text and "suspected serious adverse reaction" in text
+    assert "Emergency unblindings: 1 (participants: 1); refused attempts: 2." in text
+    for step in ("unblindings", "unblindings json"):
+        assert not ARM_WORDS.search(flow[step].stdout), step
+    assert "lacks the permission to read the audit log" in flow[
+        "coordinator reads unblindings"].stderr
 
 
 def test_blinded_people_see_the_events_but_never_an_arm(flow: Flow) -> None:

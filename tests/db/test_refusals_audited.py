@@ -36,7 +36,7 @@ from trialkit.services.lock import lock_database
 from trialkit.services.outcomes import outcomes
 from trialkit.services.pharmacy import dispense, dispense_queue
 from trialkit.services.reports import trial_status
-from trialkit.services.unblinding import unblind
+from trialkit.services.unblinding import unblind, unblinding_report
 from trialkit.services.users import list_users
 from trialkit.store.db import transaction
 from trialkit.store.models import AuditEvent
@@ -53,13 +53,16 @@ ALLOWED: dict[str, set[str]] = {
     "coordinator": {"screen", "consent", "diary", "randomize", "withdraw", "participants",
                     "status", "history", "outcomes"},
     "pharmacist": {"open envelope", "unblind", "status", "queue", "participants"},
-    "investigator": {"lock", "status", "audit log", "participants", "history", "outcomes"},
-    "monitor": {"status", "audit log", "participants", "history", "outcomes"},
-    "admin": {"users", "seal", "status", "audit log", "usage"},
+    "investigator": {"lock", "status", "audit log", "participants", "history", "outcomes",
+                     "unblinding report"},
+    "monitor": {"status", "audit log", "participants", "history", "outcomes",
+                "unblinding report"},
+    "admin": {"users", "seal", "status", "audit log", "usage", "unblinding report"},
 }
 # The use cases whose refusal for a role outside ALLOWED is a permission refusal.
 PERMISSION_BOUND = {"screen", "consent", "diary", "randomize", "withdraw", "open envelope",
-                    "unblind", "lock", "audit log", "users", "seal", "queue"}
+                    "unblind", "lock", "audit log", "users", "seal", "queue",
+                    "unblinding report"}
 
 
 def _day(clock: SteppingClock) -> DiaryDay:
@@ -88,6 +91,7 @@ USE_CASES: dict[str, UseCase] = {
     "users": lambda s, a, pid, c: list_users(s, a, clock=c),
     "seal": lambda s, a, pid, c: seal_lists(s, a, per_stratum=4, block_sizes=None, clock=c),
     "usage": lambda s, a, pid, c: stratum_usage(s, a),
+    "unblinding report": lambda s, a, pid, c: unblinding_report(s, a, clock=c),
 }
 
 

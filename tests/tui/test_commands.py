@@ -51,8 +51,8 @@ async def test_palette_on_home_offers_lock_sign_out_refresh_and_quit(
     async with app.run_test(size=(80, 24)) as pilot:
         await sign_in(pilot)
         entries = await palette_entries(pilot)
-        assert entries == ["Allocation lists", "Audit review", "Lock screen", "Quit", "Refresh",
-                           "Sign out"]
+        assert entries == ["Allocation lists", "Audit review", "Emergency unblindings",
+                           "Lock screen", "Quit", "Refresh", "Sign out"]
 
 
 async def test_palette_on_participants_offers_every_enrolment_step(

@@ -19,8 +19,10 @@ from tests.builders import consented, ready_to_randomize, seal, staff
 from tests.conftest import ADMIN, PASSWORD, SteppingClock, add_user
 from tests.conftest import sign_in as service_sign_in
 from tests.tui.conftest import app_for, press, screened, sign_in
+from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Role
 from trialkit.services.enrolment import randomize
+from trialkit.services.unblinding import unblind
 from trialkit.store.db import transaction
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
 from trialkit.tui.screens.audit_review import AuditReviewScreen
@@ -31,6 +33,7 @@ from trialkit.tui.screens.home import HomeScreen
 from trialkit.tui.screens.participants import ParticipantsScreen
 from trialkit.tui.screens.preparation import PreparationScreen
 from trialkit.tui.screens.screening import ScreeningScreen
+from trialkit.tui.screens.unblindings import UnblindingsScreen
 from trialkit.tui.widgets.criterion_row import CriterionRow
 
 
@@ -196,3 +199,26 @@ def test_audit_review(
 
     app = app_for(enrolled_trial, clock)
     assert snap_compare(app, terminal_size=(120, 36), run_before=reviewing)
+
+
+def test_unblindings(
+    snap_compare: Callable[..., bool], enrolled_trial: Engine, clock: SteppingClock
+) -> None:
+    """The emergency-unblinding report at 120x36: phil's unblinding of TWH-001 and the
+    monitor's refused attempt, without an arm."""
+    admin = service_sign_in(enrolled_trial, ADMIN, clock)
+    add_user(enrolled_trial, admin, clock, "mona", Role.MONITOR)
+    phil, mona = (service_sign_in(enrolled_trial, n, clock) for n in ("phil", "mona"))
+    with transaction(enrolled_trial) as s:
+        unblind(s, phil, "TWH-001", reason="anaphylaxis in the emergency department",
+                password=PASSWORD, clock=clock)
+    with pytest.raises(TrialkitError), transaction(enrolled_trial) as s:
+        unblind(s, mona, "TWH-001", reason="curious", password=PASSWORD, clock=clock)
+
+    async def reading(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "mona")
+        await press(pilot, "u")
+        assert isinstance(pilot.app.screen, UnblindingsScreen)
+
+    app = app_for(enrolled_trial, clock)
+    assert snap_compare(app, terminal_size=(120, 36), run_before=reading)

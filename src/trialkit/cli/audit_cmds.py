@@ -165,3 +165,33 @@ def _print_text(events: Iterator[ReviewedEvent], *, training: bool) -> None:
         typer.echo("\n".join(lines))
     if not shown:
         typer.echo("No events match.")
+
+
+@app.command("unblindings")
+def unblindings(ctx: typer.Context) -> None:
+    """Every emergency unblinding and refused attempt: who, when, why and which participant
+    (monitor, admin, investigator). Never the arm, whoever asks."""
+    from trialkit.domain.site_time import shown
+    from trialkit.domain.text import printable as p
+    from trialkit.services.unblinding import unblinding_report, unblinding_summary
+
+    c = cli(ctx)
+    actor = c.actor()
+    with c.write() as s:  # a refusal is recorded in the audit trail
+        entries = unblinding_report(s, actor, clock=c.clock())
+    doc = [{"seq": e.seq, "participant": e.participant_id, "site": e.site,
+            "at": e.at.isoformat(), "at_site": shown(e.at_site), "user": e.user,
+            "role": e.role, "outcome": "refused" if e.refused else "unblinded",
+            "reason": e.reason} for e in entries]
+
+    def text() -> str:
+        lines = []
+        for e in entries:
+            outcome = "REFUSED  " if e.refused else "unblinded"
+            lines.append(f"{e.seq:>6} {shown(e.at_site):<22} {p(e.participant_id):<9} "
+                         f"{p(e.site):<5} {outcome} by {p(e.user)} ({p(e.role)}): "
+                         f"{p(e.reason)}")
+        lines.append(unblinding_summary(entries))
+        return "\n".join(lines)
+
+    c.emit(doc, text)

@@ -85,3 +85,68 @@ def unblind(
         reason=why,
         record=record,
     )
+
+
+# --- the emergency-unblinding report (monitor, investigator, admin; never an arm) --------------
+
+
+@dataclass(frozen=True)
+class UnblindingEntry:
+    """One emergency unblinding, or a refused attempt, as the audit trail holds it: who,
+    when, why and which participant. It holds no arm: the report is for blinded readers."""
+
+    seq: int
+    participant_id: str
+    site: str
+    at: datetime  # UTC
+    at_site: datetime  # the same moment in the site's zone
+    user: str
+    role: str
+    reason: str
+    refused: bool
+
+
+UNBLIND_ACTION = "participant.unblind"
+# Refusals: for lack of the permission (the pharmacy's check) and any other (a wrong password,
+# a participant not randomized, the database locked).
+REFUSED_ACTIONS = ("unblind.refused", f"{UNBLIND_ACTION}.refused")
+
+
+@audits_refusals("report.unblinding", entity="trial")
+def unblinding_report(session: Session, actor: Actor, *, clock: Clock) -> list[UnblindingEntry]:
+    """Every emergency unblinding and refused attempt, oldest first (whoever may read the
+    audit trail; blinded: the arm is never in the trail, and never here). ``clock`` times
+    a refusal's audit event (a training trial's stated time)."""
+    from sqlmodel import col, select
+
+    from trialkit.services.actor import require
+    from trialkit.store.models import AuditEvent, Participant
+
+    require(actor, Permission.READ_AUDIT)
+    protocol = stored_protocol(session)
+    stmt = (select(AuditEvent)
+            .where(col(AuditEvent.action).in_((UNBLIND_ACTION, *REFUSED_ACTIONS)))
+            .order_by(col(AuditEvent.seq)))
+    events = list(session.exec(stmt))
+    ids = {e.entity_id for e in events}
+    found = session.exec(select(Participant.id, Participant.site_code)
+                         .where(col(Participant.id).in_(ids))) if ids else ()
+    sites = {pid: site for pid, site in found}
+    out = []
+    for e in events:
+        site = sites.get(e.entity_id, "")
+        local = protocol.site_time(site).local(e.at) if site else e.at
+        refused = e.action != UNBLIND_ACTION
+        out.append(UnblindingEntry(e.seq, e.entity_id, site, e.at, local, e.user_name, e.role,
+                                   e.reason or "", refused))
+    return out
+
+
+def unblinding_summary(entries: list[UnblindingEntry]) -> str:
+    """The report in one line: unblindings, participants, refused attempts."""
+    if not entries:
+        return "No emergency unblinding has been done or attempted."
+    done = sum(1 for e in entries if not e.refused)
+    people = len({e.participant_id for e in entries if not e.refused})
+    return (f"Emergency unblindings: {done} (participants: {people}); refused attempts: "
+            f"{len(entries) - done}. The arm is never shown here.")

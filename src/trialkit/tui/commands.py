@@ -246,6 +246,13 @@ AUDIT_VERIFY = Command(
     footer="Verify",
 )
 
+# The emergency-unblinding report (monitor, admin, investigator): never an arm.
+UNBLINDINGS = Command(
+    "unblindings", "Emergency unblindings",
+    "Who unblinded which participant, when and why (never the arm); refused attempts too",
+    "u", "open_unblindings", show=False,  # the role panel names it: 80 columns are full
+)
+
 # Dialogs.
 CANCEL = Command("cancel", "Cancel", "Close this dialog without doing anything", "escape", "cancel")
 
@@ -260,7 +267,7 @@ ALL_COMMANDS: dict[str, Command] = {
         PREPARE_AGAIN, REPRINT_LABELS, EMERGENCY_UNBLIND, OPEN_DIARY, DIARY_NONE, DIARY_MILD,
         DIARY_MODERATE, DIARY_SEVERE, DIARY_ACUTE, DIARY_RECORD, DIARY_HISTORY, NEXT_WINDOW,
         PREVIOUS_WINDOW, DASHBOARD, LOCK_DATABASE, EXPORT_DATA, CUSTODIANS, APPROVE_CUSTODIAN,
-        AUDIT_REVIEW, AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS, AUDIT_VERIFY,
+        AUDIT_REVIEW, AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS, AUDIT_VERIFY, UNBLINDINGS,
     )
 }
 

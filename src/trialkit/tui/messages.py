@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from trialkit.services.pharmacy import Dispensing, QueueEntry
     from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
+    from trialkit.services.unblinding import UnblindingEntry
     from trialkit.store.heading import TrialHeading
     from trialkit.tui.trial_db import DiaryView, SignIn
 
@@ -204,3 +205,11 @@ class DatabaseLocked(Message):
     def __init__(self, result: LockResult) -> None:
         super().__init__()
         self.result = result
+
+
+class UnblindingsLoaded(Message):
+    """The emergency-unblinding report was read (never an arm)."""
+
+    def __init__(self, entries: list[UnblindingEntry]) -> None:
+        super().__init__()
+        self.entries = entries

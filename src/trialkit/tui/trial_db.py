@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from trialkit.services.pharmacy import Dispensing, QueueEntry
     from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
-    from trialkit.services.unblinding import Unblinding
+    from trialkit.services.unblinding import Unblinding, UnblindingEntry
     from trialkit.services.users import NewAccount
     from trialkit.store.heading import TrialHeading
 
@@ -429,6 +429,15 @@ class TrialDatabase:
 
         with _driver_errors(self.label), read_only(self.engine) as session:
             return trial_status(session, actor, clock=self.clock)
+
+    def unblindings(self, actor: Actor) -> list[UnblindingEntry]:
+        """Every emergency unblinding and refused attempt (who, when, why; never the arm)."""
+        from trialkit.services.unblinding import unblinding_report
+        from trialkit.store.db import transaction
+
+        # A transaction, not read-only: a refusal is recorded in the audit trail.
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return unblinding_report(session, actor, clock=self.clock)
 
     def lock(self, actor: Actor) -> LockResult:
         """Lock the database (audited; once)."""

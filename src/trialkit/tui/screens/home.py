@@ -19,6 +19,7 @@ from trialkit.tui.commands import (
     DISPENSE_QUEUE,
     PARTICIPANTS,
     REFRESH,
+    UNBLINDINGS,
 )
 from trialkit.tui.messages import ServiceFailed, TrialLoaded
 from trialkit.tui.trial_db import TrialDatabase
@@ -43,7 +44,8 @@ class HomeScreen(Screen[None]):
 
     BINDINGS = [
         PARTICIPANTS.binding(), ALLOCATION_LISTS.binding(), DISPENSE_QUEUE.binding(),
-        DASHBOARD.binding(), CUSTODIANS.binding(), AUDIT_REVIEW.binding(), REFRESH.binding(),
+        DASHBOARD.binding(), CUSTODIANS.binding(), AUDIT_REVIEW.binding(), UNBLINDINGS.binding(),
+        REFRESH.binding(),
     ]
 
     def __init__(self, db: TrialDatabase) -> None:
@@ -88,7 +90,7 @@ class HomeScreen(Screen[None]):
         opens = {
             c.action: c
             for c in (PARTICIPANTS, ALLOCATION_LISTS, DISPENSE_QUEUE, DASHBOARD, CUSTODIANS,
-                      AUDIT_REVIEW)
+                      AUDIT_REVIEW, UNBLINDINGS)
         }
         if action not in opens:
             return True
@@ -146,6 +148,14 @@ class HomeScreen(Screen[None]):
         if actor is not None:
             sites = tuple(s.code for s in trial.sites) if trial else ()
             self.app.push_screen(AuditReviewScreen(self._db, actor, sites))
+
+    def action_open_unblindings(self) -> None:
+        """Who unblinded whom, when and why; never the arm (blinded readers)."""
+        from trialkit.tui.screens.unblindings import UnblindingsScreen
+
+        actor = self._actor()
+        if actor is not None:
+            self.app.push_screen(UnblindingsScreen(self._db, actor))
 
     def action_refresh(self) -> None:
         """Read the trial again (in a worker)."""

@@ -18,6 +18,7 @@ from trialkit.tui.commands import (
     DASHBOARD,
     DISPENSE_QUEUE,
     PARTICIPANTS,
+    UNBLINDINGS,
     Command,
 )
 
@@ -35,13 +36,13 @@ ROLE_WORKSPACE: dict[Role, str] = {
 
 # The screens each role can open from home, first the role's own workspace if it exists.
 ROLE_SCREENS: dict[Role, tuple[Command, ...]] = {
-    Role.ADMIN: (ALLOCATION_LISTS, AUDIT_REVIEW),
+    Role.ADMIN: (ALLOCATION_LISTS, AUDIT_REVIEW, UNBLINDINGS),
     Role.COORDINATOR: (PARTICIPANTS,),
     Role.PHARMACIST: (DISPENSE_QUEUE, PARTICIPANTS, CUSTODIANS),
-    Role.INVESTIGATOR: (DASHBOARD, PARTICIPANTS, CUSTODIANS, AUDIT_REVIEW),
+    Role.INVESTIGATOR: (DASHBOARD, PARTICIPANTS, CUSTODIANS, AUDIT_REVIEW, UNBLINDINGS),
     # The monitor reads: the audit trail, the status (the dashboard shows no lock or export
     # to those not allowed them) and the participants (no enrolment step is offered).
-    Role.MONITOR: (AUDIT_REVIEW, DASHBOARD, PARTICIPANTS),
+    Role.MONITOR: (AUDIT_REVIEW, DASHBOARD, PARTICIPANTS, UNBLINDINGS),
 }
 # Roles whose workspace is the screen they open (the others still wait for theirs).
 WORKSPACE_READY = frozenset(
