@@ -120,7 +120,8 @@ def test_lock_with_yes_locks_without_a_terminal(trial: tuple[Path, Engine]) -> N
     run = trialkit("lock", "--yes", db=path, cwd=path.parent, user=INVESTIGATOR)
     assert run.code == 0, run.err
     assert locked_at(engine) is not None
-    assert state_of(engine).actions[-2:] == ["login", "trial.lock"]
+    assert state_of(engine).actions[-3:] == ["login", "trial.lock", "audit.checkpoint"]
+    assert (path.parent / "kethead-lock.checkpoint.json").is_file()  # in the current folder
 
 
 def test_without_a_terminal_an_emergency_unblinding_needs_yes(

@@ -54,7 +54,7 @@ def flow_steps(today: str) -> list[tuple[str, str | None, list[str]]]:
          ["export", "outcomes", "--out", "FILE/early.csv", "--unblinded"]),
         ("coordinator locks", "cora", ["lock", "--yes"]),
         # the lock
-        ("lock", "iris", ["lock", "--yes"]),
+        ("lock", "iris", ["lock", "--yes", "--checkpoint", "FILE/lock.checkpoint.json"]),
         ("lock again", "ivan", ["lock", "--yes"]),
         ("consent after lock", "cora",
          ["consent", "TWH-006", "--date", today, "--form-version", "2.0"]),
@@ -210,7 +210,8 @@ def test_the_blinded_exports_have_their_columns_dictionary_and_manifest(flow: Fl
     assert [Path(f["path"]).name for f in doc["files"]] == [
         "diary.csv", "diary.dictionary.csv", "diary.manifest.json"]
     assert tuple(flow.csv("diary.csv")[0]) == DIARY_COLUMNS
-    assert flow["export outcomes"].new_events == ("login", "export.outcomes")
+    assert flow["export outcomes"].new_events == ("login", "export.outcomes",
+                                                  "audit.checkpoint")
     for name in ("outcomes.csv", "diary.csv"):
         assert not arm_words((flow.folder / name).read_text()), name
 
@@ -224,7 +225,8 @@ def test_the_participants_export_has_each_screened_person_blinded(flow: Flow) ->
     assert (flow.folder / "participants.dictionary.csv").is_file()
     assert (flow.folder / "participants.manifest.json").is_file()
     assert not arm_words((flow.folder / "participants.csv").read_text())
-    assert flow["export participants"].new_events == ("login", "export.participants")
+    assert flow["export participants"].new_events == ("login", "export.participants",
+                                                      "audit.checkpoint")
     assert flow["participants unblinded"].stderr.startswith(
         "Error: the participants export is always blinded")
     assert not (flow.folder / "pu.csv").exists()
@@ -232,16 +234,40 @@ def test_the_participants_export_has_each_screened_person_blinded(flow: Flow) ->
 
 def test_the_lock_is_audited_and_the_custodian_then_exports_the_arm(flow: Flow) -> None:
     assert flow.out("lock").startswith("Locked KETHEAD on ")
-    assert flow["lock"].new_events == ("login", "trial.lock")
+    assert flow["lock"].new_events == ("login", "trial.lock", "audit.checkpoint")
     assert "UNBLINDED (with arm) outcomes export" in flow.out("unblinded")
     rows = flow.csv("unblinded.csv")
     assert list(rows[0])[-1] == "arm"
     assert {(r["participant_id"], r["arm"]) for r in rows} == {
         (pid, ARMS[pid]) for pid in RANDOMIZED}
     events = flow["unblinded"].new_events
-    assert events[0] == "login" and events[-1] == "export.outcomes"
-    assert events[1:-1] == ("envelope.open",) * len(RANDOMIZED)
+    assert events[0] == "login" and events[-2:] == ("export.outcomes", "audit.checkpoint")
+    assert events[1:-2] == ("envelope.open",) * len(RANDOMIZED)
     assert flow.out("audit verify").splitlines()[-1].startswith("OK:")
+
+
+def test_every_export_and_the_lock_leave_a_signed_checkpoint_beside_them(flow: Flow) -> None:
+    """Each export names its checkpoint (NAME.checkpoint.json) and so does the lock; each
+    holds against the trail, signed by whoever exported or locked, and says no arm."""
+    assert flow.out("export outcomes").rstrip().endswith(
+        f"Signed checkpoint of the audit trail: {flow.folder}/outcomes.checkpoint.json "
+        "(keep it outside the database)")
+    assert json.loads(flow["export diary json"].stdout)["checkpoint"] == str(
+        flow.folder / "diary.checkpoint.json")
+    assert f"{flow.folder}/lock.checkpoint.json" in flow.out("lock")
+    files = {"outcomes": "ivan", "diary": "ivan", "participants": "ivan", "lock": "iris",
+             "unblinded": "ivan"}
+    args = ["audit", "verify"]
+    for name, signer in files.items():
+        doc = json.loads((flow.folder / f"{name}.checkpoint.json").read_text())
+        assert (doc["signer"], doc["trial"]) == (signer, "KETHEAD")
+        assert not arm_words(json.dumps(doc)), name
+        args += ["--checkpoint", str(flow.folder / f"{name}.checkpoint.json")]
+    for name in ("cora", "early", "iris"):  # refused exports leave none
+        assert not (flow.folder / f"{name}.checkpoint.json").exists()
+    code, out, err = invoke(flow.url, None, args, "2030-01-01T00:00:00Z")
+    assert code == 0, err
+    assert out.count(": holds (") == len(files)
 
 
 def python_m_trialkit(flow: Flow, who: str, args: list[str]) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""``trialkit audit verify|log``."""
+"""``trialkit audit verify|log|checkpoint``."""
 
 from __future__ import annotations
 
@@ -35,20 +35,31 @@ def verify(
         typer.Option("--read-only", help="Open the database for reading only (a copy, a "
                      "replica); so does a URL like file:copy.db?mode=ro"),
     ] = False,
+    checkpoints: Annotated[
+        list[str] | None,
+        typer.Option("--checkpoint", help="A signed checkpoint file kept outside the "
+                     "database (audit checkpoint, exports, the lock): check the trail still "
+                     "holds what it signed; give it once per file"),
+    ] = None,
 ) -> None:
     """Recompute the hash chain and compare stored data with the audited state.
     Prints OK, or the first broken event and why (exit 1). Verifying writes nothing and
-    needs no sign-in: anyone holding a copy can check it."""
+    needs no sign-in: anyone holding a copy can check it. With --checkpoint FILE: nothing
+    the checkpoint counted was removed or rewritten, and its signature and signer's key
+    hold."""
     from rich.progress import Progress
 
     from trialkit.domain.errors import IntegrityFailure
+    from trialkit.services.checkpoints import check_checkpoint, read_checkpoint
     from trialkit.services.integrity import verify as run_verify
 
     c = cli(ctx)
     c.read_only = read_only
+    files = [(where, read_checkpoint(where)) for where in checkpoints or []]  # bad input first
     c.trial()
     with c.read() as s, Progress(transient=True,
                                  disable=c.json or not sys.stdout.isatty()) as bar:
+        held = [check_checkpoint(s, cp, where) for where, cp in files]
         task = bar.add_task("Verifying", total=None)
         report = run_verify(
             s, expected_head=head,
@@ -58,9 +69,50 @@ def verify(
         details = {"ok": False, "events": report.events, "first_bad_event": report.bad_seq,
                    "problem": report.problem}
         raise IntegrityFailure(f"verification failed: {report.problem}", details=details)
+    from trialkit.domain.text import printable as p
+
+    lines = [f"OK: {report.events} events, chain head {report.head[:16]}"]
+    for h in held:
+        cp = h.checkpoint
+        lines.append(f"  checkpoint {p(h.where)}: holds ({cp.events} events, signed by "
+                     f"{p(cp.signer)} on {cp.at:%Y-%m-%d %H:%M:%S} UTC)")
+        if h.note:
+            lines.append(f"    note: {p(h.note)}")
     c.emit(
-        {"ok": True, "events": report.events, "head": report.head},
-        f"OK: {report.events} events, chain head {report.head[:16]}",
+        {"ok": True, "events": report.events, "head": report.head,
+         "checkpoints": [{"file": h.where, "events": h.checkpoint.events,
+                          "head": h.checkpoint.head, "signer": h.checkpoint.signer,
+                          "at": h.checkpoint.at.isoformat(), "note": h.note} for h in held]},
+        "\n".join(lines),
+    )
+
+
+@app.command("checkpoint")
+def checkpoint(
+    ctx: typer.Context,
+    out: Annotated[str, typer.Option("--out", help="The file to write, e.g. "
+                                     "kethead-2026-03-02.checkpoint.json (never overwritten)")],
+) -> None:
+    """Write a signed checkpoint of the audit trail (any signed-in user): the number of
+    events, the last one's hash, the time, the trial and your name and public key, signed
+    with your own key. Keep it outside the database (mail it, print it, file it): later,
+    `audit verify --checkpoint FILE` proves nothing it counted was removed or rewritten.
+    Audited (audit.checkpoint); it says nothing about arms."""
+    from trialkit.domain.credentials import key_fingerprint
+    from trialkit.services.checkpoints import checkpoint_path, save_checkpoint, write_checkpoint
+
+    c = cli(ctx)
+    path = checkpoint_path(out)
+    actor = c.actor()
+    with c.write() as s:
+        cp = write_checkpoint(s, actor, password=c.password(), clock=c.clock())
+    save_checkpoint(cp, path)
+    c.emit(
+        {"checkpoint": str(path), "events": cp.events, "head": cp.head,
+         "at": cp.at.isoformat(), "signer": cp.signer, "public_key": cp.public_key},
+        f"Checkpoint written to {path}: {cp.events} events, head {cp.head[:16]}, signed by "
+        f"{cp.signer} (key {key_fingerprint(bytes.fromhex(cp.public_key))}). Keep it outside "
+        "the database; check it with `trialkit audit verify --checkpoint FILE`.",
     )
 
 

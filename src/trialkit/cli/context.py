@@ -93,6 +93,7 @@ class Cli:
     _engine: Engine | None = field(default=None, repr=False)
     _clock: Clock | None = field(default=None, repr=False)
     _info: TrialInfo | None = field(default=None, repr=False)
+    _password: str | None = field(default=None, repr=False)
 
     def engine(self, *, must_exist: bool = True, check_schema: bool = True) -> Engine:
         """The trial database, checked to be reachable and of this trialkit's schema."""
@@ -144,7 +145,14 @@ class Cli:
         password = ask_secret(f"Password for {name}: ", "TRIALKIT_PASSWORD")
         clock = self.clock()
         with transaction(self.engine()) as s:
-            return login(s, name, password, clock=clock)
+            actor = login(s, name, password, clock=clock)
+        self._password = password  # to unlock the signing key (a signed checkpoint)
+        return actor
+
+    def password(self) -> str:
+        """The password the acting user signed in with (after :meth:`actor`)."""
+        assert self._password is not None, "sign in first"
+        return self._password
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -173,20 +173,29 @@ def status(
 def lock(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", help=YES_HELP)] = False,
+    checkpoint_out: Annotated[str | None, typer.Option(
+        "--checkpoint", help="Where the signed checkpoint of the locked trail goes (default "
+        "TRIAL-lock.checkpoint.json in this folder; never overwritten)")] = None,
 ) -> None:
     """Lock the database (investigator): from now on no clinical data can change, and the
     unblinded export becomes possible. Cannot be undone: asks at a terminal, and needs
-    --yes without one; audited."""
+    --yes without one; audited. Writes a signed checkpoint of the audit trail as locked
+    (keep it outside the database: `audit verify --checkpoint FILE`)."""
+    from trialkit.services.checkpoints import checkpoint_path, save_checkpoint, write_checkpoint
     from trialkit.services.lock import lock_database
 
     c = cli(ctx)
     info = c.trial()
+    path = checkpoint_path(checkpoint_out or f"{info.trial_code.lower()}-lock.checkpoint.json")
     confirm_irreversible(
         f"Lock {info.trial_code} now? No clinical data can change after this, and it "
         "cannot be undone", yes=yes, what="the database lock")
     actor = c.actor()
     with c.write() as s:
         r = lock_database(s, actor, clock=c.clock())
+        cp = write_checkpoint(s, actor, password=c.password(), clock=c.clock(),
+                              purpose="database lock")
+    save_checkpoint(cp, path)
     c.emit(
         {
             "trial": r.trial_code,
@@ -195,18 +204,22 @@ def lock(
             "participants": r.participants,
             "randomized": r.randomized,
             "diary_days": r.diary_days,
+            "checkpoint": str(path),
         },
         f"Locked {r.trial_code} on {shown(r.locked_at)} by {r.locked_by}: no "
         f"clinical data can change from now on ({r.participants} participants screened, "
-        f"{r.randomized} randomized, {r.diary_days} diary days).",
+        f"{r.randomized} randomized, {r.diary_days} diary days).\n"
+        f"Signed checkpoint of the audit trail ({cp.events} events): {path} — keep it "
+        "outside the database.",
     )
 
 
 # --- export ------------------------------------------------------------------------------------
 
 
-def _export_doc(r: "ExportResult") -> dict[str, Any]:
+def _export_doc(r: "ExportResult", checkpoint: Path) -> dict[str, Any]:
     return {
+        "checkpoint": str(checkpoint),
         "export": r.kind,
         "blinded": r.blinded,
         "rows": r.rows,
@@ -216,12 +229,14 @@ def _export_doc(r: "ExportResult") -> dict[str, Any]:
     }
 
 
-def _export_text(r: "ExportResult") -> str:
+def _export_text(r: "ExportResult", checkpoint: Path) -> str:
     kind = "BLINDED" if r.blinded else "UNBLINDED (with arm)"
     lines = [f"{kind} {r.kind} export: {r.rows} rows, {r.participants} participants, as of "
              f"{r.as_of}"]
     lines += [f"  {f.path}  sha256 {f.sha256}" for f in r.files]
     lines.append("Audited with these checksums.")
+    lines.append(f"Signed checkpoint of the audit trail: {checkpoint} (keep it outside the "
+                 "database)")
     return "\n".join(lines)
 
 
@@ -241,6 +256,7 @@ def export(
     from rich.progress import Progress
 
     from trialkit.domain.roles import Permission
+    from trialkit.services.checkpoints import beside, save_checkpoint, write_checkpoint
     from trialkit.services.export import ExportFiles, check_kind, export_snapshot
 
     c = cli(ctx)
@@ -262,4 +278,9 @@ def export(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         files.publish()
-    c.emit(_export_doc(r), lambda: _export_text(r))
+    path = beside(files.data)
+    with c.write() as s:
+        cp = write_checkpoint(s, actor, password=c.password(), clock=c.clock(),
+                              purpose=f"{kind} export")
+    save_checkpoint(cp, path)
+    c.emit(_export_doc(r, path), lambda: _export_text(r, path))
