@@ -39,7 +39,7 @@ from trialkit.domain.sealing import (
 )
 from trialkit.domain.site_time import SiteTime
 from trialkit.domain.strata import stratum_code
-from trialkit.services import audit
+from trialkit.services import audit, outcome_summary
 from trialkit.services.actor import Actor
 from trialkit.services.custody import custodian_private_key
 from trialkit.services.diary_audit import batch_reason, batch_snapshot, diary_snapshot, utc_text
@@ -547,6 +547,7 @@ def store_population(session: Session, story: _Story, *, actors: dict[str, Actor
     for p in plans:
         diaries.add(p, today)
     diaries.flush()
+    outcome_summary.rebuild(session)  # what the status counts, from the stored diaries
     _prepare(session, story, plans, password, lots, pharmacist, checker)
     story.events.sort(key=lambda e: (e[0], e[1]))
     events = audit.record_dated(session, [(at, who, change) for at, _i, who, change

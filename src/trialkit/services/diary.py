@@ -34,7 +34,7 @@ from trialkit.domain.protocol import Diary
 from trialkit.domain.roles import Permission
 from trialkit.domain.site_time import SiteTime
 from trialkit.domain.text import REASON_MAX, optional_text
-from trialkit.services import audit
+from trialkit.services import audit, outcome_summary
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary_audit import BATCH_MARK, diary_snapshot
 from trialkit.services.enrolment import (
@@ -185,6 +185,7 @@ def record_day(
         session.add(current)
     session.add(entry)
     session.flush()
+    outcome_summary.refresh(session, [p.id])  # what the status counts, in this transaction
     audit.record(
         session,
         actor,
@@ -346,6 +347,7 @@ def infuse(
     p.infusion_date = on.isoformat()
     session.add(p)
     session.flush()
+    outcome_summary.refresh(session, [p.id])  # the windows after the infusion have dates now
     audit.record(
         session,
         actor,

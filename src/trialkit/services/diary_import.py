@@ -33,7 +33,7 @@ from trialkit.domain.participant_status import keeps_diary
 from trialkit.domain.protocol import Diary, Protocol
 from trialkit.domain.roles import Permission
 from trialkit.domain.text import plain_text
-from trialkit.services import audit
+from trialkit.services import audit, outcome_summary
 from trialkit.services.actor import Actor, require
 from trialkit.services.diary import (
     anchors_of,
@@ -347,6 +347,7 @@ def _store_batch(session: Session, actor: Actor, rows: Sequence[BatchRow], *, ba
              "severity": severity, "duration_hours": hours, "acute_medication": acute,
              "recorded_by": by, "recorded_at": now, "reason": reason, "current": True}
             for pid, day, headache, severity, hours, acute in rows])
+        outcome_summary.refresh(session, {row[0] for row in rows})
     audit.record(
         session,
         actor,

@@ -29,7 +29,7 @@ from trialkit.domain.participant_status import status_of as participant_status
 from trialkit.domain.roles import Permission
 from trialkit.domain.strata import parse_factor_values, stratum_code
 from trialkit.domain.text import REASON_MAX, plain_text
-from trialkit.services import audit
+from trialkit.services import audit, outcome_summary
 from trialkit.services.actor import Actor, require, require_site
 from trialkit.services.allocation import claim_next
 from trialkit.services.refusals import audits_refusals
@@ -243,6 +243,7 @@ def _change(
 ) -> ParticipantView:
     session.add(p)
     session.flush()
+    outcome_summary.refresh(session, [p.id])  # what the status counts, in this transaction
     audit.record(
         session,
         actor,

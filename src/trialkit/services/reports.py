@@ -18,8 +18,10 @@ Definitions made here once (the protocol is silent on them):
   so many are missing that the window can no longer reach the protocol's minimum for
   proration (the primary outcome would be missing).
 
-Outcomes come from ``domain.diary.derive_outcomes`` through ``export.stream_outcomes``, a
-batch of participants at a time, so the report needs bounded memory at any trial size.
+Outcomes come from ``domain.diary.derive_outcomes``, kept per participant and window in the
+database (``services.outcome_summary``) whenever a diary day, randomization, infusion or
+withdrawal changes them; the report counts them there with aggregate queries, so its cost
+does not grow with the number of diary rows.
 """
 
 from __future__ import annotations
@@ -27,23 +29,22 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import astuple, dataclass
+from datetime import date, datetime
 
 from sqlalchemy import func
 from sqlalchemy import select as select_columns
 from sqlalchemy.orm import Mapped
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from trialkit.domain.clock import Clock
-from trialkit.domain.diary import WindowOutcome
 from trialkit.domain.participant_status import Facts, Flow, flow
 from trialkit.domain.protocol import Diary, Protocol
 from trialkit.domain.roles import Permission, Role
 from trialkit.domain.strata import all_strata
+from trialkit.services import outcome_summary
 from trialkit.services.actor import Actor, require
 from trialkit.services.allocation import StratumUse, stratum_usage
-from trialkit.services.export import OutcomeRecord, stream_outcomes
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import get_trial, stored_protocol
 from trialkit.store.models import Participant, Preparation
@@ -198,91 +199,53 @@ def _strata(session: Session, protocol: Protocol) -> tuple[Enrolment, ...]:
 
 def _ineligible_by_criterion(session: Session, protocol: Protocol) -> tuple[tuple[str, int], ...]:
     failed: Counter[str] = Counter()
-    stmt = select(Participant.failed_json).where(col(Participant.eligible).is_(False))
-    for text in session.exec(stmt.execution_options(yield_per=1000)):
-        failed.update(json.loads(text))
+    stmt = (select_columns(col(Participant.failed_json), func.count())
+            .where(col(Participant.eligible).is_(False)).group_by(col(Participant.failed_json)))
+    for text, n in session.execute(stmt):  # a row per combination of failed criteria
+        for cid in json.loads(text):
+            failed[cid] += n
     order = [c.id for c in protocol.eligibility.criteria]
     known = [(cid, failed[cid]) for cid in order if failed[cid]]
     others = sorted((cid, n) for cid, n in failed.items() if cid not in order)
     return tuple(known + others)
 
 
-# --- what the outcomes say ---------------------------------------------------------------------
+# --- what the diaries say (counted in the database: services.outcome_summary) -------------------
 
 
-class _Tally:
-    """Everything the status needs from each randomized participant's outcomes, gathered in
-    one pass over the stream."""
-
-    def __init__(self, actor: Actor, rules: Diary) -> None:
-        self.rules = rules
-        self.sites = actor.scope
-        self.windows = {w.code: [0, 0, 0, 0, 0] for w in rules.windows}
-        self.completed = self.analysed = 0
-        self.randomized_on: Counter[tuple[date, str]] = Counter()
-        self.overdue: list[Overdue] = []
-
-    def add(self, r: OutcomeRecord) -> None:
-        p = r.participant
-        self.randomized_on[(r.randomized_on, p.site_code)] += 1
-        for w in r.windows:
-            self._window(w, r.today)
-            if w.primary:
-                self._primary(r, w)
-        self._overdue(r)
-
-    def _window(self, w: WindowOutcome, today: date) -> None:
-        counts = self.windows[w.window]
-        if w.days_expected:
-            counts[0] += 1
-            counts[1] += w.days_expected
-            counts[2] += min(w.days_recorded, w.days_expected)
-        if w.end is not None and w.end < today:
-            counts[3] += 1
-        counts[4] += w.headache_days_28 is not None
-
-    def _primary(self, r: OutcomeRecord, w: WindowOutcome) -> None:
-        over = w.end is not None and w.end < r.today
-        left = r.withdrawn_on
-        stayed = left is None or (w.end is not None and left >= w.end)
-        self.completed += over and stayed
-        self.analysed += w.headache_days_28 is not None
-
-    def _overdue(self, r: OutcomeRecord) -> None:
-        p = r.participant
-        if p.withdrawn_at is not None or p.infusion_date is None:
-            return
-        if self.sites is not None and p.site_code not in self.sites:
-            return
-        yesterday = r.today - timedelta(days=1)
-        for w in r.windows:
-            if w.start is None or w.end is None or w.window == self.rules.baseline_window.code:
-                continue
-            missing = w.days_expected - w.days_recorded
-            if w.start <= yesterday <= w.end and missing > 0:
-                length = (w.end - w.start).days + 1
-                at_risk = length - missing < self.rules.proration_min_days
-                self.overdue.append(Overdue(p.id, p.site_code, w.window, missing,
-                                            r.last_recorded, at_risk))
-
-    def completeness(self) -> tuple[WindowCompleteness, ...]:
-        return tuple(WindowCompleteness(w.code, w.primary, *self.windows[w.code])
-                     for w in self.rules.windows)
-
-    def curve(self, site_codes: Iterable[str]) -> tuple[CurvePoint, ...]:
-        codes = list(site_codes)
-        running = dict.fromkeys(codes, 0)
-        points: list[CurvePoint] = []
-        for day in sorted({d for d, _site in self.randomized_on}):
-            for site in codes:
-                running[site] += self.randomized_on[(day, site)]
-            points.append(CurvePoint(day, sum(running.values()),
-                                     tuple((s, running[s]) for s in codes)))
-        return tuple(points)
+def _completeness(session: Session, rules: Diary, today: dict[str, date]
+                  ) -> tuple[WindowCompleteness, ...]:
+    counts = outcome_summary.window_counts(session, today)
+    empty = outcome_summary.WindowCounts(0, 0, 0, 0, 0)
+    return tuple(WindowCompleteness(w.code, w.primary, *astuple(counts.get(w.code, empty)))
+                 for w in rules.windows)
 
 
-def _consort(session: Session, protocol: Protocol, tally: _Tally) -> Consort:
+def _overdue(session: Session, actor: Actor, rules: Diary, today: dict[str, date]
+             ) -> list[Overdue]:
+    return [Overdue(b.participant_id, b.site_code, b.window, b.missing_days, b.last_recorded,
+                    b.length - b.missing_days < rules.proration_min_days)
+            for b in outcome_summary.overdue_rows(session, today, actor.scope)]
+
+
+def _curve(session: Session, site_codes: Iterable[str]) -> tuple[CurvePoint, ...]:
+    randomized_on: Counter[tuple[date, str]] = Counter()
+    for day, site, n in outcome_summary.randomized_per_day(session):
+        randomized_on[(day, site)] += n
+    codes = list(site_codes)
+    running = dict.fromkeys(codes, 0)
+    points: list[CurvePoint] = []
+    for day in sorted({d for d, _site in randomized_on}):
+        for site in codes:
+            running[site] += randomized_on[(day, site)]
+        points.append(CurvePoint(day, sum(running.values()),
+                                 tuple((s, running[s]) for s in codes)))
+    return tuple(points)
+
+
+def _consort(session: Session, protocol: Protocol, today: dict[str, date]) -> Consort:
     f = _flows(session, None).get("", Flow())
+    completed, analysed = outcome_summary.primary_counts(session, today)
     return Consort(
         screened=f.screened,
         ineligible=f.ineligible,
@@ -293,9 +256,9 @@ def _consort(session: Session, protocol: Protocol, tally: _Tally) -> Consort:
         withdrew_before_randomization=f.withdrew_before_randomization,
         randomized=f.randomized,
         infused=f.infused,
-        completed_primary=tally.completed,
+        completed_primary=completed,
         withdrawn=f.withdrew_after_randomization,
-        analysed=tally.analysed,
+        analysed=analysed,
         primary_window=protocol.diary.primary_window.code,
     )
 
@@ -308,13 +271,10 @@ def trial_status(session: Session, actor: Actor, *, clock: Clock) -> TrialStatus
     trial = get_trial(session)
     protocol = stored_protocol(session)
     now = clock.now()
-    tally = _Tally(actor, protocol.diary)
-    for batch in stream_outcomes(session, now=now):
-        for record in batch:
-            tally.add(record)
+    today = {code: protocol.site_time(code).today(now) for code in protocol.site_codes}
     envelopes = (tuple(stratum_usage(session, actor)) if actor.role is Role.ADMIN else None)
-    overdue = sorted(tally.overdue, key=lambda o: (not o.at_risk, -o.missing_days,
-                                                   o.participant_id))
+    overdue = sorted(_overdue(session, actor, protocol.diary, today),
+                     key=lambda o: (not o.at_risk, -o.missing_days, o.participant_id))
     return TrialStatus(
         trial_code=trial.trial_code,
         title=trial.title,
@@ -326,8 +286,8 @@ def trial_status(session: Session, actor: Actor, *, clock: Clock) -> TrialStatus
         sites=_sites(session, protocol),
         strata=_strata(session, protocol),
         envelopes=envelopes,
-        completeness=tally.completeness(),
+        completeness=_completeness(session, protocol.diary, today),
         overdue=tuple(overdue),
-        consort=_consort(session, protocol, tally),
-        curve=tally.curve(protocol.site_codes),
+        consort=_consort(session, protocol, today),
+        curve=_curve(session, protocol.site_codes),
     )

@@ -292,6 +292,34 @@ class Preparation(SQLModel, table=True):
     void_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class DiaryWindowSummary(SQLModel, table=True):
+    """What a randomized participant's diary says of one window, kept current in the same
+    transaction as every change it depends on (a diary day, randomization, infusion,
+    withdrawal) by ``services.outcome_summary``: derived, never edited, never audited (the
+    diary, the participant and their audit events are the record; the summary can be
+    rebuilt from them at any time). Dates are day numbers (``date.toordinal()``) so either
+    backend can do arithmetic on them. Blinded: nothing here depends on an arm."""
+
+    __tablename__ = "diary_window_summary"
+
+    participant_id: str = Field(
+        sa_column=Column(String(16), ForeignKey("participant.id"), primary_key=True)
+    )
+    window: str = Field(sa_column=Column(String(32), primary_key=True))
+    site_code: str = Field(sa_column=Column(String(64), nullable=False))
+    is_primary: bool
+    is_baseline: bool
+    randomized_day: int
+    start_day: int | None = None  # None while the window's anchor (the infusion) is unknown
+    end_day: int | None = None
+    since_day: int  # consent: the diary starts there
+    withdrawn_day: int | None = None
+    infused: bool
+    days_recorded: int  # from consent on, today's day included
+    prorated: bool  # the window's prorated headache days are not missing
+    last_recorded_day: int | None = None  # the participant's latest diary day (any window)
+
+
 class DiaryEntry(SQLModel, table=True):
     """One version of one participant's diary day. A correction adds a version; the latest
     is current and nothing is overwritten."""
