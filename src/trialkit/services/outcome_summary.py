@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, delete, func, insert, literal, null, true
+from sqlalchemy import Integer, and_, case, delete, func, insert, literal, true
 from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
@@ -71,6 +71,9 @@ def _rows_of(people: Sequence[Any], days: dict[str, list[DiaryDay]],
                 "randomized_day": _ord(anchors.randomized_on), "start_day": _ord(w.start),
                 "end_day": _ord(w.end), "since_day": consented.toordinal(),
                 "withdrawn_day": _ord(left), "infused": infusion is not None,
+                # the first and last day that can be expected, as of no particular today
+                "first_day": None if w.start is None else max(w.start, consented).toordinal(),
+                "last_day": None if w.end is None else min(w.end, left or w.end).toordinal(),
                 "days_recorded": w.days_recorded, "prorated": w.headache_days_28 is not None,
                 "last_recorded_day": _ord(last),
             })
@@ -137,22 +140,28 @@ def _greatest(a: Any, b: Any) -> ColumnElement[Any]:
     return case((a > b, a), else_=b)
 
 
-def _per_site(values: dict[str, date]) -> ColumnElement[Any]:
-    """A site's day number (its "yesterday"), as an SQL expression over the row's site."""
-    return case({code: literal(d.toordinal(), Integer) for code, d in values.items()},
-                value=col(S.site_code), else_=null())
-
-
-def _expected(yesterday: ColumnElement[Any], *, withdrawn: bool = True) -> ColumnElement[Any]:
+def _expected(yesterday: int) -> ColumnElement[Any]:
     """Days of the window expected so far: from consent (or the window's start, if later)
-    to yesterday (or the withdrawal date, if earlier) — ``derive_outcomes``' definition."""
-    until: ColumnElement[Any] = yesterday
-    if withdrawn:
-        until = case((col(S.withdrawn_day) < yesterday, col(S.withdrawn_day)),
-                     else_=yesterday)
-    first = _greatest(col(S.start_day), col(S.since_day))
-    last = _least(col(S.end_day), until)
-    return case((col(S.start_day).is_(None), 0), (last < first, 0), else_=last - first + 1)
+    to yesterday (or the withdrawal date, or the window's end, if earlier) —
+    ``derive_outcomes``' definition."""
+    y = literal(yesterday, Integer)
+    last = _least(col(S.last_day), y)
+    return case((col(S.first_day).is_(None), 0), (last < col(S.first_day), 0),
+                else_=last - col(S.first_day) + 1)
+
+
+def _by_yesterday(today: dict[str, date]) -> dict[int, list[str]]:
+    """The sites grouped by their "yesterday" (a day number): one query per group, with the
+    day bound as a value (most trials have one group; a trial across the date line, two)."""
+    groups: dict[int, list[str]] = {}
+    for code, d in sorted(today.items()):
+        groups.setdefault((d - timedelta(days=1)).toordinal(), []).append(code)
+    return groups
+
+
+def _of_sites(sites: list[str], today: dict[str, date]) -> ColumnElement[bool]:
+    """The rows of these sites (every row, when they are all the trial's sites)."""
+    return true() if set(sites) == set(today) else col(S.site_code).in_(sites)
 
 
 @dataclass(frozen=True)
@@ -164,40 +173,41 @@ class WindowCounts:
     prorated: int
 
 
-def _yesterdays(today: dict[str, date]) -> dict[str, date]:
-    return {code: d - timedelta(days=1) for code, d in today.items()}
-
-
 def window_counts(session: Session, today: dict[str, date]) -> dict[str, WindowCounts]:
     """Per window, over the randomized participants, as of each site's ``today``."""
-    y = _per_site(_yesterdays(today))
-    expected = _expected(y)
-    recorded = _least(col(S.days_recorded), expected)
-    over = and_(col(S.end_day).is_not(None), col(S.end_day) <= y)
-    stmt = sa_select(
-        col(S.window),
-        func.sum(case((expected > 0, 1), else_=0)),
-        func.sum(expected),
-        func.sum(recorded),
-        func.sum(case((over, 1), else_=0)),
-        func.sum(case((col(S.prorated), 1), else_=0)),
-    ).group_by(col(S.window))
-    return {str(w): WindowCounts(*(int(v or 0) for v in values))
-            for w, *values in session.connection().execute(stmt)}
+    totals: dict[str, list[int]] = {}
+    for y, sites in _by_yesterday(today).items():
+        expected = _expected(y)
+        over = and_(col(S.end_day).is_not(None), col(S.end_day) <= y)
+        stmt = sa_select(
+            col(S.window),
+            func.sum(case((expected > 0, 1), else_=0)),
+            func.sum(expected),
+            func.sum(_least(col(S.days_recorded), expected)),
+            func.sum(case((over, 1), else_=0)),
+            func.sum(case((col(S.prorated), 1), else_=0)),
+        ).where(_of_sites(sites, today)).group_by(col(S.window))
+        for w, *values in session.connection().execute(stmt):
+            counts = totals.setdefault(str(w), [0] * 5)
+            for i, v in enumerate(values):
+                counts[i] += int(v or 0)
+    return {w: WindowCounts(*counts) for w, counts in totals.items()}
 
 
 def primary_counts(session: Session, today: dict[str, date]) -> tuple[int, int]:
     """(completed, analysed) of the primary window: completed, its last date is over and the
-    participant had not withdrawn before it; analysed, its outcome is not missing."""
-    y = _per_site(_yesterdays(today))
-    over = and_(col(S.end_day).is_not(None), col(S.end_day) <= y)
-    stayed = (col(S.withdrawn_day).is_(None)) | (col(S.withdrawn_day) >= col(S.end_day))
-    stmt = sa_select(
-        func.sum(case((and_(over, stayed), 1), else_=0)),
-        func.sum(case((col(S.prorated), 1), else_=0)),
-    ).where(col(S.is_primary).is_(true()))
-    completed, analysed = session.connection().execute(stmt).one()
-    return int(completed or 0), int(analysed or 0)
+    participant had not withdrawn before it (the last day that can be expected is the
+    window's last); analysed, its outcome is not missing."""
+    completed = analysed = 0
+    for y, sites in _by_yesterday(today).items():
+        over = and_(col(S.end_day).is_not(None), col(S.end_day) <= y)
+        stmt = sa_select(
+            func.sum(case((and_(over, col(S.last_day) == col(S.end_day)), 1), else_=0)),
+            func.sum(case((col(S.prorated), 1), else_=0)),
+        ).where(col(S.is_primary).is_(true()), _of_sites(sites, today))
+        done, prorated = session.connection().execute(stmt).one()
+        completed, analysed = completed + int(done or 0), analysed + int(prorated or 0)
+    return completed, analysed
 
 
 def randomized_per_day(session: Session) -> list[tuple[date, str, int]]:
@@ -223,15 +233,17 @@ def overdue_rows(session: Session, today: dict[str, date],
                  sites: frozenset[str] | set[str] | None) -> list[Behind]:
     """Infused participants still in the trial, inside a window after the baseline, with
     fewer days recorded than days over so far."""
-    y = _per_site(_yesterdays(today))
-    missing = _expected(y, withdrawn=False) - col(S.days_recorded)
-    stmt = sa_select(col(S.participant_id), col(S.site_code), col(S.window), missing,
-                     col(S.last_recorded_day), col(S.end_day) - col(S.start_day) + 1).where(
-        col(S.infused).is_(true()), col(S.withdrawn_day).is_(None),
-        col(S.is_baseline).is_(False), col(S.start_day) <= y, y <= col(S.end_day),
-        missing > 0)
-    if sites is not None:
-        stmt = stmt.where(col(S.site_code).in_(sorted(sites)))
-    return [Behind(str(pid), str(site), str(w), int(m),
-                   None if last is None else date.fromordinal(last), int(n))
-            for pid, site, w, m, last, n in session.connection().execute(stmt)]
+    behind: list[Behind] = []
+    for y, codes in _by_yesterday(today).items():
+        if sites is not None:
+            codes = [c for c in codes if c in sites]
+        missing = _expected(y) - col(S.days_recorded)  # still in the trial: to the end
+        stmt = sa_select(col(S.participant_id), col(S.site_code), col(S.window), missing,
+                         col(S.last_recorded_day), col(S.end_day) - col(S.start_day) + 1).where(
+            col(S.site_code).in_(codes), col(S.infused).is_(true()),
+            col(S.withdrawn_day).is_(None), col(S.is_baseline).is_(False),
+            col(S.start_day) <= y, col(S.end_day) >= y, missing > 0)
+        behind += [Behind(str(pid), str(site), str(w), int(m),
+                          None if last is None else date.fromordinal(last), int(n))
+                   for pid, site, w, m, last, n in session.connection().execute(stmt)]
+    return behind

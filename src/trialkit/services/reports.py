@@ -34,7 +34,6 @@ from datetime import date, datetime
 
 from sqlalchemy import func
 from sqlalchemy import select as select_columns
-from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col
 
 from trialkit.domain.clock import Clock
@@ -152,10 +151,17 @@ class TrialStatus:
 _RANDOMIZED = col(Participant.randomization_number).is_not(None)
 
 
-def _flows(session: Session, key: Mapped[str] | None) -> dict[str, Flow]:
-    """The flow (``domain.participant_status.flow``: the one status rule) of each value of
-    ``key`` (a site or stratum code), or of the whole trial under "" (``key`` None). One
-    grouped query: a row per combination of facts, never one per participant."""
+@dataclass(frozen=True)
+class _Flows:
+    by_site: dict[str, Flow]
+    by_stratum: dict[str, Flow]
+    total: Flow
+
+
+def _flows(session: Session) -> _Flows:
+    """The flow (``domain.participant_status.flow``: the one status rule) of each site, each
+    stratum and the whole trial. One grouped query: a row per site, stratum and combination
+    of facts, never one per participant."""
     prepared = select_columns(col(Preparation.participant_id)).distinct().subquery()
     facts = (
         col(Participant.eligible).is_(True),
@@ -165,19 +171,23 @@ def _flows(session: Session, key: Mapped[str] | None) -> dict[str, Flow]:
         col(Participant.infusion_date).is_not(None),
         col(Participant.withdrawn_at).is_not(None),
     )
-    keys = () if key is None else (key,)
+    keys = (col(Participant.site_code), col(Participant.stratum_code))
     stmt = (
         select_columns(*keys, *facts, func.count())
         .select_from(Participant)
         .outerjoin(prepared, prepared.c.participant_id == Participant.id)
         .group_by(*keys, *facts)
     )
-    groups: dict[str, list[tuple[Facts, int]]] = {}
-    for row in session.execute(stmt):
-        code, values = (str(row[0]), row[1:]) if key is not None else ("", row)
-        *flags, n = values
-        groups.setdefault(code, []).append((Facts(*(bool(v) for v in flags)), int(n)))
-    return {code: flow(rows) for code, rows in groups.items()}
+    sites: dict[str, list[tuple[Facts, int]]] = {}
+    strata: dict[str, list[tuple[Facts, int]]] = {}
+    everyone: list[tuple[Facts, int]] = []
+    for site, stratum, *flags, n in session.execute(stmt):
+        group = (Facts(*(bool(v) for v in flags)), int(n))
+        sites.setdefault(str(site), []).append(group)
+        strata.setdefault(str(stratum), []).append(group)
+        everyone.append(group)
+    return _Flows({code: flow(g) for code, g in sites.items()},
+                  {code: flow(g) for code, g in strata.items()}, flow(everyone))
 
 
 def _enrolment(code: str, name: str, target: int | None, flows: dict[str, Flow]) -> Enrolment:
@@ -186,14 +196,12 @@ def _enrolment(code: str, name: str, target: int | None, flows: dict[str, Flow])
                      f.withdrawn)
 
 
-def _sites(session: Session, protocol: Protocol) -> tuple[Enrolment, ...]:
-    flows = _flows(session, col(Participant.site_code))
-    return tuple(_enrolment(s.code, s.name, s.target, flows) for s in protocol.sites)
+def _sites(flows: _Flows, protocol: Protocol) -> tuple[Enrolment, ...]:
+    return tuple(_enrolment(s.code, s.name, s.target, flows.by_site) for s in protocol.sites)
 
 
-def _strata(session: Session, protocol: Protocol) -> tuple[Enrolment, ...]:
-    flows = _flows(session, col(Participant.stratum_code))
-    return tuple(_enrolment(s.code, s.describe(protocol), None, flows)
+def _strata(flows: _Flows, protocol: Protocol) -> tuple[Enrolment, ...]:
+    return tuple(_enrolment(s.code, s.describe(protocol), None, flows.by_stratum)
                  for s in all_strata(protocol))
 
 
@@ -243,8 +251,8 @@ def _curve(session: Session, site_codes: Iterable[str]) -> tuple[CurvePoint, ...
     return tuple(points)
 
 
-def _consort(session: Session, protocol: Protocol, today: dict[str, date]) -> Consort:
-    f = _flows(session, None).get("", Flow())
+def _consort(session: Session, protocol: Protocol, f: Flow, today: dict[str, date]
+             ) -> Consort:
     completed, analysed = outcome_summary.primary_counts(session, today)
     return Consort(
         screened=f.screened,
@@ -272,6 +280,7 @@ def trial_status(session: Session, actor: Actor, *, clock: Clock) -> TrialStatus
     protocol = stored_protocol(session)
     now = clock.now()
     today = {code: protocol.site_time(code).today(now) for code in protocol.site_codes}
+    flows = _flows(session)
     envelopes = (tuple(stratum_usage(session, actor)) if actor.role is Role.ADMIN else None)
     overdue = sorted(_overdue(session, actor, protocol.diary, today),
                      key=lambda o: (not o.at_risk, -o.missing_days, o.participant_id))
@@ -283,11 +292,11 @@ def trial_status(session: Session, actor: Actor, *, clock: Clock) -> TrialStatus
         locked_at=protocol.trial_time.local(trial.locked_at) if trial.locked_at else None,
         locked_by=trial.locked_by,
         target=sum(s.target for s in protocol.sites),
-        sites=_sites(session, protocol),
-        strata=_strata(session, protocol),
+        sites=_sites(flows, protocol),
+        strata=_strata(flows, protocol),
         envelopes=envelopes,
         completeness=_completeness(session, protocol.diary, today),
         overdue=tuple(overdue),
-        consort=_consort(session, protocol, today),
+        consort=_consort(session, protocol, flows.total, today),
         curve=_curve(session, protocol.site_codes),
     )

@@ -314,6 +314,8 @@ class DiaryWindowSummary(SQLModel, table=True):
     end_day: int | None = None
     since_day: int  # consent: the diary starts there
     withdrawn_day: int | None = None
+    first_day: int | None = None  # the first day that can be expected: start or consent
+    last_day: int | None = None  # the last: the window's end, or the withdrawal if earlier
     infused: bool
     days_recorded: int  # from consent on, today's day included
     prorated: bool  # the window's prorated headache days are not missing

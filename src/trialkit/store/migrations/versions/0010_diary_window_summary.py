@@ -34,6 +34,8 @@ def upgrade() -> None:
         sa.Column("end_day", sa.Integer(), nullable=True),
         sa.Column("since_day", sa.Integer(), nullable=False),
         sa.Column("withdrawn_day", sa.Integer(), nullable=True),
+        sa.Column("first_day", sa.Integer(), nullable=True),
+        sa.Column("last_day", sa.Integer(), nullable=True),
         sa.Column("infused", sa.Boolean(), nullable=False),
         sa.Column("days_recorded", sa.Integer(), nullable=False),
         sa.Column("prorated", sa.Boolean(), nullable=False),
