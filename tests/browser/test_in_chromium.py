@@ -281,9 +281,9 @@ def test_screen_randomize_dispense_and_export_in_the_browser(
     screen.wait_for("Lot infusion     KT2403-17\n", "Checked by       pia\n", "labels-TWH-004.pdf")
     page.screenshot(path=str(SHOTS / "preparation.png"))
     screen.press("Control+s")
-    preview = screen.wait_for("Label (blinded)", "Sent to your browser as labels-TWH-004.pdf")
+    preview = screen.wait_for("Labels of TWH-004", "Sent to your browser as labels-TWH-004.pdf")
     page.screenshot(path=str(SHOTS / "labels.png"))
-    assert not arm_words(preview.split("Label (blinded)")[1]), preview
+    assert not arm_words(preview.split("Labels of TWH-004")[1]), preview
     wait_for_downloads(page, got, 1)
     [labels] = got
     assert labels.suggested_filename == "labels-TWH-004.pdf"
