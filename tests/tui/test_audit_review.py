@@ -5,6 +5,8 @@ trail never has to be read whole."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Engine
 from textual.widgets import Input, ProgressBar, Static
@@ -218,3 +220,38 @@ async def test_the_monitors_home_opens_the_status_read_only(
         assert "Lock DB" not in footer and "Export" not in footer
         await press(pilot, "k", "x")  # refused keys: nothing opens
         assert isinstance(app.screen, DashboardScreen)
+
+
+async def key_password(pilot, password: str) -> None:  # type: ignore[no-untyped-def]
+    field = pilot.app.screen.query_one("#key-password", Input)
+    field.value = password
+    await press(pilot, "enter")
+
+
+async def test_a_monitor_writes_a_signed_checkpoint_from_the_review(
+    engine: Engine, clock: SteppingClock, dispensed: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """k asks for the password (it unlocks her signing key) and writes the checkpoint in
+    the current folder; a wrong password writes nothing and says so."""
+    from trialkit.services.checkpoints import check_checkpoint, read_checkpoint
+    from trialkit.store.db import read_only
+
+    monkeypatch.chdir(tmp_path)
+    app = app_for(engine, clock)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_review(pilot, "mona")
+        await press(pilot, "k")
+        await key_password(pilot, "not-her-password")
+        assert list(tmp_path.glob("*.checkpoint.json")) == []
+        assert any("wrong" in n for n in notifications(app)), notifications(app)
+        await press(pilot, "k")
+        await key_password(pilot, PASSWORD)
+        [written] = list(tmp_path.glob("kethead-*.checkpoint.json"))
+        told = " ".join(notifications(app))
+        assert f"written to {written.name}" in told and "Keep it outside the database" in told
+        checkpoint = read_checkpoint(written)
+        assert checkpoint.signer == "mona"
+        assert arm_words(written.read_text()) == []
+        with read_only(engine) as s:
+            check_checkpoint(s, checkpoint, written.name)  # holds: raises otherwise

@@ -245,6 +245,11 @@ AUDIT_VERIFY = Command(
     "Recompute the chain and compare every audited record and list", "v", "verify",
     footer="Verify",
 )
+AUDIT_CHECKPOINT = Command(
+    "audit-checkpoint", "Write a signed checkpoint",
+    "The trail's count and last hash, signed with your key, to keep outside the database",
+    "k", "write_checkpoint", footer="Checkpoint",
+)
 
 # The emergency-unblinding report (monitor, admin, investigator): never an arm.
 UNBLINDINGS = Command(
@@ -267,7 +272,8 @@ ALL_COMMANDS: dict[str, Command] = {
         PREPARE_AGAIN, REPRINT_LABELS, EMERGENCY_UNBLIND, OPEN_DIARY, DIARY_NONE, DIARY_MILD,
         DIARY_MODERATE, DIARY_SEVERE, DIARY_ACUTE, DIARY_RECORD, DIARY_HISTORY, NEXT_WINDOW,
         PREVIOUS_WINDOW, DASHBOARD, LOCK_DATABASE, EXPORT_DATA, CUSTODIANS, APPROVE_CUSTODIAN,
-        AUDIT_REVIEW, AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS, AUDIT_VERIFY, UNBLINDINGS,
+        AUDIT_REVIEW, AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS, AUDIT_VERIFY, AUDIT_CHECKPOINT,
+        UNBLINDINGS,
     )
 }
 

@@ -18,6 +18,7 @@ from trialkit.domain.errors import TrialkitError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from trialkit.domain.checkpoint import Checkpoint
     from trialkit.domain.clock import Clock
     from trialkit.domain.diary import DiaryDay
     from trialkit.domain.protocol import Protocol
@@ -472,6 +473,22 @@ class TrialDatabase:
 
         with _driver_errors(self.label), read_only(self.engine) as session:
             return audit_page(session, actor, filters, after=after, limit=limit)
+
+    def write_checkpoint(self, actor: Actor, password: str, out: Path) -> Checkpoint:
+        """Write a signed checkpoint of the audit trail to ``out`` (never over a file),
+        audited; the file appears once the event is committed."""
+        from trialkit.services.checkpoints import (
+            checkpoint_path,
+            save_checkpoint,
+            write_checkpoint,
+        )
+        from trialkit.store.db import transaction
+
+        path = checkpoint_path(out)
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            checkpoint = write_checkpoint(session, actor, password=password, clock=self.clock)
+        save_checkpoint(checkpoint, path)
+        return checkpoint
 
     def verify_audit(self, *, progress: Callable[[int, int], None]) -> VerifyReport:
         """Verify the chain, every audited record and every list (writes nothing);

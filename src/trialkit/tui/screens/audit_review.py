@@ -1,14 +1,16 @@
 """Audit review (monitor, admin, investigator): the events of the audit trail with filters,
 read a page at a time as the cursor nears the end (keyset pages in a worker, so a trial of
 any size never stalls the screen); the event under the cursor with the fields it changed;
-one participant's timeline; verification of the whole trail with a progress bar.
+one participant's timeline; verification of the whole trail with a progress bar; a signed
+checkpoint of the trail written on request (to the current folder at a terminal, a download
+in a browser).
 
 Every reader is blinded: what the service returns has no arm, and nothing here adds one."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -23,6 +25,7 @@ from trialkit.domain.errors import TrialkitError
 from trialkit.domain.text import printable
 from trialkit.services.audit_review import AuditFilter, AuditPage, ReviewedEvent, time_bound
 from trialkit.tui.commands import (
+    AUDIT_CHECKPOINT,
     AUDIT_FILTER,
     AUDIT_SIGN_INS,
     AUDIT_TIMELINE,
@@ -34,8 +37,11 @@ from trialkit.tui.messages import ServiceFailed
 from trialkit.tui.widgets.training_banner import TrainingBanner
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from trialkit.services.actor import Actor
     from trialkit.services.integrity import VerifyReport
+    from trialkit.tui.app import TrialkitApp
     from trialkit.tui.trial_db import TrialDatabase
 
 PAGE = 200
@@ -93,7 +99,7 @@ class AuditReviewScreen(Screen[None]):
     """The audit trail, filtered and paged, with what each event changed."""
 
     BINDINGS = [c.binding() for c in (AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS,
-                                      AUDIT_VERIFY, REFRESH, BACK)]
+                                      AUDIT_VERIFY, AUDIT_CHECKPOINT, REFRESH, BACK)]
 
     def __init__(self, db: TrialDatabase, actor: Actor, sites: tuple[str, ...]) -> None:
         super().__init__()
@@ -282,6 +288,50 @@ class AuditReviewScreen(Screen[None]):
         self.query_one("#audit-detail", Static).update(
             Content(event_detail(e)) if e is not None else Content(""))
         self.refresh_bindings()
+
+    # --- a signed checkpoint -----------------------------------------------------------
+
+    def action_write_checkpoint(self) -> None:
+        """Ask for the password (it unlocks the signing key), then write the checkpoint."""
+        from trialkit.tui.dialogs.password import PasswordDialog
+
+        dialog = PasswordDialog(
+            "Write a signed checkpoint",
+            "A checkpoint records how many events the audit trail holds and the last one's "
+            "hash, signed with your key (audited). Keep the file outside the database; "
+            "`trialkit audit verify --checkpoint FILE` checks it later. Your password "
+            "unlocks your signing key.", ok_label="Write",
+        )
+
+        def given(password: str | None) -> None:
+            if password is not None:
+                self._checkpoint(password)
+
+        self.app.push_screen(dialog, given)
+
+    @work(thread=True, exclusive=True, group="audit-checkpoint")
+    def _checkpoint(self, password: str) -> None:
+        from datetime import UTC, datetime
+        from pathlib import Path
+
+        app = cast("TrialkitApp", self.app)
+        code = app.trial.trial_code.lower() if app.trial else "trial"
+        name = f"{code}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.checkpoint.json"
+        path = Path(app.place(name))
+        try:
+            checkpoint = self._db.write_checkpoint(self._actor, password, path)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            app.call_from_thread(self._checkpoint_written, path, checkpoint.events)
+
+    def _checkpoint_written(self, path: Path, events: int) -> None:
+        app = cast("TrialkitApp", self.app)
+        where = ("sent to your browser as " + path.name) if app.ticket is not None else (
+            f"written to {path}")
+        app.hand_over(path)
+        self.notify(f"Signed checkpoint of {events:,} events {where}. Keep it outside the "
+                    "database.", title="Checkpoint", timeout=15)
 
     # --- verification ------------------------------------------------------------------
 
