@@ -155,3 +155,47 @@ def test_the_flow_counts_what_each_group_reached(
     assert f.not_randomized == expected["eligible"] - expected["randomized"]
     # Everyone whose status is withdrawn, and no one else, is counted as withdrawn.
     assert f.withdrawn == sum(n for facts, n in rows if status_of(facts) is Status.WITHDRAWN)
+
+
+# CONSORT 2010's boxes, from the steps each person took (written from the diagram's words):
+# excluded = not eligible + declined (no consent) + withdrew after consent + not yet randomized;
+# randomized = received the infusion + did not (withdrew before it, or still waiting);
+# discontinued = withdrew after the infusion.
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.lists(st.sampled_from(sorted(PREDICATES)),
+                                                   max_size=8), st.integers(1, 5)),
+                max_size=12))
+def test_every_eligible_person_ends_in_one_consort_box(
+        groups: list[tuple[bool, list[str], int]]) -> None:
+    boxes = dict.fromkeys(("declined", "after consent", "awaiting randomization",
+                           "not infused withdrawn", "awaiting infusion", "discontinued",
+                           "infused in trial"), 0)
+    rows = []
+    for eligible, tries, n in groups:
+        word, taken = ("eligible" if eligible else "ineligible"), []
+        for step in tries:
+            if step in ALLOWED[word] and step in LEADS_TO:
+                word, taken = LEADS_TO[step], [*taken, step]
+        rows.append((_facts_after(eligible, taken), n))
+        if not eligible:
+            continue
+        left = "withdraw" in taken
+        if "infuse" in taken:
+            boxes["discontinued" if left else "infused in trial"] += n
+        elif "randomize" in taken:
+            boxes["not infused withdrawn" if left else "awaiting infusion"] += n
+        elif not left:
+            boxes["awaiting randomization"] += n
+        else:
+            boxes["after consent" if "consent" in taken else "declined"] += n
+    f = ps.flow(rows)
+    assert (f.declined, f.withdrew_after_consent, f.awaiting_randomization,
+            f.not_infused_withdrawn, f.awaiting_infusion, f.withdrew_after_infusion) == (
+        boxes["declined"], boxes["after consent"], boxes["awaiting randomization"],
+        boxes["not infused withdrawn"], boxes["awaiting infusion"], boxes["discontinued"])
+    # The boxes add up to the counts they split.
+    assert f.declined + f.withdrew_after_consent == f.withdrew_before_randomization
+    assert f.not_randomized == (f.declined + f.withdrew_after_consent
+                                + f.awaiting_randomization)
+    assert f.randomized - f.infused == f.not_infused_withdrawn + f.awaiting_infusion
+    assert f.withdrew_after_randomization == f.not_infused_withdrawn + f.withdrew_after_infusion

@@ -160,6 +160,13 @@ class Flow:
     infused: int = 0
     withdrew_before_randomization: int = 0
     withdrew_after_randomization: int = 0
+    # CONSORT 2010's boxes, each a part of one of the counts above.
+    declined: int = 0  # eligible, withdrew before consenting (declined, no consent)
+    withdrew_after_consent: int = 0  # consented, withdrew before randomization
+    awaiting_randomization: int = 0  # eligible, not randomized, still in the trial
+    not_infused_withdrawn: int = 0  # randomized, withdrew before the infusion
+    awaiting_infusion: int = 0  # randomized, not infused (yet), still in the trial
+    withdrew_after_infusion: int = 0  # infused, then withdrew (discontinued)
 
     @property
     def withdrawn(self) -> int:
@@ -170,6 +177,18 @@ class Flow:
     def not_randomized(self) -> int:
         """Eligible, never randomized (withdrawn or not yet randomized)."""
         return self.eligible - self.randomized
+
+
+def _consort_box(f: Facts) -> str:
+    """The one CONSORT box (beyond the steps reached) an eligible participant ends in."""
+    infused = has_reached(f, Status.INFUSED)
+    if has_reached(f, Status.RANDOMIZED):
+        if infused:
+            return "withdrew_after_infusion" if f.withdrawn else ""
+        return "not_infused_withdrawn" if f.withdrawn else "awaiting_infusion"
+    if not f.withdrawn:
+        return "awaiting_randomization"
+    return "withdrew_after_consent" if has_reached(f, Status.CONSENTED) else "declined"
 
 
 def flow(groups: Iterable[tuple[Facts, int]]) -> Flow:
@@ -187,4 +206,7 @@ def flow(groups: Iterable[tuple[Facts, int]]) -> Flow:
         for step in STEPS:
             if has_reached(f, step):
                 counts[step.value] += n
+        box = _consort_box(f)
+        if box:
+            counts[box] += n
     return Flow(**counts)
