@@ -225,7 +225,32 @@ def _reasons(c: Consort) -> list[str]:
     rest = len(c.ineligible_by_criterion) - MAX_REASONS
     if rest > 0:
         shown.append(f"... and {rest} more criteria")
-    return shown or ["no criterion failed"]
+    return shown
+
+
+def consort_rows(c: Consort) -> list[tuple[str, int]]:
+    """CONSORT 2010's boxes as (label, count), sub-counts indented (blinded: arms pooled).
+    "Withdrawn": everyone whose status is withdrawn, as the participants list counts them."""
+    return [
+        ("Assessed for eligibility", c.screened),
+        ("Excluded", c.ineligible + c.not_randomized),
+        ("  not eligible", c.ineligible),
+        ("  declined (no consent)", c.declined),
+        ("  withdrew after consent", c.withdrew_after_consent),
+        ("  not yet randomized", c.awaiting_randomization),
+        ("Randomized (arms pooled)", c.randomized),
+        ("Received the infusion", c.infused),
+        ("Not infused", c.randomized - c.infused),
+        ("  withdrew before it", c.not_infused_withdrawn),
+        ("  not given yet", c.awaiting_infusion),
+        ("Lost to follow-up", c.lost_to_follow_up),
+        ("Discontinued (withdrew)", c.withdrawn),
+        (f"Completed {c.primary_window}", c.completed_primary),
+        (f"Completed {c.last_window}", c.completed_last),
+        ("Analysed (ITT)", c.analysed),
+        ("  primary outcome missing", c.primary_missing),
+        ("Withdrawn (all)", c.withdrew_before_randomization + c.withdrawn),
+    ]
 
 
 def _flow(status: TrialStatus, top: float) -> tuple[list[str], float]:
@@ -234,20 +259,31 @@ def _flow(status: TrialStatus, top: float) -> tuple[list[str], float]:
     out = [_text(20, top + 26, "CONSORT flow (blinded: counts are not split by arm)", size=16,
                  weight="bold")]
     main_x, main_w, side_x, side_w = 150.0, 300.0, 540.0, 380.0
+    excluded = c.ineligible + c.not_randomized
+    not_infused = c.randomized - c.infused
     stages = [
-        ("Enrolment", [f"Screened (n={c.screened})"],
-         [f"Ineligible (n={c.ineligible})", "by failed criterion (one person may fail several):",
-          *_reasons(c)]),
-        ("", [f"Eligible (n={c.eligible})", f"consented: {c.consented}"],
-         [f"Not randomized (n={c.not_randomized})",
-          f"withdrew before randomization: {c.withdrew_before_randomization}",
-          f"not yet randomized: {c.not_randomized - c.withdrew_before_randomization}"]),
-        ("Allocation", [f"Randomized (n={c.randomized})", f"infused: {c.infused}"], []),
+        ("Enrolment", [f"Assessed for eligibility (n={c.screened})"],
+         [f"Excluded (n={excluded})",
+          f"not meeting eligibility criteria: {c.ineligible}", *_reasons(c),
+          f"declined (no consent): {c.declined}",
+          f"withdrew after consent, before randomization: {c.withdrew_after_consent}",
+          f"not yet randomized: {c.awaiting_randomization}"]),
+        ("Allocation", [f"Randomized (n={c.randomized})", "arms pooled: blinded"],
+         [f"Did not receive the allocated infusion (n={not_infused})",
+          f"withdrew before the infusion: {c.not_infused_withdrawn}",
+          f"infusion not given yet: {c.awaiting_infusion}"]),
+        ("", [f"Received the allocated infusion (n={c.infused})"], []),
         ("Follow-up", [f"Completed {c.primary_window} (n={c.completed_primary})",
+                       f"completed {c.last_window}: {c.completed_last}",
                        "window over and still in the trial on its last day"],
-         [f"Withdrawn after randomization (n={c.withdrawn})"]),
-        ("Analysis", [f"Analysed (n={c.analysed})",
-                      f"primary outcome ({c.primary_window}) not missing"], []),
+         [f"Lost to follow-up (n={c.lost_to_follow_up})",
+          f"{c.primary_window} over, its outcome missing, not withdrawn",
+          f"Discontinued (n={c.withdrawn})",
+          f"withdrew after the infusion: {c.discontinued}",
+          f"withdrew before it: {c.not_infused_withdrawn}"]),
+        ("Analysis", [f"Analysed (n={c.analysed})", "intention to treat: everyone randomized",
+                      f"primary outcome ({c.primary_window}) missing: {c.primary_missing}"],
+         []),
     ]
     y = top + 50.0
     previous_bottom: float | None = None

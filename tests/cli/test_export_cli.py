@@ -168,9 +168,10 @@ def test_status_shows_enrolment_completeness_overdue_and_the_consort_flow(flow: 
                   "  TWH           7        6         6          5         1     28   18%",
                   "Diary completeness per window", "Overdue diary (3)",
                   "AT RISK: the window can no longer be prorated",
-                  "ineligible                         1   by criterion: I1_age 1, "
-                  "E01_pregnancy 1",
-                  "analysed                           2   primary outcome not missing"):
+                  "(not eligible by criterion: I1_age 1, E01_pregnancy 1)",
+                  "  Analysed (ITT)                 6",
+                  "    primary outcome missing      4",
+                  "  Not infused                    2"):
         assert words in text, words
     assert "sealed" not in text and "sealed" in flow.out("status admin")
     assert "database LOCKED on " in flow.out("status after lock")

@@ -115,12 +115,20 @@ def test_a_coordinator_sees_the_overdue_participants_of_their_own_sites(box: Box
 
 
 def test_the_consort_flow_counts_every_stage(box: Box) -> None:
+    # The world: one consented, never randomized and still in; of six randomized, one
+    # withdrew before the infusion, one waits for it, four infused on day 0; day 37 today,
+    # so the primary window (D1-28) is over for the four and D57-84 for nobody; two of the
+    # four have too few diary days in D1-28 for a primary outcome (lost to follow-up).
+    # Analysed by intention to treat: all six randomized, four of them with it missing.
     assert status(box).consort == Consort(
         screened=8, ineligible=1,
         ineligible_by_criterion=(("I1_age", 1), ("E01_pregnancy", 1)),
         eligible=7, consented=7, not_randomized=1, withdrew_before_randomization=0,
-        randomized=6, infused=4, completed_primary=4, withdrawn=1, analysed=2,
-        primary_window="D1-28",
+        randomized=6, infused=4, completed_primary=4, withdrawn=1, analysed=6,
+        primary_window="D1-28", declined=0, withdrew_after_consent=0,
+        awaiting_randomization=1, not_infused_withdrawn=1, awaiting_infusion=1,
+        discontinued=0, lost_to_follow_up=2, completed_last=0, last_window="D57-84",
+        primary_missing=4,
     )
 
 
@@ -167,10 +175,17 @@ def test_the_figure_draws_the_enrolment_curve_and_the_consort_flow(box: Box,
     svg = status_svg(status(box))
     shown = texts(svg)
     for words in ("Enrolment: participants randomized (cumulative)", "target 56",
-                  "TWH (5 of 28)", "SHS (1 of 28)", "All sites (6)", "Screened (n=8)",
-                  "Ineligible (n=1)", "I1_age: 1", "E01_pregnancy: 1", "Randomized (n=6)",
-                  "Completed D1-28 (n=4)", "Withdrawn after randomization (n=1)",
-                  "Analysed (n=2)"):
+                  "TWH (5 of 28)", "SHS (1 of 28)", "All sites (6)",
+                  # CONSORT 2010's boxes, counted as in test_the_consort_flow_counts_every_stage
+                  "Assessed for eligibility (n=8)", "Excluded (n=2)",
+                  "not meeting eligibility criteria: 1", "I1_age: 1", "E01_pregnancy: 1",
+                  "not yet randomized: 1", "Randomized (n=6)",
+                  "Did not receive the allocated infusion (n=2)",
+                  "withdrew before the infusion: 1", "infusion not given yet: 1",
+                  "Received the allocated infusion (n=4)", "Completed D1-28 (n=4)",
+                  "completed D57-84: 0", "Lost to follow-up (n=2)", "Discontinued (n=1)",
+                  "Analysed (n=6)", "intention to treat: everyone randomized",
+                  "primary outcome (D1-28) missing: 4"):
         assert words in shown, words
     assert "TRAINING - not for clinical use" not in shown
     assert svg.count('fill="none" stroke=') == 3  # the steps of two sites and the total

@@ -223,12 +223,15 @@ def check_views(box: Box, walked: dict[str, Person]) -> None:
     all_row = next(line.split() for line in text.splitlines() if line.strip().startswith("all "))
     assert [int(v) for v in all_row[1:6]] == [everyone[k] for k in (
         "screened", "eligible", "consented", "randomized", "withdrawn")]
-    before = re.search(r"withdrew before randomization: (\d+)", text)
-    after = re.search(r"withdrawn after randomization\s+(\d+)", text)
-    assert before and after
-    assert int(before[1]) + int(after[1]) == everyone["withdrawn"]
+    declined = re.search(r"declined \(no consent\)\s+(\d+)", text)
+    after_consent = re.search(r"withdrew after consent\s+(\d+)", text)
+    after = re.search(r"Discontinued \(withdrew\)\s+(\d+)", text)
+    assert declined and after_consent and after
+    assert int(declined[1]) + int(after_consent[1]) == everyone["before"]
+    assert int(after[1]) == everyone["after"]
+    assert int(declined[1]) + int(after_consent[1]) + int(after[1]) == everyone["withdrawn"]
     # the TUI dashboard's CONSORT lines
-    tui = re.search(r"Withdrawn\s+(\d+)", consort_text(c))
+    tui = re.search(r"Withdrawn \(all\)\s+(\d+)", consort_text(c))
     assert tui and int(tui[1]) == everyone["withdrawn"] == sum(
         w == "withdrawn" for w in words.values())
 

@@ -3,6 +3,7 @@ blinded export with its progress bar."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,12 @@ async def test_dashboard_counts_and_lock(
         rows = table_rows(app, "#enrolment")
         assert ["TWH", "1"] == [str(c) for c in rows[0][:2]]
         text = screen_text(app)
-        assert "Randomized       1" in text
+        assert re.search(r"Randomized \(arms pooled\) +1 ", text)
+        # every CONSORT count sits in one column, whatever the label (Completed D1-28 too)
+        counts = [line for line in text.splitlines() if re.search(
+            r"(Assessed for eligibility|Completed D1-28|Analysed \(ITT\)) +\d+", line)]
+        assert len(counts) == 3
+        assert len({re.search(r"\d+\s*│?\s*$", line).start() for line in counts}) == 1  # type: ignore[union-attr]
         assert not arm_words(text)
         await press(pilot, "k")
         assert isinstance(app.screen, ConfirmDialog)

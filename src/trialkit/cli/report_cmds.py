@@ -125,20 +125,14 @@ def status_text(st: "TrialStatus") -> str:
         lines.append(f"  {o.participant_id:<9} {o.site:<5} {o.window:<8} {o.missing_days:>3} "
                      f"day{'s' if o.missing_days != 1 else ' '} missing, last day {last}{risk}")
     c = st.consort
+    from trialkit.figures import consort_rows
+
     reasons = ", ".join(f"{cid} {n}" for cid, n in c.ineligible_by_criterion) or "none"
-    lines += [
-        "", "CONSORT flow (blinded)",
-        f"  screened                      {c.screened:>6}",
-        f"  ineligible                    {c.ineligible:>6}   by criterion: {reasons}",
-        f"  eligible                      {c.eligible:>6}   consented: {c.consented}",
-        f"  not randomized                {c.not_randomized:>6}   withdrew before "
-        f"randomization: {c.withdrew_before_randomization}",
-        f"  randomized                    {c.randomized:>6}",
-        f"  infused                       {c.infused:>6}",
-        f"  completed {c.primary_window:<19} {c.completed_primary:>6}",
-        f"  withdrawn after randomization {c.withdrawn:>6}",
-        f"  analysed                      {c.analysed:>6}   primary outcome not missing",
-    ]
+    rows = consort_rows(c)
+    width = max(len(label) for label, _ in rows)
+    lines += ["", "CONSORT flow (blinded: arms pooled)"]
+    lines += [f"  {label:<{width}} {n:>6}" for label, n in rows]
+    lines.append(f"  (not eligible by criterion: {reasons})")
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ What is stored is computed by the one rule, ``domain.diary.derive_outcomes``: pe
 its dates, the days recorded from consent on and whether its prorated headache days are
 missing. None of that depends on today. What does (the days expected so far, a window
 being over, a participant being overdue) is counted by :func:`window_counts`,
-:func:`primary_counts` and :func:`overdue_rows` as of the caller's today, per site, with
+:func:`closing_counts` and :func:`overdue_rows` as of the caller's today, per site, with
 the same definition as ``derive_outcomes`` (days of the window from consent to yesterday,
 or to the withdrawal date if earlier).
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, delete, func, insert, literal, true
+from sqlalchemy import Integer, and_, case, delete, false, func, insert, literal, true
 from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
@@ -194,20 +194,33 @@ def window_counts(session: Session, today: dict[str, date]) -> dict[str, WindowC
     return {w: WindowCounts(*counts) for w, counts in totals.items()}
 
 
-def primary_counts(session: Session, today: dict[str, date]) -> tuple[int, int]:
-    """(completed, analysed) of the primary window: completed, its last date is over and the
-    participant had not withdrawn before it (the last day that can be expected is the
-    window's last); analysed, its outcome is not missing."""
-    completed = analysed = 0
+@dataclass(frozen=True)
+class Closing:
+    """Of one window, among the randomized: ``completed``, its last date is over and the
+    participant had not withdrawn before it; ``prorated``, its outcome is not missing;
+    ``lost``, over, not withdrawn, and its outcome missing (lost to follow-up)."""
+
+    completed: int
+    prorated: int
+    lost: int
+
+
+def closing_counts(session: Session, today: dict[str, date], window: str) -> Closing:
+    """How one window closed for the randomized participants (``Closing``)."""
+    completed = prorated = lost = 0
     for y, sites in _by_yesterday(today).items():
         over = and_(col(S.end_day).is_not(None), col(S.end_day) <= y)
         stmt = sa_select(
             func.sum(case((and_(over, col(S.last_day) == col(S.end_day)), 1), else_=0)),
             func.sum(case((col(S.prorated), 1), else_=0)),
-        ).where(col(S.is_primary).is_(true()), _of_sites(sites, today))
-        done, prorated = session.connection().execute(stmt).one()
-        completed, analysed = completed + int(done or 0), analysed + int(prorated or 0)
-    return completed, analysed
+            func.sum(case((and_(over, col(S.withdrawn_day).is_(None),
+                                col(S.prorated).is_(false())), 1), else_=0)),
+        ).where(col(S.window) == window, _of_sites(sites, today))
+        done, kept, gone = session.connection().execute(stmt).one()
+        completed += int(done or 0)
+        prorated += int(kept or 0)
+        lost += int(gone or 0)
+    return Closing(completed, prorated, lost)
 
 
 def randomized_per_day(session: Session) -> list[tuple[date, str, int]]:

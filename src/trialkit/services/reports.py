@@ -7,8 +7,12 @@ Definitions made here once (the protocol is silent on them):
 
 - **completed** the primary window: its last date is over (before today) and the
   participant had not withdrawn before that date;
-- **analysed**: randomized, with the primary outcome (prorated headache days of the primary
-  window) not missing;
+- **analysed**: the intention-to-treat population, everyone randomized; of them,
+  ``primary_missing`` have no primary outcome (prorated headache days of the primary window)
+  yet or at all;
+- **lost to follow-up**: randomized and not withdrawn, the primary window over, and its
+  outcome missing (too few diary days to prorate);
+- **completed** the last window (day 84 for KetHead): as for the primary window;
 - **withdrawn**: everyone whose status (``domain.participant_status``, the rule every view
   uses) is withdrawn. The enrolment tables count them all; the CONSORT flow splits them into
   those who withdrew before randomization (counted under *not randomized*) and after it
@@ -114,8 +118,19 @@ class Consort:
     infused: int
     completed_primary: int
     withdrawn: int  # withdrawn after randomization
-    analysed: int
+    analysed: int  # intention to treat: everyone randomized
     primary_window: str
+    # CONSORT 2010's boxes (domain.participant_status.flow, and the diary for the last three)
+    declined: int = 0  # eligible, withdrew before consenting
+    withdrew_after_consent: int = 0  # before randomization
+    awaiting_randomization: int = 0
+    not_infused_withdrawn: int = 0
+    awaiting_infusion: int = 0
+    discontinued: int = 0  # withdrew after the infusion
+    lost_to_follow_up: int = 0
+    completed_last: int = 0
+    last_window: str = ""
+    primary_missing: int = 0  # randomized, primary outcome missing (of ``analysed``)
 
 
 @dataclass(frozen=True)
@@ -253,7 +268,9 @@ def _curve(session: Session, site_codes: Iterable[str]) -> tuple[CurvePoint, ...
 
 def _consort(session: Session, protocol: Protocol, f: Flow, today: dict[str, date]
              ) -> Consort:
-    completed, analysed = outcome_summary.primary_counts(session, today)
+    primary = outcome_summary.closing_counts(session, today, protocol.diary.primary_window.code)
+    last_window = protocol.diary.windows[-1].code
+    last = outcome_summary.closing_counts(session, today, last_window)
     return Consort(
         screened=f.screened,
         ineligible=f.ineligible,
@@ -264,10 +281,20 @@ def _consort(session: Session, protocol: Protocol, f: Flow, today: dict[str, dat
         withdrew_before_randomization=f.withdrew_before_randomization,
         randomized=f.randomized,
         infused=f.infused,
-        completed_primary=completed,
+        completed_primary=primary.completed,
         withdrawn=f.withdrew_after_randomization,
-        analysed=analysed,
+        analysed=f.randomized,
         primary_window=protocol.diary.primary_window.code,
+        declined=f.declined,
+        withdrew_after_consent=f.withdrew_after_consent,
+        awaiting_randomization=f.awaiting_randomization,
+        not_infused_withdrawn=f.not_infused_withdrawn,
+        awaiting_infusion=f.awaiting_infusion,
+        discontinued=f.withdrew_after_infusion,
+        lost_to_follow_up=primary.lost,
+        completed_last=last.completed,
+        last_window=last_window,
+        primary_missing=f.randomized - primary.prorated,
     )
 
 

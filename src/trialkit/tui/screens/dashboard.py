@@ -16,7 +16,7 @@ from textual_plotext import PlotextPlot
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
-from trialkit.figures import enrolment_plot
+from trialkit.figures import consort_rows, enrolment_plot
 from trialkit.tui.commands import BACK, EXPORT_DATA, LOCK_DATABASE, REFRESH
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.export import ExportDialog
@@ -31,18 +31,10 @@ if TYPE_CHECKING:
 
 
 def consort_text(c: Consort) -> str:
-    """The CONSORT flow as lines of counts ("Withdrawn": everyone whose status is withdrawn,
-    as the participants list and the status report's enrolment table count them)."""
-    return "\n".join([
-        f"Screened      {c.screened:>4}",
-        f"Ineligible    {c.ineligible:>4}",
-        f"Consented     {c.consented:>4}",
-        f"Randomized    {c.randomized:>4}",
-        f"Infused       {c.infused:>4}",
-        f"Withdrawn     {c.withdrew_before_randomization + c.withdrawn:>4}",
-        f"Completed {c.primary_window} {c.completed_primary:>3}",
-        f"Analysed      {c.analysed:>4}",
-    ])
+    """The CONSORT flow as aligned lines of counts, whatever the window codes' length."""
+    rows = consort_rows(c)
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}} {n:>5}" for label, n in rows)
 
 
 def completeness_text(s: TrialStatus) -> str:
