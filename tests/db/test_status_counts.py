@@ -11,7 +11,9 @@ independent computation from the protocol's words over the records themselves:
 - a day is expected once it is over (before the site's today), and not after a withdrawal;
 - a window is prorated when at least ``proration_min_days`` of its days are recorded;
 - the primary window is completed when it is over and the participant had not withdrawn
-  before its last day; analysed when it is prorated;
+  before its last day (the last window, day 84, likewise); CONSORT analyses everyone
+  randomized (intention to treat) and counts those whose primary window is not prorated as
+  missing it; lost to follow-up: the primary window over, not withdrawn, not prorated;
 - overdue: infused, still in the trial, inside a window after the baseline, fewer days
   recorded than days over; at risk when the window can no longer reach the proration
   minimum.
@@ -66,7 +68,7 @@ def expected_counts(session: Session, now: Any) -> dict[str, Any]:
     for e in session.exec(select(DiaryEntry).where(col(DiaryEntry.current).is_(True))):
         days.setdefault(e.participant_id, set()).add(date.fromisoformat(e.day))
     windows = {w.code: [0, 0, 0, 0, 0] for w in RULES.windows}
-    completed = analysed = 0
+    completed = prorated_primary = lost = completed_last = 0
     overdue = []
     curve: Counter[tuple[date, str]] = Counter()
     for p in people:
@@ -98,7 +100,10 @@ def expected_counts(session: Session, now: Any) -> dict[str, Any]:
             counts[4] += prorated
             if w.primary:
                 completed += end < today and (left is None or left >= end)
-                analysed += prorated
+                prorated_primary += prorated
+                lost += end < today and left is None and not prorated
+            if w.code == RULES.windows[-1].code:
+                completed_last += end < today and (left is None or left >= end)
             behind = _between(max(start, consented), min(end, yesterday)) - recorded
             if (infused is not None and left is None and w.code != RULES.baseline_window.code
                     and start <= yesterday <= end and behind > 0):
@@ -107,7 +112,9 @@ def expected_counts(session: Session, now: Any) -> dict[str, Any]:
                                 if days.get(p.id) else None,
                                 length - behind < RULES.proration_min_days))
     return {"windows": {k: tuple(v) for k, v in windows.items()}, "completed": completed,
-            "analysed": analysed, "overdue": sorted(overdue), "curve": curve}
+            "analysed": len(people), "primary missing": len(people) - prorated_primary,
+            "lost": lost, "completed last": completed_last, "overdue": sorted(overdue),
+            "curve": curve}
 
 
 def reported(status: TrialStatus) -> dict[str, Any]:
@@ -123,6 +130,9 @@ def reported(status: TrialStatus) -> dict[str, Any]:
                                c.prorated) for c in status.completeness},
         "completed": status.consort.completed_primary,
         "analysed": status.consort.analysed,
+        "primary missing": status.consort.primary_missing,
+        "lost": status.consort.lost_to_follow_up,
+        "completed last": status.consort.completed_last,
         "overdue": sorted((o.participant_id, o.site, o.window, o.missing_days,
                            o.last_recorded, o.at_risk) for o in status.overdue),
         "curve": curve,
