@@ -26,7 +26,7 @@ Feature: Keeping the headache diary
       Given it is 10 March 2026
       And I have entered for "TWH-001" on 9 March: no headache
       When I enter for "TWH-001" on 9 March: a mild headache of 2 hours, no acute medication
-      Then I am told the input is wrong: "TWH-001 already has a diary day for 2026-03-09 (version 1): give a reason (--reason) to correct it"
+      Then I am told the input is wrong: "TWH-001 already has a diary day for 2026-03-09 (version 1): a correction needs a reason"
       And the history of "TWH-001" for 9 March holds one entry
 
     Scenario: A day in the future is refused

@@ -19,7 +19,7 @@ Feature: Exporting the outcomes for analysis
 
   Scenario: Before the lock even a custodian cannot export the arms
     When "ivan" exports the outcomes with the arms to "unblinded.csv"
-    Then "ivan" is refused: "the unblinded export is refused: the database is not locked yet (an investigator locks it with `trialkit lock`)"
+    Then "ivan" is refused: "the unblinded export is refused: the database is not locked yet (an investigator locks it)"
     And no file "unblinded.csv" was written
     And the audit trail records the refusal
 

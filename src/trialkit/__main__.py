@@ -114,11 +114,9 @@ def main() -> None:
             return
         run_cli(args, as_json=as_json)
     except TrialkitError as exc:
-        from trialkit.domain.text import printable
+        from trialkit.cli.wording import cli_message, error_line
 
-        label = "Error" if exc.exit_code == 2 else "Refused"
-        shown = "\n".join(printable(line) for line in exc.message.split("\n"))
-        fail(f"{label}: {shown}", exc.message, exc.exit_code, as_json=as_json,
+        fail(error_line(exc), cli_message(exc), exc.exit_code, as_json=as_json,
              details=exc.details)
     except OSError as exc:  # a file written past what the step's own handling covers
         from trialkit.domain.errors import DiskFull, write_failed

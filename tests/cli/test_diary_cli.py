@@ -248,8 +248,8 @@ def test_a_recorded_day_is_corrected_only_with_a_reason_and_keeps_its_history(
     re_entered = flow["re-enter a day"]
     assert re_entered.returncode == 2
     assert re_entered.stderr == (
-        "Error: TWH-001 already has a diary day for 2026-03-29 (version 1): give a reason "
-        "(--reason) to correct it\n")
+        "Error: TWH-001 already has a diary day for 2026-03-29 (version 1): a correction "
+        "needs a reason: give --reason TEXT\n")
     assert flow.out("correct a day") == (
         "TWH-001 2026-03-29: corrected (version 2; a headache day; in no outcome window)\n")
     same = flow["correct it the same way"]

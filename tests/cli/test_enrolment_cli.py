@@ -207,8 +207,8 @@ def test_bad_input_exits_with_status_2(flow: Flow, step: str, message: str) -> N
 
 @pytest.mark.parametrize(("step", "message"), [
     ("screen at another site", "Refused: cora works at TWH, not at SHS\n"),
-    ("seal again", "Refused: the lists are already sealed; extend a stratum with --extend "
-                   "STRATUM\n"),
+    ("seal again", "Refused: the lists are already sealed: extend a stratum instead; to extend "
+                   "it: trialkit seal --extend STRATUM\n"),
 ])
 def test_a_refusal_exits_with_status_1_in_one_line(flow: Flow, step: str, message: str) -> None:
     result = flow[step]

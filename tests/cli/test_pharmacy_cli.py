@@ -33,6 +33,7 @@ from tests.builders import PROTOCOL
 from tests.conftest import ADMIN, PASSWORD
 from tests.db.test_pharmacy import build_world
 from trialkit.cli.app import app
+from trialkit.cli.wording import error_line
 from trialkit.domain.errors import TrialkitError
 from trialkit.store.db import make_engine
 
@@ -180,7 +181,7 @@ def invoke(url: str, who: str | None, args: list[str], clock: str,
     stderr, code = result.stderr, result.exit_code
     if isinstance(result.exception, TrialkitError):
         err = result.exception
-        stderr += f"{'Error' if err.exit_code == 2 else 'Refused'}: {err.message}\n"
+        stderr += error_line(err) + "\n"  # as `python -m trialkit` prints it
         code = err.exit_code
     elif result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -241,7 +242,7 @@ def test_refusals_say_what_is_missing(flow: Flow) -> None:
         "monitor unblinds": "mona (monitor) lacks the permission to emergency-unblind",
         "investigator unblinds": "iris (investigator) lacks the permission to emergency-unblind",
         "admin dispenses": "alice (admin) lacks the permission to open allocation envelopes",
-        "no reason": "an emergency unblinding needs a reason: --reason TEXT",
+        "no reason": "an emergency unblinding needs a reason: give --reason TEXT",
         "label-out not a pdf": "give a file name ending in .pdf",
         "lot of the wrong shape": "lot number 'K' for bolus: use 3-20 capital letters",
         "lot without a preparation": "lot 'K2403-117': write it as KEY=VALUE",
@@ -249,7 +250,8 @@ def test_refusals_say_what_is_missing(flow: Flow) -> None:
         "not randomized": "TWH-006 has not been randomized",
         "wrong checker password": "the check by pia is not signed: wrong password",
         "no checker password": "no password given: set TRIALKIT_CHECKER_PASSWORD",
-        "dispense expired": "trialkit dispense TWH-001 --reprepare --reason TEXT",
+        "dispense expired": "to prepare it again: trialkit dispense TWH-001 --reprepare "
+                            "--reason TEXT",
         "infuse expired": "TWH-002's prepared infusion expired at",
         "reprepare without a reason": "say why it is prepared again: --reprepare --reason TEXT",
         "reprepare without lots": "preparing again records the new preparation",
@@ -258,7 +260,8 @@ def test_refusals_say_what_is_missing(flow: Flow) -> None:
     }
     for name, message in expected.items():
         assert message in flow[name].stderr, name
-    assert "trialkit label TWH-001 --out FILE.pdf" in flow["dispensed again"].stderr
+    assert ("; to print its labels again: trialkit label TWH-001 --out FILE.pdf"
+            in flow["dispensed again"].stderr)
 
 
 def test_the_queue_shows_who_waits_without_an_arm(flow: Flow) -> None:
@@ -413,4 +416,4 @@ def test_as_a_real_command_a_refusal_is_one_line_on_stderr(flow: Flow) -> None:
                               "allocation envelopes\n")
     missing = python_m_trialkit(flow, "ivan", ["unblind", "TWH-004"])
     assert (missing.returncode, missing.stdout) == (2, "")
-    assert missing.stderr == "Error: an emergency unblinding needs a reason: --reason TEXT\n"
+    assert missing.stderr == "Error: an emergency unblinding needs a reason: give --reason TEXT\n"

@@ -41,6 +41,7 @@ from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, ad
 from tests.db.test_allocation import empty_database
 from tests.enrolment import added, approve, enrolment_code, read_out, remember_key
 from trialkit.cli.app import app
+from trialkit.cli.wording import error_line
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.procedures import Block
 from trialkit.domain.roles import Role
@@ -107,7 +108,7 @@ def invoke(url: str, who: str | None, on: date, *args: str, enrolment: str | Non
     stderr, code = result.stderr, result.exit_code
     if isinstance(result.exception, TrialkitError):
         err = result.exception
-        stderr += f"{'Error' if err.exit_code == 2 else 'Refused'}: {err.message}\n"
+        stderr += error_line(err) + "\n"  # as `python -m trialkit` prints it
         code = err.exit_code
     elif result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception

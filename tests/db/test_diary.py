@@ -202,8 +202,9 @@ def test_a_correction_needs_a_reason_and_keeps_the_old_version(box: Box) -> None
     on = today(box)
     record(box, pid, headache(on, hours=3))
     err = refused(box, InvalidInput, record, box, pid, headache(on, hours=5))
-    assert err.message == (f"{pid} already has a diary day for {on} (version 1): give a "
-                           "reason (--reason) to correct it")
+    assert err.message == (f"{pid} already has a diary day for {on} (version 1): a "
+                           "correction needs a reason")
+    assert err.needs == ("reason",)
     box.clock.advance(hours=2)
     r = record(box, pid, headache(on, hours=5), by="tess", reason="  typed 3 for 5 ")
     assert (r.version, r.corrected, r.headache_day) == (2, True, True)
@@ -383,8 +384,8 @@ def test_every_problem_of_a_file_is_reported_with_its_line(box: Box) -> None:
     err = refused(box, ImportRejected, import_text, box, content)
     assert isinstance(err, ImportRejected)
     assert err.problems == [
-        f"line 2: {pid} already has a diary day for 2026-03-02: correct it with "
-        f"`trialkit diary record {pid} --date 2026-03-02 ... --reason TEXT`",
+        f"line 2: {pid} already has a diary day for 2026-03-02: correct that day on its "
+        "own, with a reason (a file adds new days only)",
         f"line 5: {pid} 2026-03-03 is also on line 3 (a date appears once)",
         "line 6: severity is required when headache=yes",
         "line 6: duration_hours 'x' is not a number of hours",

@@ -21,6 +21,7 @@ from tests.db.test_allocation import Box, World, build_world, window
 from trialkit.domain.codes import check_label_code
 from trialkit.domain.errors import (
     InvalidInput,
+    NextStep,
     NotFound,
     PermissionDenied,
     Refused,
@@ -340,7 +341,7 @@ def test_an_exhausted_stratum_refuses_and_assigns_nothing(box: Box) -> None:
 
     assert err.exit_code == 1
     assert err.message.startswith("stratum SHS-CDH has no sealed envelope left")
-    assert "seal --extend SHS-CDH" in err.message
+    assert err.next_step == NextStep("extend-list", "SHS-CDH")
     with box.tx() as s:
         [v] = [v for v in list_participants(s, box.actor("cora")) if v.id == pid]
     assert (v.status, v.randomization_number, v.label_code) == ("consented", None, None)

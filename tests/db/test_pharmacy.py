@@ -41,6 +41,7 @@ from trialkit.domain.errors import (
     AccountLocked,
     AuthenticationFailed,
     InvalidInput,
+    NextStep,
     NotFound,
     PermissionDenied,
     Refused,
@@ -577,7 +578,7 @@ def test_dispensing_an_expired_preparation_again_points_to_reprepare(box: Box) -
     before = box.state()
     err = box.refused(Refused, lambda: box.dispense("TWH-001"))
     assert "expired at" in err.message
-    assert "trialkit dispense TWH-001 --reprepare --reason TEXT" in err.message
+    assert err.next_step == NextStep("prepare-again", "TWH-001")
     assert box.state() == before
 
 
@@ -745,7 +746,8 @@ def test_dispensing_again_is_refused_and_reprint_is_the_way(box: Box) -> None:
     for record in ({}, {"lots": LOTS["KET"], "checked_by": "pia"}):
         err = box.refused(Refused, lambda r=record: box.dispense("TWH-001", **r))  # type: ignore[misc]
         assert "TWH-001 was already dispensed" in err.message
-        assert "trialkit label TWH-001 --out FILE.pdf" in err.message
+        assert err.next_step == NextStep("print-labels-again", "TWH-001")
+        assert "--" not in err.message
     assert box.state() == before
 
 
@@ -923,7 +925,8 @@ def test_a_pharmacist_can_unblind_and_sees_the_lots(box: Box) -> None:
 def test_an_unblinding_needs_a_reason(box: Box, reason: str) -> None:
     before = box.state()
     err = box.refused(InvalidInput, lambda: box.unblind("TWH-002", reason))
-    assert err.message == "an emergency unblinding needs a reason: --reason TEXT"
+    assert err.message == "an emergency unblinding needs a reason"
+    assert err.needs == ("reason",)
     assert box.state() == before
 
 

@@ -102,7 +102,7 @@ def test_admin_adds_a_user_of_every_role(
 
 
 WRONG_SITES_OR_CUSTODIAN = [
-    (Role.COORDINATOR, [], False, "a coordinator needs at least one --site"),
+    (Role.COORDINATOR, [], False, "a coordinator needs at least one site"),
     (Role.COORDINATOR, ["XYZ"], False, "unknown site 'XYZ': this trial has SHS, TWH"),
     (Role.MONITOR, ["TWH"], False, "a monitor is not bound to sites"),
     (Role.INVESTIGATOR, ["TWH"], False, "an investigator is not bound to sites"),

@@ -236,7 +236,7 @@ def test_permuted_block_figures_equal_the_enumeration(
 def test_metrics_refuse_unequal_allocation_and_silly_lengths() -> None:
     with pytest.raises(InvalidInput, match="1:1"):
         design_metrics(Design(PERMUTED_BLOCKS, ratio=(2, 1), block_sizes=(3, 6)), 30)
-    with pytest.raises(InvalidInput, match="--n 0"):
+    with pytest.raises(InvalidInput, match="list length 0"):
         design_metrics(BSD_3, 0)
 
 

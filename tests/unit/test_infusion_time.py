@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trialkit.domain.errors import InvalidInput
+from trialkit.domain.errors import InvalidInput, NextStep
 from trialkit.domain.infusion_time import (
     InfusionTime,
     PreparationExpired,
@@ -44,7 +44,8 @@ def test_an_infusion_at_15_00_after_an_11_00_expiry_is_refused() -> None:
     """The defect: same date as the expiry, later time."""
     with pytest.raises(PreparationExpired, match="expired at 2026-03-03 11:00 UTC") as err:
         check(at_utc(3, 15))
-    assert "trialkit dispense TWH-001 --reprepare --reason" in err.value.message
+    assert err.value.next_step == NextStep("prepare-again", "TWH-001")
+    assert "--" not in err.value.message  # the faces word the next step, not the domain
     assert err.value.exit_code == 1
 
 
@@ -80,8 +81,9 @@ def test_seconds_do_not_count() -> None:
 def test_a_day_without_a_time(day: int, outcome: object) -> None:
     when = InfusionTime(date(2026, 3, day), None)
     if outcome == "time":
-        with pytest.raises(InvalidInput, match=r"give the infusion time \(--time HH:MM"):
+        with pytest.raises(InvalidInput, match=r"so the infusion time is needed") as err:
             check(when)
+        assert err.value.needs == ("infusion-time",)
     else:
         assert isinstance(outcome, type)
         with pytest.raises(outcome):

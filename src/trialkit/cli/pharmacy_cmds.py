@@ -414,11 +414,11 @@ def unblind(
     the arm is shown to you only, the reason is logged and the participant is flagged in
     every blinded view. Cannot be undone: asks at a terminal, and needs --yes without one."""
     from trialkit.domain.roles import Permission
+    from trialkit.services.unblinding import check_reason
     from trialkit.services.unblinding import unblind as do_unblind
 
     c = cli(ctx)
-    if not reason.strip():
-        raise InvalidInput("an emergency unblinding needs a reason: --reason TEXT")
+    check_reason(reason)
     confirm_irreversible(
         f"Unblind {pid.strip().upper()}? Its arm will be shown to you and the unblinding "
         "logged; this cannot be undone", yes=yes, what="an emergency unblinding")

@@ -179,7 +179,7 @@ def exact_figures(design: Design, n: int, *, exact: bool = False) -> tuple[
     if len(set(design.ratio)) != 1:
         raise InvalidInput("exact design figures are for 1:1 allocation only")
     if not 1 <= n <= MAX_N:
-        raise InvalidInput(f"--n {n}: give a list length from 1 to {MAX_N}")
+        raise InvalidInput(f"list length {n}: give a length from 1 to {MAX_N}")
     if design.procedure == PERMUTED_BLOCKS:
         return _blocks_run(design, n, exact)
     start, prob, after = _machine(design, n)

@@ -1,14 +1,35 @@
-"""Domain errors: each carries a user-facing message and the exit status the CLI gives it.
+"""Domain errors: each says what happened in words every face can show, and what kind of
+failure it is (invalid input or a refusal: the CLI's exit status 2 or 1).
 
-Exit status 2 means the input was invalid; 1 means a rule, a permission or the state of the
-trial refused the action. The faces (CLI, TUI) turn these into a message; nothing else.
+An error never names a face's controls (a command-line option, a key): what the user must
+still give is named in ``needs`` and what they can do instead in ``next_step``, and each face
+words those its own way (``cli.wording``, ``tui.wording``).
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
+
+# What a user may have left out, named by meaning; each face says where it goes.
+Need = Literal["lots", "checker", "reason", "infusion-time", "sites", "procedure"]
+
+# What a user can do instead, named by use case.
+StepAction = Literal["prepare-again", "print-labels-again", "dispense", "extend-list",
+                     "correct-diary-day", "approve-custodian", "seal-lists", "create-trial",
+                     "verify-audit", "change-own-password"]
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """The use case that gets the user further (``action``) and what it applies to: a
+    participant, a stratum, or a participant's diary day (``day``)."""
+
+    action: StepAction
+    subject: str
+    day: str | None = None
 
 
 class TrialkitError(Exception):
@@ -23,12 +44,15 @@ class TrialkitError(Exception):
     # transaction's session).
     record_after: Callable[[Any], None] | None = None
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None,
+                 needs: tuple[Need, ...] = (), next_step: NextStep | None = None) -> None:
         super().__init__(message)
         self.message = message
         # What a script reading --json output gets besides the message (e.g. which audit
         # event failed verification); the CLI adds "error" and "exit_code" to it.
         self.details = details
+        self.needs = needs
+        self.next_step = next_step
 
 
 class InvalidInput(TrialkitError):

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.errors import InvalidInput, NextStep, Refused
 from trialkit.domain.site_time import SiteTime
 
 
@@ -94,14 +94,14 @@ def check_preparation_good(
     if expired:
         raise PreparationExpired(
             f"{pid}'s prepared infusion expired at {site.show(expires_at)}, before the "
-            f"infusion ({_shown(when, site)}): the pharmacy prepares it again "
-            f"(trialkit dispense {pid} --reprepare --reason TEXT ...)"
+            f"infusion ({_shown(when, site)}): the pharmacy prepares it again",
+            next_step=NextStep("prepare-again", pid),
         )
     if when.at is None and (start < made or end > expiry):
         raise InvalidInput(
             f"{pid}: on {when.day} the preparation was good only from "
-            f"{site.show(max(start, made))} to {site.show(min(end, expiry))}: "
-            "give the infusion time (--time HH:MM, the site's local time)"
+            f"{site.show(max(start, made))} to {site.show(min(end, expiry))}, so the "
+            "infusion time is needed (the site's local time)", needs=("infusion-time",)
         )
 
 

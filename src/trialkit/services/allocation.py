@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from trialkit.domain.audit_chain import canonical_json
 from trialkit.domain.clock import Clock
 from trialkit.domain.designs import PERMUTED_BLOCKS, Design, generate_segment, policy_of
-from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.errors import InvalidInput, NextStep, Refused
 from trialkit.domain.manifests import (
     Manifest,
     fingerprint,
@@ -270,8 +270,8 @@ def _openers(session: Session) -> list[User]:
     if not any(u.role == Role.PHARMACIST.value for u in custodians):
         raise Refused(
             "no approved pharmacist yet: add one, let them activate their account, and have "
-            "an investigator approve them (trialkit custodian approve NAME): their key is "
-            "what opens the envelopes"
+            "an investigator approve them: their key is what opens the envelopes",
+            next_step=NextStep("approve-custodian", "NAME"),
         )
     return custodians
 
@@ -300,7 +300,8 @@ def seal_lists(
     _check_count(per_stratum)
     custodians = _openers(session)
     if session.exec(select(AllocationList.id).limit(1)).first() is not None:
-        raise Refused("the lists are already sealed; extend a stratum with --extend STRATUM")
+        raise Refused("the lists are already sealed: extend a stratum instead",
+                      next_step=NextStep("extend-list", "STRATUM"))
     signer = new_signing_key()
     strata = all_strata(protocol)
     _ensure_strata(session, strata)
@@ -354,7 +355,8 @@ def extend_list(
     if code not in known:
         raise InvalidInput(f"unknown stratum {stratum!r}: strata are {', '.join(known)}")
     if session.get(Stratum, code) is None:
-        raise Refused("the allocation lists are not sealed yet: seal them first (trialkit seal)")
+        raise Refused("the allocation lists are not sealed yet: seal them first",
+                      next_step=NextStep("seal-lists", ""))
     session.exec(select(Stratum).where(Stratum.code == code).with_for_update()).one()
     last_seq, last_segment = session.exec(
         select(func.max(Envelope.seq), func.max(AllocationList.segment))

@@ -317,4 +317,4 @@ def check_filters(session: Session, f: AuditFilter) -> None:
         if f.site not in sites:
             raise InvalidInput(f"no site {f.site!r}: the trial's sites are {', '.join(sites)}")
     if f.since is not None and f.until is not None and f.until <= f.since:
-        raise InvalidInput("the period ends before it starts: --until must come after --since")
+        raise InvalidInput("the period ends before it starts: its end must come after its start")

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from trialkit.domain.clock import Clock
-from trialkit.domain.errors import Refused
+from trialkit.domain.errors import NextStep, Refused
 from trialkit.domain.roles import Permission
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
@@ -104,7 +104,8 @@ def upgrade_with_backup(engine: Engine, name: str, password: str, backup_to: Pat
     stays. An old schema cannot take the record of such a refusal, so none is written."""
     before = schema.schema_revision(engine)
     if before is None:
-        raise Refused("this database holds no trial yet (create one with `trialkit init`)")
+        raise Refused("this database holds no trial yet",
+                      next_step=NextStep("create-trial", ""))
     schema.check_known(before)
     if before == schema.SCHEMA_HEAD:
         return Upgrade(before, before, None)

@@ -17,7 +17,13 @@ from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
 from trialkit.domain.credentials import key_fingerprint
-from trialkit.domain.errors import IntegrityFailure, InvalidInput, PermissionDenied, Refused
+from trialkit.domain.errors import (
+    IntegrityFailure,
+    InvalidInput,
+    NextStep,
+    PermissionDenied,
+    Refused,
+)
 from trialkit.domain.key_wrap import stored_key_problem
 from trialkit.domain.recovery import recovery_private_key
 from trialkit.domain.roles import Permission, Role
@@ -258,8 +264,8 @@ def recover_custody(
     for lst in lists:
         if lst.recovery_key is None:
             raise IntegrityFailure(
-                f"list {lst.id} ({lst.stratum_code}) has no recovery wrapping: "
-                "run trialkit audit verify"
+                f"list {lst.id} ({lst.stratum_code}) has no recovery wrapping",
+                next_step=NextStep("verify-audit", "")
             )
         info = key_info(lst.id)
         wrapped = wrap_data_key(unwrap_data_key(lst.recovery_key, private, info),
@@ -372,8 +378,8 @@ def grant_custodian(
         raise Refused(f"{grantee} is not an active unblinding custodian")
     if not is_approved(target):
         raise Refused(
-            f"{grantee} is not approved yet: a second person approves them first "
-            f"(trialkit custodian approve {grantee}), which gives them the list keys"
+            f"{grantee} is not approved yet: a second person approves them first, which "
+            "gives them the list keys", next_step=NextStep("approve-custodian", grantee),
         )
     assert target.id is not None
     mine = session.exec(select(ListKeyGrant).where(ListKeyGrant.user_id == actor.user_id)).all()

@@ -100,7 +100,8 @@ def chosen_design(protocol: Protocol, *, procedure: str | None = None, mti: int 
     """The protocol's design, or the one named on the command line (checked)."""
     if procedure is None:
         if any(x is not None for x in (mti, block_sizes, p, urn_lambda)):
-            raise InvalidInput("name the procedure these parameters are for: --procedure NAME")
+            raise InvalidInput("name the procedure these parameters are for",
+                               needs=("procedure",))
         return protocol.allocation.design.check()
     return Design(procedure=procedure, ratio=protocol.allocation.ratio,
                   block_sizes=block_sizes or (), mti=mti, urn_lambda=urn_lambda,

@@ -164,7 +164,7 @@ def record_day(
         if why is None:
             raise InvalidInput(
                 f"{p.id} already has a diary day for {key} (version {current.version}): "
-                "give a reason (--reason) to correct it"
+                "a correction needs a reason", needs=("reason",)
             )
     before = diary_snapshot(current, [e for e in earlier if e is not current]) if current else None
     entry = DiaryEntry(

@@ -260,8 +260,8 @@ class _FileCheck:
         if seen != line:
             problems.append(f"{pid} {key} is also on line {seen} (a date appears once)")
         if (pid, key) in self.recorded:
-            problems.append(f"{pid} already has a diary day for {key}: correct it with "
-                            f"`trialkit diary record {pid} --date {key} ... --reason TEXT`")
+            problems.append(f"{pid} already has a diary day for {key}: correct that day "
+                            "on its own, with a reason (a file adds new days only)")
         return problems
 
     def _values(self, headache: str, severity: str, hours: str, acute: str

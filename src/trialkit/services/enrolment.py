@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from trialkit.domain.clock import Clock
 from trialkit.domain.codes import new_label_code, participant_id, randomization_number
 from trialkit.domain.eligibility import Screening, evaluate, parse_answer
-from trialkit.domain.errors import InvalidInput, NotFound, Refused
+from trialkit.domain.errors import InvalidInput, NextStep, NotFound, Refused
 from trialkit.domain.participant_status import (
     Facts,
     Status,
@@ -341,7 +341,7 @@ def randomize(session: Session, actor: Actor, pid: str, *, clock: Clock) -> Rand
     if envelope is None:
         raise Refused(
             f"stratum {p.stratum_code} has no sealed envelope left: ask the trial "
-            f"admin to extend it (trialkit seal --extend {p.stratum_code})"
+            "admin to extend it", next_step=NextStep("extend-list", p.stratum_code),
         )
     before = participant_snapshot(session, p, None)  # not randomized: no envelope yet
     count = session.exec(

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from trialkit.domain.audit_chain import canonical_json
 from trialkit.domain.clock import Clock
-from trialkit.domain.errors import IntegrityFailure, Refused
+from trialkit.domain.errors import IntegrityFailure, NextStep, Refused
 from trialkit.domain.protocol import Protocol
 from trialkit.domain.sealed_blob import open_blob, seal_blob
 from trialkit.domain.sealing import (
@@ -80,8 +80,8 @@ class Unsealer:
             if grant is None:
                 raise Refused(
                     f"{self.actor.name} holds no key to the list of {env.stratum_code}: a "
-                    f"second person approves them first (trialkit custodian approve "
-                    f"{self.actor.name}), which hands it over"
+                    "second person approves them first, which hands it over",
+                    next_step=NextStep("approve-custodian", self.actor.name)
                 )
             key = unwrap_data_key(grant.wrapped_key, self.private, key_info(env.list_id))
             self._keys[env.list_id] = key

@@ -113,11 +113,12 @@ class ExportFiles:
     def __init__(self, out: str | Path) -> None:
         path = Path(out).expanduser()
         if path.suffix.lower() != ".csv":
-            raise InvalidInput(f"--out {str(out)!r}: give a file name ending in .csv")
+            raise InvalidInput(f"output file {str(out)!r}: give a file name ending in .csv")
         if path.is_dir():
-            raise InvalidInput(f"--out {str(out)!r} is a folder: give a file name ending in .csv")
+            raise InvalidInput(f"output file {str(out)!r} is a folder: give a file name ending "
+                               "in .csv")
         if not path.parent.is_dir():
-            raise InvalidInput(f"--out {str(out)!r}: folder {path.parent} does not exist")
+            raise InvalidInput(f"output file {str(out)!r}: folder {path.parent} does not exist")
         self.data = path
         self.dictionary = path.with_name(f"{path.stem}.dictionary.csv")
         self.manifest = path.with_name(f"{path.stem}.manifest.json")
@@ -335,7 +336,7 @@ def _arm_reader(session: Session, actor: Actor, trial: Trial, kind: str, *,
     ``opened`` (audited with the export)."""
     if trial.locked_at is None:
         raise _refuse(actor, kind, "the database is not locked yet (an investigator "
-                      "locks it with `trialkit lock`)", clock)
+                      "locks it)", clock)
     if not actor.custodian:
         raise _refuse(actor, kind, f"{actor.name} is not an unblinding custodian", clock)
     if not password:

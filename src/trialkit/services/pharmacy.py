@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
 from trialkit.domain.dosing import DosePlan, dose_plan, products_for
-from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.errors import InvalidInput, NextStep, Refused
 from trialkit.domain.infusion_time import has_expired
 from trialkit.domain.participant_status import can_dispense, can_reprepare
 from trialkit.domain.protocol import Protocol
@@ -292,10 +292,8 @@ def dispense(
     protocol = stored_protocol(session)
     recording = lots is not None or checked_by is not None
     if print_labels and not recording:
-        raise InvalidInput(
-            "labels are printed with the preparation record: give a --lot for each "
-            "preparation and --checked-by NAME"
-        )
+        raise InvalidInput("labels are printed with the preparation record",
+                           needs=("lots", "checker"))
     checked_lots = _recording_input(protocol, lots, checked_by) if recording else {}
     p = get_participant(session, actor, pid, lock=True)
     rand_no, code = dispensable(session, p, clock)
@@ -326,9 +324,8 @@ def _recording_input(
 ) -> dict[str, str]:
     checked = check_lots(protocol, lots or {})
     if not (checked_by or "").strip():
-        raise InvalidInput(
-            "name the second pharmacist who checked the preparation: --checked-by NAME"
-        )
+        raise InvalidInput("name the second pharmacist who checked the preparation",
+                           needs=("checker",))
     return checked
 
 
@@ -355,8 +352,8 @@ def reprepare(
     why = " ".join(reason.split())
     if not why:
         raise InvalidInput(
-            "say why the preparation is made again (e.g. expired before the infusion): "
-            "--reason TEXT"
+            "say why the preparation is made again (e.g. expired before the infusion)",
+            needs=("reason",),
         )
     checked_lots = _recording_input(protocol, lots, checked_by)
     p = get_participant(session, actor, pid, lock=True)
@@ -402,7 +399,7 @@ def print_labels(session: Session, actor: Actor, pid: str, *, clock: Clock) -> L
     if prep is None:
         raise Refused(
             f"{p.id} has not been dispensed yet: its labels are printed when the preparation "
-            f"is recorded (trialkit dispense {p.id} --lot ... --checked-by NAME --label-out FILE)"
+            "is recorded", next_step=NextStep("dispense", p.id),
         )
     before = preparation_snapshot(prep)
     prep.label_prints += 1

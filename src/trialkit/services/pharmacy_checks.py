@@ -15,6 +15,7 @@ from trialkit.domain.errors import (
     AccountLocked,
     AuthenticationFailed,
     InvalidInput,
+    NextStep,
     NotFound,
     PermissionDenied,
     Refused,
@@ -89,8 +90,8 @@ def check_lots(protocol: Protocol, lots: Mapping[str, str]) -> dict[str, str]:
         )
     missing = [w for w in wanted if w not in lots]
     if missing:
-        example = " ".join(f"--lot {w}=LOT" for w in wanted)
-        raise InvalidInput(f"no lot number for {', '.join(missing)}: give {example}")
+        raise InvalidInput(f"no lot number for {', '.join(missing)} (one lot for each of "
+                           f"{', '.join(wanted)})", needs=("lots",))
     checked: dict[str, str] = {}
     for prep in wanted:
         lot = lots[prep].strip().upper()
@@ -123,13 +124,10 @@ def dispensable(session: Session, p: Participant, clock: Clock) -> tuple[str, st
             f"{prep.prepared_by}")
     if can_reprepare(status) and has_expired(prep.expires_at, clock.now()):
         raise Refused(
-            f"{done}, and that preparation expired at {local.show(prep.expires_at)}; "
-            f"to prepare it again: trialkit dispense {p.id} --reprepare --reason TEXT "
-            "--lot ... --checked-by NAME"
+            f"{done}, and that preparation expired at {local.show(prep.expires_at)}",
+            next_step=NextStep("prepare-again", p.id),
         )
-    raise Refused(
-        f"{done}; to print its labels again: trialkit label {p.id} --out FILE.pdf"
-    )
+    raise Refused(done, next_step=NextStep("print-labels-again", p.id))
 
 
 def to_prepare_again(session: Session, p: Participant) -> tuple[str, str, Preparation]:
@@ -147,8 +145,8 @@ def to_prepare_again(session: Session, p: Participant) -> tuple[str, str, Prepar
             f"{p.id} was infused on {p.infusion_date}: there is nothing to prepare again"
         )
     raise Refused(
-        f"{p.id} has not been dispensed yet, so there is nothing to prepare again: "
-        f"trialkit dispense {p.id} --lot ... --checked-by NAME"
+        f"{p.id} has not been dispensed yet, so there is nothing to prepare again",
+        next_step=NextStep("dispense", p.id),
     )
 
 
@@ -161,7 +159,7 @@ def checking_pharmacist(session: Session, actor: Actor, name: str, p: Participan
     if user.id == actor.user_id:
         raise Refused(
             f"{actor.name} prepared it, so cannot also check it: a second pharmacist must "
-            "check the preparation (--checked-by NAME)"
+            "check the preparation", needs=("checker",)
         )
     if user.role != Role.PHARMACIST.value:
         raise Refused(f"{user.name} is a {user.role}, not a pharmacist: a second pharmacist "

@@ -13,7 +13,13 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
-from trialkit.domain.errors import IntegrityFailure, InvalidInput, PermissionDenied, Refused
+from trialkit.domain.errors import (
+    IntegrityFailure,
+    InvalidInput,
+    NextStep,
+    PermissionDenied,
+    Refused,
+)
 from trialkit.domain.sealed_blob import open_blob
 from trialkit.domain.sealing import key_info, unwrap_data_key
 from trialkit.services import audit
@@ -91,7 +97,7 @@ def open_lists(
     trial = session.get(Trial, 1)
     if trial is None or trial.locked_at is None:
         raise _refuse(session, actor, "the database is not locked yet (an investigator locks "
-                      "it with `trialkit lock`)", clock)
+                      "it)", clock)
     if not actor.custodian:
         raise _refuse(session, actor, f"{actor.name} is not an unblinding custodian", clock)
     if not password:
@@ -107,8 +113,8 @@ def open_lists(
         if grant is None:
             raise Refused(
                 f"{actor.name} holds no key to the list of {lst.stratum_code}: a second "
-                f"person approves them first (trialkit custodian approve {actor.name}), "
-                "which hands it over"
+                "person approves them first, which hands it over",
+                next_step=NextStep("approve-custodian", actor.name),
             )
         data_key = unwrap_data_key(grant.wrapped_key, private, key_info(lst.id))
         try:

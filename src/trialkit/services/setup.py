@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from trialkit.domain.clock import Clock
-from trialkit.domain.errors import Refused
+from trialkit.domain.errors import NextStep, Refused
 from trialkit.domain.passwords import check_new_password
 from trialkit.domain.protocol import LoadedProtocol
 from trialkit.domain.recovery import RecoveryKey, new_recovery_key
@@ -98,6 +98,7 @@ def upgrade_schema(engine: Engine) -> str:
     """Bring an existing trial database to this trialkit's schema; returns the new revision."""
     revision = schema.schema_revision(engine)
     if revision is None:
-        raise Refused("this database holds no trial yet (create one with `trialkit init`)")
+        raise Refused("this database holds no trial yet",
+                      next_step=NextStep("create-trial", ""))
     schema.upgrade(engine)
     return schema.SCHEMA_HEAD

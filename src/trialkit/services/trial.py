@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from trialkit.domain.clock import Clock
 from trialkit.domain.credentials import key_fingerprint
-from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.errors import InvalidInput, NextStep, Refused
 from trialkit.domain.protocol import LoadedProtocol, Protocol, protocol_from_text
 from trialkit.domain.site_time import SiteTime
 from trialkit.services import audit
@@ -117,7 +117,8 @@ def get_trial(session: Session) -> Trial:
     """The trial row, or a clear refusal if the database holds none."""
     trial = session.get(Trial, 1)
     if trial is None:
-        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
+        raise InvalidInput("this database holds no trial yet",
+                           next_step=NextStep("create-trial", ""))
     return trial
 
 
@@ -138,7 +139,8 @@ def ensure_unlocked(session: Session) -> None:
     """Refuse any clinical write once the database is locked."""
     row = session.exec(select(Trial.locked_at, Trial.locked_by).where(Trial.id == 1)).first()
     if row is None:
-        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
+        raise InvalidInput("this database holds no trial yet",
+                           next_step=NextStep("create-trial", ""))
     locked_at, locked_by = row
     if locked_at is not None:
         by = f" by {locked_by}" if locked_by else ""
@@ -157,7 +159,8 @@ def stored_protocol(session: Session) -> Protocol:
     """The protocol this database was created from (never re-read from a file)."""
     sha = session.exec(select(Trial.protocol_sha256).where(Trial.id == 1)).first()
     if sha is None:
-        raise InvalidInput("this database holds no trial yet (create one with `trialkit init`)")
+        raise InvalidInput("this database holds no trial yet",
+                           next_step=NextStep("create-trial", ""))
     if sha not in _PARSED:
         loaded = protocol_from_text(
             get_trial(session).protocol_text, source="the protocol stored in the database",

@@ -37,9 +37,11 @@ class Unblinding:
     record: PreparationRecord | None  # with the product lots, if the pharmacy has prepared
 
 
-def _check_reason(reason: str) -> str:
+def check_reason(reason: str) -> str:
+    """The reason for an emergency unblinding, refused when empty (faces check it before
+    asking for confirmation)."""
     if not reason.strip():
-        raise InvalidInput("an emergency unblinding needs a reason: --reason TEXT")
+        raise InvalidInput("an emergency unblinding needs a reason", needs=("reason",))
     return plain_text(reason, "the reason", max_len=REASON_MAX)
 
 
@@ -50,7 +52,7 @@ def unblind(
     """Emergency unblinding of one participant: the arm for the requester only, the
     participant flagged ``unblinded_emergency`` for everyone, the reason audited (no arm)."""
     require_permission(session, actor, Permission.UNBLIND, "unblind", pid, clock)
-    why = _check_reason(reason)
+    why = check_reason(reason)
     protocol = stored_protocol(session)
     p = get_participant(session, actor, pid, lock=True)
     rand_no, _code = randomized_numbers(p)

@@ -21,7 +21,7 @@ from trialkit.domain.credentials import (
     new_enrolment_code,
     new_signing_keys,
 )
-from trialkit.domain.errors import AuthenticationFailed, InvalidInput, NotFound, Refused
+from trialkit.domain.errors import AuthenticationFailed, InvalidInput, NextStep, NotFound, Refused
 from trialkit.domain.passwords import UNUSABLE, check_new_password, hash_password, verify_password
 from trialkit.domain.roles import SITE_BOUND_ROLES, Permission, Role
 from trialkit.domain.sealing import (
@@ -116,10 +116,10 @@ def validate_name(name: str) -> str:
 def _check_sites(session: Session, role: Role, sites: list[str]) -> list[str]:
     codes = sorted({s.strip().upper() for s in sites})
     if role is Role.COORDINATOR and not codes:
-        raise InvalidInput("a coordinator needs at least one --site")
+        raise InvalidInput("a coordinator needs at least one site", needs=("sites",))
     if codes and role not in SITE_BOUND_ROLES:
         article = "an" if role.value[0] in "aeiou" else "a"
-        raise InvalidInput(f"{article} {role.value} is not bound to sites; leave out --site")
+        raise InvalidInput(f"{article} {role.value} is not bound to sites: give no site")
     known = set(session.exec(select(Site.code)).all())
     for code in codes:
         if code not in known:
@@ -164,7 +164,7 @@ def create_user(
     require(actor, Permission.MANAGE_USERS)
     validate_name(name)
     if custodian and role not in (Role.INVESTIGATOR, Role.PHARMACIST):
-        raise InvalidInput("only an investigator can be made a custodian (--custodian)")
+        raise InvalidInput("only an investigator can be made a custodian")
     codes = _check_sites(session, role, sites)
     if session.exec(select(User.id).where(User.name == name)).first() is not None:
         raise Refused(f"a user named {name!r} already exists")
@@ -466,7 +466,8 @@ def reissue_enrolment(session: Session, actor: Actor, *, name: str, clock: Clock
     require(actor, Permission.MANAGE_USERS)
     user = find_user(session, name)
     if user.id == actor.user_id:
-        raise Refused("change your own password with `trialkit user passwd`")
+        raise Refused("you change your own password yourself, not as an admin",
+                      next_step=NextStep("change-own-password", ""))
     if user.custodian and user.activated_at is not None:
         raise Refused(
             f"{name} is an unblinding custodian: their key is sealed under their own "

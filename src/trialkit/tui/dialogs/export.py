@@ -12,6 +12,7 @@ from textual.widgets import Button, Input, ProgressBar, Select, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.dialogs.dialog import Dialog
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -69,7 +70,7 @@ class ExportDialog(Dialog[bool]):
         try:
             result = self._db.export(self._actor, kind, path, progress=progress)
         except TrialkitError as exc:
-            self.app.call_from_thread(self._failed, exc.message)
+            self.app.call_from_thread(self._failed, tui_message(exc))
         else:
             self.app.call_from_thread(self._finished, result, path)
 

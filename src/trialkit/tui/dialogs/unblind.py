@@ -12,6 +12,7 @@ from textual.widgets import Button, Input, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.dialogs.dialog import Dialog
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -73,7 +74,7 @@ class UnblindDialog(Dialog[bool]):
         try:
             answer = self._db.unblind(self._actor, self._pid, reason=reason, password=password)
         except TrialkitError as exc:
-            self.app.call_from_thread(self.say, exc.message)
+            self.app.call_from_thread(self.say, tui_message(exc))
         else:
             self.app.call_from_thread(self._show, describe_unblinding(answer))
 

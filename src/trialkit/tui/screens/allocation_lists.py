@@ -22,6 +22,7 @@ from trialkit.tui.messages import ListsSealed, ProtocolLoaded, ServiceFailed, St
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.domain.protocol import Protocol
@@ -98,7 +99,7 @@ class AllocationListsScreen(Screen[None]):
             protocol = self._db.protocol()
             usage = self._db.stratum_usage(self._actor)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(ProtocolLoaded(protocol))
             self.post_message(StrataLoaded(usage))
@@ -180,7 +181,7 @@ class AllocationListsScreen(Screen[None]):
                 progress=progress,
             )
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(ListsSealed(result, "Sealed"))
 
@@ -207,7 +208,7 @@ class AllocationListsScreen(Screen[None]):
         try:
             result = self._db.extend_list(self._actor, stratum=stratum, count=count)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(ListsSealed(result, "Extended"))
 

@@ -35,6 +35,7 @@ from trialkit.tui.commands import (
 )
 from trialkit.tui.messages import ServiceFailed
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -160,7 +161,7 @@ class AuditReviewScreen(Screen[None]):
             since = time_bound(self._typed("since"), "since", end=False)
             until = time_bound(self._typed("until"), "until", end=True)
         except TrialkitError as exc:
-            self.notify(exc.message, severity="error")
+            self.notify(tui_message(exc), severity="error")
             return None
         participant = self._typed("participant")
         return AuditFilter(
@@ -235,7 +236,7 @@ class AuditReviewScreen(Screen[None]):
         try:
             page = self._db.audit_page(self._actor, filters, after=after, limit=PAGE)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
             self.post_message(AuditPageLoaded(AuditPage([], None), generation))
         else:
             self.post_message(AuditPageLoaded(page, generation))
@@ -352,7 +353,7 @@ class AuditReviewScreen(Screen[None]):
         try:
             report = self._db.verify_audit(progress=self._verify_progress)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
             self.app.call_from_thread(self._verify_failed)
         else:
             self.post_message(AuditVerified(report))

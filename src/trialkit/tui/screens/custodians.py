@@ -20,6 +20,7 @@ from trialkit.tui.messages import CustodianApproved, CustodiansLoaded, ServiceFa
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -62,7 +63,7 @@ class CustodiansScreen(Screen[None]):
         try:
             rows, refusal = self._db.custodians(self._actor)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(CustodiansLoaded(rows, refusal))
 
@@ -127,7 +128,7 @@ class CustodiansScreen(Screen[None]):
                 password=request.password,
             )
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(CustodianApproved(done))
 

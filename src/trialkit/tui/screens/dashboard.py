@@ -23,6 +23,7 @@ from trialkit.tui.dialogs.export import ExportDialog
 from trialkit.tui.messages import DatabaseLocked, ServiceFailed, StatusLoaded
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -95,7 +96,7 @@ class DashboardScreen(Screen[None]):
         try:
             status = self._db.trial_status(self._actor)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(StatusLoaded(status))
 
@@ -162,7 +163,7 @@ class DashboardScreen(Screen[None]):
         try:
             result = self._db.lock(self._actor)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(DatabaseLocked(result))
 

@@ -36,6 +36,7 @@ from trialkit.tui.dialogs.diary_day import CorrectionDialog, HistoryDialog, desc
 from trialkit.tui.messages import DayHistoryLoaded, DayRecorded, DiaryLoaded, ServiceFailed
 from trialkit.tui.widgets.diary_grid import DiaryGrid, GridState
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.domain.diary import WindowOutcome
@@ -102,7 +103,7 @@ class DiaryScreen(Screen[None]):
         try:
             view = self._db.diary(self._actor, self._pid)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(DiaryLoaded(view))
 
@@ -251,7 +252,7 @@ class DiaryScreen(Screen[None]):
         try:
             self._db.record_day(self._actor, self._pid, day, reason=reason)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(DayRecorded(day.day))
 
@@ -277,7 +278,7 @@ class DiaryScreen(Screen[None]):
         try:
             versions = self._db.day_history(self._actor, self._pid, on)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(DayHistoryLoaded(on, versions))
 

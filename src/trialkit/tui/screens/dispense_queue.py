@@ -34,6 +34,7 @@ from trialkit.tui.messages import EnvelopeOpened, LabelsPrinted, QueueLoaded, Se
 from trialkit.tui.screens.preparation import PreparationScreen
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.labels import LabelSheet
@@ -81,7 +82,7 @@ class DispenseQueueScreen(Screen[None]):
         try:
             entries = self._db.dispense_queue(self._actor)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(QueueLoaded(entries))
 
@@ -192,7 +193,7 @@ class DispenseQueueScreen(Screen[None]):
             else:
                 opened = self._db.open_envelope(self._actor, pid, password=password)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(EnvelopeOpened(opened, password, again=again))
 
@@ -234,7 +235,7 @@ class DispenseQueueScreen(Screen[None]):
         try:
             sheet = self._db.reprint_labels(self._actor, pid, labels_path=path)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(LabelsPrinted(sheet, path))
 

@@ -27,6 +27,7 @@ from trialkit.tui.widgets.identity import IdentityPanel
 from trialkit.tui.widgets.role_panel import ROLE_SCREENS, RolePanel
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.widgets.trial_summary import TrialSummary
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -166,6 +167,6 @@ class HomeScreen(Screen[None]):
         try:
             trial = self._db.trial_info()
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(TrialLoaded(trial))

@@ -16,6 +16,7 @@ from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.activation_form import ActivationForm
 from trialkit.tui.widgets.sign_in_form import SignInForm
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 
 class LoginScreen(Screen[None]):
@@ -74,7 +75,7 @@ class LoginScreen(Screen[None]):
         try:
             trial = self._db.trial_info()
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(TrialLoaded(trial))
 

@@ -50,6 +50,7 @@ from trialkit.tui.screens.screening import ScreeningScreen, screening_outcome
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.domain.protocol import Protocol
@@ -158,7 +159,7 @@ class ParticipantsScreen(Screen[None]):
         try:
             return ParticipantFilter.of(site=site, status=status, search=search)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
             return None
 
     def reload(self, select: str | None = None) -> None:
@@ -184,7 +185,7 @@ class ParticipantsScreen(Screen[None]):
             rows = self._db.participants(self._actor, site=wanted.site, status=wanted.status,
                                          search=wanted.search, limit=PAGE_ROWS)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(ParticipantsLoaded(rows, reading=reading, wanted=wanted))
 
@@ -193,7 +194,7 @@ class ParticipantsScreen(Screen[None]):
         try:
             rows = self._db.participants(self._actor)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(ParticipantsLoaded(rows, reading=reading))
 
@@ -202,7 +203,7 @@ class ParticipantsScreen(Screen[None]):
         try:
             protocol = self._db.protocol()
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(ProtocolLoaded(protocol))
 
@@ -438,7 +439,7 @@ class ParticipantsScreen(Screen[None]):
         try:
             result = self._db.randomize(self._actor, pid)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(ParticipantRandomized(result))
 
@@ -490,7 +491,7 @@ class ParticipantsScreen(Screen[None]):
         try:
             view = call()
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(ParticipantChanged(view, what))
 

@@ -28,6 +28,7 @@ from trialkit.tui.commands import BACK, RECORD_PREPARATION
 from trialkit.tui.messages import ServiceFailed
 from trialkit.tui.widgets.field_form import FieldForm
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -198,7 +199,7 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                     checked_by=checker, checker_password=checker_password, labels_path=path,
                 )
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.app.call_from_thread(self.dismiss, (sheet, path))
 

@@ -22,6 +22,7 @@ from trialkit.tui.messages import ParticipantChanged, ServiceFailed
 from trialkit.tui.trial_db import ScreeningEntry, TrialDatabase
 from trialkit.tui.widgets.criterion_row import CriterionRow
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.domain.protocol import Protocol
@@ -216,7 +217,7 @@ class ScreeningScreen(Screen["ParticipantView | None"]):
         try:
             view = self._db.screen(self._actor, entry)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(ParticipantChanged(view, "screened"))
 

@@ -12,6 +12,7 @@ from trialkit.domain.errors import TrialkitError
 from trialkit.tui.messages import LoginFailed, LoginSucceeded
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.field_form import FieldForm
+from trialkit.tui.wording import tui_message
 
 FIELDS = ("activate-name", "activate-code", "activate-password", "activate-again")
 
@@ -55,7 +56,7 @@ class ActivationForm(FieldForm):
         try:
             signin = self._db.activate(name, code, password)
         except TrialkitError as exc:
-            self.post_message(LoginFailed(exc.message))
+            self.post_message(LoginFailed(tui_message(exc)))
         else:
             self.post_message(LoginSucceeded(signin))
 

@@ -11,6 +11,7 @@ from trialkit.domain.errors import TrialkitError
 from trialkit.tui.messages import LoginFailed, LoginSucceeded
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.field_form import FieldForm
+from trialkit.tui.wording import tui_message
 
 
 class SignInForm(FieldForm):
@@ -60,7 +61,7 @@ class SignInForm(FieldForm):
         try:
             signin = self._db.sign_in(name, password)
         except TrialkitError as exc:
-            self.post_message(LoginFailed(exc.message))
+            self.post_message(LoginFailed(tui_message(exc)))
         else:
             self.post_message(LoginSucceeded(signin))
 
