@@ -70,3 +70,16 @@ def test_a_next_step_is_a_command_line_in_the_cli_and_never_in_the_tui() -> None
         shown = tui_message(err)
         assert shown.startswith("TWH-001 was already dispensed; ")
         assert not COMMAND.search(shown) and not OPTION.search(shown)
+
+
+def test_the_tui_shows_errors_only_in_its_own_words() -> None:
+    """Every screen shows a service's error through ``tui_message``, never its bare message
+    (which would drop what to fill in and what to do next)."""
+    bare = [
+        f"{path.relative_to(SRC)}:{n}"
+        for path in sorted((SRC / "tui").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\b(exc|err)\.message\b", line) and "exit" not in line
+        and path.name != "wording.py"
+    ]
+    assert bare == []

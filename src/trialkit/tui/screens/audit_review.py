@@ -322,7 +322,7 @@ class AuditReviewScreen(Screen[None]):
         try:
             checkpoint = self._db.write_checkpoint(self._actor, password, path)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             app.call_from_thread(self._checkpoint_written, path, checkpoint.events)
 

@@ -18,6 +18,7 @@ from trialkit.services.unblinding import unblinding_summary
 from trialkit.tui.commands import BACK, REFRESH
 from trialkit.tui.messages import ServiceFailed, UnblindingsLoaded
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -57,7 +58,7 @@ class UnblindingsScreen(Screen[None]):
         try:
             entries = self._db.unblindings(self._actor)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(UnblindingsLoaded(entries))
 
