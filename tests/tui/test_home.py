@@ -141,3 +141,25 @@ async def test_refresh_reads_the_trial_again(engine: Engine, clock: SteppingCloc
         await settle(pilot)
         assert len(loaded) == before + 1
         assert loaded[-1].trial == app.trial
+
+
+async def test_the_monitors_and_investigators_home_promise_only_screens_that_open(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    add_user(engine, admin, clock, "mona", Role.MONITOR)
+    add_user(engine, admin, clock, "iris", Role.INVESTIGATOR)
+    for name in ("mona", "iris"):
+        app = app_for(engine, clock)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await sign_in(pilot, name)
+            text = screen_text(app)
+            assert "coming release" not in text
+            keys = re.findall(r"Press (\S+) for ([a-z ]+)\.", text)
+            assert keys, text
+            for key, what in keys:
+                await pilot.press(key)
+                await settle(pilot)
+                assert not isinstance(app.screen, HomeScreen), (name, key, what)
+                await pilot.press("escape")
+                await settle(pilot)
+                assert isinstance(app.screen, HomeScreen), (name, key, what)
