@@ -64,6 +64,11 @@ def test_a_checkpoint_is_written_once_and_holds(trials: Trials) -> None:
     code, printed, err = run(trials.here, None, "audit", "verify", "--checkpoint", str(out))
     assert code == 0, err
     assert f"checkpoint {out}: holds (" in printed
+    code, printed, err = run(trials.here, None, "--json", "audit", "verify", "--checkpoint",
+                             str(out))
+    assert code == 0, err
+    [held] = json.loads(printed)["checkpoints"]
+    assert (held["file"], held["signer"], held["note"]) == (str(out), "mona", None)
     code, _, err = run(trials.here, "mona", "audit", "checkpoint", "--out", str(out))
     assert code == 2 and "already exists: a checkpoint is never overwritten" in one_line(err)
 

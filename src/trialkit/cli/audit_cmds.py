@@ -78,13 +78,13 @@ def verify(
                      f"{p(cp.signer)} on {cp.at:%Y-%m-%d %H:%M:%S} UTC)")
         if h.note:
             lines.append(f"    note: {p(h.note)}")
-    c.emit(
-        {"ok": True, "events": report.events, "head": report.head,
-         "checkpoints": [{"file": h.where, "events": h.checkpoint.events,
-                          "head": h.checkpoint.head, "signer": h.checkpoint.signer,
-                          "at": h.checkpoint.at.isoformat(), "note": h.note} for h in held]},
-        "\n".join(lines),
-    )
+    doc = {"ok": True, "events": report.events, "head": report.head}
+    if held:  # the document stays as it was when no checkpoint is given
+        doc["checkpoints"] = [{"file": h.where, "events": h.checkpoint.events,
+                               "head": h.checkpoint.head, "signer": h.checkpoint.signer,
+                               "at": h.checkpoint.at.isoformat(), "note": h.note}
+                              for h in held]
+    c.emit(doc, "\n".join(lines))
 
 
 @app.command("checkpoint")
