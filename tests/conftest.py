@@ -19,7 +19,7 @@ from trialkit.domain.clock import Clock
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.auth import actor_for, login
+from trialkit.services.auth import actor_for, login, unlock_signing_key
 from trialkit.services.custody import approve_custodian, approved_custodians
 from trialkit.services.setup import initialize
 from trialkit.services.users import activate_user, create_user
@@ -197,5 +197,7 @@ def approve_custodian_as_witness(
             enrol(session, admin, clock, WITNESS, Role.INVESTIGATOR)
             investigators = [session.exec(select(User).where(User.name == WITNESS)).one()]
         approvers = list(investigators)
-    approve_custodian(session, actor_for(session, approvers[0]), name=name,
+    approver = actor_for(session, approvers[0])  # signed in: their key signs the approval
+    approver = approver.signing_with(unlock_signing_key(session, approver, PASSWORD))
+    approve_custodian(session, approver, name=name,
                       fingerprint=fingerprint, password=PASSWORD, clock=clock)

@@ -28,7 +28,7 @@ from trialkit.domain.protocol import LoadedProtocol, Protocol, load_protocol, pr
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.allocation import seal_lists
-from trialkit.services.auth import actor_for, login
+from trialkit.services.auth import actor_for, login, unlock_signing_key
 from trialkit.services.custody import approve_custodian
 from trialkit.services.diary import infuse
 from trialkit.services.diary_import import record_days
@@ -277,9 +277,10 @@ def approve_as(session: Session, approver: str, name: str, *, password: str, clo
     fingerprint out and the approver checks it (in a real trial, two people on the phone)."""
     target = find_user(session, name)
     assert target.public_key is not None
+    person = actor_for(session, find_user(session, approver))
     approve_custodian(
         session,
-        actor_for(session, find_user(session, approver)),
+        person.signing_with(unlock_signing_key(session, person, password)),
         name=name,
         fingerprint=key_fingerprint(target.public_key),
         password=password,

@@ -61,8 +61,8 @@ from trialkit.store.models import AuditEvent
 
 # The trail every tamper test starts from, one event per line.
 TRAIL = [
-    "trial.create",   # 1  alice (running init) creates KETHEAD (records the trial state)
-    "user.add",       # 2  alice, admin (records alice)
+    "user.add",       # 1  alice, admin, running init (records alice and her signing key)
+    "trial.create",   # 2  alice creates KETHEAD (records the trial state)
     "login",          # 3  alice signs in (no state change, no state recorded)
     "user.add",       # 4  carol, coordinator at TWH, waiting for activation
     "user.activate",  # 5  carol sets her password with her enrolment code
@@ -74,7 +74,7 @@ TRAIL = [
     "user.disable",   # 11 alice disables mark, reason "left the study"
 ]
 # MARK_ADDED: the last event that records mark before he was disabled (his activation).
-CAROL_LAST, MARK_ADDED, MARK_LAST, ALICE_LAST = 9, 7, 11, 2
+CAROL_LAST, MARK_ADDED, MARK_LAST, ALICE_LAST = 9, 7, 11, 1
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,8 @@ def _changed(field: str, old: Any) -> Any:
         return old + timedelta(microseconds=1)
     if field in ("hash", "prev_hash"):
         return old[:-1] + ("0" if old[-1] != "0" else "1")
+    if field == "signature":  # a signature where there was none, or one bit of it flipped
+        return bytes(64) if old is None else old[:-1] + bytes([old[-1] ^ 1])
     if old is None:
         return "{}" if field.endswith("_json") else "x"
     return old + "x"
@@ -236,7 +238,7 @@ def _changed(field: str, old: Any) -> Any:
 
 def test_any_field_of_any_event_edited_is_caught_at_that_event(trail: Trail) -> None:
     fields = [c.name for c in EVENTS.columns if c.name != "seq"]
-    assert len(fields) == 11
+    assert len(fields) == 12
     missed = []
     for seq in range(1, LAST + 1):
         for field in fields:
@@ -305,8 +307,12 @@ def test_an_inserted_event_is_caught_where_the_renumbered_events_start(trail: Tr
         assert [r["seq"] for r in events(conn)] == list(range(1, LAST + 2))
         report = verify_on(conn)
     assert not report.ok
-    assert report.bad_seq == 5  # the forged event 4 is flawless; the old 4, now 5, is not
-    assert report.problem == "event 5: does not link to the event before it"
+    # The forged event 4 links and hashes correctly, but the signature it copied from
+    # event 3 signs event 3's hash, not its own.
+    assert report.bad_seq == 4
+    assert report.problem == (
+        f"event 4: its signature does not match {ADMIN}'s key: the event was changed or forged"
+    )
 
 
 def test_an_appended_event_about_a_user_who_does_not_exist_is_caught_at_itself(
@@ -322,7 +328,7 @@ def test_an_appended_event_about_a_user_who_does_not_exist_is_caught_at_itself(
         report = verify_on(conn)
     assert not report.ok
     assert report.bad_seq == LAST + 1
-    assert report.problem is not None and "'eve' recorded here no longer exists" in report.problem
+    assert report.problem is not None and "signature does not match" in report.problem
 
 
 @pytest.mark.parametrize(("first", "second"), [(6, 7), (2, 8), (1, LAST)])
@@ -338,29 +344,35 @@ def test_two_swapped_events_are_caught_at_the_first(trail: Trail, first: int, se
     assert report.bad_seq == first
 
 
-def test_a_rewritten_event_with_a_correct_hash_is_caught_at_the_next_event(trail: Trail) -> None:
+def test_a_rewritten_event_with_a_correct_hash_is_caught_at_itself(trail: Trail) -> None:
+    # Its hash is right, but alice's signature signs the hash she wrote.
     with rehearse(trail.engine) as conn:
         row = event(conn, 4)
         row["after_json"] = row["after_json"].replace('"coordinator"', '"admin"')
         set_event(conn, 4, after_json=row["after_json"], hash=rehash(row))
         report = verify_on(conn)
     assert not report.ok
-    assert report.bad_seq == 5
-    assert report.problem == "event 5: does not link to the event before it"
+    assert report.bad_seq == 4
+    assert report.problem == (
+        f"event 4: its signature does not match {ADMIN}'s key: the event was changed or forged"
+    )
 
 
-def test_a_rewritten_newest_event_is_caught_against_a_noted_head(trail: Trail) -> None:
+def test_a_rewritten_newest_event_is_caught_without_a_noted_head(trail: Trail) -> None:
+    # Nothing follows it to break the link, but its author's signature no longer fits.
     with rehearse(trail.engine) as conn:
         row = event(conn, LAST) | {"reason": "asked by the sponsor"}
         set_event(conn, LAST, reason=row["reason"], hash=rehash(row))
-        report = verify_on(conn, expected_head=trail.head)
+        report = verify_on(conn)
     assert not report.ok
-    assert report.bad_seq == LAST + 1
+    assert report.bad_seq == LAST
+    assert report.problem is not None and "signature does not match" in report.problem
 
 
-def test_a_consistent_rewrite_of_history_is_caught_against_a_noted_head(trail: Trail) -> None:
-    """The strongest attack: carol becomes admin in her row and in every event that
-    recorded her, and every hash from event 4 on is recomputed and relinked."""
+def test_a_consistent_rewrite_of_history_is_caught_at_its_first_event(trail: Trail) -> None:
+    """The strongest attack without anyone's password: carol becomes admin in her row and
+    in every event that recorded her, and every hash from event 4 on is recomputed and
+    relinked. The signatures still sign the old hashes."""
     with rehearse(trail.engine) as conn:
         conn.execute(text("UPDATE app_user SET role = 'admin' WHERE name = 'carol'"))
         rows = events(conn)
@@ -374,10 +386,10 @@ def test_a_consistent_rewrite_of_history_is_caught_against_a_noted_head(trail: T
             row["hash"] = rehash(row)
             set_event(conn, row["seq"], **{k: v for k, v in row.items() if k != "seq"})
         guards_on(conn)  # the triggers back, as a careful attacker would put them
-        assert verify_on(conn).ok  # nothing inside the database contradicts it any more
-        report = verify_on(conn, expected_head=trail.head[:12].upper())
+        report = verify_on(conn)
     assert not report.ok
-    assert report.bad_seq == LAST + 1
+    assert report.bad_seq == 4
+    assert report.problem is not None and "signature does not match" in report.problem
 
 
 # --- changing users and the trial without an event ---------------------------------------
@@ -394,11 +406,11 @@ DIRECT_EDITS = {
     "coordinator given a second site": (
         ["INSERT INTO user_site (user_id, site_code) "
          "SELECT id, 'SHS' FROM app_user WHERE name = 'carol'"], CAROL_LAST, "carol"),
-    "training flag flipped": (["UPDATE trial SET training = true"], 1, "KETHEAD"),
-    "protocol hash replaced": (["UPDATE trial SET protocol_sha256 = 'feed'"], 1, "KETHEAD"),
-    "site target changed": (["UPDATE site SET target = 99 WHERE code = 'TWH'"], 1, "KETHEAD"),
+    "training flag flipped": (["UPDATE trial SET training = true"], 2, "KETHEAD"),
+    "protocol hash replaced": (["UPDATE trial SET protocol_sha256 = 'feed'"], 2, "KETHEAD"),
+    "site target changed": (["UPDATE site SET target = 99 WHERE code = 'TWH'"], 2, "KETHEAD"),
     "site added": (["INSERT INTO site (code, name, target) VALUES ('ZZZ', 'Rogue', 5)"],
-                   1, "KETHEAD"),
+                   2, "KETHEAD"),
     "user deleted": (["DELETE FROM app_user WHERE name = 'mark'"], MARK_LAST, "mark"),
 }
 
@@ -469,5 +481,5 @@ def test_an_edited_protocol_text_fails_verification(engine: Engine) -> None:
     with read_only(engine) as s:
         report = integrity.verify(s)
     assert not report.ok
-    assert report.bad_seq == 1
+    assert report.bad_seq == 2  # trial.create, which stored the protocol
     assert "protocol text" in (report.problem or "")

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from tests.conftest import ADMIN, KETHEAD, PASSWORD, PG_URL, SteppingClock, add_user, sign_in
 from tests.db.tampering import rehash, verify
+from trialkit.domain.audit_signing import sign_event
 from trialkit.domain.clock import SystemClock
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
@@ -103,6 +104,9 @@ def test_a_rewrite_that_moves_an_event_back_in_time_is_reported(
         sign_in(engine, ADMIN, clock)
     rows = [dict(e) for e in _events(engine)]
     target = len(rows) - 1  # the second to last: backdated, every hash after it recomputed
+    # by their author, alice, who signs them again: signatures cannot catch her own rewrite
+    key = admin.signing_key
+    assert key is not None
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             conn.execute(text("DROP TRIGGER audit_event_no_update"))
@@ -113,10 +117,12 @@ def test_a_rewrite_that_moves_an_event_back_in_time_is_reported(
             if i > 0:
                 rows[i]["prev_hash"] = rows[i - 1]["hash"]
             rows[i]["hash"] = rehash(rows[i])
-            conn.execute(text("UPDATE audit_event SET at = :at, prev_hash = :p, hash = :h "
-                              "WHERE seq = :s"),
+            assert rows[i]["user_name"] == ADMIN
+            conn.execute(text("UPDATE audit_event SET at = :at, prev_hash = :p, hash = :h, "
+                              "signature = :sig WHERE seq = :s"),
                          {"at": _stored(conn.dialect.name, rows[i]["at"]),
-                          "p": rows[i]["prev_hash"], "h": rows[i]["hash"], "s": rows[i]["seq"]})
+                          "p": rows[i]["prev_hash"], "h": rows[i]["hash"], "s": rows[i]["seq"],
+                          "sig": sign_event(key, rows[i]["hash"])})
         if conn.dialect.name == "sqlite":
             conn.execute(text("CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event "
                               "BEGIN SELECT RAISE(ABORT, 'audit trail is append-only'); END"))

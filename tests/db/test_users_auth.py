@@ -602,7 +602,7 @@ def test_a_long_history_of_user_work_is_fully_audited_and_verifies(
         sign_in(engine, "ghost", clock)
 
     assert audit_actions(engine) == [
-        "trial.create", "user.add", "login", "user.add", "user.activate", "user.add",
+        "user.add", "trial.create", "login", "user.add", "user.activate", "user.add",
         "user.activate", "login.fail", "login.fail", "login.fail", "login.fail",
         "login.refused", "login.refused", "login", "user.passwd", "user.reissue", "user.activate",
         "user.disable", "login.refused", "user.enable", "login.fail",

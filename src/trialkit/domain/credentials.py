@@ -38,10 +38,11 @@ def enrolment_code_matches(code: str, stored_hash: str | None) -> bool:
     return hmac.compare_digest(enrolment_code_hash(code), stored_hash or "-" * 64)
 
 
-def new_signing_keys(password: str) -> WrappedKey:
-    """A fresh Ed25519 key pair whose private half is wrapped under ``password``."""
+def new_signing_keys(password: str) -> tuple[Ed25519PrivateKey, WrappedKey]:
+    """A fresh Ed25519 key pair: the private key (to sign with now) and the pair as stored,
+    its private half wrapped under ``password``."""
     private_key = Ed25519PrivateKey.generate()
-    return wrap_private_bytes(
+    return private_key, wrap_private_bytes(
         private_key.private_bytes_raw(),
         private_key.public_key().public_bytes_raw(),
         password,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from trialkit.domain.errors import PermissionDenied
 from trialkit.domain.roles import Permission, Role, has_permission, site_scope, works_at
@@ -17,6 +19,17 @@ class Actor:
     role: Role
     sites: frozenset[str]
     custodian: bool
+    # Their Ed25519 signing key, unlocked by the sign-in's password: every audit event they
+    # cause is signed with it (domain.audit_signing). Held only as long as the actor.
+    signing_key: Ed25519PrivateKey | None = field(default=None, compare=False, repr=False)
+
+    def signing_with(self, key: Ed25519PrivateKey) -> Actor:
+        """The same person holding their (new) unlocked signing key."""
+        return replace(self, signing_key=key)
+
+    def without_key(self) -> Actor:
+        """The same person with their signing key put away (a locked screen)."""
+        return replace(self, signing_key=None)
 
     def can(self, permission: Permission) -> bool:
         return has_permission(self.role, self.custodian, permission)
@@ -45,8 +58,3 @@ def require(actor: Actor, permission: Permission) -> None:
         raise PermissionDenied(
             f"{actor.name} ({actor.role.value}) lacks the permission to {permission.value}"
         )
-
-
-# The actor of the events made while creating a trial, before the first admin's account
-# exists: those events carry that admin's name (they ran init), with this actor's role.
-SYSTEM = Actor(user_id=0, name="system", role=Role.ADMIN, sites=frozenset(), custodian=False)

@@ -22,6 +22,7 @@ from trialkit.domain.audit_chain import (
     canonical_json,
 )
 from trialkit.domain.audit_chain import event_hash as chain_hash
+from trialkit.domain.audit_signing import sign_event
 from trialkit.domain.clock import Clock, SystemClock
 from trialkit.domain.roles import Permission
 from trialkit.services.actor import Actor, require
@@ -136,11 +137,13 @@ def chained_rows(
     user_name: str | None = None,
 ) -> list[dict[str, Any]]:
     """The rows that append ``changes`` after the event ``head`` (its seq and hash), which
-    the caller read under the write lock it still holds."""
+    the caller read under the write lock it still holds. Each is signed with the actor's
+    signing key when the actor holds it and the event is theirs."""
     seq, prev = head
     at = at.astimezone(UTC)
     who = user_name or (actor.name if actor else "(unknown)")
     role = actor.role.value if actor else "-"
+    key = actor.signing_key if actor is not None and who == actor.name else None
     rows: list[dict[str, Any]] = []
     for change in changes:
         seq += 1
@@ -158,7 +161,9 @@ def chained_rows(
             prev_hash=prev,
         )
         prev = chain_hash(fields)
-        rows.append(vars(fields) | {"hash": prev})  # flat fields: no deep copy (asdict)
+        signature = None if key is None else sign_event(key, prev)
+        # flat fields: no deep copy (asdict)
+        rows.append(vars(fields) | {"hash": prev, "signature": signature})
     return rows
 
 
@@ -234,6 +239,7 @@ def last_event_at(session: Session) -> datetime | None:
 
 _CHAIN_COLUMNS = [EVENTS.c[name] for name in ChainFields.__dataclass_fields__]
 _CHAIN = select_columns(*_CHAIN_COLUMNS, EVENTS.c.hash).order_by(EVENTS.c.seq)
+_SIGNED_CHAIN = _CHAIN.add_columns(EVENTS.c.signature)
 
 
 def iter_chain(session: Session) -> Iterator[tuple[ChainFields, str]]:
@@ -243,6 +249,14 @@ def iter_chain(session: Session) -> Iterator[tuple[ChainFields, str]]:
     for row in rows:
         *fields, stored = row
         yield ChainFields(*fields), stored
+
+
+def iter_signed_chain(session: Session) -> Iterator[tuple[ChainFields, str, bytes | None]]:
+    """As :func:`iter_chain`, with each event's signature."""
+    rows = session.connection().execute(_SIGNED_CHAIN.execution_options(yield_per=5000))
+    for row in rows:
+        *fields, stored, signature = row
+        yield ChainFields(*fields), stored, signature
 
 
 def first_break(session: Session) -> tuple[int, str, ChainBreak | None]:

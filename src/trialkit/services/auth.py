@@ -60,7 +60,8 @@ def actor_for(session: Session, user: User) -> Actor:
 
 
 def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
-    """Check a user name and password. The message never says whether the name or the
+    """Check a user name and password; the actor returned holds their unlocked signing key,
+    which signs every event they cause. The message never says whether the name or the
     password was wrong; the delay after wrong passwords is the same for any name."""
     now = clock.now()
     user = session.exec(select(User).where(User.name == name)).first()
@@ -107,7 +108,9 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
     before = user_snapshot(session, user)
     user.failed_logins, user.locked_until = 0, None
     if user.signing_public_key is None:
-        _make_signing_key(user, password)
+        actor = actor.signing_with(_make_signing_key(user, password))
+    else:
+        actor = actor.signing_with(unlock_signing_key(session, actor, password))
     session.add(user)
     session.flush()
     after = user_snapshot(session, user)
@@ -125,14 +128,16 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
     return actor
 
 
-def _make_signing_key(user: User, password: str) -> None:
-    """An account from before signing keys gets its own at its first sign-in."""
-    keys = new_signing_keys(password)
+def _make_signing_key(user: User, password: str) -> Ed25519PrivateKey:
+    """An account from before signing keys gets its own at its first sign-in (recorded by
+    that sign-in's event, which the new key signs)."""
+    private_key, keys = new_signing_keys(password)
     user.signing_public_key, user.wrapped_signing_key, user.signing_kdf = (
         keys.public_key,
         keys.wrapped_private_key,
         keys.kdf,
     )
+    return private_key
 
 
 def unlock_signing_key(session: Session, actor: Actor, password: str) -> Ed25519PrivateKey:

@@ -16,7 +16,14 @@ from sqlalchemy import func
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
-from trialkit.domain.audit_chain import ChainFields, ChainWalk, TimeWalk, canonical_json
+from trialkit.domain.audit_chain import (
+    ChainBreak,
+    ChainFields,
+    ChainWalk,
+    TimeWalk,
+    canonical_json,
+)
+from trialkit.domain.audit_signing import SignatureWalk
 from trialkit.domain.strata import all_strata
 from trialkit.services import audit
 from trialkit.services.allocation import list_snapshot
@@ -198,27 +205,38 @@ class _AuditPass:
 
     def __init__(self, progress: _Progress) -> None:
         self.chain = ChainWalk()
+        self.signatures = SignatureWalk()
         self.times = TimeWalk()
         self.latest: dict[tuple[str, str], tuple[int, bytes]] = {}
         self.bound_by: dict[str, tuple[int, datetime, str | None]] = {}
+        self.trial_created = 1  # the event that stored the protocol
         self._progress = progress
 
-    def event(self, fields: ChainFields, stored_hash: str) -> None:
+    def event(self, fields: ChainFields, stored_hash: str, signature: bytes | None) -> None:
         """Check one event and note what it recorded."""
         self.chain.step(fields, stored_hash)
+        self.signatures.step(fields, stored_hash, signature)
         self.times.step(fields.seq, fields.at)
         audited = AUDITED.get(fields.entity)
         if audited is not None and fields.after_json is not None:
             digest = audited.recorded(fields.entity_id, fields.after_json)
             self.latest[(fields.entity, fields.entity_id)] = (fields.seq, digest)
+        if fields.action == "trial.create":
+            self.trial_created = fields.seq
         if fields.action == "participant.randomize":
             envelope = json.loads(fields.after_json or "{}").get("envelope")
             self.bound_by[fields.entity_id] = (fields.seq, fields.at, envelope)
         self._progress.tick()
 
     def walk(self, session: Session) -> None:
-        for fields, stored_hash in audit.iter_chain(session):
-            self.event(fields, stored_hash)
+        for fields, stored_hash, signature in audit.iter_signed_chain(session):
+            self.event(fields, stored_hash, signature)
+
+    @property
+    def first_break(self) -> ChainBreak | None:
+        """The earliest event that breaks the chain or whose signature fails."""
+        found = [b for b in (self.chain.first_break, self.signatures.first_break) if b]
+        return min(found, key=lambda b: b.seq) if found else None
 
 
 def _first_state_mismatch(
@@ -260,7 +278,7 @@ def verify(
     events = _AuditPass(counter)
     events.walk(session)
     count, head = events.chain.count, events.chain.head
-    brk = events.chain.first_break
+    brk = events.first_break
     if brk is not None:
         return VerifyReport(False, count, head, brk.seq, f"event {brk.seq}: {brk.why}")
     trial = session.get(Trial, 1)
@@ -276,8 +294,10 @@ def verify(
     if trial is not None and (
         hashlib.sha256(trial.protocol_text.encode("utf-8")).hexdigest() != trial.protocol_sha256
     ):
+        seq = events.trial_created
         return VerifyReport(
-            False, count, head, 1, "event 1: the stored protocol text no longer matches its SHA-256"
+            False, count, head, seq,
+            f"event {seq}: the stored protocol text no longer matches its SHA-256",
         )
     for problem in (_envelope_binding_problem(session, events.bound_by),
                     _strata_problem(session)):

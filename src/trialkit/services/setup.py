@@ -47,11 +47,14 @@ def initialize(
         if revision is None:
             schema.upgrade_on(conn)
         session = Session(bind=conn)
-        create_trial(
-            session, loaded, training=training, clock=clock, created_by=admin, demo=demo,
-            recovery_public_key=recovery.public_key,
+        # The admin's account first: their new signing key signs every event of init.
+        first_admin = create_first_admin(
+            session, name=admin, password=admin_password, clock=clock
         )
-        create_first_admin(session, name=admin, password=admin_password, clock=clock)
+        create_trial(
+            session, loaded, training=training, clock=clock, created_by=first_admin,
+            demo=demo, recovery_public_key=recovery.public_key,
+        )
         session.flush()
         session.close()
     return recovery

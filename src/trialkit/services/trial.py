@@ -14,7 +14,7 @@ from trialkit.domain.errors import InvalidInput, NextStep, Refused
 from trialkit.domain.protocol import LoadedProtocol, Protocol, protocol_from_text
 from trialkit.domain.site_time import SiteTime
 from trialkit.services import audit
-from trialkit.services.actor import SYSTEM
+from trialkit.services.actor import Actor
 from trialkit.store.models import Site, Trial
 
 
@@ -66,13 +66,14 @@ def create_trial(
     *,
     training: bool,
     clock: Clock,
-    created_by: str,
+    created_by: Actor,
     demo: bool = False,
     recovery_public_key: bytes | None = None,
 ) -> Trial:
     """Store the protocol (text, version, hash), its sites and the public half of its recovery
     key (every list key is wrapped to it too). A database holds one trial.
-    ``created_by`` is the first admin, who runs ``init`` (the event is theirs). ``demo``
+    ``created_by`` is the first admin, who runs ``init`` (the event is theirs, signed by
+    them). ``demo``
     marks the throwaway training trial of ``trialkit demo`` (a training trial)."""
     if demo and not training:
         raise InvalidInput("only a training trial can be the demo")
@@ -101,14 +102,13 @@ def create_trial(
     session.flush()
     audit.record(
         session,
-        SYSTEM,
+        created_by,
         action="trial.create",
         entity="trial",
         entity_id=p.trial.id,
         after=trial_snapshot(session, trial),
         reason=f"created from {loaded.source}",
         clock=clock,
-        user_name=created_by,
     )
     return trial
 

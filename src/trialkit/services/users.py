@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
@@ -34,7 +35,7 @@ from trialkit.domain.sealing import (
 )
 from trialkit.domain.text import REASON_MAX, optional_text
 from trialkit.services import audit
-from trialkit.services.actor import SYSTEM, Actor, require
+from trialkit.services.actor import Actor, require
 from trialkit.services.refusals import audits_refusals
 from trialkit.store.models import ListKeyGrant, Site, Trial, User, UserSite
 
@@ -200,9 +201,10 @@ def create_user(
     )
 
 
-def create_first_admin(session: Session, *, name: str, password: str, clock: Clock) -> User:
+def create_first_admin(session: Session, *, name: str, password: str, clock: Clock) -> Actor:
     """The admin who creates the trial types their own password at ``init``: their account
-    is active at once, with their own signing key."""
+    is active at once, with their own signing key, which signs this first event (it records
+    the key) and the trial's creation. Returns them signed in."""
     validate_name(name)
     check_new_password(password, context=[name])
     now = clock.now()
@@ -214,25 +216,24 @@ def create_first_admin(session: Session, *, name: str, password: str, clock: Clo
         password_changed_at=now,
         activated_at=now,
     )
-    _set_credentials(user, password, now)
+    signing_key = _set_credentials(user, password, now)
     session.add(user)
     session.flush()
-    after = user_snapshot(session, user)
-    # The admin running init adds their own account: the event is theirs.
+    actor = _actor_of(session, user).signing_with(signing_key)
     audit.record(
-        session, SYSTEM, action="user.add", entity="user", entity_id=name, after=after,
-        clock=clock, user_name=name,
+        session, actor, action="user.add", entity="user", entity_id=name,
+        after=user_snapshot(session, user), clock=clock,
     )
-    return user
+    return actor
 
 
-def _set_credentials(user: User, password: str, now: datetime) -> None:
-    """A password and fresh key pairs made under it: a signing key for everyone, an X25519
-    custodian key for a custodian. Old keys are gone: what was wrapped to them must be
-    re-wrapped by the caller."""
+def _set_credentials(user: User, password: str, now: datetime) -> Ed25519PrivateKey:
+    """A password and fresh key pairs made under it: a signing key for everyone (returned
+    unlocked), an X25519 custodian key for a custodian. Old keys are gone: what was wrapped
+    to them must be re-wrapped by the caller."""
     user.password_hash = hash_password(password)
     user.password_changed_at = now
-    signing = new_signing_keys(password)
+    signing_key, signing = new_signing_keys(password)
     user.signing_public_key, user.wrapped_signing_key, user.signing_kdf = (
         signing.public_key,
         signing.wrapped_private_key,
@@ -246,6 +247,7 @@ def _set_credentials(user: User, password: str, now: datetime) -> None:
             keys.kdf,
         )
     user.failed_logins, user.locked_until = 0, None
+    return signing_key
 
 
 class ActivationRefused(AuthenticationFailed):
@@ -308,10 +310,11 @@ def activate_user(
     before = user_snapshot(session, user)
     user.enrolment_code_hash, user.enrolment_expires_at = None, None
     user.activated_at = now
-    _set_credentials(user, new_password, now)
+    signing_key = _set_credentials(user, new_password, now)
     session.add(user)
     session.flush()
-    actor = _actor_of(session, user)
+    # Their first event records their new public key and is the first that key signs.
+    actor = _actor_of(session, user).signing_with(signing_key)
     audit.record(
         session,
         actor,

@@ -138,6 +138,9 @@ class AuditEvent(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
     hash: str = Field(sa_column=Column(String(64), nullable=False))
+    # The author's Ed25519 signature over ``hash`` (domain.audit_signing); None only for
+    # the few actions no signed-in person causes (audit_signing.UNSIGNED_ACTIONS).
+    signature: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class Stratum(SQLModel, table=True):

@@ -266,6 +266,9 @@ class TrialkitApp(App[None]):
         if self.actor is None or self.locked:
             return
         self.locked = True
+        # The signing key is dropped with the screen: unlocking signs in again, which
+        # unlocks it afresh with the password.
+        self.actor = self.actor.without_key()
         self.clear_notifications()
         self.push_screen(LockScreen(self.db, self.actor), callback=self._unlocked)
 

@@ -1,0 +1,127 @@
+"""Signed audit events: each event a person causes carries their Ed25519 signature over the
+event's hash. The hash covers every field of the event and the previous event's hash
+(``audit_chain``), so the signature covers them too: an event cannot be edited, forged or
+moved to another place in the chain without its author's signing key, which only their
+password unlocks.
+
+Which key signs an event is read from the trail itself, never from today's ``user`` row:
+a user's public key is the one the latest ``user`` event about them recorded before that
+event (``signing_key`` in its state after). A key is introduced by its owner's own event
+(activation, the first admin at ``init``, a first sign-in from before signing keys), signed
+with the new key; it is replaced only by its owner's event signed with the old key (a
+password change); anyone's signed event may withdraw it (a re-issued enrolment)."""
+
+from __future__ import annotations
+
+import json
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from trialkit.domain.audit_chain import ChainBreak, ChainFields
+
+_CONTEXT = b"trialkit audit event v1\x00"
+
+# The only events recorded without a signature: refused attempts by someone whose key is
+# not unlocked (a wrong password, a name that is no account, an enrolment code that does
+# not fit, a sign-in refused before its password was checked). A forged one can say only
+# that someone failed to sign in; it can never change a signing key.
+UNSIGNED_ACTIONS = frozenset({"login.fail", "login.refused", "user.activate_refused"})
+
+
+def signed_message(event_hash: str) -> bytes:
+    """What an event's signature signs: a fixed context and the event's SHA-256 hash."""
+    return _CONTEXT + bytes.fromhex(event_hash)
+
+
+def sign_event(key: Ed25519PrivateKey, event_hash: str) -> bytes:
+    """The author's signature of one event (by its hash)."""
+    return key.sign(signed_message(event_hash))
+
+
+def _recorded_key(fields: ChainFields) -> tuple[bool, bytes | None]:
+    """Whether the event records a user's signing key, and which (None: no key)."""
+    if fields.entity != "user" or fields.after_json is None:
+        return False, None
+    try:
+        after = json.loads(fields.after_json)
+    except ValueError:
+        return False, None  # not JSON: the chain's hash check reports it
+    if not isinstance(after, dict) or "signing_key" not in after:
+        return False, None
+    hex_key = after["signing_key"]
+    try:
+        return True, bytes.fromhex(hex_key) if hex_key else None
+    except (TypeError, ValueError):
+        return True, b""  # not a key: no signature can match it
+
+
+class SignatureWalk:
+    """Checks each event's signature in stored order, holding each user's public key as the
+    trail recorded it so far; ``first_break`` is the first event that fails."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, bytes] = {}
+        self._public: dict[bytes, Ed25519PublicKey | None] = {}
+        self.first_break: ChainBreak | None = None
+
+    def key_at(self, user_name: str) -> bytes | None:
+        """The public key the trail walked so far records for ``user_name`` (the key valid
+        for the next event), or None."""
+        return self._keys.get(user_name)
+
+    def step(self, fields: ChainFields, stored_hash: str, signature: bytes | None) -> None:
+        """Check one event's signature, then note the key it records."""
+        if self.first_break is not None:
+            return
+        why = self._problem(fields, stored_hash, signature)
+        if why is not None:
+            self.first_break = ChainBreak(fields.seq, why)
+
+    def _problem(
+        self, fields: ChainFields, stored_hash: str, signature: bytes | None
+    ) -> str | None:
+        author = fields.user_name
+        records, new_key = _recorded_key(fields)
+        target = fields.entity_id
+        old_key = self._keys.get(target) if records else None
+        key = self._keys.get(author)
+        if signature is None:
+            if fields.action not in UNSIGNED_ACTIONS:
+                return f"{fields.action} by {author} is not signed"
+            if records and new_key != old_key:
+                return f"an unsigned event changes {target}'s signing key"
+            return None
+        if key is None and records and target == author and new_key:
+            key = new_key  # a key's owner introduces it with an event signed by it
+        if key is None:
+            return f"signed by {author}, who has no signing key at this point of the trail"
+        if not self._verifies(key, signature, stored_hash):
+            return (f"its signature does not match {author}'s key: the event was changed "
+                    "or forged")
+        if records and new_key != old_key:
+            if new_key is not None and target != author:
+                return f"{author} set {target}'s signing key: only its owner can"
+            if new_key is None:
+                self._keys.pop(target, None)
+            else:
+                self._keys[target] = new_key
+        return None
+
+    def _verifies(self, key: bytes, signature: bytes, stored_hash: str) -> bool:
+        if key not in self._public:
+            try:
+                self._public[key] = Ed25519PublicKey.from_public_bytes(key)
+            except ValueError:
+                self._public[key] = None
+        public = self._public[key]
+        if public is None:
+            return False
+        try:
+            public.verify(signature, signed_message(stored_hash))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
