@@ -183,7 +183,7 @@ def serve(
     import shlex
     import sys
 
-    from trialkit.web.gate import Gate, GateSettings, check_binding
+    from trialkit.web.gate import Gate, GateSettings, SignedIn, check_binding
     from trialkit.web.gate import serve as run
 
     c = cli(ctx)
@@ -191,13 +191,15 @@ def serve(
     info = c.trial()
     engine = c.engine()
 
-    def sign_in(name: str, password: str) -> str:
+    def sign_in(name: str, password: str) -> SignedIn:
         from trialkit.domain.clock import SystemClock
         from trialkit.services.auth import login
         from trialkit.store.db import transaction
 
         with transaction(engine) as s:
-            return login(s, name, password, clock=SystemClock()).name
+            actor = login(s, name, password, clock=SystemClock())
+        key = actor.signing_key
+        return SignedIn(actor.name, key.private_bytes_raw() if key is not None else None)
 
     # Each browser session runs `trialkit tui` in a child process. The database URL (which
     # may carry a password) reaches it in the environment, never on its command line,

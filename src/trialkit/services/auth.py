@@ -171,15 +171,25 @@ def _record(
     )
 
 
-def open_browser_session(session: Session, name: str, *, clock: Clock) -> Actor:
+def open_browser_session(
+    session: Session, name: str, *, signing_key: bytes | None, clock: Clock
+) -> Actor:
     """The actor of a browser session whose user signed in at ``trialkit serve``'s sign-in
     page (through :func:`login`, moments ago): the app process it starts opens signed in,
-    never seeing the password. Refused if the account was disabled meanwhile; recorded as
-    ``session.open``. Only the serve face calls this, after redeeming its single-use ticket."""
+    never seeing the password, holding the signing key that sign-in unlocked. Refused if
+    the account was disabled meanwhile or its key is not the account's (the password was
+    changed meanwhile); recorded as ``session.open``. Only the serve face calls this, after
+    redeeming its single-use ticket."""
     user = session.exec(select(User).where(User.name == name)).first()
     if user is None or user.disabled:
         raise PermissionDenied(f"the account {name!r} may no longer sign in")
-    actor = actor_for(session, user)
+    try:
+        key = Ed25519PrivateKey.from_private_bytes(signing_key or b"")
+    except ValueError:
+        key = None
+    if key is None or key.public_key().public_bytes_raw() != user.signing_public_key:
+        raise PermissionDenied("this browser session holds no valid signing key: sign in again")
+    actor = actor_for(session, user).signing_with(key)
     audit.record(session, actor, action="session.open", entity="user", entity_id=user.name,
                  reason="browser session after the web sign-in", clock=clock)
     return actor

@@ -161,7 +161,8 @@ class TrialkitApp(App[None]):
 
         assert self.ticket is not None
         try:
-            signin = self.db.open_browser_session(redeem(self.ticket))
+            user = redeem(self.ticket)
+            signin = self.db.open_browser_session(user.name, user.signing_key)
         except TrialkitError as exc:
             self.call_from_thread(self.exit, message=exc.message)
             return

@@ -5,6 +5,8 @@ for the user's name."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import socket
@@ -32,8 +34,17 @@ def ticket_from_environment() -> Ticket | None:
     return Ticket(path, token)
 
 
-def redeem(ticket: Ticket) -> str:
-    """The user name the server gave this ticket; the server forgets the ticket."""
+@dataclass(frozen=True)
+class BrowserUser:
+    """Who a browser session is: their name, and the signing key their sign-in at the
+    server's page unlocked (raw Ed25519 private bytes), to sign their events with."""
+
+    name: str
+    signing_key: bytes | None = None
+
+
+def redeem(ticket: Ticket) -> BrowserUser:
+    """The user the server gave this ticket; the server forgets the ticket."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(REDEEM_TIMEOUT_SECONDS)
         try:
@@ -49,4 +60,9 @@ def redeem(ticket: Ticket) -> str:
     user = reply.get("user") if isinstance(reply, dict) else None
     if not isinstance(user, str):
         raise Refused("the browser session's ticket was refused: sign in again")
-    return user
+    key = reply.get("signing_key")
+    try:
+        raw = base64.b64decode(key, validate=True) if isinstance(key, str) else None
+    except (binascii.Error, ValueError):
+        raw = None
+    return BrowserUser(user, raw)

@@ -151,14 +151,16 @@ class TrialDatabase:
             actor = login(session, name, password, clock=self.clock)
             return SignIn(actor=actor, trial=trial_info(session))
 
-    def open_browser_session(self, name: str) -> SignIn:
-        """A browser session's user, already signed in at the serve sign-in page."""
+    def open_browser_session(self, name: str, signing_key: bytes | None) -> SignIn:
+        """A browser session's user, already signed in at the serve sign-in page (which
+        unlocked ``signing_key``)."""
         from trialkit.services.auth import open_browser_session
         from trialkit.services.trial import trial_info
         from trialkit.store.db import transaction
 
         with _driver_errors(self.label), transaction(self.engine) as session:
-            actor = open_browser_session(session, name, clock=self.clock)
+            actor = open_browser_session(session, name, signing_key=signing_key,
+                                         clock=self.clock)
             return SignIn(actor=actor, trial=trial_info(session))
 
     def activate(self, name: str, code: str, password: str) -> SignIn:

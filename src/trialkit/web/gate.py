@@ -20,6 +20,7 @@ lets nothing start before its user signed in:
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import hashlib
 import hmac
@@ -50,8 +51,21 @@ TICKET_SECONDS = 60.0  # an app process redeems its ticket within a minute of st
 SESSION_HOURS = 12.0  # a session ends after this even when in use (a long shift)
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
-SignInCheck = Callable[[str, str], str]
-"""Checks a name and password (blocking; audited) and returns the user's name, or raises."""
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who signed in at the sign-in page, with the signing key their password unlocked
+    (raw Ed25519 private bytes): the session's app process signs their events with it. The
+    gate holds it in memory for the session only, and hands it to the app process over
+    its private socket with the single-use ticket."""
+
+    user: str
+    signing_key: bytes | None = field(default=None, repr=False)
+
+
+SignInCheck = Callable[[str, str], SignedIn]
+"""Checks a name and password (blocking; audited) and returns who signed in, or raises."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,7 @@ class WebSession:
     user: str
     expires: float
     last_seen: float
+    signing_key: bytes | None = field(default=None, repr=False)
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
 
 
@@ -125,7 +140,7 @@ class Gate:
         self.sign_in_check = sign_in
         self.secret = secrets.token_bytes(32)
         self.sessions: dict[str, WebSession] = {}
-        self.tickets: dict[str, tuple[str, float]] = {}
+        self.tickets: dict[str, tuple[WebSession, float]] = {}
         self.apps = 0
         self.apps_by_user: dict[str, int] = {}
         self.downloads = DownloadManager()
@@ -230,7 +245,7 @@ class Gate:
                 if now > session.expires or \
                         now - session.last_seen > self.settings.idle_seconds:
                     await self._end(session)
-            for token, (_user, until) in list(self.tickets.items()):
+            for token, (_session, until) in list(self.tickets.items()):
                 if now > until:
                     del self.tickets[token]
 
@@ -255,12 +270,13 @@ class Gate:
         if not name or not password:
             return self._sign_in_response("Give your user name and password.", 400)
         try:
-            user = await asyncio.to_thread(self.sign_in_check, name, password)
+            signed_in = await asyncio.to_thread(self.sign_in_check, name, password)
         except TrialkitError as exc:
             return self._sign_in_response(exc.message, 401)
         now = time.monotonic()
         sid = secrets.token_urlsafe(32)
-        self.sessions[sid] = WebSession(user, now + SESSION_HOURS * 3600, now)
+        self.sessions[sid] = WebSession(signed_in.user, now + SESSION_HOURS * 3600, now,
+                                        signed_in.signing_key)
         response = _see_other(self.url("/"))
         self._set_cookie(response, sid)
         return response
@@ -334,7 +350,7 @@ class Gate:
         service = AppService(self.command, write_bytes=ws.send_bytes, write_str=ws.send_str,
                              close=close, download_manager=self.downloads)
         token = secrets.token_urlsafe(32)
-        self.tickets[token] = (session.user, time.monotonic() + TICKET_SECONDS)
+        self.tickets[token] = (session, time.monotonic() + TICKET_SECONDS)
         try:
             # textual-serve copies os.environ when it starts the process: the ticket is
             # in it for exactly that moment, one start at a time.
@@ -379,12 +395,16 @@ class Gate:
                 await service.focus()
 
     async def _redeem(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """An app process trades its ticket for its user's name, once."""
+        """An app process trades its ticket for its user's name and signing key, once."""
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=5)
             entry = self.tickets.pop(line.decode("ascii", "replace").strip(), None)
             ok = entry is not None and time.monotonic() <= entry[1]
-            reply = {"user": entry[0]} if ok and entry else {"error": "unknown ticket"}
+            reply: dict[str, str | None] = {"error": "unknown ticket"}
+            if ok and entry:
+                key = entry[0].signing_key
+                reply = {"user": entry[0].user,
+                         "signing_key": base64.b64encode(key).decode() if key else None}
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, OSError):
