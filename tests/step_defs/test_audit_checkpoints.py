@@ -117,10 +117,19 @@ def other_trial(audit: Audit, code: str) -> None:
 
 
 @then("the trail alone still verifies")
-def alone(audit: Audit) -> None:
+def still(audit: Audit) -> None:
     with read_only(audit.engine) as s:
         report = integrity.verify(s)
     assert report.ok, report.problem
+
+
+@then("the trail alone fails too: the recomputed events no longer match their authors' "
+      "signatures")
+def alone(audit: Audit) -> None:
+    with read_only(audit.engine) as s:
+        report = integrity.verify(s)
+    assert not report.ok
+    assert report.problem is not None and "signature does not match" in report.problem
 
 
 def failure(audit: Audit, kind: type[TrialkitError]) -> str:

@@ -4,8 +4,8 @@ event's hash (see docs/security.md).
 Events written before this revision carry none; ``audit verify`` reports the first of them
 (a trail from before signing can only be trusted as far as its checkpoints).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-05
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
