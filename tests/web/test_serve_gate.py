@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.db.tampering import audit_actions
+from tests.db.tampering import audit_actions, events, reader, verify
 from tests.web.served import PASSWORD, Served, app_processes, free_port, serving, wait_for
 from trialkit.demo import build_demo
 from trialkit.store.db import make_engine
@@ -172,6 +172,11 @@ def test_a_browser_session_opens_signed_in_and_is_audited(served: Served, demo_d
     screen = asyncio.run(attempt())
     assert b"iris" in screen
     wait_for(lambda: audit_actions(engine)[len(before):] == ["login", "session.open"])
+    # The app process signs as iris with the key her sign-in at the page unlocked.
+    with reader(engine).connect() as conn:
+        opened = events(conn)[-1]
+    assert (opened["user_name"], opened["signature"] is not None) == ("iris", True)
+    assert verify(engine).ok
     engine.dispose()
 
 
