@@ -14,23 +14,32 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
+from tests.conftest import ADMIN, SteppingClock, add_user, sign_in
 from tests.db import test_diary
 from tests.db.tampering import (
     EVENTS,
     USERS,
+    attack,
     event,
     events,
     guards_off,
+    reader,
     rehash,
     set_event,
+    verify,
     verify_on,
 )
 from tests.db.test_allocation import Box
 from tests.db.test_diary import HEADER, import_text
 from trialkit.domain.audit_signing import signed_message
+from trialkit.domain.roles import Role
+from trialkit.services.actor import Actor
+from trialkit.store import schema
 from trialkit.store.models import DiaryEntry
 
 # The diary trial's fixtures, reused: its trial (module-scoped) and each test's window.
@@ -194,3 +203,66 @@ def test_every_event_of_the_trial_is_signed_but_refused_sign_ins(box: Box) -> No
     assert unsigned <= {"login.fail", "login.refused", "user.activate_refused"}
     assert event(conn, 1)["signature"] is not None  # init's first event: the admin's
     assert verify_on(conn).ok
+
+
+# --- a trail from before signing ----------------------------------------------------------
+
+
+def _as_before_signing(engine: Engine) -> None:
+    """The trail as trialkit wrote it before events were signed: schema 0010, no
+    signature column."""
+    with attack(engine) as conn:
+        conn.execute(EVENTS.update().values(signature=None))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(schema.MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0010")
+
+
+def test_an_upgraded_trail_from_before_signing_verifies_and_is_signed_from_then_on(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    add_user(engine, admin, clock, "cora", Role.COORDINATOR, sites=["TWH"])
+    _as_before_signing(engine)
+    schema.upgrade(engine)
+    with reader(engine).connect() as conn:
+        old = events(conn)
+    marker = old[-1]
+    assert (marker["action"], marker["user_name"], marker["signature"]) == (
+        "audit.signing_begins", "system", None)
+    assert all(e["signature"] is None for e in old)
+    assert verify(engine).ok
+    later = SteppingClock(marker["at"] + timedelta(minutes=1))  # the upgrade ran on real time
+    sign_in(engine, "cora", later)  # signed with the key her activation recorded
+    with reader(engine).connect() as conn:
+        assert events(conn)[-1]["signature"] is not None
+    report = verify(engine)
+    assert report.ok, report.problem
+
+
+def test_stripping_every_signature_is_caught_at_the_first_event(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    add_user(engine, admin, clock, "cora", Role.COORDINATOR, sites=["TWH"])
+    with attack(engine) as conn:
+        conn.execute(EVENTS.update().values(signature=None))
+    report = verify(engine)
+    assert not report.ok
+    assert report.bad_seq == 1
+    assert report.problem == f"event 1: user.add by {ADMIN} is not signed"
+
+
+def test_signing_cannot_begin_again_after_signed_events(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    """An attacker who strips the signatures from some point on and inserts the upgrade's
+    marker there: signed events came before it."""
+    with attack(engine) as conn:
+        seq = append(conn, lambda _h: None, user_name="system", role="-",
+                     action="audit.signing_begins", entity="audit_event",
+                     entity_id="signature")
+    report = verify(engine)
+    assert not report.ok
+    assert report.bad_seq == seq
+    assert report.problem == f"event {seq}: signing cannot begin after signed events"

@@ -31,6 +31,12 @@ _CONTEXT = b"trialkit audit event v1\x00"
 # that someone failed to sign in; it can never change a signing key.
 UNSIGNED_ACTIONS = frozenset({"login.fail", "login.refused", "user.activate_refused"})
 
+# The one event no person causes: the schema upgrade that began signing appends it to a
+# trail written before (store migration 0011), as author ``SYSTEM``. The unsigned events
+# before it are accepted as that older trail; nothing after it may be unsigned.
+SIGNING_BEGINS = "audit.signing_begins"
+SYSTEM = "system"
+
 
 def signed_message(event_hash: str) -> bytes:
     """What an event's signature signs: a fixed context and the event's SHA-256 hash."""
@@ -67,6 +73,11 @@ class SignatureWalk:
         self._keys: dict[str, bytes] = {}
         self._public: dict[bytes, Ed25519PublicKey | None] = {}
         self.first_break: ChainBreak | None = None
+        self._signed_seen = False
+        self._began = False
+        # the first unsigned event of a trail that may be from before signing: a break
+        # unless the upgrade's SIGNING_BEGINS follows before any signed event
+        self._pending: ChainBreak | None = None
 
     def key_at(self, user_name: str) -> bytes | None:
         """The public key the trail walked so far records for ``user_name`` (the key valid
@@ -80,6 +91,22 @@ class SignatureWalk:
         why = self._problem(fields, stored_hash, signature)
         if why is not None:
             self.first_break = ChainBreak(fields.seq, why)
+        elif signature is not None and self._pending is not None:
+            self.first_break = self._pending
+
+    def finish(self) -> None:
+        """After the last event: an unsigned trail that no upgrade marked is a break."""
+        if self.first_break is None and self._pending is not None:
+            self.first_break = self._pending
+
+    def _before_signing(self, fields: ChainFields, new_key: bytes | None) -> str | None:
+        """An unsigned event that may belong to a trail from before signing."""
+        if self._pending is None:
+            self._pending = ChainBreak(
+                fields.seq, f"{fields.action} by {fields.user_name} is not signed")
+        if new_key:
+            self._keys[fields.entity_id] = new_key
+        return None
 
     def _problem(
         self, fields: ChainFields, stored_hash: str, signature: bytes | None
@@ -89,14 +116,22 @@ class SignatureWalk:
         target = fields.entity_id
         old_key = self._keys.get(target) if records else None
         key = self._keys.get(author)
+        if fields.action == SIGNING_BEGINS and author == SYSTEM and signature is None:
+            if self._signed_seen or self._began:
+                return "signing cannot begin after signed events"
+            self._began, self._pending = True, None
+            return None
         if signature is None:
             if fields.action not in UNSIGNED_ACTIONS:
+                if not self._signed_seen and not self._began:
+                    return self._before_signing(fields, new_key if records else None)
                 return f"{fields.action} by {author} is not signed"
             if records and new_key != old_key:
                 return f"an unsigned event changes {target}'s signing key"
             return None
         if key is None and records and target == author and new_key:
             key = new_key  # a key's owner introduces it with an event signed by it
+        self._signed_seen = True
         if key is None:
             return f"signed by {author}, who has no signing key at this point of the trail"
         if not self._verifies(key, signature, stored_hash):

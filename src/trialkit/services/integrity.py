@@ -231,6 +231,7 @@ class _AuditPass:
     def walk(self, session: Session) -> None:
         for fields, stored_hash, signature in audit.iter_signed_chain(session):
             self.event(fields, stored_hash, signature)
+        self.signatures.finish()
 
     @property
     def first_break(self) -> ChainBreak | None:
