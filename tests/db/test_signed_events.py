@@ -37,9 +37,12 @@ from tests.db.tampering import (
 from tests.db.test_allocation import Box
 from tests.db.test_diary import HEADER, import_text
 from trialkit.domain.audit_signing import signed_message
+from trialkit.domain.errors import PermissionDenied
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
+from trialkit.services.users import create_user
 from trialkit.store import schema
+from trialkit.store.db import transaction
 from trialkit.store.models import DiaryEntry
 
 # The diary trial's fixtures, reused: its trial (module-scoped) and each test's window.
@@ -266,3 +269,19 @@ def test_signing_cannot_begin_again_after_signed_events(
     assert not report.ok
     assert report.bad_seq == seq
     assert report.problem == f"event {seq}: signing cannot begin after signed events"
+
+
+def test_a_refusal_is_signed_by_the_person_refused(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    add_user(engine, admin, clock, "cora", Role.COORDINATOR, sites=["TWH"])
+    cora = sign_in(engine, "cora", clock)
+    with pytest.raises(PermissionDenied), transaction(engine) as s:
+        create_user(s, cora, name="eve", role=Role.ADMIN, sites=[], custodian=False,
+                    clock=clock)
+    with reader(engine).connect() as conn:
+        refused = events(conn)[-1]
+    assert (refused["action"], refused["user_name"]) == ("user.add.refused", "cora")
+    assert refused["signature"] is not None
+    report = verify(engine)
+    assert report.ok, report.problem
