@@ -69,6 +69,7 @@ class ImportRejected(InvalidInput):
     with its line number."""
 
     def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
         self.total = len(problems)
         self.problems = list(problems[:SHOWN_PROBLEMS])
         count = f"{self.total} problem{'s' if self.total != 1 else ''}"

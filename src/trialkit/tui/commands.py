@@ -86,6 +86,25 @@ WITHDRAW = Command(
     "withdraw", "Withdraw", "Withdraw the selected participant (a reason is required)",
     "w", "withdraw",
 )
+SCHEDULE_INFUSION = Command(
+    "schedule-infusion", "Plan infusion", "Set or move the selected participant's infusion day",
+    "s", "schedule_infusion", footer="Plan",
+)
+RECORD_INFUSION = Command(
+    "record-infusion", "Record infusion",
+    "Record the selected participant's infusion (study day 0)", "i", "record_infusion",
+    footer="Infuse",
+)
+SHOW_OUTCOMES = Command(
+    "show-outcomes", "Outcomes",
+    "Headache days per 28 days, baseline and each window, of the selected participant", "o",
+    "show_outcomes",
+)
+IMPORT_DIARY = Command(
+    "import-diary", "Import diary file",
+    "Import diary days from a CSV file: every row or none, each bad line reported", "m",
+    "import_diary", footer="Import",
+)
 SEARCH = Command(
     "search", "Search participants", "Type part of a participant id", "slash", "focus_search",
     footer="Search",
@@ -266,7 +285,8 @@ ALL_COMMANDS: dict[str, Command] = {
     c.id: c
     for c in (
         *APP_COMMANDS, REFRESH, BACK, PARTICIPANTS, ALLOCATION_LISTS, SCREEN_PARTICIPANT,
-        RECORD_CONSENT, RANDOMIZE, WITHDRAW, SEARCH, NEXT_PAGE, PREVIOUS_PAGE, SUBMIT_SCREENING,
+        RECORD_CONSENT, RANDOMIZE, WITHDRAW, SCHEDULE_INFUSION, RECORD_INFUSION, SHOW_OUTCOMES,
+        IMPORT_DIARY, SEARCH, NEXT_PAGE, PREVIOUS_PAGE, SUBMIT_SCREENING,
         ANSWER_YES, ANSWER_NO,
         SEAL_LISTS, EXTEND_LIST, CANCEL, DISPENSE_QUEUE, OPEN_ENVELOPE, RECORD_PREPARATION,
         PREPARE_AGAIN, REPRINT_LABELS, EMERGENCY_UNBLIND, OPEN_DIARY, DIARY_NONE, DIARY_MILD,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from trialkit.services.diary import DiaryVersion
     from trialkit.services.enrolment import ParticipantFilter, ParticipantView, Randomization
     from trialkit.services.lock import LockResult
+    from trialkit.services.outcomes import ParticipantOutcomes
     from trialkit.services.pharmacy import Dispensing, QueueEntry
     from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
@@ -95,6 +96,35 @@ class ParticipantChanged(Message):
         super().__init__()
         self.participant = participant
         self.what = what
+
+
+class StepRecorded(Message):
+    """A step recorded for a participant (an infusion planned or given, a diary file
+    imported): ``text`` says what, in words; ``pid`` is the participant to select."""
+
+    def __init__(self, pid: str | None, text: str) -> None:
+        super().__init__()
+        self.pid = pid
+        self.text = text
+
+
+class OutcomesLoaded(Message):
+    """One participant's outcomes per window (blinded)."""
+
+    def __init__(self, outcomes: ParticipantOutcomes) -> None:
+        super().__init__()
+        self.outcomes = outcomes
+
+
+class DiaryImportRefused(Message):
+    """A diary file was refused: nothing stored; its problems (the first hundred) and how
+    many there were."""
+
+    def __init__(self, source: str, problems: list[str], total: int) -> None:
+        super().__init__()
+        self.source = source
+        self.problems = problems
+        self.total = total
 
 
 class ParticipantRandomized(Message):

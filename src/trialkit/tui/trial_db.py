@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from trialkit.services.audit_review import AuditFilter, AuditPage
     from trialkit.services.custody import Approval, CustodianView
     from trialkit.services.diary import DiaryVersion, RecordedDay
+    from trialkit.services.diary_import import ImportResult
     from trialkit.services.enrolment import ParticipantView, Randomization
     from trialkit.services.export import ExportResult
     from trialkit.services.integrity import VerifyReport
@@ -43,6 +44,12 @@ if TYPE_CHECKING:
 
 class DatabaseUnavailable(TrialkitError):
     """The database did not answer (network, file lock, server down)."""
+
+
+class DiaryFileUnreadable(TrialkitError):
+    """The diary file to import could not be read."""
+
+    exit_code = 2
 
 
 class LabelsNotWritten(TrialkitError):
@@ -390,6 +397,44 @@ class TrialDatabase:
                            clock=self.clock)
 
     # --- the headache diary (coordinators record; everyone with a view reads) ----------
+
+    def plan_infusion(self, actor: Actor, pid: str, *, on: date) -> ParticipantView:
+        """Set (or move) the planned infusion day (the pharmacy queue shows it)."""
+        from trialkit.services.enrolment import plan_infusion
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return plan_infusion(session, actor, pid, on=on, clock=self.clock)
+
+    def infuse(self, actor: Actor, pid: str, *, on: date, at: time | None) -> date:
+        """Record the infusion (study day 0); returns its day."""
+        from trialkit.services.diary import infuse
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return infuse(session, actor, pid, on=on, at=at, clock=self.clock)
+
+    def outcomes(self, actor: Actor, pid: str) -> ParticipantOutcomes:
+        """Derived outcomes per window of one participant (blinded)."""
+        from trialkit.services.outcomes import outcomes
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            return outcomes(session, actor, pid, clock=self.clock)
+
+    def import_diary(self, actor: Actor, path: Path) -> ImportResult:
+        """Import a diary CSV file, every row or none (``ImportRejected`` lists the
+        problems with their line numbers)."""
+        from trialkit.services.diary_import import import_diary
+        from trialkit.store.db import transaction
+
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DiaryFileUnreadable(
+                f"cannot read {path}: {exc.strerror or exc}") from None
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return import_diary(session, actor, data, source=str(path), clock=self.clock)
 
     def diary(self, actor: Actor, pid: str) -> DiaryView:
         """Windows, completeness and current days of one participant."""

@@ -9,11 +9,19 @@ from typing import TYPE_CHECKING
 from trialkit.domain.participant_status import (
     Status,
     can_consent,
+    can_infuse,
+    can_plan_infusion,
     can_randomize,
     can_withdraw,
     is_randomized,
 )
-from trialkit.tui.commands import RANDOMIZE, RECORD_CONSENT, WITHDRAW
+from trialkit.tui.commands import (
+    RANDOMIZE,
+    RECORD_CONSENT,
+    RECORD_INFUSION,
+    SCHEDULE_INFUSION,
+    WITHDRAW,
+)
 
 if TYPE_CHECKING:
     from trialkit.services.enrolment import ParticipantView
@@ -44,6 +52,8 @@ ALLOWED: dict[str, Callable[[Status], bool]] = {
     RECORD_CONSENT.action: can_consent,
     RANDOMIZE.action: _may_randomize,
     WITHDRAW.action: can_withdraw,
+    SCHEDULE_INFUSION.action: can_plan_infusion,
+    RECORD_INFUSION.action: can_infuse,
 }
 
 
@@ -60,4 +70,12 @@ def refusal(action: str, p: ParticipantView) -> str | None:
         return f"{p.id} {reason}: consent is recorded once, for an eligible participant."
     if action == RANDOMIZE.action:
         return f"{p.id} is {p.status.value}: randomize after consent."
+    if action == SCHEDULE_INFUSION.action:
+        return (f"{p.id} is {p.status.value}: the infusion day is planned after "
+                "randomization and before the infusion.")
+    if action == RECORD_INFUSION.action:
+        if p.status is Status.INFUSED:
+            return f"{p.id} is already infused: the infusion is recorded once."
+        return (f"{p.id} is {p.status.value}: the infusion is recorded once the pharmacy "
+                "has prepared it (dispensed).")
     return f"{p.id} is a screen failure: there is no participation to withdraw."

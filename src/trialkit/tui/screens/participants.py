@@ -5,6 +5,8 @@ arm: randomizing answers with a randomization number and a label code."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import events, work
@@ -22,27 +24,37 @@ from trialkit.services.enrolment import ParticipantFilter
 from trialkit.tui.commands import (
     BACK,
     EMERGENCY_UNBLIND,
+    IMPORT_DIARY,
     NEXT_PAGE,
     OPEN_DIARY,
     PREVIOUS_PAGE,
     RANDOMIZE,
     RECORD_CONSENT,
+    RECORD_INFUSION,
     REFRESH,
+    SCHEDULE_INFUSION,
     SCREEN_PARTICIPANT,
     SEARCH,
+    SHOW_OUTCOMES,
     WITHDRAW,
 )
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.consent import ConsentDialog, ConsentEntry
+from trialkit.tui.dialogs.diary_import import DiaryImportDialog, ImportProblemsDialog
+from trialkit.tui.dialogs.infusion import InfuseDialog, InfusionEntry, ScheduleDialog
+from trialkit.tui.dialogs.outcomes import OutcomesDialog
 from trialkit.tui.dialogs.randomized import RandomizedDialog
 from trialkit.tui.dialogs.unblind import UnblindDialog
 from trialkit.tui.dialogs.withdraw import WithdrawDialog
 from trialkit.tui.messages import (
+    DiaryImportRefused,
+    OutcomesLoaded,
     ParticipantChanged,
     ParticipantRandomized,
     ParticipantsLoaded,
     ProtocolLoaded,
     ServiceFailed,
+    StepRecorded,
 )
 from trialkit.tui.participant_pages import PAGE_ROWS, ParticipantPages
 from trialkit.tui.screens.participant_rules import describe_participant, refusal
@@ -62,7 +74,8 @@ if TYPE_CHECKING:
 STATUSES = tuple(s.value for s in Status)
 COLUMNS = ("Participant", "Stratum", "Status", "Rand. no.", "Label code")
 WRITE_ACTIONS = frozenset(
-    {SCREEN_PARTICIPANT.action, RECORD_CONSENT.action, RANDOMIZE.action, WITHDRAW.action}
+    {SCREEN_PARTICIPANT.action, RECORD_CONSENT.action, RANDOMIZE.action, WITHDRAW.action,
+     SCHEDULE_INFUSION.action, RECORD_INFUSION.action}
 )
 
 
@@ -100,7 +113,8 @@ class ParticipantsScreen(Screen[None]):
 
     BINDINGS = [
         c.binding()
-        for c in (SCREEN_PARTICIPANT, RECORD_CONSENT, RANDOMIZE, WITHDRAW, OPEN_DIARY,
+        for c in (SCREEN_PARTICIPANT, RECORD_CONSENT, RANDOMIZE, SCHEDULE_INFUSION,
+                  RECORD_INFUSION, WITHDRAW, OPEN_DIARY, SHOW_OUTCOMES, IMPORT_DIARY,
                   EMERGENCY_UNBLIND, SEARCH, NEXT_PAGE, PREVIOUS_PAGE, REFRESH, BACK)
     ]
 
@@ -335,8 +349,10 @@ class ParticipantsScreen(Screen[None]):
             return True if self._pages.page < self._pages.pages - 1 else None
         if action == PREVIOUS_PAGE.action:
             return True if self._pages.page > 0 else None
-        if action == OPEN_DIARY.action:
+        if action in (OPEN_DIARY.action, SHOW_OUTCOMES.action):
             return True if self.selected() is not None else None
+        if action == IMPORT_DIARY.action:
+            return True if self._actor.can(Permission.RECORD_DIARY) else False
         if action == EMERGENCY_UNBLIND.action:
             if not self._actor.can(Permission.UNBLIND):
                 return False
@@ -470,6 +486,108 @@ class ParticipantsScreen(Screen[None]):
         if p is not None:
             self.app.push_screen(DiaryScreen(self._db, self._actor, p.id),
                                  lambda _none: self.reload(select=p.id))
+
+    # --- the infusion, outcomes and diary files -----------------------------------------
+
+    def _site_today(self, site: str) -> date:
+        assert self._protocol is not None
+        return self._protocol.site_time(site).today(self._db.clock.now())
+
+    def action_schedule_infusion(self) -> None:
+        """Ask for the planned infusion day, then set it (the pharmacy queue shows it)."""
+        p = self._target(SCHEDULE_INFUSION.action)
+        if p is None or self._protocol is None:
+            return
+
+        def plan(on: date | None) -> None:
+            if on is not None:
+                self._record(lambda: self._planned(p.id, on))
+
+        self.app.push_screen(ScheduleDialog(p.id, today=self._site_today(p.site)), plan)
+
+    def _planned(self, pid: str, on: date) -> StepRecorded:
+        view = self._db.plan_infusion(self._actor, pid, on=on)
+        return StepRecorded(view.id, f"{view.id}: infusion planned for {on.isoformat()}.")
+
+    def action_record_infusion(self) -> None:
+        """Ask for the day and start time, then record the infusion (study day 0)."""
+        p = self._target(RECORD_INFUSION.action)
+        if p is None or self._protocol is None:
+            return
+
+        def infuse(entry: InfusionEntry | None) -> None:
+            if entry is not None:
+                self._record(lambda: self._infused(p.id, entry))
+
+        self.app.push_screen(InfuseDialog(p.id, today=self._site_today(p.site)), infuse)
+
+    def _infused(self, pid: str, entry: InfusionEntry) -> StepRecorded:
+        day0 = self._db.infuse(self._actor, pid, on=entry.on, at=entry.at)
+        return StepRecorded(pid, f"{pid}: infused on {day0.isoformat()} (study day 0).")
+
+    def action_import_diary(self) -> None:
+        """Ask for a diary CSV file, then import it: every row or none."""
+        if self._busy or not self._actor.can(Permission.RECORD_DIARY):
+            return
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self._record(lambda: self._imported(path))
+
+        self.app.push_screen(DiaryImportDialog(), chosen)
+
+    def _imported(self, path: Path) -> StepRecorded:
+        r = self._db.import_diary(self._actor, path)
+        return StepRecorded(None, f"Imported {r.rows} diary days of {r.participants} "
+                                  f"participants from {r.source} (sha256 {r.sha256[:12]}…).")
+
+    def _record(self, call: Callable[[], StepRecorded]) -> None:
+        self._busy = True
+        self._step(call)
+
+    @work(thread=True, exclusive=True, group="enrolment")
+    def _step(self, call: Callable[[], StepRecorded]) -> None:
+        from trialkit.services.diary_import import ImportRejected
+
+        try:
+            message = call()
+        except ImportRejected as exc:
+            self.post_message(DiaryImportRefused(exc.source, exc.problems, exc.total))
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(message)
+
+    def on_step_recorded(self, message: StepRecorded) -> None:
+        """Planned, infused or imported: say so and show it."""
+        self._busy = False
+        self._tell(message.text)
+        self.reload(select=message.pid)
+
+    def on_diary_import_refused(self, message: DiaryImportRefused) -> None:
+        """Nothing imported: every problem, with its line number."""
+        self._busy = False
+        self.app.push_screen(ImportProblemsDialog(message.source, message.problems,
+                                                  message.total))
+
+    def action_show_outcomes(self) -> None:
+        """The selected participant's outcomes per window (read in a worker)."""
+        p = self.selected()
+        if p is not None:
+            self._load_outcomes(p.id)
+
+    @work(thread=True, exclusive=True, group="outcomes")
+    def _load_outcomes(self, pid: str) -> None:
+        try:
+            result = self._db.outcomes(self._actor, pid)
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(OutcomesLoaded(result))
+
+    def on_outcomes_loaded(self, message: OutcomesLoaded) -> None:
+        """Show the table."""
+        self.app.push_screen(OutcomesDialog(message.outcomes))
 
     def action_emergency_unblind(self) -> None:
         """Reason and password; the arm shows in the dialog only, gone when it closes."""
