@@ -64,9 +64,9 @@ async def test_palette_on_participants_offers_every_enrolment_step(
         await press(pilot, "p")
         entries = await palette_entries(pilot)
         assert entries == [
-            "Back", "Lock screen", "Quit", "Refresh", "Screen a participant",
-            "Search participants", "Sign out",
-        ]  # consent, randomize, withdraw: once a participant is listed
+            "Back", "Import diary file", "Lock screen", "Quit", "Refresh",
+            "Screen a participant", "Search participants", "Sign out",
+        ]  # consent, randomize, infusion, withdraw, outcomes: once a participant is listed
 
 
 async def test_palette_entry_opens_the_screening_form(

@@ -24,7 +24,9 @@ from trialkit.domain.roles import Role
 from trialkit.services.enrolment import randomize
 from trialkit.services.unblinding import unblind
 from trialkit.store.db import transaction
+from trialkit.tui.dialogs.diary_import import ImportProblemsDialog
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
+from trialkit.tui.dialogs.outcomes import OutcomesDialog
 from trialkit.tui.screens.audit_review import AuditReviewScreen
 from trialkit.tui.screens.dashboard import DashboardScreen
 from trialkit.tui.screens.diary import DiaryScreen
@@ -222,3 +224,39 @@ def test_unblindings(
 
     app = app_for(enrolled_trial, clock)
     assert snap_compare(app, terminal_size=(120, 36), run_before=reading)
+
+
+def test_outcomes_per_window(
+    snap_compare: Callable[..., bool], enrolled_trial: Engine, clock: SteppingClock
+) -> None:
+    async def shown(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "tess")
+        await press(pilot, "p", "o")
+        await pilot.app.workers.wait_for_complete()
+        await press(pilot)
+        assert isinstance(pilot.app.screen, OutcomesDialog)
+
+    app = app_for(enrolled_trial, clock)
+    assert snap_compare(app, terminal_size=(120, 36), run_before=shown)
+
+
+def test_refused_diary_file(
+    snap_compare: Callable[..., bool], enrolled_trial: Engine, clock: SteppingClock
+) -> None:
+    # a fixed path: the dialog names the file
+    bad = Path(tempfile.gettempdir()) / "trialkit-snapshot-diary.csv"
+    rows = [f"TWH-00{i % 9 + 1},2026-02-{i % 28 + 1:02d},maybe,mild,2,no" for i in range(120)]
+    bad.write_text("participant_id,date,headache,severity,duration_hours,acute_medication\n"
+                   + "\n".join(rows) + "\n", encoding="utf-8")
+
+    async def refused(pilot: Pilot[None]) -> None:
+        await sign_in(pilot, "tess")
+        await press(pilot, "p", "m")
+        pilot.app.screen.query_one("#import-path", Input).value = str(bad)
+        await press(pilot, "enter")
+        await pilot.app.workers.wait_for_complete()
+        await press(pilot)
+        assert isinstance(pilot.app.screen, ImportProblemsDialog)
+
+    app = app_for(enrolled_trial, clock)
+    assert snap_compare(app, terminal_size=(120, 36), run_before=refused)
