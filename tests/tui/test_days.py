@@ -187,7 +187,7 @@ async def pharmacist_prepares(app: TrialkitApp, pilot: Pilot[None], pid: str, fo
         app.screen.query_one(f"#lot-{dose.id}", Input).value = "KT2403-17"
     app.screen.query_one("#checker", Input).value = "pia"
     app.screen.query_one("#checker-password", Input).value = PASSWORD
-    await press(pilot, "ctrl+s")
+    await pilot.press("ctrl+s")  # not settle(): the recording worker ends as its screen closes
     await wait_for(pilot, LabelPreviewDialog)
     await settle(pilot)
     written = folder / f"labels-{pid}.pdf"
