@@ -119,8 +119,13 @@ async def test_right_password_shows_the_unblinded_panel_and_recording_empties_th
         prep_ids = [p.id for p in load_protocol(KETHEAD).protocol.dosing.preparations]
         fill(pilot, checker="pia", **{"checker-password": PASSWORD})
         fill(pilot, **{f"lot-{p}": "KT2403-17" for p in prep_ids})
-        await press(pilot, "ctrl+s")
+        await pilot.press("ctrl+s")
+        for _ in range(400):  # not settle(): the recording worker ends as its screen closes
+            if isinstance(app.screen, LabelPreviewDialog):
+                break
+            await pilot.pause(0.05)
         assert isinstance(app.screen, LabelPreviewDialog)
+        await settle(pilot)
         assert saved.read_bytes().startswith(b"%PDF")
         preview = screen_text(app)
         assert "As printed (blinded)" in preview and "Original print" in preview
@@ -135,12 +140,14 @@ async def test_right_password_shows_the_unblinded_panel_and_recording_empties_th
 
 
 async def test_a_burst_of_keys_fills_the_preparation_form_field_by_field(
-    engine: Engine, randomized: str, clock: SteppingClock, tmp_path: Path
+    engine: Engine, randomized: str, clock: SteppingClock, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Keys typed faster than the app handles them (a browser sends them in batches): each
     Enter moves on at once, so every value lands in its own field."""
     from textual import events
 
+    monkeypatch.setenv("TRIALKIT_LABEL_DIR", str(tmp_path))
     app = app_for(engine, clock)
     async with app.run_test(size=(100, 40)) as pilot:
         await sign_in(pilot, "phil")

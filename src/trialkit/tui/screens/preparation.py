@@ -37,12 +37,14 @@ if TYPE_CHECKING:
     from trialkit.tui.trial_db import TrialDatabase
 
 
-def default_labels_path(pid: str) -> str:
+def default_labels_path(pid: str, *, browser: bool = False) -> str:
     """Where the labels go unless told otherwise: ``labels-<PID>.pdf`` in the label folder
-    (``TRIALKIT_LABEL_DIR``, else the current folder), shown in full."""
+    (``TRIALKIT_LABEL_DIR``, else the current folder), shown in full; in a browser session
+    the file name only (the PDF is sent to the browser, the server's folder is not the
+    user's)."""
     from trialkit.labels import default_label_file
 
-    return str(default_label_file(pid))
+    return f"labels-{pid}.pdf" if browser else str(default_label_file(pid))
 
 
 def labels_path(text: str) -> Path:
@@ -137,7 +139,9 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                 yield Input(placeholder="the checker types it: signs the check", password=True,
                             id="checker-password", compact=True)
                 yield Label("Labels PDF")
-                yield Input(default_labels_path(self._opened.participant_id), id="labels-path",
+                browser = cast("TrialkitApp", self.app).ticket is not None
+                yield Input(default_labels_path(self._opened.participant_id, browser=browser),
+                            id="labels-path",
                             compact=True)
         yield Footer()
 
