@@ -52,7 +52,7 @@ async def test_palette_on_home_offers_lock_sign_out_refresh_and_quit(
         await sign_in(pilot)
         entries = await palette_entries(pilot)
         assert entries == ["Allocation lists", "Audit review", "Emergency unblindings",
-                           "Lock screen", "Quit", "Refresh", "Sign out"]
+                           "Lock screen", "Quit", "Refresh", "Sign out", "Users"]
 
 
 async def test_palette_on_participants_offers_every_enrolment_step(

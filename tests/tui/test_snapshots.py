@@ -23,6 +23,7 @@ from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Role
 from trialkit.services.enrolment import randomize
 from trialkit.services.unblinding import unblind
+from trialkit.services.users import create_user, set_disabled
 from trialkit.store.db import transaction
 from trialkit.tui.dialogs.diary_import import ImportProblemsDialog
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
@@ -36,6 +37,7 @@ from trialkit.tui.screens.participants import ParticipantsScreen
 from trialkit.tui.screens.preparation import PreparationScreen
 from trialkit.tui.screens.screening import ScreeningScreen
 from trialkit.tui.screens.unblindings import UnblindingsScreen
+from trialkit.tui.screens.users import UsersScreen
 from trialkit.tui.widgets.criterion_row import CriterionRow
 
 
@@ -260,3 +262,25 @@ def test_refused_diary_file(
 
     app = app_for(enrolled_trial, clock)
     assert snap_compare(app, terminal_size=(120, 36), run_before=refused)
+
+
+def test_users_screen(
+    snap_compare: Callable[..., bool], enrolled_trial: Engine, clock: SteppingClock
+) -> None:
+    """The admin's users at 120x36: staff of every role, a pharmacist pending approval,
+    one awaiting enrolment, one disabled."""
+    admin = service_sign_in(enrolled_trial, ADMIN, clock)
+    add_user(enrolled_trial, admin, clock, "pia", Role.PHARMACIST, sites=["SHS"], approve=False)
+    add_user(enrolled_trial, admin, clock, "mona", Role.MONITOR)
+    with transaction(enrolled_trial) as s:
+        create_user(s, admin, name="nina", role=Role.COORDINATOR, sites=["TWH"],
+                    custodian=False, clock=clock)
+        set_disabled(s, admin, name="tess", disabled=True, reason="left", clock=clock)
+
+    async def users(pilot: Pilot[None]) -> None:
+        await sign_in(pilot)
+        await press(pilot, "m")
+        assert isinstance(pilot.app.screen, UsersScreen)
+
+    app = app_for(enrolled_trial, clock)
+    assert snap_compare(app, terminal_size=(120, 36), run_before=users)

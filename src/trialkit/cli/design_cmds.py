@@ -44,32 +44,6 @@ def _pdf_path(text: str) -> Path:
     return path
 
 
-def _table(report_rows: list[dict[str, object]], n: int, sizes: list[int]) -> str:
-    lines = [
-        f"Exact figures for one stratum's list of {n} allocations (1:1); guesses by someone "
-        "who knows every past allocation and guesses the arm that is behind:",
-        "",
-        f"  {'design':<34} {'correct guess':>13} {'forced':>7} {'E[max imbalance]':>17} "
-        f"{'P(final = 0)':>12}",
-    ]
-    for row in report_rows:
-        mark = "* " if row["protocol"] else "  "
-        final = row["final_imbalance"]
-        assert isinstance(final, dict)
-        lines.append(
-            f"{mark}{row['label']!s:<34} {row['correct_guess']:>13.3f} {row['forced']:>7.3f} "
-            f"{row['expected_max_imbalance']:>17.2f} {final.get('0', 0.0):>12.3f}"
-        )
-    lines += [
-        "",
-        "* the protocol's design. Correct guess 0.5 is no better than chance; forced",
-        "  allocations are known in advance to anyone who has seen the earlier ones.",
-        f"Trial-wide final imbalance simulated over strata of {', '.join(map(str, sizes))}: "
-        "see --json or --out.",
-    ]
-    return "\n".join(lines)
-
-
 @design_app.command("report")
 def report(
     ctx: typer.Context,
@@ -115,9 +89,10 @@ def report(
 
         write_design_pdf(result, path)
         doc["pdf"] = str(path)
-    rows = doc["designs"]
-    assert isinstance(rows, list)
-    text = _table(rows, result.n, list(result.stratum_sizes))
+    text = result.text() + (
+        f"\nTrial-wide final imbalance simulated over strata of "
+        f"{', '.join(map(str, result.stratum_sizes))}: see --json or --out."
+    )
     if path is not None:
         text += f"\nWrote {path}"
     c.emit(doc, text)

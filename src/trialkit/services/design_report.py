@@ -57,6 +57,31 @@ class DesignReport:
             ],
         }
 
+    def text(self) -> str:
+        """The figures as ``trialkit design report`` prints them (and the TUI shows them
+        before sealing): one line per design, the protocol's marked with a star."""
+        lines = [
+            f"Exact figures for one stratum's list of {self.n} allocations (1:1); guesses by "
+            "someone who knows every past allocation and guesses the arm that is behind:",
+            "",
+            f"  {'design':<34} {'correct guess':>13} {'forced':>7} {'E[max imbalance]':>17} "
+            f"{'P(final = 0)':>12}",
+        ]
+        for row in self.rows:
+            m = row.metrics
+            mark = "* " if row.protocol else "  "
+            lines.append(
+                f"{mark}{m.design.label():<34} {round(m.correct_guess, 6):>13.3f} "
+                f"{round(m.forced, 6):>7.3f} {round(m.expected_max_imbalance, 6):>17.2f} "
+                f"{round(m.final_imbalance.get(0, 0.0), 6):>12.3f}"
+            )
+        lines += [
+            "",
+            "* the protocol's design. Correct guess 0.5 is no better than chance; forced",
+            "  allocations are known in advance to anyone who has seen the earlier ones.",
+        ]
+        return "\n".join(lines)
+
 
 def expected_stratum_sizes(protocol: Protocol) -> tuple[int, ...]:
     """Participants expected per stratum: each site's target split evenly over its strata

@@ -69,6 +69,24 @@ ALLOCATION_LISTS = Command(
     "a", "open_allocation_lists", footer="Lists",
 )
 
+# Users (admin).
+USERS = Command(
+    "users", "Users", "Every user: role, sites, sign-in and custodian status; add, disable, enable",
+    "m", "open_users",
+)
+ADD_USER = Command(
+    "add-user", "Add user", "Add a user; their one-time enrolment code is shown once", "n",
+    "add_user", footer="Add",
+)
+DISABLE_USER = Command(
+    "disable-user", "Disable user", "The selected user can no longer sign in (reason kept)",
+    "d", "disable_user", footer="Disable",
+)
+ENABLE_USER = Command(
+    "enable-user", "Enable user", "The selected disabled user may sign in again", "e",
+    "enable_user", footer="Enable",
+)
+
 # Participants.
 SCREEN_PARTICIPANT = Command(
     "screen-participant", "Screen a participant", "Record a screening and check eligibility",
@@ -293,7 +311,7 @@ ALL_COMMANDS: dict[str, Command] = {
         DIARY_MODERATE, DIARY_SEVERE, DIARY_ACUTE, DIARY_RECORD, DIARY_HISTORY, NEXT_WINDOW,
         PREVIOUS_WINDOW, DASHBOARD, LOCK_DATABASE, EXPORT_DATA, CUSTODIANS, APPROVE_CUSTODIAN,
         AUDIT_REVIEW, AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS, AUDIT_VERIFY, AUDIT_CHECKPOINT,
-        UNBLINDINGS,
+        UNBLINDINGS, USERS, ADD_USER, DISABLE_USER, ENABLE_USER,
     )
 }
 

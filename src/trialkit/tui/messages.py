@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from trialkit.labels import LabelSheet
     from trialkit.services.allocation import SealResult, StratumUse
     from trialkit.services.custody import Approval, CustodianView
+    from trialkit.services.design_report import DesignReport
     from trialkit.services.diary import DiaryVersion
     from trialkit.services.enrolment import ParticipantFilter, ParticipantView, Randomization
     from trialkit.services.lock import LockResult
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
     from trialkit.services.unblinding import UnblindingEntry
+    from trialkit.services.users import NewAccount, UserView
     from trialkit.store.heading import TrialHeading
     from trialkit.tui.trial_db import DiaryView, SignIn
 
@@ -143,6 +145,31 @@ class StrataLoaded(Message):
         self.strata = strata
 
 
+class UsersLoaded(Message):
+    """Every user was read (admin)."""
+
+    def __init__(self, users: list[UserView]) -> None:
+        super().__init__()
+        self.users = users
+
+
+class UserAdded(Message):
+    """A user was added: their one-time enrolment code is in ``account``, shown once."""
+
+    def __init__(self, account: NewAccount) -> None:
+        super().__init__()
+        self.account = account
+
+
+class UserChanged(Message):
+    """A user was disabled or enabled."""
+
+    def __init__(self, name: str, disabled: bool) -> None:
+        super().__init__()
+        self.name = name
+        self.disabled = disabled
+
+
 class CustodiansLoaded(Message):
     """The custodians were read, with why the signed-in user may not approve (or None)."""
 
@@ -158,6 +185,16 @@ class CustodianApproved(Message):
     def __init__(self, approval: Approval) -> None:
         super().__init__()
         self.approval = approval
+
+
+class DesignReportReady(Message):
+    """The protocol's design report was computed; ``then`` is what it was asked for
+    ("seal" or "extend")."""
+
+    def __init__(self, report: DesignReport, then: str) -> None:
+        super().__init__()
+        self.report = report
+        self.then = then
 
 
 class ListsSealed(Message):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from trialkit.services.allocation import SealResult, StratumUse
     from trialkit.services.audit_review import AuditFilter, AuditPage
     from trialkit.services.custody import Approval, CustodianView
+    from trialkit.services.design_report import DesignReport
     from trialkit.services.diary import DiaryVersion, RecordedDay
     from trialkit.services.diary_import import ImportResult
     from trialkit.services.enrolment import ParticipantView, Randomization
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from trialkit.services.reports import TrialStatus
     from trialkit.services.trial import TrialInfo
     from trialkit.services.unblinding import Unblinding, UnblindingEntry
-    from trialkit.services.users import NewAccount
+    from trialkit.services.users import NewAccount, UserView
     from trialkit.store.heading import TrialHeading
 
 
@@ -194,6 +195,26 @@ class TrialDatabase:
             return create_user(session, actor, name=name, role=parsed, sites=sites,
                                custodian=custodian, clock=self.clock)
 
+    def users(self, actor: Actor) -> list[UserView]:
+        """Every user, as an admin lists them (never a secret)."""
+        from trialkit.services.users import list_users
+        from trialkit.store.db import transaction
+
+        # A transaction: a refused listing is recorded in the audit trail.
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            return list_users(session, actor, clock=self.clock)
+
+    def set_disabled(
+        self, actor: Actor, *, name: str, disabled: bool, reason: str | None
+    ) -> None:
+        """Disable a user (reason kept) or enable them again (audited)."""
+        from trialkit.services.users import set_disabled
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            set_disabled(session, actor, name=name, disabled=disabled, reason=reason,
+                         clock=self.clock)
+
     def protocol(self) -> Protocol:
         """The protocol stored with the trial (criteria, factors, consent form versions)."""
         from trialkit.services.trial import stored_protocol
@@ -283,6 +304,17 @@ class TrialDatabase:
                 session, actor, name=name, fingerprint=fingerprint, password=password,
                 clock=self.clock,
             )
+
+    def design_report(self) -> DesignReport:
+        """The protocol's randomization design beside the alternatives, with the exact
+        figures ``trialkit design report`` prints (no arm; no list is read)."""
+        from trialkit.services.design_report import design_report
+        from trialkit.services.trial import stored_protocol
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            protocol = stored_protocol(session)
+        return design_report(protocol)
 
     def seal_lists(
         self,

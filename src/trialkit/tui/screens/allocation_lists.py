@@ -1,7 +1,9 @@
 """The admin's view of the sealed allocation lists: envelopes sealed, used and left per
 stratum, sealing every list once, and extending a stratum that runs low.
 
-Counts only: the admin never sees a block size or an arm, here or anywhere."""
+Counts only: the admin never sees a drawn block or an arm, here or anywhere. Before sealing
+or extending, the protocol's design report (procedure, parameters and exact figures beside
+the alternatives; issue 14) asks for confirmation: it says no more than the protocol does."""
 
 from __future__ import annotations
 
@@ -17,8 +19,15 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.strata import all_strata
 from trialkit.tui.commands import BACK, EXTEND_LIST, REFRESH, SEAL_LISTS
+from trialkit.tui.dialogs.design import DesignReviewDialog
 from trialkit.tui.dialogs.seal import ExtendDialog, SealDialog, SealRequest
-from trialkit.tui.messages import ListsSealed, ProtocolLoaded, ServiceFailed, StrataLoaded
+from trialkit.tui.messages import (
+    DesignReportReady,
+    ListsSealed,
+    ProtocolLoaded,
+    ServiceFailed,
+    StrataLoaded,
+)
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
@@ -157,10 +166,44 @@ class AllocationListsScreen(Screen[None]):
         return True
 
     def action_seal_lists(self) -> None:
-        """Ask how many envelopes per stratum, then seal (in a worker, with progress)."""
-        if self._busy:
-            return
-        self.app.push_screen(SealDialog(len(self._strata)), self._seal)
+        """Show the protocol's design report, then ask how many envelopes per stratum,
+        then seal (in a worker, with progress)."""
+        if not self._busy:
+            self._review_design("seal")
+
+    def _review_design(self, then: str) -> None:
+        """Compute the design report (a worker: the trial-wide simulation takes a
+        moment), then show it."""
+        self._set_busy(True)
+        self.query_one("#lists-summary", Static).update(
+            Content("Computing the protocol's design report…"))
+        self._designing(then)
+
+    @work(thread=True, exclusive=True, group="design")
+    def _designing(self, then: str) -> None:
+        try:
+            report = self._db.design_report()
+        except TrialkitError as exc:
+            self.post_message(ServiceFailed(exc.message))
+        else:
+            self.post_message(DesignReportReady(report, then))
+
+    def on_design_report_ready(self, message: DesignReportReady) -> None:
+        """The design and its figures; on Continue, the count."""
+        self._set_busy(False)
+        self._summarise()
+        stratum = self.selected_stratum()
+
+        def go_on(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            if message.then == "seal":
+                self.app.push_screen(SealDialog(len(self._strata)), self._seal)
+            elif stratum is not None:
+                self._ask_extension(stratum)
+
+        verb = "sealed" if message.then == "seal" else "extended"
+        self.app.push_screen(DesignReviewDialog(message.report, verb), go_on)
 
     def _seal(self, request: SealRequest | None) -> None:
         if request is None:
@@ -190,10 +233,12 @@ class AllocationListsScreen(Screen[None]):
         self.query_one("#seal-progress", ProgressBar).update(total=total, progress=done)
 
     def action_extend_list(self) -> None:
-        """Ask how many envelopes to add to the selected stratum, then add them."""
-        stratum = self.selected_stratum()
-        if self._busy or stratum is None:
-            return
+        """Show the design report, then ask how many envelopes to add to the selected
+        stratum, then add them."""
+        if not self._busy and self.selected_stratum() is not None:
+            self._review_design("extend")
+
+    def _ask_extension(self, stratum: str) -> None:
         use = self._strata[stratum]
 
         def extend(count: int | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
 from textual import work
@@ -20,6 +21,7 @@ from trialkit.tui.commands import (
     PARTICIPANTS,
     REFRESH,
     UNBLINDINGS,
+    USERS,
 )
 from trialkit.tui.messages import ServiceFailed, TrialLoaded
 from trialkit.tui.trial_db import TrialDatabase
@@ -44,9 +46,12 @@ class HomeScreen(Screen[None]):
     unlock that brings news (a changed role, a new site) shows at once."""
 
     BINDINGS = [
-        PARTICIPANTS.binding(), ALLOCATION_LISTS.binding(), DISPENSE_QUEUE.binding(),
-        DASHBOARD.binding(), CUSTODIANS.binding(), AUDIT_REVIEW.binding(), UNBLINDINGS.binding(),
-        REFRESH.binding(),
+        USERS.binding(), PARTICIPANTS.binding(), ALLOCATION_LISTS.binding(),
+        DISPENSE_QUEUE.binding(), DASHBOARD.binding(), CUSTODIANS.binding(),
+        AUDIT_REVIEW.binding(), UNBLINDINGS.binding(),
+        # F5 still refreshes (and the palette offers it); the footer keeps its 80 columns
+        # for each role's screens and Sign out.
+        replace(REFRESH, show=False).binding(),
     ]
 
     def __init__(self, db: TrialDatabase) -> None:
@@ -91,7 +96,7 @@ class HomeScreen(Screen[None]):
         opens = {
             c.action: c
             for c in (PARTICIPANTS, ALLOCATION_LISTS, DISPENSE_QUEUE, DASHBOARD, CUSTODIANS,
-                      AUDIT_REVIEW, UNBLINDINGS)
+                      AUDIT_REVIEW, UNBLINDINGS, USERS)
         }
         if action not in opens:
             return True
@@ -116,6 +121,15 @@ class HomeScreen(Screen[None]):
         actor = self._actor()
         if actor is not None:
             self.app.push_screen(AllocationListsScreen(self._db, actor))
+
+    def action_open_users(self) -> None:
+        """Users: list, add, disable, enable (admin)."""
+        from trialkit.tui.screens.users import UsersScreen
+
+        actor, trial = self._actor(), cast("TrialkitApp", self.app).trial
+        if actor is not None:
+            sites = tuple(s.code for s in trial.sites) if trial else ()
+            self.app.push_screen(UsersScreen(self._db, actor, sites))
 
     def action_open_dispense_queue(self) -> None:
         """Randomized participants awaiting preparation (pharmacists)."""

@@ -19,6 +19,7 @@ from trialkit.tui.commands import (
     DISPENSE_QUEUE,
     PARTICIPANTS,
     UNBLINDINGS,
+    USERS,
     Command,
 )
 
@@ -36,7 +37,7 @@ ROLE_WORKSPACE: dict[Role, str] = {
 
 # The screens each role can open from home, first the role's own workspace if it exists.
 ROLE_SCREENS: dict[Role, tuple[Command, ...]] = {
-    Role.ADMIN: (ALLOCATION_LISTS, AUDIT_REVIEW, UNBLINDINGS),
+    Role.ADMIN: (USERS, ALLOCATION_LISTS, AUDIT_REVIEW, UNBLINDINGS),
     Role.COORDINATOR: (PARTICIPANTS,),
     Role.PHARMACIST: (DISPENSE_QUEUE, PARTICIPANTS, CUSTODIANS),
     Role.INVESTIGATOR: (DASHBOARD, PARTICIPANTS, CUSTODIANS, AUDIT_REVIEW, UNBLINDINGS),
