@@ -87,7 +87,8 @@ def consented(
             clock=clock,
         )
     with transaction(engine) as s:
-        return consent(s, coordinator, v.id, on=clock.now().date(), form_version="2.0", clock=clock)
+        return consent(s, coordinator, v.id, on=PROTOCOL.site_time(site).today(clock.now()),
+                       form_version="2.0", clock=clock)
 
 
 def today(clock: SteppingClock) -> date:
@@ -145,7 +146,9 @@ def baseline_in(session: Session, coordinator: Actor, clock: SteppingClock, *pid
     consented = [date.fromisoformat(p.consent_date) for p in
                  session.exec(select(Participant).where(col(Participant.id).in_(keys)))
                  if p.consent_date]
-    start = clock.now().date() + timedelta(days=PROTOCOL.diary.baseline_window.start)
+    # the site's date (Toronto is behind UTC: after midnight UTC it is still yesterday there)
+    start = PROTOCOL.site_time("TWH").today(clock.now()) + timedelta(
+        days=PROTOCOL.diary.baseline_window.start)
     if consented and start < max(consented):
         clock.advance(days=(max(consented) - start).days)
         start = max(consented)

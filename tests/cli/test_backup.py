@@ -138,6 +138,24 @@ def test_the_backup_drill(databases: Databases, tmp_path: Path) -> None:
         assert second.id in {e["entity_id"] for e in lacks}
         assert first.id not in {e["entity_id"] for e in lacks}
         assert events(restored) == events(live)[:signed_in]
+        # restore-check says the backup's schema and what it lacks against the live database
+        with reader(live).connect() as conn:
+            live_schema = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert checked["schema"] == live_schema
+        actions: dict[str, int] = {}
+        for e in lacks:
+            actions[str(e["action"])] = actions.get(str(e["action"]), 0) + 1
+        assert checked["live"]["schema"] == live_schema
+        assert checked["live"]["events"] == len(events(live))
+        assert checked["live"]["holds_backup_head"] is True
+        assert (checked["live"]["lacking"], checked["live"]["lacking_actions"]) == (
+            len(lacks), actions)
+        said = trialkit("restore-check", str(out), "--into", databases.new("again"),
+                        db=live_url, cwd=tmp_path)
+        assert_done(said)
+        assert f"(schema {live_schema})" in said.out
+        assert f"the backup lacks the last {len(lacks)} event(s), from " in said.out
+        assert "randomize 1" in said.out and "db.backup 1" in said.out
         in_backup = participants(restored)
         assert first.id in in_backup and in_backup[first.id] is not None
         assert second.id not in in_backup and participants(live)[second.id] is not None
@@ -174,6 +192,25 @@ def test_restore_check_reads_a_sqlite_backup_and_leaves_it_as_it_was(
     assert run.out.startswith("OK: ")
     assert sha256(sqlite_backup) == before
     assert sorted(p.name for p in sqlite_backup.parent.iterdir()) == ["b.db", "live.db"]
+
+
+def test_restore_check_says_when_the_live_database_is_another_trial(
+    sqlite_backup: Path, tmp_path: Path,
+) -> None:
+    """A backup checked against a database it was not taken from: its chain is not the
+    live one, and restore-check says so rather than counting what it lacks."""
+    other = tmp_path / "other.db"
+    engine = make_engine(str(other), must_exist=False)
+    initialize(engine, load_protocol(KETHEAD), admin=ADMIN, admin_password=PASSWORD,
+               training=False, clock=SteppingClock())
+    engine.dispose()
+    run = trialkit("--json", "restore-check", str(sqlite_backup), db=other, user=None,
+                   password=None, cwd=tmp_path)
+    assert_done(run)
+    assert json.loads(run.out)["live"]["holds_backup_head"] is False
+    run = trialkit("restore-check", str(sqlite_backup), db=other, user=None, password=None,
+                   cwd=tmp_path)
+    assert "its audit chain is not the live database's" in run.out
 
 
 def test_a_tampered_backup_fails_restore_check(sqlite_backup: Path) -> None:

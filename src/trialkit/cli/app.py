@@ -3,7 +3,7 @@
 Each command imports what it needs inside its body: printing help must stay fast."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,7 +16,10 @@ from trialkit.cli.context import (
     confirm_irreversible,
     env,
 )
-from trialkit.domain.errors import InvalidInput
+from trialkit.domain.errors import InvalidInput, TrialkitError
+
+if TYPE_CHECKING:
+    from trialkit.services.backup import BackupGap, RestoreCheck
 
 app = typer.Typer(
     name="trialkit",
@@ -328,12 +331,48 @@ def restore_check(
                            "PostgreSQL database to restore it into")
     done = check_restored(target)
     where = public_url(into) if into else str(file)
-    c.emit({"ok": True, "database": where, "schema": done.schema, "events": done.events,
-            "head": done.head, "lists": done.lists, "envelopes": done.envelopes,
-            "newest_event": done.newest_event},
-           f"OK: {where} (schema {done.schema}): {done.events} audit events, chain head "
-           f"{done.head[:16]}, newest event {done.newest_event}; {done.lists} lists verified "
-           f"({done.envelopes} envelopes released)")
+    facts: dict[str, object] = {
+        "ok": True, "database": where, "schema": done.schema, "events": done.events,
+        "head": done.head, "lists": done.lists, "envelopes": done.envelopes,
+        "newest_event": done.newest_event}
+    lines = [f"OK: {where} (schema {done.schema}): {done.events} audit events, chain head "
+             f"{done.head[:16]}, newest event {done.newest_event}; {done.lists} lists "
+             f"verified ({done.envelopes} envelopes released)"]
+    gap = _gap_to_live(c.db, into, done)
+    if isinstance(gap, str):
+        lines.append(f"Not compared with a live database: {gap}")
+    else:
+        facts["live"] = {"database": public_url(c.db), "schema": gap.schema,
+                         "events": gap.events, "holds_backup_head": gap.holds_head,
+                         "lacking": gap.lacking, "lacking_since": gap.since,
+                         "lacking_actions": gap.actions}
+        lines.append(f"Live database {public_url(c.db)} (schema {gap.schema}, {gap.events} "
+                     f"audit events): {gap.describe()}.")
+    c.emit(facts, "\n".join(lines))
+
+
+def _gap_to_live(db: str, into: str | None, check: "RestoreCheck") -> "BackupGap | str":
+    """What the backup lacks against the live database (--db or TRIALKIT_DB), or why it
+    was not compared (none there, unreachable, the same database as the restore)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from trialkit.services.backup import compare_with_live
+    from trialkit.store.db import make_engine
+    from trialkit.store.urls import public_url
+
+    if into is not None and db == into:
+        return "--into is the live database"
+    try:
+        engine = make_engine(db, read_only=True)
+    except TrialkitError as exc:
+        return exc.message
+    try:
+        return compare_with_live(engine, check)
+    except (TrialkitError, SQLAlchemyError) as exc:
+        message = exc.message if isinstance(exc, TrialkitError) else type(exc).__name__
+        return f"{public_url(db)}: {message}"
+    finally:
+        engine.dispose()
 
 
 def register() -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, func
+from sqlalchemy import select as select_columns
+from sqlmodel import Session, col, select
 
 from trialkit.domain.clock import Clock
 from trialkit.domain.errors import NextStep, Refused
@@ -24,6 +25,7 @@ from trialkit.services.refusals import audits_refusals
 from trialkit.store import schema
 from trialkit.store.backup import BackupFile, write_backup
 from trialkit.store.db import make_engine, read_only
+from trialkit.store.models import AuditEvent
 
 
 def _facts(b: BackupFile) -> dict[str, object]:
@@ -87,6 +89,50 @@ def check_restored(db: str) -> RestoreCheck:
     return RestoreCheck(revision, report.events, report.head, len(checks),
                         sum(x.envelopes for x in checks),
                         None if newest is None else newest.isoformat())
+
+
+@dataclass(frozen=True)
+class BackupGap:
+    """What a backup lacks against the live database: the live schema and events, whether
+    the live chain holds the backup's head where the backup ends, and the events after it
+    (how many, from when, by action)."""
+
+    schema: str | None
+    events: int
+    holds_head: bool
+    lacking: int
+    since: str | None
+    actions: dict[str, int]
+
+    def describe(self) -> str:
+        """One sentence for the one who checks the backup."""
+        if not self.holds_head:
+            return ("its audit chain is not the live database's: the live chain does not "
+                    "hold the backup's chain head where the backup ends (a backup of "
+                    "another database, or the live trail was changed)")
+        if not self.lacking:
+            return "the backup holds every event of the live database"
+        counted = ", ".join(f"{a} {n}" for a, n in sorted(self.actions.items()))
+        return (f"the backup lacks the last {self.lacking} event(s), from {self.since} on "
+                f"({counted}): enter them again from paper if you restore it")
+
+
+def compare_with_live(live: Engine, check: RestoreCheck) -> BackupGap:
+    """Compare a checked backup with the live database (read only): the events after the
+    backup's last one are what a restore would lose."""
+    revision = schema.schema_revision(live)
+    with read_only(live) as s:
+        total = s.exec(select(func.count()).select_from(AuditEvent)).one()
+        last = s.exec(select(AuditEvent).where(col(AuditEvent.seq) == check.events)).first()
+        holds = last is not None and last.hash == check.head
+        action, at = col(AuditEvent.action), col(AuditEvent.at)
+        rows = s.execute(select_columns(action, func.count(), func.min(at))
+                         .where(col(AuditEvent.seq) > check.events)
+                         .group_by(action)).all()
+    actions = {str(a): int(n) for a, n, _ in rows}
+    firsts = [at for _, _, at in rows if at is not None]
+    since = min(firsts).isoformat() if firsts else None
+    return BackupGap(revision, int(total), holds, sum(actions.values()), since, actions)
 
 
 @dataclass(frozen=True)
