@@ -119,9 +119,11 @@ FLOW: list[tuple[str, str, str | None, list[str]]] = [
 
 
 # Steps that change nothing another step reads (refusals, reads). Neighbours in this set
-# run at the same time, which saves a good part of the flow's time.
+# run at the same time, which saves a good part of the flow's time. "randomize too early"
+# runs alone: it is on an earlier training day, and a refusal is audited, so a later day's
+# refusal recorded first would move the training clock past it.
 AT_ONCE = {
-    "randomize too early", "import a bad file", "import it again", "re-enter a day",
+    "import a bad file", "import it again", "re-enter a day",
     "correct it the same way", "history", "history as json",
     "infuse at a bad time", "infuse before the preparation", "infuse later today",
     "record 30 hours", "record an unknown severity", "record a bad date", "record for nobody",

@@ -297,10 +297,13 @@ def consort_counts(world: EnrolmentWorld, before: int, after: int) -> None:
     c = _status(world).consort
     assert (c.withdrew_before_randomization, c.withdrawn) == (before, after)
     text = status_text(_status(world))
-    assert f"withdrew before randomization: {before}" in text
-    assert re.search(rf"withdrawn after randomization\s+{after}\b", text)
+    # CONSORT 2010's rows: those who left after randomization are "Discontinued"; the
+    # withdrawn total counts both sides of randomization
+    assert re.search(rf"Discontinued \(withdrew\)\s+{after}\b", text)
+    assert re.search(rf"Withdrawn \(all\)\s+{before + after}\b", text)
 
 
 @then(parsers.parse("the dashboard's CONSORT counts {n:d} withdrawn"))
 def dashboard_counts(world: EnrolmentWorld, n: int) -> None:
-    assert re.search(rf"^Withdrawn\s+{n}$", consort_text(_status(world).consort), re.MULTILINE)
+    text = consort_text(_status(world).consort)
+    assert re.search(rf"^Withdrawn \(all\)\s+{n}$", text, re.MULTILINE)

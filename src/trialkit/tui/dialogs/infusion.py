@@ -14,6 +14,7 @@ from textual.widgets import Input, Label, Static
 
 from trialkit.domain.errors import InvalidInput
 from trialkit.tui.dialogs.dialog import Dialog
+from trialkit.tui.wording import tui_message
 
 
 def _date(text: str, what: str) -> date:
@@ -85,5 +86,5 @@ class InfuseDialog(Dialog[InfusionEntry | None]):
         try:
             at = parse_time(text) if text else None
         except InvalidInput as exc:
-            raise ValueError(exc.message) from None
+            raise ValueError(tui_message(exc)) from None
         return InfusionEntry(on, at)

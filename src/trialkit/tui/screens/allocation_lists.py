@@ -184,7 +184,7 @@ class AllocationListsScreen(Screen[None]):
         try:
             report = self._db.design_report()
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(DesignReportReady(report, then))
 

@@ -554,7 +554,7 @@ class ParticipantsScreen(Screen[None]):
         except ImportRejected as exc:
             self.post_message(DiaryImportRefused(exc.source, exc.problems, exc.total))
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(message)
 
@@ -581,7 +581,7 @@ class ParticipantsScreen(Screen[None]):
         try:
             result = self._db.outcomes(self._actor, pid)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(OutcomesLoaded(result))
 

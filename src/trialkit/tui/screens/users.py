@@ -26,6 +26,7 @@ from trialkit.tui.messages import ServiceFailed, UserAdded, UserChanged, UsersLo
 from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
@@ -78,7 +79,7 @@ class UsersScreen(Screen[None]):
         try:
             users = self._db.users(self._actor)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(UsersLoaded(users))
 
@@ -146,7 +147,7 @@ class UsersScreen(Screen[None]):
             account = self._db.add_user(self._actor, name=request.name, role=request.role,
                                         sites=list(request.sites), custodian=request.custodian)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(UserAdded(account))
 
@@ -184,7 +185,7 @@ class UsersScreen(Screen[None]):
         try:
             self._db.set_disabled(self._actor, name=name, disabled=disabled, reason=reason)
         except TrialkitError as exc:
-            self.post_message(ServiceFailed(exc.message))
+            self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(UserChanged(name, disabled))
 
