@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,24 +90,32 @@ def pg_schema_url(schema: str) -> str:
     return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'trial.db'}"
+@contextmanager
+def empty_database(backend: str, folder: Path, name: str = "trial.db") -> Iterator[str]:
+    """The URL of an empty database: a SQLite file ``name`` in ``folder``, or a fresh schema
+    on the test PostgreSQL server, dropped afterwards (autovacuum is off there)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / name}"
         return
     if PG_URL is None:
         pytest.skip("PostgreSQL-only test: set TRIALKIT_TEST_PG_URL (CI does)")
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
+    owner = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with owner.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
         yield pg_schema_url(schema)
     finally:
-        with admin.connect() as conn:
+        with owner.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        owner.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL on each backend."""
+    with empty_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

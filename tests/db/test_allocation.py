@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, create_engine, func, text
+from sqlalchemy import Connection, Engine, func
 from sqlmodel import Session, col, select
 
 from tests.builders import PROTOCOL, SeededRandom, baseline_in, eligible_answers, seal, staff
@@ -32,11 +31,10 @@ from tests.conftest import (
     BACKENDS,
     KETHEAD,
     PASSWORD,
-    PG_URL,
     SteppingClock,
     add_user,
+    empty_database,
     enrol,
-    pg_schema_url,
     sign_in,
 )
 from trialkit.domain.errors import (
@@ -89,7 +87,7 @@ from trialkit.services.enrolment import (
 )
 from trialkit.services.list_integrity import ListCheck, verify_lists
 from trialkit.services.setup import initialize
-from trialkit.store.db import make_engine, normalize_url, read_only, transaction
+from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AllocationList, AuditEvent, Envelope, ListKeyGrant, User
 
 STRATA = tuple(s.code for s in all_strata(PROTOCOL))  # TWH-CM, TWH-CDH, SHS-CM, SHS-CDH
@@ -98,25 +96,6 @@ LISTS = AllocationList.__table__  # type: ignore[attr-defined]
 
 
 # --- the trial each module works on, and each test's window on it ---------------------------
-
-
-@contextmanager
-def empty_database(backend: str, folder: Path) -> Iterator[str]:
-    """A URL of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
-    if backend == "sqlite":
-        yield f"sqlite:///{folder / 'trial.db'}"
-        return
-    assert PG_URL is not None
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    owner = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
-    with owner.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield pg_schema_url(schema)
-    finally:
-        with owner.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        owner.dispose()
 
 
 @dataclass(frozen=True)
@@ -161,26 +140,9 @@ class Box:
     def actor(self, name: str) -> Actor:
         return self.world.actors[name]
 
-    @contextmanager
-    def tx(self) -> Iterator[Session]:
-        """A unit of work, as ``store.db.transaction`` makes one (on a savepoint)."""
-        session = Session(
-            bind=self.conn, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
-        try:
-            yield session
-            session.commit()
-        except TrialkitError as exc:
-            if exc.keep_record:
-                session.commit()
-            else:
-                session.rollback()
-            raise
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+    def tx(self) -> AbstractContextManager[Session]:
+        """A unit of work, as the application makes one, on a savepoint of this box."""
+        return transaction(self.conn)
 
     def count(self, model: Any, *where: Any) -> int:
         with self.tx() as s:

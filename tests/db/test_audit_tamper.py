@@ -8,16 +8,13 @@ a transaction they roll back."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
@@ -26,10 +23,9 @@ from tests.conftest import (
     BACKENDS,
     KETHEAD,
     PASSWORD,
-    PG_URL,
     SteppingClock,
     add_user,
-    pg_schema_url,
+    empty_database,
     sign_in,
 )
 from tests.db.tampering import (
@@ -56,7 +52,7 @@ from trialkit.domain.roles import Role
 from trialkit.services import integrity
 from trialkit.services.setup import initialize
 from trialkit.services.users import set_disabled
-from trialkit.store.db import make_engine, normalize_url, read_only, transaction
+from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent
 
 # The trail every tamper test starts from, one event per line.
@@ -84,29 +80,11 @@ class Trail:
     head: str
 
 
-@contextmanager
-def _empty_database(backend: str, folder: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{folder / 'trail.db'}"
-        return
-    assert PG_URL is not None
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    owner = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
-    with owner.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield pg_schema_url(schema)
-    finally:
-        with owner.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        owner.dispose()
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def trail(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Trail]:
-    with _empty_database(request.param, tmp_path_factory.mktemp("trail")) as url:
+    with empty_database(request.param, tmp_path_factory.mktemp("trail"), "trail.db") as url:
         engine = make_engine(url, must_exist=False)
         clock = SteppingClock()
         initialize(engine, load_protocol(KETHEAD), admin=ADMIN, admin_password=PASSWORD,

@@ -37,8 +37,15 @@ from sqlmodel import col, select
 from typer.testing import CliRunner
 
 from tests.builders import PROTOCOL, SeededRandom, baseline_days, eligible_answers
-from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, SteppingClock, add_user
-from tests.db.test_allocation import empty_database
+from tests.conftest import (
+    ADMIN,
+    BACKENDS,
+    KETHEAD,
+    PASSWORD,
+    SteppingClock,
+    add_user,
+    empty_database,
+)
 from tests.enrolment import added, approve, enrolment_code, read_out, remember_key
 from trialkit.cli.app import app
 from trialkit.cli.wording import error_line

@@ -207,18 +207,22 @@ def check_reachable(engine: Engine) -> None:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
+def transaction(bind: Engine | Connection) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error, except that an error
     flagged ``keep_record`` (a refused sign-in, an audited refusal) commits what the service
     recorded about the refusal before it is raised. An error carrying ``record_after`` (see
     ``services.refusals``) has it run in a small transaction of its own once this one has
-    rolled back, so the record of a refusal outlives the refused work."""
+    rolled back, so the record of a refusal outlives the refused work.
+
+    ``bind`` is normally the engine. A connection already inside a transaction gives the
+    same unit of work on a SAVEPOINT (tests roll a whole test back this way)."""
+    engine = bind if isinstance(bind, Engine) else bind.engine
     if engine.get_execution_options().get(NO_WRITES):
         raise Refused(
             "the database is open read-only: this step writes (a sign-in is recorded too); "
             "only `trialkit audit verify` works on a read-only copy"
         )
-    session = Session(engine, expire_on_commit=False)
+    session = Session(bind, expire_on_commit=False, join_transaction_mode="create_savepoint")
     try:
         session.begin()
         yield session
@@ -229,7 +233,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
         else:
             session.rollback()
         session.close()
-        _record_after(engine, exc)
+        _record_after(bind, exc)
         raise
     except DBAPIError as exc:
         session.rollback()
@@ -286,14 +290,15 @@ def snapshot(engine: Engine) -> AbstractContextManager[Session]:
     return read_only(engine, consistent=True)
 
 
-def _record_after(engine: Engine, exc: TrialkitError) -> None:
+def _record_after(bind: Engine | Connection, exc: TrialkitError) -> None:
     record = exc.record_after
     if record is None:
         return
     exc.record_after = None  # once, even if it passes through another transaction
+    engine = bind if isinstance(bind, Engine) else bind.engine
     if engine.get_execution_options().get(NO_WRITES):
         return  # a read-only copy: nothing can change, nothing can be recorded
-    with transaction(engine) as session:
+    with transaction(bind) as session:
         record(session)
 
 
