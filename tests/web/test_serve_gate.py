@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import pyte
 import pytest
 
 from tests.db.tampering import audit_actions, events, reader, verify
@@ -178,6 +179,43 @@ def test_a_browser_session_opens_signed_in_and_is_audited(served: Served, demo_d
     assert (opened["user_name"], opened["signature"] is not None) == ("iris", True)
     assert verify(engine).ok
     engine.dispose()
+
+
+async def screen_of(http: aiohttp.ClientSession, s: Served, *words: str) -> str:
+    """The app's screen (100x30, read by a terminal emulator) once it shows ``words``."""
+    screen = pyte.Screen(100, 30)
+    stream = pyte.ByteStream(screen)
+    ws = await open_app(http, s)
+    try:
+        while not all(w in (shown := "\n".join(screen.display)) for w in words):
+            message = await asyncio.wait_for(ws.receive(), timeout=60)
+            assert message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), shown
+            if message.type == aiohttp.WSMsgType.BINARY:
+                stream.feed(message.data)
+        return shown
+    finally:
+        await ws.close()
+
+
+@pytest.mark.parametrize(("name", "heading"), [
+    ("cora", "KETHEAD · Toronto Western Hospital (TWH)"),  # a coordinator at one site
+    ("mona", "KETHEAD · all sites"),  # a monitor sees every site
+])
+def test_a_browser_user_sees_the_trial_and_their_site_not_the_servers_database(
+        served: Served, demo_db: Path, name: str, heading: str) -> None:
+    async def attempt() -> str:
+        async with client() as http:
+            page = await sign_in(http, served, name, password="wrong-password")
+            assert page.status == 401
+            shown = await page.text()
+            await sign_in(http, served, name)
+            app_page = await (await http.get(f"{served.url}/")).text()
+            return shown + app_page + await screen_of(http, served, heading, name)
+
+    shown = asyncio.run(attempt())
+    # the sign-in page, the app's page and its header: not the file, not its folder
+    assert str(demo_db) not in shown and demo_db.name not in shown
+    assert demo_db.parent.name not in shown, shown
 
 
 def trialkit_serve(db: Path, *args: str) -> subprocess.CompletedProcess[str]:

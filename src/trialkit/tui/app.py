@@ -23,6 +23,7 @@ from trialkit.tui.commands import APP_COMMANDS, LOCK_SCREEN, SIGN_OUT
 from trialkit.tui.messages import LoginSucceeded, ServiceFailed, TrialHeadingRead, TrialLoaded
 from trialkit.tui.screens.login import LoginScreen
 from trialkit.tui.trial_db import SignIn, TrialDatabase
+from trialkit.tui.wording import ALL_SITES, BROWSER_DB_LABEL, NO_SITE
 
 if TYPE_CHECKING:
     import tempfile
@@ -109,8 +110,29 @@ class TrialkitApp(App[None]):
 
     def _show_title(self) -> None:
         self.title = "trialkit — TRAINING" if self.training else "trialkit"
+        if self.ticket is not None:
+            # A browser user sees the trial and their sites, never the server's file
+            # system or database URL.
+            self.sub_title = self._browser_heading()
+            return
         where = self.db.label
         self.sub_title = f"{self.trial.trial_code} · {where}" if self.trial else where
+
+    def _browser_heading(self) -> str:
+        if self.trial is None:
+            return ""
+        if self.actor is None:
+            return self.trial.trial_code
+        names = {s.code: s.name for s in self.trial.sites}
+        scope = self.actor.scope
+        if scope is None:
+            where = ALL_SITES
+        elif len(scope) == 1:
+            [code] = scope
+            where = f"{names.get(code, code)} ({code})"
+        else:
+            where = ", ".join(sorted(scope)) or NO_SITE
+        return f"{self.trial.trial_code} · {where}"
 
     def on_trial_heading_read(self, message: TrialHeadingRead) -> None:
         """TRAINING from the first glance at the database, before the full read."""
@@ -200,6 +222,8 @@ class TrialkitApp(App[None]):
         self.trial = signin.trial
         self.training = signin.trial.training
         self.actor = signin.actor
+        if self.ticket is not None:  # a browser session's sub-title names the user's sites
+            self._show_title()
         self.record_activity()
 
     async def action_sign_out(self) -> None:
@@ -354,6 +378,8 @@ def make_app(
     protocol's idle-lock time (tests); ``sqlite_file``, the SQLite file the database is (when
     given by its path), lets the sign-in screen show the trial's title before the engine
     opens. The header names the database without its password."""
-    db = TrialDatabase(engine=engine, clock=clock, label=public_url(db_label),
+    # A browser session's messages never name the server's file or database URL.
+    label = BROWSER_DB_LABEL if ticket is not None else public_url(db_label)
+    db = TrialDatabase(engine=engine, clock=clock, label=label,
                        sqlite_file=sqlite_file)
     return TrialkitApp(db, training=training, idle_seconds=idle_seconds, ticket=ticket)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from trialkit.domain.clock import SystemClock
 from trialkit.domain.errors import InvalidInput
 from trialkit.tui.app import make_app
+from trialkit.tui.wording import BROWSER_DB_LABEL
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -33,5 +34,19 @@ def open_tui_lazily(db: str) -> None:
 
     from trialkit.tui.browser_session import ticket_from_environment
 
-    make_app(open_database, clock=SystemClock(), db_label=db, training=False,
-             ticket=ticket_from_environment()).run()
+    ticket = ticket_from_environment()
+
+    def open_for_a_browser() -> Engine:
+        """The same, but a browser user is not told the server's database URL or path."""
+        from trialkit.domain.errors import TrialkitError
+        from trialkit.store.urls import public_url
+
+        try:
+            return open_database()
+        except TrialkitError as exc:
+            exc.message = exc.message.replace(public_url(db), BROWSER_DB_LABEL)
+            exc.args = (exc.message,)
+            raise
+
+    make_app(open_database if ticket is None else open_for_a_browser, clock=SystemClock(),
+             db_label=db, training=False, ticket=ticket).run()

@@ -38,3 +38,10 @@ def tui_message(err: TrialkitError) -> str:
     if err.next_step is not None:
         text += f"; {ACTIONS[err.next_step.action]}"
     return text
+
+
+# A browser session (``trialkit serve``): what its header and messages call the database,
+# which is the server's business, never its file path or URL.
+BROWSER_DB_LABEL = "on the server"
+ALL_SITES = "all sites"
+NO_SITE = "no site"
