@@ -44,6 +44,16 @@ def ask_secret(prompt: str, env_name: str) -> str:
     return getpass.getpass(prompt)
 
 
+def ask_code(prompt: str, env_name: str) -> str:
+    """A one-time code from the environment, or typed at a prompt."""
+    value = os.environ.get(env_name)
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"no code given: set {env_name} or run in a terminal")
+    return input(prompt)
+
+
 def ask_new_password(prompt: str = "New password: ") -> str:
     """A new password from TRIALKIT_NEW_PASSWORD, or typed twice at a prompt."""
     value = os.environ.get("TRIALKIT_NEW_PASSWORD")
@@ -134,20 +144,33 @@ class Cli:
     def actor(self) -> Actor:
         """Sign the acting user in (name from --user/TRIALKIT_USER, password from
         TRIALKIT_PASSWORD or a prompt). Every sign-in is audited."""
-        from trialkit.services.auth import login
-        from trialkit.store.db import transaction
-
         name = self.user or env("TRIALKIT_USER")
         if name is None:
             if not sys.stdin.isatty():
                 raise InvalidInput("who is acting? give --user NAME or set TRIALKIT_USER")
             name = input("User: ").strip()
         password = ask_secret(f"Password for {name}: ", "TRIALKIT_PASSWORD")
+        return self.sign_in(name, password, self.second_factor_code())
+
+    def sign_in(self, name: str, password: str, code: str | None) -> Actor:
+        """Sign ``name`` in with the password (and a second-factor code) already read."""
+        from trialkit.services.auth import login
+        from trialkit.store.db import transaction
+
         clock = self.clock()
         with transaction(self.engine()) as s:
-            actor = login(s, name, password, clock=clock)
+            actor = login(s, name, password, clock=clock, code=code)
         self._password = password  # to unlock the signing key (a signed checkpoint)
         return actor
+
+    def second_factor_code(self) -> str | None:
+        """A custodian's code from their authenticator app: TRIALKIT_TOTP, or asked of
+        everyone at a terminal when the protocol uses a second factor (so the question
+        tells nobody who has one)."""
+        code = env("TRIALKIT_TOTP")
+        if code is None and self.trial().second_factor and sys.stdin.isatty():
+            code = input("Code from your authenticator app (custodians; Enter if none): ")
+        return code
 
     def password(self) -> str:
         """The password the acting user signed in with (after :meth:`actor`)."""

@@ -226,6 +226,25 @@ def approve(
     )
 
 
+@custodian_app.command("reset-factor")
+def reset_factor(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The custodian who lost their phone")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, e.g. 'phone lost'")],
+) -> None:
+    """A lost phone: as a second approved custodian, remove NAME's second factor (never an
+    admin); NAME then enrols a new one with `trialkit user totp-enrol`. Audited."""
+    from trialkit.services.second_factor import reset_second_factor
+
+    c = cli(ctx)
+    actor = c.actor()
+    with c.write() as s:
+        reset_second_factor(s, actor, name=name, reason=reason, clock=c.clock())
+    c.emit({"custodian": name, "second_factor": False, "reset_by": actor.name},
+           f"Reset {name}'s second factor; they enrol a new one with "
+           "`trialkit user totp-enrol`")
+
+
 @custodian_app.command("list")
 def list_(ctx: typer.Context) -> None:
     """Every custodian: approved (by whom) or pending, their key fingerprint, list keys held."""

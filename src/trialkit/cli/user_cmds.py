@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trialkit.cli.context import Cli, ask_new_password, ask_secret, cli
+from trialkit.cli.context import Cli, ask_code, ask_new_password, ask_secret, cli, env
+from trialkit.domain.errors import InvalidInput
 
 if TYPE_CHECKING:
     from trialkit.services.users import NewAccount
@@ -93,6 +94,42 @@ def activate(
          "custodian_key": done.custodian_key},
         "\n".join(lines),
     )
+    if done.custodian_key and c.trial().second_factor and not c.json:
+        typer.echo("This trial's custodians also sign in with a code from an authenticator "
+                   "app: enrol yours now.")
+        _enrol_second_factor(c, name, password)
+
+
+def _enrol_second_factor(c: Cli, name: str, password: str) -> None:
+    """Sign in, show a new secret once (URI and QR), confirm it with a code from the app."""
+    from trialkit.services.second_factor import enrol_second_factor, offer_second_factor
+
+    actor = c.sign_in(name, password, env("TRIALKIT_TOTP"))
+    with c.read() as s:
+        offer = offer_second_factor(s, actor)
+    if not c.json:
+        typer.echo(f"Scan this with your authenticator app (shown once):\n{offer.qr_text}"
+                   f"or add it by hand: {offer.uri}")
+    code = ask_code("Code the app shows now: ", "TRIALKIT_TOTP_CONFIRM")
+    with c.write() as s:
+        enrol_second_factor(s, actor, password=password, secret=offer.secret, code=code,
+                            clock=c.clock())
+    c.emit({"user": name, "second_factor": True, "uri": offer.uri},
+           f"Second factor enrolled for {name}: sign in with your password and the code "
+           "your app shows (each code once).")
+
+
+@app.command("totp-enrol")
+def totp_enrol(ctx: typer.Context) -> None:
+    """Enrol your second factor (custodians, when the protocol uses one): a QR code for
+    your authenticator app is shown once, then you type the code it shows
+    (TRIALKIT_TOTP_CONFIRM in scripts)."""
+    c = cli(ctx)
+    if c.user is None and env("TRIALKIT_USER") is None:
+        raise InvalidInput("who is enrolling? give --user NAME or set TRIALKIT_USER")
+    name = c.user or env("TRIALKIT_USER") or ""
+    password = ask_secret(f"Password for {name}: ", "TRIALKIT_PASSWORD")
+    _enrol_second_factor(c, name, password)
 
 
 @app.command("list")

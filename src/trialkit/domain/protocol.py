@@ -233,6 +233,11 @@ class UI(_Model):
     idle_lock_minutes: int = Field(default=5, le=120)
 
 
+class Security(_Model):
+    # A custodian signs in with a code from an authenticator app as well as their password.
+    custodian_totp: bool = False
+
+
 class Protocol(_Model):
     trial: TrialInfo
     arms: tuple[Arm, ...]
@@ -245,6 +250,7 @@ class Protocol(_Model):
     diary: Diary
     labels: Labels
     ui: UI = UI()
+    security: Security = Security()
 
     @property
     def arm_codes(self) -> tuple[str, ...]:

@@ -24,12 +24,16 @@ from trialkit.domain.passwords import verify_password
 from trialkit.domain.roles import Role
 from trialkit.services import audit
 from trialkit.services.actor import Actor
+from trialkit.services.second_factor import second_factor_holds, second_factor_used
 from trialkit.services.users import user_sites, user_snapshot
 from trialkit.store.models import SignInThrottle, User
 
 FREE_FAILURES = 3  # mistypes before any delay
 MAX_DELAY = timedelta(seconds=60)
 WRONG = "wrong user name or password"
+# Said of every refused sign-in (any name) where the protocol gives custodians a second
+# factor: the words never tell who has one, nor which part was wrong.
+WRONG_WITH_CODE = "wrong user name, password or code"
 
 
 class SignInRefused(AuthenticationFailed):
@@ -59,11 +63,15 @@ def actor_for(session: Session, user: User) -> Actor:
     )
 
 
-def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
-    """Check a user name and password; the actor returned holds their unlocked signing key,
-    which signs every event they cause. The message never says whether the name or the
-    password was wrong; the delay after wrong passwords is the same for any name."""
+def login(
+    session: Session, name: str, password: str, *, clock: Clock, code: str | None = None
+) -> Actor:
+    """Check a user name and password, and for a custodian with a second factor the
+    ``code`` from their app; the actor returned holds their unlocked signing key, which
+    signs every event they cause. The message never says whether the name, the password
+    or the code was wrong; the delay after failures is the same for any name."""
     now = clock.now()
+    wrong = WRONG_WITH_CODE if second_factor_used(session) else WRONG
     user = session.exec(select(User).where(User.name == name)).first()
     counter: User | SignInThrottle
     if user is not None:
@@ -80,28 +88,15 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
         )
     password_ok = verify_password(password, user.password_hash if user else None)
     if not password_ok:
-        before = user_snapshot(session, user) if user is not None else None
-        counter.failed_logins += 1
-        delay = delay_after(counter.failed_logins)
-        counter.locked_until = now + delay if delay else None
-        session.add(counter)
-        session.flush()
-        audit.record(
-            session,
-            actor,
-            action="login.fail",
-            entity="user",
-            entity_id=name[:128],
-            user_name=None if actor else name[:64] or "(blank)",
-            before=before,
-            after=user_snapshot(session, user) if user is not None else None,
-            reason=f"wrong password ({counter.failed_logins} in a row)"
-            if user is not None
-            else f"unknown user name ({counter.failed_logins} in a row)",
-            clock=clock,
-        )
-        raise SignInRefused(WRONG)
+        why = "wrong password" if user is not None else "unknown user name"
+        _count_failure(session, counter, user, actor, name, why, clock)
+        raise SignInRefused(wrong)
     assert user is not None and actor is not None
+    if not second_factor_holds(session, user, password, code, clock):
+        # counted and delayed exactly like a wrong password
+        _count_failure(session, counter, user, actor, name,
+                       "wrong, missing or reused second factor code", clock)
+        raise SignInRefused(wrong)
     if user.disabled:
         _record(session, actor, name, "login.refused", "account disabled", clock)
         raise SignInLocked(f"the account {user.name!r} is disabled; ask your trial admin")
@@ -126,6 +121,36 @@ def login(session: Session, name: str, password: str, *, clock: Clock) -> Actor:
         clock=clock,
     )
     return actor
+
+
+def _count_failure(
+    session: Session,
+    counter: User | SignInThrottle,
+    user: User | None,
+    actor: Actor | None,
+    name: str,
+    why: str,
+    clock: Clock,
+) -> None:
+    """One more failure in a row: the next attempt waits (:func:`delay_after`); audited."""
+    before = user_snapshot(session, user) if user is not None else None
+    counter.failed_logins += 1
+    delay = delay_after(counter.failed_logins)
+    counter.locked_until = clock.now() + delay if delay else None
+    session.add(counter)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        action="login.fail",
+        entity="user",
+        entity_id=name[:128],
+        user_name=None if actor else name[:64] or "(blank)",
+        before=before,
+        after=user_snapshot(session, user) if user is not None else None,
+        reason=f"{why} ({counter.failed_logins} in a row)",
+        clock=clock,
+    )
 
 
 def _make_signing_key(user: User, password: str) -> Ed25519PrivateKey:

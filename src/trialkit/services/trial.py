@@ -36,6 +36,8 @@ class TrialInfo:
     training: bool
     sites: tuple[SiteInfo, ...]
     idle_lock_minutes: int
+    # custodians sign in with a code from an authenticator app too ([security] custodian_totp)
+    second_factor: bool = False
 
 
 def trial_snapshot(session: Session, t: Trial) -> dict[str, Any]:
@@ -193,4 +195,5 @@ def trial_info(session: Session) -> TrialInfo:
         training=trial.training,
         sites=tuple(SiteInfo(s.code, s.name, s.target) for s in sites),
         idle_lock_minutes=protocol.ui.idle_lock_minutes,
+        second_factor=protocol.security.custodian_totp,
     )

@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, col, select
 
+from trialkit.domain import second_factor as totp
 from trialkit.domain.clock import Clock
 from trialkit.domain.credentials import (
     ENROLMENT_VALID,
@@ -95,6 +96,9 @@ def user_snapshot(session: Session, user: User) -> dict[str, Any]:
         "activated": user.activated_at.astimezone(UTC).isoformat() if user.activated_at else None,
         "enrolment_code": _fingerprint(user.enrolment_code_hash),
         "custodian_approved_by": user.custodian_approved_by,
+        # Only once enrolled (older trails recorded no such key): a fingerprint of the wrapped
+        # secret, so a factor removed or swapped in the database no longer matches the trail.
+        **({"second_factor": _fingerprint(user.totp_wrapped)} if user.totp_wrapped else {}),
     }
 
 
@@ -436,6 +440,11 @@ def change_password(
             current_password,
         )
     _set_credentials(user, new_password, clock.now())
+    if user.totp_wrapped is not None and user.totp_kdf is not None:
+        # the same secret under the new password: the phone keeps working
+        secret = totp.unwrap_secret(user.totp_wrapped, user.totp_kdf, current_password)
+        wrapped = totp.wrap_secret(secret, new_password)
+        user.totp_wrapped, user.totp_kdf = wrapped.wrapped_private_key, wrapped.kdf
     rewrapped = 0
     if old_private is not None and user.public_key is not None:
         grants = session.exec(select(ListKeyGrant).where(ListKeyGrant.user_id == user.id)).all()
@@ -482,6 +491,8 @@ def reissue_enrolment(session: Session, actor: Actor, *, name: str, clock: Clock
     user.activated_at = None
     user.password_hash = UNUSABLE
     user.signing_public_key = user.wrapped_signing_key = user.signing_kdf = None
+    user.totp_wrapped = user.totp_kdf = None
+    user.totp_last_step = None
     user.failed_logins, user.locked_until = 0, None
     _audit_change(session, actor, user, "user.reissue", before, clock)
     assert user.enrolment_expires_at is not None

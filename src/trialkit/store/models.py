@@ -98,6 +98,11 @@ class User(SQLModel, table=True):
     custodian_approved_by: str | None = Field(
         default=None, sa_column=Column(String(64), nullable=True)
     )
+    # A custodian's second factor (TOTP): the shared secret wrapped under their password like
+    # their keys, and the last time step accepted (a code is never accepted twice).
+    totp_wrapped: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    totp_kdf: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    totp_last_step: int | None = Field(default=None)
 
 
 class SignInThrottle(SQLModel, table=True):
