@@ -63,8 +63,7 @@ def _may_enrol(session: Session, actor: Actor) -> User:
                                "custodians enrol a second factor")
     if has_second_factor(user):
         raise Refused(f"{actor.name} has a second factor already: if the phone is lost, a "
-                      "second custodian resets it (`trialkit custodian reset-factor "
-                      f"{actor.name}`), then enrol again")
+                      "second approved custodian resets it, then enrol a new one")
     return user
 
 
@@ -141,7 +140,7 @@ def reset_second_factor(
     with the reason."""
     why = optional_text(reason, "the reason", max_len=REASON_MAX)
     if not why:
-        raise InvalidInput("say why the factor is reset (--reason), e.g. 'phone lost'")
+        raise InvalidInput("say why the factor is reset, e.g. 'phone lost'")
     me = session.get(User, actor.user_id)
     if me is None or not me.custodian or me.custodian_approved_at is None:
         raise PermissionDenied(f"{actor.name} is not an approved custodian: only a second "
