@@ -21,7 +21,7 @@ async def test_an_idle_browser_session_ends() -> None:
     url = f"http://127.0.0.1:{port}"
     settings = GateSettings(host="127.0.0.1", port=port, public_url=url, title="T",
                             training=False, idle_seconds=IDLE)
-    gate = Gate("head -c 1 > /dev/null", settings, lambda name, _password: SignedIn(name))
+    gate = Gate("head -c 1 > /dev/null", settings, lambda name, _password, _code: SignedIn(name))
     server = TestServer(gate.application(), host="127.0.0.1", port=port)
     await server.start_server()
     try:

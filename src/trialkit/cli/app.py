@@ -194,13 +194,13 @@ def serve(
     info = c.trial()
     engine = c.engine()
 
-    def sign_in(name: str, password: str) -> SignedIn:
+    def sign_in(name: str, password: str, code: str | None) -> SignedIn:
         from trialkit.domain.clock import SystemClock
         from trialkit.services.auth import login
         from trialkit.store.db import transaction
 
         with transaction(engine) as s:
-            actor = login(s, name, password, clock=SystemClock())
+            actor = login(s, name, password, clock=SystemClock(), code=code)
         key = actor.signing_key
         return SignedIn(actor.name, key.private_bytes_raw() if key is not None else None)
 
@@ -213,7 +213,8 @@ def serve(
     command = f"{shlex.quote(sys.executable)} -m trialkit tui"
     settings = GateSettings(host=host, port=port, public_url=url, title=info.title,
                             training=info.training, idle_seconds=info.idle_lock_minutes * 60.0,
-                            max_sessions=max_sessions, max_per_user=max_per_user)
+                            max_sessions=max_sessions, max_per_user=max_per_user,
+                            second_factor=info.second_factor)
     run(Gate(command, settings, sign_in))
 
 

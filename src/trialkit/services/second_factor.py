@@ -39,6 +39,14 @@ def has_second_factor(user: User) -> bool:
     return user.totp_wrapped is not None and user.totp_kdf is not None
 
 
+def second_factor_to_enrol(session: Session, actor: Actor) -> bool:
+    """Whether the signed-in ``actor`` is a custodian who should enrol a second factor now
+    (the protocol uses one and they have none): the TUI offers it after sign-in."""
+    user = session.get(User, actor.user_id)
+    return (user is not None and user.custodian and not has_second_factor(user)
+            and second_factor_used(session))
+
+
 @dataclass(frozen=True)
 class SecondFactorOffer:
     """A fresh secret to enrol, shown once to its owner (URI and QR), never stored as is."""

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar, overload
 
-from textual import events
+from textual import events, work
 from textual.app import App
 from textual.reactive import var
 from textual.screen import Screen
@@ -23,7 +23,7 @@ from trialkit.tui.commands import APP_COMMANDS, LOCK_SCREEN, SIGN_OUT
 from trialkit.tui.messages import LoginSucceeded, ServiceFailed, TrialHeadingRead, TrialLoaded
 from trialkit.tui.screens.login import LoginScreen
 from trialkit.tui.trial_db import SignIn, TrialDatabase
-from trialkit.tui.wording import ALL_SITES, BROWSER_DB_LABEL, NO_SITE
+from trialkit.tui.wording import ALL_SITES, BROWSER_DB_LABEL, NO_SITE, tui_message
 
 if TYPE_CHECKING:
     import tempfile
@@ -174,6 +174,43 @@ class TrialkitApp(App[None]):
         await self.switch_screen(home)
         if message.signin.actor.role is Role.PHARMACIST:  # the pharmacist's home is the queue
             home.action_open_dispense_queue()
+        if message.signin.enrol_second_factor:
+            self._offer_second_factor(message.signin.actor)
+
+    @work(thread=True, exclusive=True, group="second-factor")
+    def _offer_second_factor(self, actor: Actor) -> None:
+        """A custodian without the second factor the protocol asks for: show a new secret
+        once and enrol it with the app's code."""
+        from trialkit.domain.errors import TrialkitError
+        from trialkit.tui.dialogs.second_factor import SecondFactorDialog
+
+        try:
+            offer = self.db.offer_second_factor(actor)
+        except TrialkitError as exc:
+            self.call_from_thread(self.notify, tui_message(exc), severity="error")
+            return
+
+        def enrol(answer: tuple[str, str] | None) -> None:
+            if answer is not None:
+                self._enrol_second_factor(actor, offer.secret, *answer)
+
+        self.call_from_thread(self.push_screen, SecondFactorDialog(offer), enrol)
+
+    @work(thread=True, exclusive=True, group="second-factor")
+    def _enrol_second_factor(self, actor: Actor, secret: str, password: str,
+                             code: str) -> None:
+        from trialkit.domain.errors import TrialkitError
+
+        try:
+            self.db.enrol_second_factor(actor, password=password, secret=secret, code=code)
+        except TrialkitError as exc:
+            self.call_from_thread(
+                self.notify, f"{tui_message(exc)} (you are asked again at your next sign-in)",
+                severity="error")
+            return
+        self.call_from_thread(
+            self.notify, "Second factor enrolled: from now on sign in with your password "
+            "and the code your app shows.")
 
     def _open_browser_session(self) -> None:
         """Started by ``trialkit serve`` after its sign-in page: open signed in as that
@@ -295,7 +332,9 @@ class TrialkitApp(App[None]):
         # unlocks it afresh with the password.
         self.actor = self.actor.without_key()
         self.clear_notifications()
-        self.push_screen(LockScreen(self.db, self.actor), callback=self._unlocked)
+        second_factor = self.trial is not None and self.trial.second_factor
+        self.push_screen(LockScreen(self.db, self.actor, second_factor=second_factor),
+                         callback=self._unlocked)
 
     def _unlocked(self, signin: SignIn | None) -> None:
         self.locked = False

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from trialkit.services.outcomes import ParticipantOutcomes
     from trialkit.services.pharmacy import Dispensing, QueueEntry
     from trialkit.services.reports import TrialStatus
+    from trialkit.services.second_factor import SecondFactorOffer
     from trialkit.services.trial import TrialInfo
     from trialkit.services.unblinding import Unblinding, UnblindingEntry
     from trialkit.services.users import NewAccount, UserView
@@ -63,6 +64,8 @@ class SignIn:
 
     actor: Actor
     trial: TrialInfo
+    # a custodian of a protocol with a second factor who has not enrolled one yet
+    enrol_second_factor: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,28 +151,51 @@ class TrialDatabase:
         with _driver_errors(self.label), read_only(self.engine) as session:
             return trial_info(session)
 
-    def sign_in(self, name: str, password: str) -> SignIn:
-        """Check the password through the audited sign-in service (failures count toward
-        lockout) and read the trial in the same transaction."""
+    def sign_in(self, name: str, password: str, code: str | None = None) -> SignIn:
+        """Check the password (and a custodian's second-factor ``code``) through the
+        audited sign-in service (failures slow further attempts) and read the trial in the
+        same transaction."""
         from trialkit.services.auth import login
+        from trialkit.services.second_factor import second_factor_to_enrol
         from trialkit.services.trial import trial_info
         from trialkit.store.db import transaction
 
         with _driver_errors(self.label), transaction(self.engine) as session:
-            actor = login(session, name, password, clock=self.clock)
-            return SignIn(actor=actor, trial=trial_info(session))
+            actor = login(session, name, password, clock=self.clock, code=code)
+            return SignIn(actor=actor, trial=trial_info(session),
+                          enrol_second_factor=second_factor_to_enrol(session, actor))
 
     def open_browser_session(self, name: str, signing_key: bytes | None) -> SignIn:
         """A browser session's user, already signed in at the serve sign-in page (which
         unlocked ``signing_key``)."""
         from trialkit.services.auth import open_browser_session
+        from trialkit.services.second_factor import second_factor_to_enrol
         from trialkit.services.trial import trial_info
         from trialkit.store.db import transaction
 
         with _driver_errors(self.label), transaction(self.engine) as session:
             actor = open_browser_session(session, name, signing_key=signing_key,
                                          clock=self.clock)
-            return SignIn(actor=actor, trial=trial_info(session))
+            return SignIn(actor=actor, trial=trial_info(session),
+                          enrol_second_factor=second_factor_to_enrol(session, actor))
+
+    def offer_second_factor(self, actor: Actor) -> SecondFactorOffer:
+        """A new second-factor secret for the signed-in custodian, shown once."""
+        from trialkit.services.second_factor import offer_second_factor
+        from trialkit.store.db import read_only
+
+        with _driver_errors(self.label), read_only(self.engine) as session:
+            return offer_second_factor(session, actor)
+
+    def enrol_second_factor(self, actor: Actor, *, password: str, secret: str,
+                            code: str) -> None:
+        """Keep the offered secret once the app's code proves it was scanned (audited)."""
+        from trialkit.services.second_factor import enrol_second_factor
+        from trialkit.store.db import transaction
+
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            enrol_second_factor(session, actor, password=password, secret=secret, code=code,
+                                clock=self.clock)
 
     def activate(self, name: str, code: str, password: str) -> SignIn:
         """First sign-in: the enrolment code, the password the person chooses (their own

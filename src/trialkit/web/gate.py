@@ -64,8 +64,9 @@ class SignedIn:
     signing_key: bytes | None = field(default=None, repr=False)
 
 
-SignInCheck = Callable[[str, str], SignedIn]
-"""Checks a name and password (blocking; audited) and returns who signed in, or raises."""
+SignInCheck = Callable[[str, str, str | None], SignedIn]
+"""Checks a name, password and second-factor code (None: none given; blocking; audited)
+and returns who signed in, or raises."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class GateSettings:
     idle_seconds: float
     max_sessions: int = 20
     max_per_user: int = 2
+    # the protocol gives custodians a second factor: the page asks everyone for a code
+    second_factor: bool = False
 
     @property
     def origin(self) -> str:
@@ -267,10 +270,11 @@ class Gate:
     async def sign_in(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+        code = str(form.get("code", "")).strip() or None
         if not name or not password:
             return self._sign_in_response("Give your user name and password.", 400)
         try:
-            signed_in = await asyncio.to_thread(self.sign_in_check, name, password)
+            signed_in = await asyncio.to_thread(self.sign_in_check, name, password, code)
         except TrialkitError as exc:
             return self._sign_in_response(exc.message, 401)
         now = time.monotonic()
@@ -301,8 +305,9 @@ class Gate:
         training = ('<p class="training">TRAINING — not for clinical use</p>'
                     if self.settings.training else "")
         shown = f'<p class="error" role="alert">{e(printable(error))}</p>' if error else ""
+        code = CODE_FIELD if self.settings.second_factor else ""
         return SIGN_IN_PAGE.format(
-            title=e(self.settings.title), training=training, error=shown,
+            title=e(self.settings.title), training=training, error=shown, code=code,
             action=e(self.url("/signin")), font=e(self.url("/static/fonts/"
                                                          "RobotoMono-VariableFont_wght.ttf")))
 
@@ -503,10 +508,15 @@ button {{ margin-top: 1.5rem; padding: .6rem 1.6rem; font: inherit; border: none
 <input id="name" name="name" autocomplete="username" autofocus required>
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
+{code}
 <button type="submit">Sign in</button>
 </form>
 </main></body></html>
 """
+
+# Shown to everyone where custodians have a second factor, so it tells nobody who has one.
+CODE_FIELD = """<label for="code">Code from your authenticator app (custodians)</label>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" maxlength="8">"""
 
 # textual-serve's page (MIT), with the font served from here and every URL the public one.
 # Its script opens deliveries at the site's root: the shim below keeps the path prefix.

@@ -24,10 +24,11 @@ class LockScreen(Screen[SignIn]):
     fresh sign-in once the password is accepted (through the audited sign-in service, so
     wrong passwords count toward lockout as anywhere else)."""
 
-    def __init__(self, db: TrialDatabase, actor: Actor) -> None:
+    def __init__(self, db: TrialDatabase, actor: Actor, *, second_factor: bool = False) -> None:
         super().__init__()
         self._db = db
         self._actor = actor
+        self._second_factor = second_factor
 
     def compose(self) -> ComposeResult:
         """Only the banner, who is signed in, and the password box."""
@@ -38,8 +39,10 @@ class LockScreen(Screen[SignIn]):
                 Content(f"Signed in: {self._actor.name} ({self._actor.role.value})"),
                 id="lock-who",
             )
-            yield Static("Enter your password to unlock.")
-            yield SignInForm(self._db, user_name=self._actor.name, id="unlock")
+            yield Static("Enter your password and the code your app shows to unlock."
+                         if self._second_factor else "Enter your password to unlock.")
+            yield SignInForm(self._db, user_name=self._actor.name,
+                             second_factor=self._second_factor, id="unlock")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -84,8 +84,10 @@ class LoginScreen(Screen[None]):
         self.query_one("#login-trial", Static).update(Content(message.heading.title))
 
     def on_trial_loaded(self, message: TrialLoaded) -> None:
-        """Show the title; the message bubbles on so the app learns the trial too."""
+        """Show the title (and the code box if custodians have a second factor); the
+        message bubbles on so the app learns the trial too."""
         self.query_one("#login-trial", Static).update(Content(message.trial.title))
+        self.query_one(SignInForm).ask_for_code(message.trial.second_factor)
 
     def on_service_failed(self, message: ServiceFailed) -> None:
         """Say why the trial could not be read (the app also notifies)."""
