@@ -148,6 +148,11 @@ def test_signed_in_over_https_and_wss(browser: Browser, over_https: Served,
     shown = page.inner_text("body")
     assert "TRAINING" in shown and "KetHead" in shown
     page.screenshot(path=str(SHOTS / "https-sign-in.png"))
+    page.click("text=First sign-in?")
+    page.wait_for_url(f"{over_https.url}/activate")
+    assert "Enrolment code" in page.inner_text("body")
+    page.screenshot(path=str(SHOTS / "https-activate.png"))
+    page.goto(f"{over_https.url}/signin")
     page.fill("#name", "cora")
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")

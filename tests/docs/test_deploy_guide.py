@@ -199,6 +199,27 @@ def signs_in_through_serve(port: int, public: str, name: str) -> None:
     asyncio.run(attempt())
 
 
+def activates_in_the_browser(port: int, public: str, name: str, code: str) -> None:
+    """The sign-in page's "First sign-in?" link, then the form, as nginx forwards them."""
+    import asyncio
+
+    import aiohttp
+
+    async def attempt() -> None:
+        host = public.split("/")[2]
+        headers = {"Host": host, "Origin": "https://" + host}
+        async with aiohttp.ClientSession() as http:
+            page = await (await http.get(f"http://127.0.0.1:{port}/signin",
+                                         headers={"Host": host})).text()
+            assert f'href="{public}/activate"' in page, page
+            r = await http.post(f"http://127.0.0.1:{port}/activate", headers=headers,
+                                data={"name": name, "code": code, "password": PASSWORD,
+                                      "again": PASSWORD})
+            assert r.status == 200 and f"Activated {name}" in await r.text()
+
+    asyncio.run(attempt())
+
+
 def audit_actions(walk: Walk) -> list[tuple[str, str | None]]:
     """The trail's (action, user) in order, read by SQL as the superuser."""
     assert PG_URL is not None
@@ -334,11 +355,14 @@ def after_line(walk: Walk, line: str, said: str) -> None:
 
 
 def serve_and_sign_in_at_both_sites(walk: Walk, line: str) -> None:
-    """Section 4's `serve`, as the runtime role (DML only): cora at Toronto Western and sam
-    at Sinai each sign in through it and their app opens (login, session.open)."""
+    """Section 4's `serve`, as the runtime role (DML only): sam, at the second site, activates
+    his account on its page (section 2); cora at Toronto Western and sam at Sinai each sign
+    in through it and their app opens (login, session.open)."""
     proc, port = started(walk, line)
     try:
         public = line.split("--public-url ")[1].split()[0]
+        activates_in_the_browser(port, public, "sam", walk.codes["sam"])
+        assert ("user.activate", "sam") in audit_actions(walk)
         for name in ("cora", "sam"):
             signs_in_through_serve(port, public, name)
             wait_for(lambda n=name: ("session.open", n) in audit_actions(walk), timeout=90)

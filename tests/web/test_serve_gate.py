@@ -218,6 +218,63 @@ def test_a_browser_user_sees_the_trial_and_their_site_not_the_servers_database(
     assert demo_db.parent.name not in shown, shown
 
 
+def test_a_new_account_is_activated_in_the_browser_then_signs_in(
+        served: Served, demo_db: Path) -> None:
+    """A coordinator at the second site has only a browser: the admin adds her and gives
+    her the enrolment code by phone; she activates on serve's page and signs in."""
+    import json
+    import os
+
+    engine = make_engine(str(demo_db))
+    before = audit_actions(engine)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRIALKIT_")},
+           "TRIALKIT_PASSWORD": PASSWORD}
+    added = subprocess.run([sys.executable, "-m", "trialkit", "--db", str(demo_db), "--json",
+                            "--user", "ada", "user", "add", "nora", "--role", "coordinator",
+                            "--site", "SHS"], env=env, capture_output=True, text=True,
+                           timeout=120, check=True, stdin=subprocess.DEVNULL)
+    code = json.loads(added.stdout)["enrolment_code"]
+    chosen = "quartz-meadow-lantern-81"
+    form = {"name": "nora", "code": code, "password": chosen, "again": chosen}
+
+    async def attempt() -> list[tuple[int, str]]:
+        async with client() as http:
+            seen = []
+            page = await http.get(f"{served.url}/signin")
+            seen.append((page.status, await page.text()))
+            for data, origin in [
+                ({**form, "code": "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF"}, served.origin),
+                ({**form, "again": chosen + "x"}, served.origin),
+                (form, EVIL),  # another site's page posting her code
+                (form, served.origin),
+                (form, served.origin),  # the code is spent
+            ]:
+                r = await http.post(f"{served.url}/activate", data=data,
+                                    headers={"Origin": origin}, allow_redirects=False)
+                seen.append((r.status, await r.text()))
+            signed = await sign_in(http, served, "nora", password=chosen)
+            seen.append((signed.status, ""))
+            shown = await screen_of(http, served, "nora", "KETHEAD · Sinai Health System (SHS)")
+            seen.append((101, shown))
+            return seen
+
+    seen = asyncio.run(attempt())
+    statuses = [status for status, _ in seen]
+    assert statuses == [200, 401, 400, 403, 200, 401, 303, 101], statuses
+    assert f'href="{served.url}/activate"' in seen[0][1]
+    assert "not valid for nora" in seen[1][1]
+    assert "The two passwords differ; nothing was changed." in seen[2][1]
+    assert "Activated nora: sign in below with your new password." in seen[4][1]
+    assert "not valid for nora" in seen[5][1]
+    # the wrong code and the spent one are refused on the record; the other site's post and
+    # the mismatched passwords reach no account
+    wait_for(lambda: audit_actions(engine)[len(before):] == [
+        "login", "user.add", "user.activate_refused", "user.activate",
+        "user.activate_refused", "login", "session.open"], timeout=60)
+    engine.dispose()
+    wait_for(lambda: app_processes(served.process.pid) == [], timeout=60)
+
+
 def trialkit_serve(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "trialkit", "--db", str(db), "serve", *args],
                           capture_output=True, text=True, timeout=60, check=False,

@@ -204,6 +204,18 @@ def serve(
         key = actor.signing_key
         return SignedIn(actor.name, key.private_bytes_raw() if key is not None else None)
 
+    def activate(name: str, code: str, password: str) -> str:
+        from trialkit.cli.wording import activated_in_a_browser
+        from trialkit.domain.clock import SystemClock
+        from trialkit.services.users import activate_user
+        from trialkit.store.db import transaction
+
+        with transaction(engine) as s:
+            done = activate_user(s, name=name, code=code, new_password=password,
+                                 clock=SystemClock())
+        return activated_in_a_browser(done.name, done.signing_key, done.custodian_key,
+                                      second_factor=info.second_factor)
+
     # Each browser session runs `trialkit tui` in a child process. The database URL (which
     # may carry a password) reaches it in the environment, never on its command line,
     # where any user of the machine could read it.
@@ -215,7 +227,7 @@ def serve(
                             training=info.training, idle_seconds=info.idle_lock_minutes * 60.0,
                             max_sessions=max_sessions, max_per_user=max_per_user,
                             second_factor=info.second_factor)
-    run(Gate(command, settings, sign_in))
+    run(Gate(command, settings, sign_in, activate))
 
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)

@@ -59,3 +59,19 @@ def error_line(err: TrialkitError) -> str:
     label = "Error" if err.exit_code == 2 else "Refused"
     shown = "\n".join(printable(line) for line in cli_message(err).split("\n"))
     return f"{label}: {shown}"
+
+
+def activated_in_a_browser(name: str, signing_key: str, custodian_key: str | None, *,
+                           second_factor: bool) -> str:
+    """What `serve`'s activation page tells a person whose account it just activated (one
+    paragraph a line), as `trialkit user activate` does at a terminal."""
+    lines = [f"Activated {name}: sign in below with your new password.",
+             f"Your signing key: {signing_key}."]
+    if custodian_key:
+        lines.append(f"Your custodian key: {custodian_key} (read it out to whoever approves "
+                     "you as a custodian).")
+        if second_factor:
+            lines.append("This trial's custodians also sign in with a code from an "
+                         "authenticator app: enrol yours at a terminal first "
+                         f"(trialkit --user {name} user totp-enrol).")
+    return "\n".join(lines)

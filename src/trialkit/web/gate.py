@@ -69,6 +69,11 @@ SignInCheck = Callable[[str, str, str | None], SignedIn]
 and returns who signed in, or raises."""
 
 
+ActivateCheck = Callable[[str, str, str], str]
+"""A first sign-in: activates the account of a name with its enrolment code and the
+password its owner chose (blocking; audited), and returns what to tell them, or raises."""
+
+
 @dataclass(frozen=True)
 class GateSettings:
     host: str
@@ -137,10 +142,12 @@ class WebSession:
 class Gate:
     """The aiohttp application around textual-serve's app processes."""
 
-    def __init__(self, command: str, settings: GateSettings, sign_in: SignInCheck) -> None:
+    def __init__(self, command: str, settings: GateSettings, sign_in: SignInCheck,
+                 activate: ActivateCheck | None = None) -> None:
         self.command = command
         self.settings = settings
         self.sign_in_check = sign_in
+        self.activate_check = activate
         self.secret = secrets.token_bytes(32)
         self.sessions: dict[str, WebSession] = {}
         self.tickets: dict[str, tuple[WebSession, float]] = {}
@@ -162,6 +169,8 @@ class Gate:
             web.get("/", self.index),
             web.get("/signin", self.sign_in_page),
             web.post("/signin", self.sign_in),
+            web.get("/activate", self.activate_page),
+            web.post("/activate", self.activate),
             web.post("/signout", self.sign_out),
             web.get("/ws", self.websocket),
             web.get("/download/{key}", self.download),
@@ -293,23 +302,58 @@ class Gate:
         response.del_cookie(COOKIE, path=f"{self.settings.prefix}/")
         return response
 
+    async def activate_page(self, request: web.Request) -> web.StreamResponse:
+        if self.activate_check is None:
+            return _refusal(404, "Accounts are activated at a terminal here.")
+        return self._page(ACTIVATE_PAGE, "", 200)
+
+    async def activate(self, request: web.Request) -> web.StreamResponse:
+        """A first sign-in: the enrolment code the admin handed over and the password the
+        person chooses (typed twice), checked and audited by the same service as
+        ``trialkit user activate``; then the sign-in page, to sign in with it."""
+        if self.activate_check is None:
+            return _refusal(404, "Accounts are activated at a terminal here.")
+        form = await request.post()
+        name, code = str(form.get("name", "")).strip(), str(form.get("code", "")).strip()
+        password, again = str(form.get("password", "")), str(form.get("again", ""))
+        if not name or not code or not password:
+            return self._page(ACTIVATE_PAGE, "Give your user name, your enrolment code and "
+                              "the password you choose.", 400)
+        if password != again:
+            return self._page(ACTIVATE_PAGE, "The two passwords differ; nothing was changed.",
+                              400)
+        try:
+            said = await asyncio.to_thread(self.activate_check, name, code, password)
+        except TrialkitError as exc:
+            return self._page(ACTIVATE_PAGE, exc.message, 401)
+        return self._page(SIGN_IN_PAGE, "", 200, notice=said)
+
     def _sign_in_response(self, error: str, status: int) -> web.Response:
-        return web.Response(text=self._sign_in_page(error), status=status,
+        return self._page(SIGN_IN_PAGE, error, status)
+
+    def _page(self, page: str, error: str, status: int, notice: str = "") -> web.Response:
+        return web.Response(text=self._form_page(page, error, notice), status=status,
                             content_type="text/html", headers={
                                 "Cache-Control": "no-store",
                                 "Content-Security-Policy": "default-src 'self'; "
                                 "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"})
 
-    def _sign_in_page(self, error: str) -> str:
+    def _form_page(self, page: str, error: str, notice: str) -> str:
         e = html.escape
         training = ('<p class="training">TRAINING — not for clinical use</p>'
                     if self.settings.training else "")
         shown = f'<p class="error" role="alert">{e(printable(error))}</p>' if error else ""
+        if notice:
+            shown += "".join(f'<p class="notice" role="status">{e(printable(line))}</p>'
+                             for line in notice.splitlines())
         code = CODE_FIELD if self.settings.second_factor else ""
-        return SIGN_IN_PAGE.format(
+        first = (FIRST_SIGN_IN.format(activate=e(self.url("/activate")))
+                 if self.activate_check is not None else "")
+        return page.format(
+            style=PAGE_STYLE.format(font=e(self.url(
+                "/static/fonts/RobotoMono-VariableFont_wght.ttf"))),
             title=e(self.settings.title), training=training, error=shown, code=code,
-            action=e(self.url("/signin")), font=e(self.url("/static/fonts/"
-                                                         "RobotoMono-VariableFont_wght.ttf")))
+            first=first, signin=e(self.url("/signin")), activate=e(self.url("/activate")))
 
     def _app_page(self, user: str) -> str:
         e = html.escape
@@ -480,11 +524,7 @@ async def _serve(gate: Gate) -> None:
         await runner.cleanup()
 
 
-SIGN_IN_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in · {title}</title>
-<style>
+PAGE_STYLE = """<style>
 @font-face {{ font-family: "Roboto Mono"; src: url("{font}"); }}
 body {{ background: #0c181f; color: #e8eef2; font-family: "Roboto Mono", monospace;
        display: flex; align-items: center; justify-content: center; min-height: 100vh;
@@ -497,12 +537,21 @@ input {{ width: 100%; box-sizing: border-box; padding: .5rem; font: inherit;
 button {{ margin-top: 1.5rem; padding: .6rem 1.6rem; font: inherit; border: none;
          background: #5e0ba7; color: #fff; cursor: pointer; }}
 .error {{ color: #ffb4a9; }}
+.notice {{ color: #b8f5c8; }}
+.first {{ margin-top: 2rem; font-size: .9rem; }}
+a {{ color: #c9a8f0; }}
 .training {{ background: #8a5a00; color: #fff; padding: .3rem .6rem; }}
-</style></head>
+</style>"""
+
+SIGN_IN_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in · {title}</title>
+{style}</head>
 <body><main>
 {training}
 <h1>{title}</h1>
-<form method="post" action="{action}">
+<form method="post" action="{signin}">
 {error}
 <label for="name">User name</label>
 <input id="name" name="name" autocomplete="username" autofocus required>
@@ -511,6 +560,36 @@ button {{ margin-top: 1.5rem; padding: .6rem 1.6rem; font: inherit; border: none
 {code}
 <button type="submit">Sign in</button>
 </form>
+{first}
+</main></body></html>
+"""
+
+FIRST_SIGN_IN = """<p class="first"><a href="{activate}">First sign-in? Activate your account
+with the enrolment code your trial admin gave you.</a></p>"""
+
+ACTIVATE_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Activate your account · {title}</title>
+{style}</head>
+<body><main>
+{training}
+<h1>{title}</h1>
+<form method="post" action="{activate}">
+<p>First sign-in: the enrolment code your trial admin gave you in person or by phone, and
+the password you choose (nobody else ever knows it).</p>
+{error}
+<label for="name">User name</label>
+<input id="name" name="name" autocomplete="username" autofocus required>
+<label for="code">Enrolment code</label>
+<input id="code" name="code" autocomplete="off" required>
+<label for="password">Choose your password</label>
+<input id="password" name="password" type="password" autocomplete="new-password" required>
+<label for="again">The same password again</label>
+<input id="again" name="again" type="password" autocomplete="new-password" required>
+<button type="submit">Activate</button>
+</form>
+<p class="first"><a href="{signin}">Back to sign-in</a></p>
 </main></body></html>
 """
 
