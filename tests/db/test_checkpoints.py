@@ -31,9 +31,9 @@ from tests.db.test_pharmacy import Box, arm_words, world  # noqa: F401 (the modu
 from tests.db.test_pharmacy import box as pharmacy_box  # noqa: F401
 from trialkit.domain.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from trialkit.domain.errors import (
-    AuthenticationFailed,
     IntegrityFailure,
     InvalidInput,
+    PermissionDenied,
     TrialkitError,
 )
 from trialkit.services import integrity
@@ -49,9 +49,9 @@ def box(pharmacy_box: Box) -> Iterator[Box]:  # noqa: F811
     yield pharmacy_box
 
 
-def take(box: Box, who: str = "mona", password: str = PASSWORD) -> Checkpoint:
+def take(box: Box, who: str = "mona") -> Checkpoint:
     with box.tx() as s:
-        return write_checkpoint(s, box.actor(who), password=password, clock=box.clock)
+        return write_checkpoint(s, box.actor(who), clock=box.clock)
 
 
 def check(box: Box, cp: Checkpoint) -> None:
@@ -118,13 +118,26 @@ def test_any_signed_in_role_may_write_one_and_it_names_no_arm(box: Box, who: str
     check(box, cp)
 
 
-def test_a_wrong_password_writes_no_checkpoint_and_the_refusal_is_audited(box: Box) -> None:
-    with pytest.raises(AuthenticationFailed) as caught:
-        take(box, "mona", password="not-monas-password")
-    record = caught.value.record_after  # what store.db.transaction appends after the rollback
-    assert record is not None
-    with box.tx() as s:
-        record(s)
+@pytest.mark.parametrize("held", ["no key", "another user's key", "a key of one's own"])
+def test_a_checkpoint_needs_the_key_the_sign_in_unlocked_and_a_refusal_is_audited(
+    box: Box, held: str
+) -> None:
+    """Signed with the key the actor's sign-in unlocked (no password asked again): an actor
+    holding no key (signed out, at the lock screen), or a key that is not the account's,
+    writes nothing, and the refusal is recorded."""
+    mona = box.actor("mona")
+    actor = {
+        "no key": mona.without_key(),
+        "another user's key": dataclasses.replace(
+            mona, signing_key=box.actor("phil").signing_key),
+        "a key of one's own": dataclasses.replace(
+            mona, signing_key=Ed25519PrivateKey.generate()),
+    }[held]
+    with pytest.raises(PermissionDenied) as caught, box.tx() as s:
+        write_checkpoint(s, actor, clock=box.clock)
+    assert "sign in again" in caught.value.message
+    # store.db.transaction appended the refusal's record after rolling the work back
+    assert caught.value.record_after is None
     assert box.events()[-1].action == "audit.checkpoint.refused"
     assert box.events("audit.checkpoint") == []
 

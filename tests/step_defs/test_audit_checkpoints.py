@@ -11,7 +11,7 @@ import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 from sqlalchemy import Engine, select
 
-from tests.conftest import ADMIN, PASSWORD, SteppingClock, add_user, sign_in
+from tests.conftest import ADMIN, SteppingClock, add_user, sign_in
 from tests.db.tampering import EVENTS, attack, delete_event, events, rehash, shift_events
 from trialkit.domain.checkpoint import Checkpoint
 from trialkit.domain.errors import IntegrityFailure, InvalidInput, TrialkitError
@@ -56,7 +56,7 @@ def checkpoint(audit: Audit, name: str) -> None:
     audit.clock.advance(minutes=1)
     mona = sign_in(audit.engine, name, audit.clock)
     with transaction(audit.engine) as s:
-        audit.kept = write_checkpoint(s, mona, password=PASSWORD, clock=audit.clock)
+        audit.kept = write_checkpoint(s, mona, clock=audit.clock)
     audit.brought = audit.kept
 
 

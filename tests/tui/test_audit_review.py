@@ -19,6 +19,7 @@ from tests.tui.conftest import (
     press,
     screen_text,
     sign_in,
+    submit_password,
     table_rows,
 )
 from tests.tui.test_pharmacy import randomized  # noqa: F401  (fixture)
@@ -222,31 +223,25 @@ async def test_the_monitors_home_opens_the_status_read_only(
         assert isinstance(app.screen, DashboardScreen)
 
 
-async def key_password(pilot, password: str) -> None:  # type: ignore[no-untyped-def]
-    field = pilot.app.screen.query_one("#key-password", Input)
-    field.value = password
-    await press(pilot, "enter")
-
-
 async def test_a_monitor_writes_a_signed_checkpoint_from_the_review(
     engine: Engine, clock: SteppingClock, dispensed: str, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """k asks for the password (it unlocks her signing key) and writes the checkpoint in
-    the current folder; a wrong password writes nothing and says so."""
+    """k writes the checkpoint in the current folder at once, signed with the key her
+    sign-in unlocked (no password asked again), also after the lock screen."""
     from trialkit.services.checkpoints import check_checkpoint, read_checkpoint
     from trialkit.store.db import read_only
+    from trialkit.tui.screens.audit_review import AuditReviewScreen
 
     monkeypatch.chdir(tmp_path)
     app = app_for(engine, clock)
     async with app.run_test(size=(120, 36)) as pilot:
         await open_review(pilot, "mona")
+        await press(pilot, "ctrl+l")
+        await submit_password(pilot, PASSWORD)  # the unlock signs in afresh: a new key object
+        assert isinstance(app.screen, AuditReviewScreen)
         await press(pilot, "k")
-        await key_password(pilot, "not-her-password")
-        assert list(tmp_path.glob("*.checkpoint.json")) == []
-        assert any("wrong" in n for n in notifications(app)), notifications(app)
-        await press(pilot, "k")
-        await key_password(pilot, PASSWORD)
+        assert isinstance(app.screen, AuditReviewScreen)  # no password dialog
         [written] = list(tmp_path.glob("kethead-*.checkpoint.json"))
         told = " ".join(notifications(app))
         assert f"written to {written.name}" in told and "Keep it outside the database" in told

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import select
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select, Static
 
@@ -16,8 +17,10 @@ from tests.conftest import SteppingClock, add_user
 from tests.tui.conftest import app_for, arm_words, press, screen_text, sign_in, table_rows
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
+from trialkit.services.checkpoints import check_checkpoint, read_checkpoint
 from trialkit.services.enrolment import randomize
-from trialkit.store.db import transaction
+from trialkit.store.db import read_only, transaction
+from trialkit.store.models import AuditEvent
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.export import ExportDialog
 from trialkit.tui.screens.dashboard import DashboardScreen
@@ -43,8 +46,10 @@ async def open_dashboard(pilot: Pilot[None]) -> DashboardScreen:
 
 
 async def test_dashboard_counts_and_lock(
-    trial_with_one: Engine, clock: SteppingClock
+    trial_with_one: Engine, clock: SteppingClock, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where the lock's signed checkpoint goes, as at a terminal
     app = app_for(trial_with_one, clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_dashboard(pilot)
@@ -64,6 +69,18 @@ async def test_dashboard_counts_and_lock(
         assert "LOCKED" in screen_text(app)
         ids = {a.binding.id for a in app.screen.active_bindings.values() if a.enabled}
         assert "lock-database" not in ids
+    # The lock wrote a signed checkpoint of the trail as locked, as `trialkit lock` does:
+    # signed by ivan with the key his sign-in unlocked, counting the lock's own events.
+    written = tmp_path / "kethead-lock.checkpoint.json"
+    checkpoint = read_checkpoint(written)
+    assert (checkpoint.signer, checkpoint.role) == ("ivan", "investigator")
+    with read_only(trial_with_one) as s:
+        check_checkpoint(s, checkpoint, written.name)  # holds: raises otherwise
+        actions = [e.action for e in s.exec(select(AuditEvent).order_by(
+            AuditEvent.seq.desc()).limit(2))]  # type: ignore[attr-defined]
+        assert actions == ["audit.checkpoint", "trial.lock"]
+        assert s.exec(select(AuditEvent).where(AuditEvent.seq == checkpoint.events)
+                      ).one().action == "audit.checkpoint"
 
 
 async def test_export_writes_the_blinded_outcomes(
@@ -80,6 +97,12 @@ async def test_export_writes_the_blinded_outcomes(
         assert "(1 participants)" in message, message
         assert (tmp_path / "out.csv").exists()
         assert (tmp_path / "out.manifest.json").exists()
+        # and a signed checkpoint beside it, as `trialkit export` writes one
+        assert "Signed checkpoint of the audit trail: out.checkpoint.json" in message
+        checkpoint = read_checkpoint(tmp_path / "out.checkpoint.json")
+        assert checkpoint.signer == "ivan"
+        with read_only(trial_with_one) as s:
+            check_checkpoint(s, checkpoint, "out.checkpoint.json")
         # done: one button closes (nothing is left to cancel)
         buttons = [b for b in app.screen.query(Button) if b.display]
         assert [str(b.label) for b in buttons] == ["Close"]

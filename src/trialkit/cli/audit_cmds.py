@@ -105,7 +105,7 @@ def checkpoint(
     path = checkpoint_path(out)
     actor = c.actor()
     with c.write() as s:
-        cp = write_checkpoint(s, actor, password=c.password(), clock=c.clock())
+        cp = write_checkpoint(s, actor, clock=c.clock())
     save_checkpoint(cp, path)
     c.emit(
         {"checkpoint": str(path), "events": cp.events, "head": cp.head,

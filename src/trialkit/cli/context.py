@@ -103,7 +103,6 @@ class Cli:
     _engine: Engine | None = field(default=None, repr=False)
     _clock: Clock | None = field(default=None, repr=False)
     _info: TrialInfo | None = field(default=None, repr=False)
-    _password: str | None = field(default=None, repr=False)
 
     def engine(self, *, must_exist: bool = True, check_schema: bool = True) -> Engine:
         """The trial database, checked to be reachable and of this trialkit's schema."""
@@ -159,9 +158,7 @@ class Cli:
 
         clock = self.clock()
         with transaction(self.engine()) as s:
-            actor = login(s, name, password, clock=clock, code=code)
-        self._password = password  # to unlock the signing key (a signed checkpoint)
-        return actor
+            return login(s, name, password, clock=clock, code=code)
 
     def second_factor_code(self) -> str | None:
         """A custodian's code from their authenticator app: TRIALKIT_TOTP, or asked of
@@ -171,11 +168,6 @@ class Cli:
         if code is None and self.trial().second_factor and sys.stdin.isatty():
             code = input("Code from your authenticator app (custodians; Enter if none): ")
         return code
-
-    def password(self) -> str:
-        """The password the acting user signed in with (after :meth:`actor`)."""
-        assert self._password is not None, "sign in first"
-        return self._password
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -187,7 +187,7 @@ def lock(
     actor = c.actor()
     with c.write() as s:
         r = lock_database(s, actor, clock=c.clock())
-        cp = write_checkpoint(s, actor, password=c.password(), clock=c.clock(),
+        cp = write_checkpoint(s, actor, clock=c.clock(),
                               purpose="database lock")
     save_checkpoint(cp, path)
     c.emit(
@@ -274,7 +274,7 @@ def export(
         files.publish()
     path = beside(files.data)
     with c.write() as s:
-        cp = write_checkpoint(s, actor, password=c.password(), clock=c.clock(),
+        cp = write_checkpoint(s, actor, clock=c.clock(),
                               purpose=f"{kind} export")
     save_checkpoint(cp, path)
     c.emit(_export_doc(r, path), lambda: _export_text(r, path))

@@ -251,9 +251,12 @@ def iter_chain(session: Session) -> Iterator[tuple[ChainFields, str]]:
         yield ChainFields(*fields), stored
 
 
-def iter_signed_chain(session: Session) -> Iterator[tuple[ChainFields, str, bytes | None]]:
-    """As :func:`iter_chain`, with each event's signature."""
-    rows = session.connection().execute(_SIGNED_CHAIN.execution_options(yield_per=5000))
+def iter_signed_chain(
+    session: Session, *, upto: int | None = None
+) -> Iterator[tuple[ChainFields, str, bytes | None]]:
+    """As :func:`iter_chain`, with each event's signature (up to event ``upto``, if given)."""
+    query = _SIGNED_CHAIN if upto is None else _SIGNED_CHAIN.where(EVENTS.c.seq <= upto)
+    rows = session.connection().execute(query.execution_options(yield_per=5000))
     for row in rows:
         *fields, stored, signature = row
         yield ChainFields(*fields), stored, signature

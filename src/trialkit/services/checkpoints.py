@@ -9,7 +9,6 @@ signed with a key the trail never gave its signer is refused."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
+from trialkit.domain.audit_signing import SignatureWalk
 from trialkit.domain.checkpoint import (
     MAX_BYTES,
     Checkpoint,
@@ -26,10 +26,9 @@ from trialkit.domain.checkpoint import (
 )
 from trialkit.domain.clock import Clock
 from trialkit.domain.credentials import key_fingerprint
-from trialkit.domain.errors import IntegrityFailure, InvalidInput, write_failed
+from trialkit.domain.errors import IntegrityFailure, InvalidInput, PermissionDenied, write_failed
 from trialkit.services import audit
 from trialkit.services.actor import Actor
-from trialkit.services.auth import unlock_signing_key
 from trialkit.services.refusals import audits_refusals
 from trialkit.services.trial import get_trial
 from trialkit.store.models import AuditEvent, User
@@ -96,14 +95,21 @@ def _hash_at(session: Session, seq: int) -> str | None:
 
 @audits_refusals(ACTION, entity="audit")
 def write_checkpoint(
-    session: Session, actor: Actor, *, password: str, clock: Clock, purpose: str = "on request"
+    session: Session, actor: Actor, *, clock: Clock, purpose: str = "on request"
 ) -> Checkpoint:
     """Append an ``audit.checkpoint`` event and sign a checkpoint that counts it, with the
-    actor's own signing key (any signed-in user: a checkpoint says nothing about arms,
-    only how long the trail is and its last hash). ``purpose`` says why (an export, the
-    lock, on request). The caller writes the file once this transaction is committed."""
+    signing key the actor's sign-in unlocked (any signed-in user: a checkpoint says nothing
+    about arms, only how long the trail is and its last hash). ``purpose`` says why (an
+    export, the lock, on request). The caller writes the file once this transaction is
+    committed."""
     trial = get_trial(session)
-    key = unlock_signing_key(session, actor, password)
+    key = actor.signing_key
+    user = session.get(User, actor.user_id)
+    if key is None or user is None or (
+        key.public_key().public_bytes_raw() != user.signing_public_key
+    ):
+        raise PermissionDenied(f"{actor.name} holds no signing key of this account: sign "
+                               "in again to write a signed checkpoint")
     fingerprint = key_fingerprint(key.public_key().public_bytes_raw())
     audit.record(
         session, actor, action=ACTION, entity="audit", entity_id=trial.trial_code,
@@ -121,23 +127,14 @@ def write_checkpoint(
 
 
 def recorded_signing_key(session: Session, user: str, at_seq: int) -> str | None:
-    """The signing public key (hex) the trail records for ``user`` at event ``at_seq``:
-    the ``signing_key`` of the latest state of that user an event up to it recorded."""
-    rows = session.exec(
-        select(AuditEvent.after_json)
-        .where(AuditEvent.entity == "user", AuditEvent.entity_id == user,
-               AuditEvent.seq <= at_seq, col(AuditEvent.after_json).is_not(None))
-        .order_by(col(AuditEvent.seq).desc())
-    )
-    for after in rows:
-        try:
-            state = json.loads(after or "null")
-        except json.JSONDecodeError:
-            continue
-        if isinstance(state, dict) and "signing_key" in state:
-            key = state["signing_key"]
-            return key if isinstance(key, str) else None
-    return None
+    """The signing public key (hex) the trail records for ``user`` at event ``at_seq``, by
+    the signature rules of ``domain.audit_signing`` (one rule: a key is introduced by its
+    owner, replaced only under the old key), walking the trail up to that event."""
+    walk = SignatureWalk()
+    for fields, stored, signature in audit.iter_signed_chain(session, upto=at_seq):
+        walk.step(fields, stored, signature)
+    key = walk.key_at(user)
+    return key.hex() if key else None
 
 
 @dataclass(frozen=True)

@@ -269,9 +269,10 @@ class StatusLoaded(Message):
 class DatabaseLocked(Message):
     """The database was locked."""
 
-    def __init__(self, result: LockResult) -> None:
+    def __init__(self, result: LockResult, checkpoint: Path) -> None:
         super().__init__()
         self.result = result
+        self.checkpoint = checkpoint  # the signed checkpoint of the trail as locked
 
 
 class UnblindingsLoaded(Message):

@@ -545,19 +545,34 @@ class TrialDatabase:
         with _driver_errors(self.label), transaction(self.engine) as session:
             return unblinding_report(session, actor, clock=self.clock)
 
-    def lock(self, actor: Actor) -> LockResult:
-        """Lock the database (audited; once)."""
+    def lock(self, actor: Actor, checkpoint_out: Path) -> LockResult:
+        """Lock the database (audited; once) and, as the CLI does, write a signed checkpoint
+        of the trail as locked to ``checkpoint_out`` (never over a file: checked first)."""
+        from trialkit.services.checkpoints import (
+            checkpoint_path,
+            save_checkpoint,
+            write_checkpoint,
+        )
         from trialkit.services.lock import lock_database
         from trialkit.store.db import transaction
 
+        path = checkpoint_path(checkpoint_out)
         with _driver_errors(self.label), transaction(self.engine) as session:
-            return lock_database(session, actor, clock=self.clock)
+            result = lock_database(session, actor, clock=self.clock)
+            checkpoint = write_checkpoint(session, actor, clock=self.clock,
+                                          purpose="database lock")
+        save_checkpoint(checkpoint, path)
+        return result
 
     def export(
         self, actor: Actor, kind: str, out: Path, *, progress: Callable[[int, int], None]
-    ) -> ExportResult:
-        """Write a blinded export (data, dictionary, manifest); files appear once committed."""
+    ) -> tuple[ExportResult, Path]:
+        """Write a blinded export (data, dictionary, manifest; files appear once committed)
+        and, as the CLI does, a signed checkpoint beside it (``NAME.checkpoint.json``);
+        returns the result and where the checkpoint went."""
+        from trialkit.services.checkpoints import beside, save_checkpoint, write_checkpoint
         from trialkit.services.export import ExportFiles, export_snapshot
+        from trialkit.store.db import transaction
 
         files = ExportFiles(out)
         with files:
@@ -565,7 +580,12 @@ class TrialDatabase:
                 result = export_snapshot(self.engine, actor, kind, files, clock=self.clock,
                                       progress=progress)
             files.publish()
-        return result
+        path = beside(files.data)
+        with _driver_errors(self.label), transaction(self.engine) as session:
+            checkpoint = write_checkpoint(session, actor, clock=self.clock,
+                                          purpose=f"{kind} export")
+        save_checkpoint(checkpoint, path)
+        return result, path
 
     # --- audit review (monitor, admin, investigator) --------------------------------------
 
@@ -579,9 +599,10 @@ class TrialDatabase:
         with _driver_errors(self.label), read_only(self.engine) as session:
             return audit_page(session, actor, filters, after=after, limit=limit)
 
-    def write_checkpoint(self, actor: Actor, password: str, out: Path) -> Checkpoint:
+    def write_checkpoint(self, actor: Actor, out: Path) -> Checkpoint:
         """Write a signed checkpoint of the audit trail to ``out`` (never over a file),
-        audited; the file appears once the event is committed."""
+        signed with the key the actor's sign-in unlocked, audited; the file appears once
+        the event is committed."""
         from trialkit.services.checkpoints import (
             checkpoint_path,
             save_checkpoint,
@@ -591,7 +612,7 @@ class TrialDatabase:
 
         path = checkpoint_path(out)
         with _driver_errors(self.label), transaction(self.engine) as session:
-            checkpoint = write_checkpoint(session, actor, password=password, clock=self.clock)
+            checkpoint = write_checkpoint(session, actor, clock=self.clock)
         save_checkpoint(checkpoint, path)
         return checkpoint
 

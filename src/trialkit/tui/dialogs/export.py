@@ -68,11 +68,11 @@ class ExportDialog(Dialog[bool]):
             self.app.call_from_thread(self._progress, done, total)
 
         try:
-            result = self._db.export(self._actor, kind, path, progress=progress)
+            result, checkpoint = self._db.export(self._actor, kind, path, progress=progress)
         except TrialkitError as exc:
             self.app.call_from_thread(self._failed, tui_message(exc))
         else:
-            self.app.call_from_thread(self._finished, result, path)
+            self.app.call_from_thread(self._finished, result, path, checkpoint)
 
     def _progress(self, done: int, total: int) -> None:
         self.query_one("#export-progress", ProgressBar).update(total=total, progress=done)
@@ -81,17 +81,19 @@ class ExportDialog(Dialog[bool]):
         self._busy = False
         self.say(message)
 
-    def _finished(self, result: ExportResult, path: Path) -> None:
+    def _finished(self, result: ExportResult, path: Path, checkpoint: Path) -> None:
         self._done = True
         bar = self.query_one("#export-progress", ProgressBar)
         bar.update(total=max(bar.total or 1, 1), progress=max(bar.total or 1, 1))
         self.say("")
         app = cast("TrialkitApp", self.app)
-        where = f"and sent them to your browser ({path.name}, its dictionary and manifest)" \
-            if app.ticket is not None else f"to {path}"
+        where = (f"and sent them to your browser ({path.name}, its dictionary, manifest and "
+                 "signed checkpoint)") if app.ticket is not None else f"to {path}"
         self.query_one("#export-done", Static).update(Content(
-            f"Wrote {result.rows} rows ({result.participants} participants) {where}."))
-        app.hand_over(*(f.path for f in result.files))
+            f"Wrote {result.rows} rows ({result.participants} participants) {where}. "
+            f"Signed checkpoint of the audit trail: {checkpoint.name} (keep it outside the "
+            "database)."))
+        app.hand_over(*(f.path for f in result.files), checkpoint)
         # Done: nothing is left to cancel, so one button closes.
         self.query_one("#cancel", Button).display = False
         ok = self.query_one("#ok", Button)

@@ -293,25 +293,13 @@ class AuditReviewScreen(Screen[None]):
     # --- a signed checkpoint -----------------------------------------------------------
 
     def action_write_checkpoint(self) -> None:
-        """Ask for the password (it unlocks the signing key), then write the checkpoint."""
-        from trialkit.tui.dialogs.password import PasswordDialog
-
-        dialog = PasswordDialog(
-            "Write a signed checkpoint",
-            "A checkpoint records how many events the audit trail holds and the last one's "
-            "hash, signed with your key (audited). Keep the file outside the database; "
-            "`trialkit audit verify --checkpoint FILE` checks it later. Your password "
-            "unlocks your signing key.", ok_label="Write",
-        )
-
-        def given(password: str | None) -> None:
-            if password is not None:
-                self._checkpoint(password)
-
-        self.app.push_screen(dialog, given)
+        """Write a signed checkpoint at once, signed with the key the sign-in unlocked
+        (audited): how many events the trail holds and the last one's hash, to keep
+        outside the database (`trialkit audit verify --checkpoint FILE` checks it)."""
+        self._checkpoint()
 
     @work(thread=True, exclusive=True, group="audit-checkpoint")
-    def _checkpoint(self, password: str) -> None:
+    def _checkpoint(self) -> None:
         from datetime import UTC, datetime
         from pathlib import Path
 
@@ -320,7 +308,7 @@ class AuditReviewScreen(Screen[None]):
         name = f"{code}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.checkpoint.json"
         path = Path(app.place(name))
         try:
-            checkpoint = self._db.write_checkpoint(self._actor, password, path)
+            checkpoint = self._db.write_checkpoint(app.actor or self._actor, path)
         except TrialkitError as exc:
             self.post_message(ServiceFailed(tui_message(exc)))
         else:

@@ -4,7 +4,8 @@ blinded data. Blinded throughout: counts only, never split by arm."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -28,6 +29,7 @@ from trialkit.tui.wording import tui_message
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
     from trialkit.services.reports import Consort, TrialStatus
+    from trialkit.tui.app import TrialkitApp
     from trialkit.tui.trial_db import TrialDatabase
 
 
@@ -160,18 +162,27 @@ class DashboardScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="lock")
     def _lock(self) -> None:
+        app = cast("TrialkitApp", self.app)
+        code = app.trial.trial_code.lower() if app.trial else "trial"
+        checkpoint = Path(app.place(f"{code}-lock.checkpoint.json"))
         try:
-            result = self._db.lock(self._actor)
+            result = self._db.lock(app.actor or self._actor, checkpoint)
         except TrialkitError as exc:
             self.post_message(ServiceFailed(tui_message(exc)))
         else:
-            self.post_message(DatabaseLocked(result))
+            self.post_message(DatabaseLocked(result, checkpoint))
 
     def on_database_locked(self, message: DatabaseLocked) -> None:
-        """Say so and read again."""
+        """Say so (and where the signed checkpoint went) and read again."""
         r = message.result
-        self.notify(f"Locked: {r.participants} participants, {r.diary_days} diary days.",
-                    title="Lock")
+        app = cast("TrialkitApp", self.app)
+        path = message.checkpoint
+        where = (f"sent to your browser as {path.name}" if app.ticket is not None
+                 else f"written to {path}")
+        app.hand_over(path)
+        self.notify(f"Locked: {r.participants} participants, {r.diary_days} diary days. "
+                    f"Signed checkpoint of the audit trail {where}: keep it outside the "
+                    "database.", title="Lock", timeout=15)
         self._load()
 
     def action_export_data(self) -> None:
