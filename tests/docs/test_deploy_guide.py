@@ -24,11 +24,16 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
+from tests.cli.test_backup import at_revision, sample
+from tests.conftest import PASSWORD as CONFTEST_PASSWORD
 from tests.conftest import PG_URL
 from tests.web.served import free_port, wait_for
+from trialkit.store import schema
 from trialkit.store.db import normalize_url
+
+__all__ = ["sample"]  # the fixture (tests/cli/test_backup.py): a trial at today's schema
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "deploy.md"
@@ -286,19 +291,19 @@ def test_the_deployment_guide_step_by_step(walk: Walk) -> None:
             after_line(walk, line, done.stdout + done.stderr)
 
 
-def secrets_for(walk: Walk, line: str) -> dict[str, object]:
+def secrets_for(walk: Walk, line: str, password: str = PASSWORD) -> dict[str, object]:
     """What a person would type at the line's prompts, given in the environment (and a
     terminal where the command asks to confirm)."""
     if " init " in line:
-        return {"extra": {"TRIALKIT_NEW_PASSWORD": PASSWORD}}
+        return {"extra": {"TRIALKIT_NEW_PASSWORD": password}}
     if "user activate" in line:
         name = line.split()[-1]
         return {"extra": {"TRIALKIT_ENROLMENT_CODE": walk.codes[name],
                           "TRIALKIT_NEW_PASSWORD": PASSWORD}}
     if "db upgrade" in line:
-        return {"extra": {"TRIALKIT_PASSWORD": PASSWORD}, "terminal": True, "stdin": "y\n"}
+        return {"extra": {"TRIALKIT_PASSWORD": password}, "terminal": True, "stdin": "y\n"}
     if "--user alice" in line:
-        return {"extra": {"TRIALKIT_PASSWORD": PASSWORD}}
+        return {"extra": {"TRIALKIT_PASSWORD": password}}
     return {}
 
 
@@ -371,3 +376,53 @@ def serve_and_sign_in_at_both_sites(walk: Walk, line: str) -> None:
         proc.wait(timeout=30)
     opened = [u for a, u in audit_actions(walk) if a == "session.open"]
     assert opened == ["cora", "sam"], opened
+
+
+# The sample's trail (copied into the earlier schema) names each user's signing key, so it
+# is faithful only to schemas that keep those keys (0009 on): 0009 is before signed events
+# (the upgrade marks where signing began), the previous release is the newest before today.
+@pytest.mark.parametrize("revision", ["0009", schema.KNOWN_REVISIONS[-2]])
+def test_the_guides_upgrade_from_an_earlier_release_with_its_two_roles(
+        walk: Walk, revision: str, sample: Engine) -> None:
+    """Section 7 on a database an earlier release made, set up as section 2 says (the
+    owner's schema, the runtime role's grants): the owner upgrades it as written, at a
+    terminal; the runtime role then works on the new schema and the trail verifies."""
+    [roles_block, _, _, _, _, _, _, upgrade_block, _] = [lines for _, lines in
+                                                         sh_blocks(GUIDE.read_text())]
+    for line in roles_block:
+        if " init " in line:  # the earlier release's init: its schema, the sample's rows
+            owner = f"postgresql+psycopg://{walk.owner}@{walk.host}:{walk.port}/{walk.db}"
+            at_revision(owner, revision, sample)
+            # the rows came with their ids: move each id sequence past them, as the
+            # earlier release's own inserts would have
+            engine = create_engine(owner)
+            with engine.begin() as conn:
+                for table, column, sequence in conn.execute(text(
+                        "SELECT c.table_name, c.column_name, "
+                        "pg_get_serial_sequence('trialkit.' || c.table_name, c.column_name) "
+                        "FROM information_schema.columns c WHERE c.table_schema = 'trialkit'")):
+                    if sequence is not None:
+                        conn.execute(text(f"SELECT setval('{sequence}', coalesce((SELECT "
+                                          f"max({column}) FROM trialkit.{table}), 0) + 1, "
+                                          "false)"))
+            engine.dispose()
+            continue
+        walk.run(walk.ours(line))
+    before = audit_actions(walk)
+    for line in upgrade_block:
+        if line not in NOT_RUN:
+            done = walk.run(walk.ours(line), **secrets_for(walk, line, CONFTEST_PASSWORD))
+            if "db upgrade" in line:
+                assert f"from {revision}" in done.stdout or revision in done.stdout, done.stdout
+    after = audit_actions(walk)
+    assert after[: len(before)] == before
+    # the upgrade across 0011 (signed events) marks where signing began
+    marker = [("audit.signing_begins", "system")] if revision < "0011" else []
+    assert after[len(before):] == [*marker, ("login", "alice"), ("db.upgrade", "alice")]
+    # the runtime role (DML only) on the new schema: the admin signs in and adds someone
+    # (a row in the upgraded user table, an audit event), and the trail verifies
+    walk.env["TRIALKIT_DB"] = f"postgresql://{walk.runtime}@{walk.host}:{walk.port}/{walk.db}"
+    walk.run("trialkit --user alice user add nina --role monitor",
+             extra={"TRIALKIT_PASSWORD": CONFTEST_PASSWORD})
+    assert audit_actions(walk)[-2:] == [("login", "alice"), ("user.add", "alice")]
+    assert walk.run("trialkit audit verify").stdout.startswith("OK: ")
