@@ -284,3 +284,18 @@ def test_a_factor_removed_in_the_database_is_found_by_verify(
     report = verify(engine)
     assert not report.ok and "pia" in (report.problem or "")
 
+
+
+def test_a_second_factor_rewrapped_under_a_weak_kdf_is_found_by_verify(
+    engine: Engine, clock: SteppingClock, admin: Actor
+) -> None:
+    """Cheaper KDF parameters written into the row would make the password, and so the
+    secret, cheap to guess from a copy: verify checks them like the private keys'."""
+    enrolled(engine, admin, clock, "pia")
+    weak = '{"alg":"argon2id","m":8,"p":1,"salt":"AAAAAAAAAAAAAAAAAAAAAA==","t":1}'
+    with engine.begin() as conn:
+        conn.execute(update(User).where(User.name == "pia")  # type: ignore[arg-type]
+                     .values(totp_kdf=weak))
+    report = verify(engine)
+    assert not report.ok
+    assert "pia's second factor: its KDF parameters are not trialkit's" in (report.problem or "")

@@ -104,11 +104,14 @@ def unwrap_private_bytes(keys: WrappedKey, password: str, purpose: bytes) -> byt
 WRAPPED_LEN = NONCE_LEN + 32 + 16  # nonce, a 32-byte X25519 or Ed25519 private key, GCM tag
 
 
-def stored_key_problem(kdf: str | None, wrapped: bytes | None) -> str | None:
+def stored_key_problem(
+    kdf: str | None, wrapped: bytes | None, *, length: int = WRAPPED_LEN
+) -> str | None:
     """What is wrong with a stored wrapped key, or None: its KDF must be exactly the one
     trialkit uses (Argon2id at the OWASP minimum, or the Scrypt fallback) with a 16-byte salt
     (weaker parameters written into the database would make a password cheap to guess), and
-    the wrapped key must have the length of a wrapped 32-byte key."""
+    the wrapped key must have the length of a wrapped 32-byte key (``length``: another
+    secret's wrapped length)."""
     if kdf is None or wrapped is None:
         return "half of it is missing"
     try:
@@ -120,6 +123,6 @@ def stored_key_problem(kdf: str | None, wrapped: bytes | None) -> str | None:
         return f"its KDF parameters are not trialkit's: {json.dumps(params, sort_keys=True)}"
     if len(salt) != SALT_LEN:
         return f"its KDF salt has {len(salt)} bytes, not {SALT_LEN}"
-    if len(wrapped) != WRAPPED_LEN:
-        return f"the wrapped key has {len(wrapped)} bytes, not {WRAPPED_LEN}"
+    if len(wrapped) != length:
+        return f"the wrapped key has {len(wrapped)} bytes, not {length}"
     return None

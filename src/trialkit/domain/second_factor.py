@@ -15,13 +15,19 @@ from datetime import datetime
 
 import pyotp
 
-from trialkit.domain.key_wrap import WrappedKey, unwrap_private_bytes, wrap_private_bytes
+from trialkit.domain.key_wrap import (
+    NONCE_LEN,
+    WrappedKey,
+    unwrap_private_bytes,
+    wrap_private_bytes,
+)
 
 DIGITS = 6
 STEP_SECONDS = 30
 DRIFT_STEPS = 1  # steps either side of the current one that still count
 SECRET_BYTES = 20  # 160 bits, the length RFC 4226 section 4 recommends (32 base32 letters)
 _PURPOSE = b"trialkit totp secret v1\x00"
+WRAPPED_LEN = NONCE_LEN + SECRET_BYTES + 16  # nonce, the secret, the GCM tag
 
 
 def new_secret() -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlmodel import Session, col, select
 
+from trialkit.domain import second_factor as totp
 from trialkit.domain.clock import Clock
 from trialkit.domain.credentials import key_fingerprint
 from trialkit.domain.errors import (
@@ -24,7 +25,7 @@ from trialkit.domain.errors import (
     PermissionDenied,
     Refused,
 )
-from trialkit.domain.key_wrap import stored_key_problem
+from trialkit.domain.key_wrap import WRAPPED_LEN, stored_key_problem
 from trialkit.domain.recovery import recovery_private_key
 from trialkit.domain.roles import Permission, Role
 from trialkit.domain.sealing import (
@@ -459,13 +460,14 @@ def custody_problems(session: Session) -> list[str]:
                 "custodian"
             )
     for u in users.values():
-        keys = [("signing key", u.signing_kdf, u.wrapped_signing_key)]
+        keys = [("signing key", u.signing_kdf, u.wrapped_signing_key, WRAPPED_LEN)]
         if u.custodian or u.public_key is not None:
-            keys.append(("custodian key", u.key_kdf, u.wrapped_private_key))
-        for label, kdf, wrapped in keys:
+            keys.append(("custodian key", u.key_kdf, u.wrapped_private_key, WRAPPED_LEN))
+        keys.append(("second factor", u.totp_kdf, u.totp_wrapped, totp.WRAPPED_LEN))
+        for label, kdf, wrapped, length in keys:
             if kdf is None and wrapped is None:
-                continue  # not made yet (awaiting activation)
-            problem = stored_key_problem(kdf, wrapped)
+                continue  # not made yet (awaiting activation; no second factor enrolled)
+            problem = stored_key_problem(kdf, wrapped, length=length)
             if problem is not None:
                 problems.append(f"{u.name}'s {label}: {problem}")
     return problems
