@@ -79,9 +79,12 @@ def check_new_file(out: Path) -> None:
 
 
 def libpq_env(url: str) -> dict[str, str]:
-    """The environment that makes pg_dump, pg_restore and psql connect where ``url`` does."""
+    """The environment that makes pg_dump, pg_restore and psql connect where ``url`` does:
+    what the URL gives, and for anything it leaves out (a port, a password file, the TLS
+    root certificate, ...) libpq's own environment variables, as trialkit's own connection
+    to ``url`` uses them."""
     u = make_url(normalize_url(url))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = dict(os.environ)
     for value, name in ((u.host, "PGHOST"), (u.port, "PGPORT"), (u.username, "PGUSER"),
                         (u.password, "PGPASSWORD"), (u.database, "PGDATABASE")):
         if value is not None:
