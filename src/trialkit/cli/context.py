@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.domain.errors import InvalidInput, Refused, TrialkitError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -103,6 +103,7 @@ class Cli:
     _engine: Engine | None = field(default=None, repr=False)
     _clock: Clock | None = field(default=None, repr=False)
     _info: TrialInfo | None = field(default=None, repr=False)
+    _unrecorded: Actor | None = field(default=None, repr=False)  # see reader()
 
     def engine(self, *, must_exist: bool = True, check_schema: bool = True) -> Engine:
         """The trial database, checked to be reachable and of this trialkit's schema."""
@@ -115,6 +116,11 @@ class Cli:
             if check_schema:
                 check_current(engine)
             self._engine = engine
+        if self._unrecorded is not None:  # every write records the reader's sign-in first
+            from trialkit.store.db import FIRST, ON_WAIT
+
+            return self._engine.execution_options(
+                **{FIRST: self.record_sign_in, ON_WAIT: self._waiting})
         return self._engine
 
     def trial(self) -> TrialInfo:
@@ -143,13 +149,16 @@ class Cli:
     def actor(self) -> Actor:
         """Sign the acting user in (name from --user/TRIALKIT_USER, password from
         TRIALKIT_PASSWORD or a prompt). Every sign-in is audited."""
+        name, password = self._credentials()
+        return self.sign_in(name, password, self.second_factor_code())
+
+    def _credentials(self) -> tuple[str, str]:
         name = self.user or env("TRIALKIT_USER")
         if name is None:
             if not sys.stdin.isatty():
                 raise InvalidInput("who is acting? give --user NAME or set TRIALKIT_USER")
             name = input("User: ").strip()
-        password = ask_secret(f"Password for {name}: ", "TRIALKIT_PASSWORD")
-        return self.sign_in(name, password, self.second_factor_code())
+        return name, ask_secret(f"Password for {name}: ", "TRIALKIT_PASSWORD")
 
     def sign_in(self, name: str, password: str, code: str | None) -> Actor:
         """Sign ``name`` in with the password (and a second-factor code) already read."""
@@ -169,8 +178,64 @@ class Cli:
             code = input("Code from your authenticator app (custodians; Enter if none): ")
         return code
 
+    def reader(self) -> Actor:
+        """Sign in for a command that only reads, without taking the write lock: the password
+        is checked in a read transaction and the sign-in is recorded afterwards, in a short
+        write of its own, before anything is shown (:meth:`reading`, :meth:`write` and
+        :meth:`emit` record it). A sign-in that must change the account (a refusal, failures
+        to forget, a second-factor code to spend) is made and recorded at once, as
+        :meth:`actor` makes it."""
+        from trialkit.services.auth import check_sign_in
+        from trialkit.store.db import read_only
+
+        name, password = self._credentials()
+        code = self.second_factor_code()  # asked of everyone alike, as at any sign-in
+        self.clock()  # a stated time is checked before anything else
+        with read_only(self.engine()) as s:
+            actor = check_sign_in(s, name, password)
+        if actor is None:
+            return self.sign_in(name, password, code)
+        self._unrecorded = actor
+        return actor
+
+    @contextmanager
+    def reading(self) -> Iterator[tuple[Actor, Session]]:
+        """Sign in (:meth:`reader`) and read one snapshot of the trial that never waits for
+        a writer; the sign-in (and a refusal raised while reading) is recorded when the
+        reading ends, before the command shows anything."""
+        from trialkit.store.db import snapshot
+
+        actor = self.reader()
+        refusal: Callable[[Session], None] | None = None
+        try:
+            with snapshot(self.engine()) as s:
+                try:
+                    yield actor, s
+                except TrialkitError as exc:  # recorded after the sign-in, below
+                    refusal, exc.record_after = exc.record_after, None
+                    raise
+        finally:
+            if self._unrecorded is not None or refusal is not None:
+                with self.write() as s:  # the sign-in first, then the refusal
+                    if refusal is not None:
+                        refusal(s)
+
+    def record_sign_in(self, session: Session) -> None:
+        """Record a reader's sign-in not recorded yet, first in a write transaction."""
+        if self._unrecorded is None:
+            return
+        from trialkit.services.auth import record_sign_in
+
+        actor, self._unrecorded = self._unrecorded, None
+        record_sign_in(session, actor, clock=self.clock())
+
+    def _waiting(self) -> None:
+        print("Waiting for another change to the trial to finish, to record your sign-in...",
+              file=sys.stderr, flush=True)
+
     @contextmanager
     def write(self) -> Iterator[Session]:
+        """A write transaction; a reader's sign-in not recorded yet goes first in it."""
         from trialkit.store.db import transaction
 
         with transaction(self.engine()) as s:
@@ -184,7 +249,11 @@ class Cli:
             yield s
 
     def emit(self, doc: Any, human: Callable[[], str] | str) -> None:
-        """One JSON document with --json, else human text (TRAINING marked first)."""
+        """One JSON document with --json, else human text (TRAINING marked first). A
+        reader's sign-in is recorded before anything is shown."""
+        if self._unrecorded is not None:
+            with self.write():
+                pass
         if self.json:
             if isinstance(doc, dict) and self.training:
                 doc = {"training": True} | doc

@@ -126,8 +126,7 @@ def history(
 
     c = cli(ctx)
     when = parse_date(on, "diary date") if on is not None else None
-    actor = c.actor()
-    with c.read() as s:
+    with c.reading() as (actor, s):
         rows = read_history(s, actor, pid, on=when)
 
     def doc(v: Any) -> dict[str, Any]:
@@ -208,8 +207,7 @@ def outcomes(
     from trialkit.services.outcomes import outcomes as read_outcomes
 
     c = cli(ctx)
-    actor = c.actor()
-    with c.read() as s:
+    with c.reading() as (actor, s):
         o = read_outcomes(s, actor, pid, clock=c.clock())
     windows = [
         {

@@ -156,8 +156,7 @@ def participants(
     from trialkit.services.enrolment import list_participants
 
     c = cli(ctx)
-    actor = c.actor()
-    with c.read() as s:
+    with c.reading() as (actor, s):
         rows = list_participants(s, actor, site=site, status=status, search=search)
 
     def text() -> str:

@@ -113,8 +113,7 @@ def status(ctx: typer.Context) -> None:
     from trialkit.services.allocation import stratum_usage
 
     c = cli(ctx)
-    actor = c.actor()
-    with c.read() as s:
+    with c.reading() as (actor, s):
         rows = stratum_usage(s, actor)
 
     def text() -> str:
@@ -251,8 +250,7 @@ def list_(ctx: typer.Context) -> None:
     from trialkit.services.custody import list_custodians
 
     c = cli(ctx)
-    actor = c.actor()
-    with c.read() as s:
+    with c.reading() as (actor, s):
         rows = list_custodians(s, actor)
 
     def text() -> str:

@@ -196,8 +196,7 @@ def queue(
     from trialkit.services.pharmacy import dispense_queue
 
     c = cli(ctx)
-    actor = c.actor()
-    with c.read() as s:
+    with c.reading() as (actor, s):
         rows = dispense_queue(s, actor, site=site, clock=c.clock())
 
     def text() -> str:

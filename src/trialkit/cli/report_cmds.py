@@ -150,8 +150,7 @@ def status(
 
     c = cli(ctx)
     path = _svg_path(figure) if figure else None
-    actor = c.actor()
-    with c.read() as s:
+    with c.reading() as (actor, s):
         st = trial_status(s, actor, clock=c.clock())
     if path is not None:
         from trialkit.figures import status_svg
@@ -256,7 +255,7 @@ def export(
     c = cli(ctx)
     check_kind(kind, unblinded=unblinded)
     files = ExportFiles(out)
-    actor = c.actor()
+    actor = c.reader()  # its sign-in is recorded with the export's event, after the reading
     password = None
     if unblinded and actor.custodian and actor.can(Permission.EXPORT):
         password = ask_secret(f"Password of {actor.name} (unlocks your custodian key): ",

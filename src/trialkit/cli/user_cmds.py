@@ -138,8 +138,7 @@ def list_(ctx: typer.Context) -> None:
     from trialkit.services.users import list_users
 
     c = cli(ctx)
-    actor = c.actor()
-    with c.read() as s:
+    with c.reading() as (actor, s):
         users = list_users(s, actor, clock=c.clock())
 
     def text() -> str:

@@ -91,6 +91,14 @@ class IntegrityFailure(Refused):
     """Verification found tampering or corruption."""
 
 
+class Busy(Refused):
+    """Another change held the database's write lock longer than trialkit waits for it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the database is busy: another change held it for more than "
+                         f"{seconds:g} s; nothing was changed (try again)")
+
+
 class DiskFull(Refused):
     """The disk (or the database server's) is full: the step failed and changed nothing."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, select
@@ -24,7 +25,11 @@ from trialkit.domain.passwords import verify_password
 from trialkit.domain.roles import Role
 from trialkit.services import audit
 from trialkit.services.actor import Actor
-from trialkit.services.second_factor import second_factor_holds, second_factor_used
+from trialkit.services.second_factor import (
+    has_second_factor,
+    second_factor_holds,
+    second_factor_used,
+)
 from trialkit.services.users import user_sites, user_snapshot
 from trialkit.store.models import SignInThrottle, User
 
@@ -101,11 +106,19 @@ def login(
         _record(session, actor, name, "login.refused", "account disabled", clock)
         raise SignInLocked(f"the account {user.name!r} is disabled; ask your trial admin")
     before = user_snapshot(session, user)
-    user.failed_logins, user.locked_until = 0, None
     if user.signing_public_key is None:
         actor = actor.signing_with(_make_signing_key(user, password))
     else:
         actor = actor.signing_with(unlock_signing_key(session, actor, password))
+    _record_login(session, user, actor, before, clock)
+    return actor
+
+
+def _record_login(
+    session: Session, user: User, actor: Actor, before: dict[str, Any], clock: Clock
+) -> None:
+    """The ``login`` event, signed by the key just unlocked; the failure count starts again."""
+    user.failed_logins, user.locked_until = 0, None
     session.add(user)
     session.flush()
     after = user_snapshot(session, user)
@@ -120,7 +133,45 @@ def login(
         after=after if changed else None,
         clock=clock,
     )
-    return actor
+
+
+def check_sign_in(session: Session, name: str, password: str) -> Actor | None:
+    """A sign-in checked without writing anything, for a command that only reads: the actor
+    (holding their unlocked signing key) when the name and password are right and the sign-in
+    would change nothing but the trail; None when :func:`login` must decide and record it (a
+    wrong password, a disabled, throttled or unknown account, failures to forget, an account
+    without a signing key yet, a second factor whose code sign-in spends). The caller records
+    the sign-in with :func:`record_sign_in` before it shows anything. A name that is no
+    account costs the same password check as one that is, and a throttled name none, as in
+    :func:`login`."""
+    user = session.exec(select(User).where(User.name == name)).first()
+    counter = user if user is not None else session.get(SignInThrottle, name[:64])
+    if counter is not None and counter.locked_until is not None:
+        return None  # login refuses (or forgets an expired wait) before any password check
+    if not verify_password(password, user.password_hash if user else None):
+        return None
+    if (user is None or user.disabled or user.failed_logins or user.signing_public_key is None
+            or has_second_factor(user)):  # its code is spent by a write: login checks it
+        return None
+    actor = actor_for(session, user)
+    return actor.signing_with(unlock_signing_key(session, actor, password))
+
+
+def record_sign_in(session: Session, actor: Actor, *, clock: Clock) -> None:
+    """Record a sign-in that :func:`check_sign_in` accepted, in a write transaction of its
+    own after the command's read. Refused (and recorded) if the account was disabled or
+    its key replaced in between; wrong passwords typed meanwhile are forgotten, as at any
+    successful sign-in."""
+    user = session.get(User, actor.user_id)
+    key = actor.signing_key
+    if user is None or user.disabled or key is None or (
+        key.public_key().public_bytes_raw() != user.signing_public_key
+    ):
+        _record(session, actor, actor.name, "login.refused",
+                "account disabled or its key replaced during the sign-in", clock)
+        raise SignInLocked(f"the account {actor.name!r} may no longer sign in; ask your "
+                           "trial admin")
+    _record_login(session, user, actor, user_snapshot(session, user), clock)
 
 
 def _count_failure(

@@ -19,11 +19,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlmodel import Session
 
-from trialkit.domain.errors import DiskFull, InvalidInput, Refused, TrialkitError
+from trialkit.domain.errors import Busy, DiskFull, InvalidInput, Refused, TrialkitError
 from trialkit.store.urls import public_url
 
 BUSY_TIMEOUT_MS = 30_000
 READONLY = "trialkit_readonly"
+# Execution option: called once, with no argument, when a write transaction finds the write
+# lock held by another and starts waiting for it (a reader's sign-in says so on stderr).
+ON_WAIT = "trialkit_on_wait"
+# Execution option: called with the session at the start of every write transaction on the
+# engine, before its work (a reader's sign-in is recorded first, see cli.context).
+FIRST = "trialkit_first"
 
 
 def normalize_url(db: str) -> str:
@@ -95,13 +101,14 @@ def use_wal(engine: Engine) -> None:
 
 
 def _sqlite_on_begin(conn: Any) -> None:
-    if conn.get_execution_options().get(READONLY):
+    options = conn.get_execution_options()
+    if options.get(READONLY):
         conn.exec_driver_sql("BEGIN")
     else:
-        _begin_immediate(conn.connection.dbapi_connection)
+        _begin_immediate(conn.connection.dbapi_connection, options.get(ON_WAIT))
 
 
-def _begin_immediate(dbapi_conn: Any) -> None:
+def _begin_immediate(dbapi_conn: Any, on_wait: Any = None) -> None:
     """BEGIN IMMEDIATE, waiting for the write lock by polling every 0.1 ms, backing off to
     every 1 ms (with jitter), for up to the busy timeout. SQLite's own busy handler sleeps
     1, 2, 5, 10, ... up to 100 ms between tries, so with several writers the lock often
@@ -117,8 +124,13 @@ def _begin_immediate(dbapi_conn: Any) -> None:
                 return
             except sqlite3.OperationalError as exc:
                 busy = "locked" in str(exc) or "busy" in str(exc)
-                if not busy or time.monotonic() > deadline:
+                if not busy:
                     raise
+                if time.monotonic() > deadline:
+                    raise Busy(BUSY_TIMEOUT_MS / 1000) from None
+                if on_wait is not None:
+                    on_wait()
+                    on_wait = None
             time.sleep(random.uniform(pause / 2, pause))
             pause = min(pause * 2, 0.001)
     finally:
@@ -131,11 +143,22 @@ WRITE_LOCK_KEY = 0x7472_6B61
 
 def _pg_on_begin(conn: Any) -> None:
     # The PostgreSQL twin of SQLite's BEGIN IMMEDIATE: one writer at a time, and every
-    # writer takes this lock before any row lock, so lock order can never deadlock.
-    if not conn.get_execution_options().get(READONLY):
-        conn.exec_driver_sql(_PG_WRITE_LOCK)
+    # writer takes this lock before any row lock, so lock order can never deadlock. Taken
+    # at once when it is free (one round trip); otherwise waited for, for at most the busy
+    # timeout, as SQLite waits.
+    options = conn.get_execution_options()
+    if options.get(READONLY):
+        return
+    if conn.exec_driver_sql(_PG_TRY_WRITE_LOCK).scalar():
+        return
+    on_wait = options.get(ON_WAIT)
+    if on_wait is not None:
+        on_wait()
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {BUSY_TIMEOUT_MS}")
+    conn.exec_driver_sql(_PG_WRITE_LOCK)
 
 
+_PG_TRY_WRITE_LOCK = f"SELECT pg_try_advisory_xact_lock({WRITE_LOCK_KEY})"
 _PG_WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 
 
@@ -198,7 +221,7 @@ def make_inspecting_engine(db: str) -> Engine:
 def check_reachable(engine: Engine) -> None:
     """Connect once, turning a driver failure into one clear line."""
     try:
-        with engine.connect() as conn:
+        with engine.execution_options(**{READONLY: True}).connect() as conn:
             conn.execute(text("SELECT 1"))
     except DBAPIError as exc:  # unreachable, refused, or a file that is no SQLite database
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -222,9 +245,12 @@ def transaction(bind: Engine | Connection) -> Iterator[Session]:
             "the database is open read-only: this step writes (a sign-in is recorded too); "
             "only `trialkit audit verify` works on a read-only copy"
         )
+    first = engine.get_execution_options().get(FIRST)
     session = Session(bind, expire_on_commit=False, join_transaction_mode="create_savepoint")
     try:
         session.begin()
+        if first is not None:
+            first(session)
         yield session
         session.commit()
     except TrialkitError as exc:
@@ -239,12 +265,25 @@ def transaction(bind: Engine | Connection) -> Iterator[Session]:
         session.rollback()
         if disk_full(exc):
             raise DiskFull(f"the database {public_url(str(engine.url))} cannot grow") from None
+        if lock_timed_out(exc):
+            raise Busy(BUSY_TIMEOUT_MS / 1000) from None
         raise
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def lock_timed_out(exc: DBAPIError) -> bool:
+    """Whether the write lock stayed with another past the busy timeout (SQLite:
+    SQLITE_BUSY, "database is locked"; PostgreSQL: lock_not_available, SQLSTATE 55P03)."""
+    orig = exc.orig
+    return (
+        getattr(orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")
+        or getattr(orig, "sqlstate", None) == "55P03"
+        or "database is locked" in str(orig).lower()
+    )
 
 
 def disk_full(exc: DBAPIError) -> bool:

@@ -19,8 +19,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def schema_revision(engine: Engine) -> str | None:
-    """The Alembic revision a database is at, or None if it is no trialkit database."""
-    with engine.connect() as conn:
+    """The Alembic revision a database is at, or None if it is no trialkit database (read
+    without the write lock: a command never waits for a writer to learn the schema)."""
+    with engine.execution_options(**{READONLY: True}).connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None
         row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
@@ -29,7 +30,7 @@ def schema_revision(engine: Engine) -> str | None:
 
 def table_names(engine: Engine) -> list[str]:
     """The tables (and nothing else) in the database's default schema."""
-    with engine.connect() as conn:
+    with engine.execution_options(**{READONLY: True}).connect() as conn:
         return inspect(conn).get_table_names()
 
 
