@@ -299,3 +299,34 @@ def test_a_second_factor_rewrapped_under_a_weak_kdf_is_found_by_verify(
     report = verify(engine)
     assert not report.ok
     assert "pia's second factor: its KDF parameters are not trialkit's" in (report.problem or "")
+
+
+def test_a_checker_with_a_factor_signs_the_preparation_check_with_a_code_too(
+    engine: Engine, clock: SteppingClock, admin: Actor
+) -> None:
+    """A second pharmacist's check is signed as a sign-in is: their password alone is not
+    enough once they have a factor (the check is refused and nothing is recorded)."""
+    from tests.builders import PROTOCOL, ready_to_randomize, seal
+    from trialkit.services.enrolment import randomize
+    from trialkit.services.pharmacy import dispense
+
+    pia_phone = enrolled(engine, admin, clock, "pia")
+    add_user(engine, admin, clock, "phil", Role.PHARMACIST, sites=["TWH"])
+    add_user(engine, admin, clock, "cora", Role.COORDINATOR, sites=["TWH"])
+    seal(engine, admin, clock, per_stratum=4)
+    cora = sign_in(engine, "cora", clock)
+    v = ready_to_randomize(engine, cora, clock, site="TWH")
+    with transaction(engine) as s:
+        randomize(s, cora, v.id, clock=clock)
+    phil = sign_in(engine, "phil", clock)
+    lots = {p.id: "LOT-1" for p in PROTOCOL.dosing.preparations}
+    with pytest.raises(Refused, match="is not signed: wrong password or code"), \
+            transaction(engine) as s:
+        dispense(s, phil, v.id, password=PASSWORD, clock=clock, lots=lots, checked_by="pia",
+                 checker_password=PASSWORD)
+    with transaction(engine) as s:
+        done = dispense(s, phil, v.id, password=PASSWORD, clock=clock, lots=lots,
+                        checked_by="pia", checker_password=PASSWORD,
+                        checker_code=pia_phone.at(clock.now()))
+    assert done.record is not None and done.record.checked_by == "pia"
+    assert verify(engine).ok

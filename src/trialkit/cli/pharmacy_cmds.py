@@ -4,6 +4,7 @@ What these print after opening an envelope is UNBLINDED and goes only to the per
 typed the command (a pharmacist or an unblinding custodian); labels are blinded."""
 
 import os
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trialkit.cli.context import YES_HELP, ask_secret, cli, confirm_irreversible
+from trialkit.cli.context import YES_HELP, Cli, ask_secret, cli, confirm_irreversible, env
 from trialkit.cli.enrol_cmds import parse_pairs
 from trialkit.domain.errors import InvalidInput
 from trialkit.domain.site_time import shown
@@ -88,6 +89,15 @@ def _checker_password(actor: "Actor", checked_by: str | None) -> str:
     if not name or not actor.can(Permission.DISPENSE):
         return ""
     return ask_secret(CHECKER_PROMPT.format(name), "TRIALKIT_CHECKER_PASSWORD")
+
+
+def _checker_code(c: Cli, checker_password: str) -> str | None:
+    """The checker's code from their authenticator app when the protocol gives custodians a
+    second factor: TRIALKIT_CHECKER_TOTP, or asked at a terminal (of every checker alike)."""
+    code = env("TRIALKIT_CHECKER_TOTP")
+    if code is None and checker_password and c.trial().second_factor and sys.stdin.isatty():
+        code = input("Checker's code from their authenticator app (Enter if none): ")
+    return code
 
 
 def _record_doc(r: "PreparationRecord") -> dict[str, Any]:
@@ -298,6 +308,7 @@ def dispense(
     actor = c.actor()
     password = _key_password(actor, Permission.DISPENSE, OPEN_PROMPT.format(actor.name))
     checker_password = _checker_password(actor, checked_by)
+    checker_code = _checker_code(c, checker_password)
     with c.write() as s:
         if again:
             assert lots is not None and checked_by is not None
@@ -311,6 +322,7 @@ def dispense(
                 lots=lots,
                 checked_by=checked_by,
                 checker_password=checker_password,
+                checker_code=checker_code,
                 print_labels=out is not None,
             )
         else:
@@ -323,6 +335,7 @@ def dispense(
                 lots=lots,
                 checked_by=checked_by,
                 checker_password=checker_password,
+                checker_code=checker_code,
                 print_labels=out is not None,
             )
         if out is not None and d.labels is not None:

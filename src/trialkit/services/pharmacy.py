@@ -280,12 +280,14 @@ def dispense(
     lots: Mapping[str, str] | None = None,
     checked_by: str | None = None,
     checker_password: str = "",
+    checker_code: str | None = None,
     print_labels: bool = False,
 ) -> Dispensing:
     """Open a randomized participant's envelope and show the arm with the preparation
     instructions. With ``lots`` and ``checked_by`` the preparation is recorded in the same
     transaction (and ``print_labels`` counts the first print of its labels); the checker
-    signs the check with ``checker_password``, verified as a sign-in. Without them the
+    signs the check with ``checker_password`` (and their second-factor ``checker_code``),
+    verified as a sign-in. Without them the
     opening is only looked at (and audited) and the participant stays in the queue."""
     require_permission(session, actor, Permission.DISPENSE, "dispense", pid, clock)
     ensure_unlocked(session)
@@ -299,7 +301,7 @@ def dispense(
     rand_no, code = dispensable(session, p, clock)
     checker = checking_pharmacist(session, actor, checked_by or "", p) if recording else None
     if checker is not None:
-        sign_check(session, checker, checker_password, clock=clock)
+        sign_check(session, checker, checker_password, code=checker_code, clock=clock)
     opened = open_allocation(
         session,
         actor,
@@ -340,6 +342,7 @@ def reprepare(
     lots: Mapping[str, str],
     checked_by: str,
     checker_password: str,
+    checker_code: str | None = None,
     print_labels: bool = False,
 ) -> Dispensing:
     """Prepare again for a participant whose preparation expired (or was spoilt) before the
@@ -359,7 +362,7 @@ def reprepare(
     p = get_participant(session, actor, pid, lock=True)
     rand_no, code, old = to_prepare_again(session, p)
     checker = checking_pharmacist(session, actor, checked_by, p)
-    sign_check(session, checker, checker_password, clock=clock)
+    sign_check(session, checker, checker_password, code=checker_code, clock=clock)
     opened = open_allocation(
         session, actor, p, password=password, protocol=protocol, clock=clock,
         purpose="prepare again",

@@ -29,6 +29,7 @@ from trialkit.services.actor import Actor
 from trialkit.services.auth import login
 from trialkit.services.enrolment import current_status, not_allowed
 from trialkit.services.preparations import current_preparation
+from trialkit.services.second_factor import second_factor_used
 from trialkit.services.trial import site_time
 from trialkit.services.users import find_user, user_sites
 from trialkit.store.models import Participant, Preparation, User
@@ -172,20 +173,23 @@ def checking_pharmacist(session: Session, actor: Actor, name: str, p: Participan
     return user
 
 
-def sign_check(session: Session, checker: User, password: str, *, clock: Clock) -> None:
-    """The checker signs the check: their password is verified exactly as a sign-in is (the
-    sign-in service: a wrong password counts towards their sign-in delay and is audited). Call it
-    before anything else is written: a refusal keeps what the sign-in service recorded, and
-    only that."""
+def sign_check(
+    session: Session, checker: User, password: str, *, clock: Clock, code: str | None = None
+) -> None:
+    """The checker signs the check: their password (and their second-factor ``code``, if
+    they have one) is verified exactly as a sign-in is (the sign-in service: a wrong
+    password counts towards their sign-in delay and is audited). Call it before anything
+    else is written: a refusal keeps what the sign-in service recorded, and only that."""
     if not password:
         raise InvalidInput(
             f"{checker.name} signs the check with their own password "
             "(TRIALKIT_CHECKER_PASSWORD in scripts)"
         )
     try:
-        login(session, checker.name, password, clock=clock)
+        login(session, checker.name, password, clock=clock, code=code)
     except (AuthenticationFailed, AccountLocked) as err:
-        detail = "wrong password" if isinstance(err, AuthenticationFailed) else err.message
+        wrong = "wrong password or code" if second_factor_used(session) else "wrong password"
+        detail = wrong if isinstance(err, AuthenticationFailed) else err.message
         raise CheckNotSigned(
             f"the check by {checker.name} is not signed: {detail}; the preparation is not recorded"
         ) from None

@@ -392,6 +392,7 @@ class TrialDatabase:
     def record_preparation(
         self, actor: Actor, pid: str, *, password: str, lots: Mapping[str, str],
         checked_by: str, checker_password: str, labels_path: Path,
+        checker_code: str | None = None,
     ) -> LabelSheet:
         """Record the preparation (the checker signs with their password) with its first
         label print and write the labels' PDF in the same transaction. Returns the blinded
@@ -402,7 +403,8 @@ class TrialDatabase:
         with _driver_errors(self.label), transaction(self.engine) as session:
             done = dispense(
                 session, actor, pid, password=password, clock=self.clock, lots=lots,
-                checked_by=checked_by, checker_password=checker_password, print_labels=True,
+                checked_by=checked_by, checker_password=checker_password,
+                checker_code=checker_code, print_labels=True,
             )
             assert done.labels is not None
             _write_labels(done.labels, labels_path)  # inside: a failure undoes the record
@@ -419,6 +421,7 @@ class TrialDatabase:
     def reprepare(
         self, actor: Actor, pid: str, *, password: str, reason: str, lots: Mapping[str, str],
         checked_by: str, checker_password: str, labels_path: Path,
+        checker_code: str | None = None,
     ) -> LabelSheet:
         """Prepare again: the current preparation and its labels become void, the new one is
         recorded (the checker signs) with its labels written in the same transaction."""
@@ -429,7 +432,7 @@ class TrialDatabase:
             done = reprepare(
                 session, actor, pid, reason=reason, password=password, clock=self.clock,
                 lots=lots, checked_by=checked_by, checker_password=checker_password,
-                print_labels=True,
+                checker_code=checker_code, print_labels=True,
             )
             assert done.labels is not None
             _write_labels(done.labels, labels_path)  # inside: a failure undoes the record

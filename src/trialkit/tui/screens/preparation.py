@@ -138,6 +138,11 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                 yield Label("Checker password")
                 yield Input(placeholder="the checker types it: signs the check", password=True,
                             id="checker-password", compact=True)
+                app = cast("TrialkitApp", self.app)
+                if app.trial is not None and app.trial.second_factor:
+                    yield Label("Checker's code")
+                    yield Input(placeholder="from the checker's authenticator app",
+                                id="checker-code", max_length=8, compact=True)
                 yield Label("Labels PDF")
                 browser = cast("TrialkitApp", self.app).ticket is not None
                 yield Input(default_labels_path(self._opened.participant_id, browser=browser),
@@ -185,22 +190,27 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
             return
         self._busy = True
         checker_password, signature.value = signature.value, ""  # typed again on a retry
-        self._record(lots, checker, checker_password, path, reason)
+        checker_code = None
+        for box in self.query("#checker-code").results(Input):
+            checker_code, box.value = box.value.strip() or None, ""
+        self._record(lots, checker, checker_password, checker_code, path, reason)
 
     @work(thread=True, exclusive=True, group="preparation")
     def _record(self, lots: dict[str, str], checker: str, checker_password: str,
-                path: Path, reason: str) -> None:
+                checker_code: str | None, path: Path, reason: str) -> None:
         pid = self._opened.participant_id
         try:
             if self._again:
                 sheet = self._db.reprepare(
                     self._actor, pid, password=self._password, reason=reason, lots=lots,
-                    checked_by=checker, checker_password=checker_password, labels_path=path,
+                    checked_by=checker, checker_password=checker_password,
+                    checker_code=checker_code, labels_path=path,
                 )
             else:
                 sheet = self._db.record_preparation(
                     self._actor, pid, password=self._password, lots=lots,
-                    checked_by=checker, checker_password=checker_password, labels_path=path,
+                    checked_by=checker, checker_password=checker_password,
+                    checker_code=checker_code, labels_path=path,
                 )
         except TrialkitError as exc:
             self.post_message(ServiceFailed(tui_message(exc)))
