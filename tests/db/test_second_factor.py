@@ -330,3 +330,26 @@ def test_a_checker_with_a_factor_signs_the_preparation_check_with_a_code_too(
                         checker_code=pia_phone.at(clock.now()))
     assert done.record is not None and done.record.checked_by == "pia"
     assert verify(engine).ok
+
+
+def test_a_code_spent_by_a_racing_sign_in_is_not_accepted_again(
+    engine: Engine, clock: SteppingClock, admin: Actor
+) -> None:
+    """Two sign-ins with one code at the same moment (on PostgreSQL both may read the old
+    last step): the step is spent by a conditional write, so the one that writes second
+    fails even though the user it read still shows the old step."""
+    from trialkit.services.second_factor import second_factor_holds
+
+    phone = enrolled(engine, admin, clock, "pia")
+    code = phone.at(clock.now())
+    with transaction(engine) as s:
+        user = s.exec(select(User).where(User.name == "pia")).one()
+        stale = user.totp_last_step
+        # the other sign-in spends this step meanwhile, behind this session's back
+        s.connection().execute(update(User).where(User.name == "pia")  # type: ignore[arg-type]
+                               .values(totp_last_step=phone.timecode(clock.now())))
+        assert user.totp_last_step == stale  # what this sign-in read
+        assert not second_factor_holds(s, user, PASSWORD, code, clock)
+    with transaction(engine) as s:
+        user = s.exec(select(User).where(User.name == "pia")).one()
+        assert user.totp_last_step == phone.timecode(clock.now())
