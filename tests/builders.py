@@ -143,7 +143,7 @@ def baseline_in(session: Session, coordinator: Actor, clock: SteppingClock, *pid
     moves on (never back) until the window starts on or after the latest of their
     consents."""
     keys = [pid.strip().upper() for pid in pids]
-    consented = [date.fromisoformat(p.consent_date) for p in
+    consented = [p.consent_date for p in
                  session.exec(select(Participant).where(col(Participant.id).in_(keys)))
                  if p.consent_date]
     # the site's date (Toronto is behind UTC: after midnight UTC it is still yesterday there)

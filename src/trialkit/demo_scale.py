@@ -14,7 +14,6 @@ stratum and opened by a pharmacist (the custodian key is unlocked once) to seal 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -213,9 +212,9 @@ def _screening(story: _Story, plan: _Plan, number: int) -> None:
     plan.row = {
         "id": participant_id(plan.site, number), "site_code": plan.site, "number": number,
         "stratum_code": stratum_code(plan.site, levels, protocol),
-        "factors_json": json.dumps(levels), "age": age, "sex": sex, "weight_kg": weight,
-        "answers_json": json.dumps(answers, sort_keys=True), "eligible": verdict.eligible,
-        "failed_json": json.dumps(list(verdict.failed)),
+        "factors_json": levels, "age": age, "sex": sex, "weight_kg": weight,
+        "answers_json": answers, "eligible": verdict.eligible,
+        "failed_json": list(verdict.failed),
         "screened_at": story.at(plan.screened, 9, rng.randint(0, 59)), "screened_by": who,
         "consent_date": None, "consent_form_version": None, "withdrawn_at": None,
         "withdrawal_reason": None, "randomization_number": None, "label_code": None,
@@ -383,8 +382,9 @@ class _Diaries:
     @staticmethod
     def _row(pid: str, v: tuple[Any, ...], version: int, who: str, when: datetime,
              reason: str | None) -> dict[str, Any]:
-        return {"participant_id": pid, "day": v[1], "version": version, "headache": v[2],
-                "severity": v[3], "duration_hours": v[4], "acute_medication": v[5],
+        return {"participant_id": pid, "day": date.fromisoformat(v[1]), "version": version,
+                "headache": v[2], "severity": v[3], "duration_hours": v[4],
+                "acute_medication": v[5],
                 "recorded_by": who, "recorded_at": when, "reason": reason, "current": True}
 
     def _correct(self, first: dict[str, Any], who: str, typed: datetime) -> None:
@@ -396,14 +396,14 @@ class _Diaries:
         levels = [s for s in story.protocol.diary.severity_levels[1:] if s != first["severity"]]
         why = story.rng.choice(CORRECTION_REASONS)
         second = self._row(first["participant_id"],
-                           (None, first["day"], True, story.rng.choice(levels),
+                           (None, first["day"].isoformat(), True, story.rng.choice(levels),
                             first["duration_hours"], first["acute_medication"]),
                            2, who, when, why)
         first["current"] = False
         old, new = SimpleNamespace(**first), SimpleNamespace(**second)
         old_current = SimpleNamespace(**(first | {"current": True}))
         story.event(when, who, audit.Change(
-            "diary.correct", "diary", f"{first['participant_id']}/{first['day']}",
+            "diary.correct", "diary", f"{first['participant_id']}/{first['day'].isoformat()}",
             before=diary_snapshot(old_current, []), after=diary_snapshot(new, [old]),
             reason=why))
         self.rows.append(second)
@@ -532,9 +532,9 @@ def store_population(session: Session, story: _Story, *, actors: dict[str, Actor
     form = story.protocol.consent.form_versions[-1]
     for p in plans:
         if p.consented is not None:
-            p.row["consent_date"], p.row["consent_form_version"] = p.consented.isoformat(), form
+            p.row["consent_date"], p.row["consent_form_version"] = p.consented, form
         if p.infused is not None:
-            p.row["infusion_date"] = p.infused.isoformat()
+            p.row["infusion_date"] = p.infused
         if p.withdrawn is not None:
             p.row["withdrawn_at"] = story.at(p.withdrawn, 16, rng.randint(0, 59))
             p.row["withdrawal_reason"] = rng.choice(WITHDRAWAL_REASONS)

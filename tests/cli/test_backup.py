@@ -12,11 +12,23 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, select, text
+from sqlalchemy import (
+    JSON,
+    Date,
+    Engine,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.engine import make_url
 
 from tests.builders import ready_to_randomize, seal, staff
@@ -265,6 +277,14 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     engine.dispose()
 
 
+def as_stored(column: Any, old: Any) -> Any:
+    """A sample column as a schema before 0013 held it: dates as ISO text and documents as
+    JSON text, which is how the sample's SQLite file stores them."""
+    if isinstance(column.type, Date | JSON) and isinstance(old, String):
+        return type_coerce(column, Text()).label(column.name)
+    return column
+
+
 def at_revision(url: str, revision: str, sample: Engine) -> None:
     """A database as the trialkit of ``revision`` made it: that schema, holding the rows
     (and columns) of the sample trial its tables have."""
@@ -285,7 +305,8 @@ def at_revision(url: str, revision: str, sample: Engine) -> None:
                     have.reflect(src, only=[table.name])
                     cols = [c for c in table.columns.keys() if c in have.tables[table.name].c]
                     rows = [dict(r._mapping) for r in src.execute(
-                        select(*[have.tables[table.name].c[c] for c in cols]))]
+                        select(*[as_stored(have.tables[table.name].c[c], table.c[c].type)
+                                 for c in cols]))]
                     if rows:
                         conn.execute(table.insert(), rows)
     finally:

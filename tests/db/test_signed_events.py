@@ -218,7 +218,7 @@ def _as_before_signing(engine: Engine) -> None:
         conn.execute(EVENTS.update().values(signature=None))
     cfg = Config()
     cfg.set_main_option("script_location", str(schema.MIGRATIONS))
-    with engine.begin() as conn:
+    with schema.migrating(engine) as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0010")
 

@@ -66,7 +66,7 @@ def expected_counts(session: Session, now: Any) -> dict[str, Any]:
         col(Participant.randomized_at).is_not(None))).all()
     days: dict[str, set[date]] = {}
     for e in session.exec(select(DiaryEntry).where(col(DiaryEntry.current).is_(True))):
-        days.setdefault(e.participant_id, set()).add(date.fromisoformat(e.day))
+        days.setdefault(e.participant_id, set()).add(e.day)
     windows = {w.code: [0, 0, 0, 0, 0] for w in RULES.windows}
     completed = prorated_primary = lost = completed_last = 0
     overdue = []
@@ -78,8 +78,8 @@ def expected_counts(session: Session, now: Any) -> dict[str, Any]:
         assert p.randomized_at is not None and p.consent_date is not None
         randomized = local.date_of(p.randomized_at)
         curve[(randomized, p.site_code)] += 1
-        infused = date.fromisoformat(p.infusion_date) if p.infusion_date else None
-        consented = date.fromisoformat(p.consent_date)
+        infused = p.infusion_date
+        consented = p.consent_date
         left = local.date_of(p.withdrawn_at) if p.withdrawn_at else None
         mine = {d for d in days.get(p.id, set()) if d >= consented}
         for w in RULES.windows:

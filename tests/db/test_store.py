@@ -282,7 +282,7 @@ def test_preparations_recorded_before_numbering_survive_the_rebuild(db_url: str)
     engine = make_engine(db_url, must_exist=False)
     prepared = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
     try:
-        with engine.begin() as conn:
+        with schema.migrating(engine) as conn:
             cfg = Config()
             cfg.set_main_option("script_location", str(schema.MIGRATIONS))
             cfg.attributes["connection"] = conn

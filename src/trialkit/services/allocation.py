@@ -6,7 +6,6 @@ envelope the claimer cannot read. Only custodians open envelopes (see custody.py
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ def list_snapshot(lst: AllocationList | Mapping[str, Any]) -> dict[str, Any]:
         "stratum": row["stratum_code"],
         "segment": row["segment"],
         "released": row["released"],
-        "design": json.loads(row["design"]),
+        "design": row["design"],
         "root": row["root"],
         "policy_hash": row["policy_hash"],
         "signing_key": fingerprint(row["signing_key"]),
@@ -149,7 +148,7 @@ def _padded(record: bytes, n: int, ratio: Sequence[int]) -> bytes:
 def _ensure_strata(session: Session, strata: list[StratumDef]) -> None:
     existing = set(session.exec(select(Stratum.code)).all())
     missing = [
-        {"code": s.code, "site_code": s.site or None, "levels_json": json.dumps(dict(s.levels))}
+        {"code": s.code, "site_code": s.site or None, "levels_json": dict(s.levels)}
         for s in strata
         if s.code not in existing
     ]
@@ -213,7 +212,7 @@ def _seal_segment(
         "first_seq": first_seq,
         "count": len(arms),
         "released": n,
-        "design": canonical_json(protocol_design(protocol)),
+        "design": protocol_design(protocol),
         "sealed_policy": seal_blob(data_key, policy_bytes, list_id.encode()),
         "policy_hash": policy_hash,
         "root": manifest.root,

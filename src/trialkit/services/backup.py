@@ -156,7 +156,7 @@ def upgrade_with_backup(engine: Engine, name: str, password: str, backup_to: Pat
     if before == schema.SCHEMA_HEAD:
         return Upgrade(before, before, None)
     backup = write_backup(engine, backup_to)
-    with engine.begin() as conn:
+    with schema.migrating(engine) as conn:
         schema.upgrade_on(conn)
         session = Session(bind=conn)
         actor = login(session, name, password, clock=clock)

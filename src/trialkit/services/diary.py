@@ -58,7 +58,7 @@ def anchors_of(p: Participant, local: SiteTime) -> Anchors:
     infusion (the infusion date is entered as a local date)."""
     return Anchors(
         randomized_on=local.date_of(p.randomized_at) if p.randomized_at else None,
-        infused_on=date.fromisoformat(p.infusion_date) if p.infusion_date else None,
+        infused_on=p.infusion_date,
     )
 
 
@@ -68,9 +68,7 @@ def withdrawn_on(p: Participant, local: SiteTime) -> date | None:
 
 
 def _day_of(e: DiaryEntry) -> DiaryDay:
-    return DiaryDay(
-        date.fromisoformat(e.day), e.headache, e.severity, e.duration_hours, e.acute_medication
-    )
+    return DiaryDay(e.day, e.headache, e.severity, e.duration_hours, e.acute_medication)
 
 
 # --- recording one day ------------------------------------------------------------------------
@@ -98,7 +96,7 @@ def no_diary(p: Participant) -> str:
 
 def consented_on(p: Participant) -> date | None:
     """The date of consent, where the diary starts (None: not consented)."""
-    return date.fromisoformat(p.consent_date) if p.consent_date else None
+    return p.consent_date
 
 
 def check_can_record(
@@ -123,7 +121,7 @@ def check_can_record(
         raise InvalidInput(f"{p.id}: {problem}")
 
 
-def _versions(session: Session, pid: str, day: str) -> list[DiaryEntry]:
+def _versions(session: Session, pid: str, day: date) -> list[DiaryEntry]:
     stmt = (
         select(DiaryEntry)
         .where(DiaryEntry.participant_id == pid, DiaryEntry.day == day)
@@ -156,7 +154,7 @@ def record_day(
     if why and BATCH_MARK.search(why):
         raise InvalidInput("a reason may not end with '[batch …]': that marks imported days")
     key = day.day.isoformat()
-    earlier = _versions(session, p.id, key)
+    earlier = _versions(session, p.id, day.day)
     current = next((e for e in earlier if e.current), None)
     if current is not None:
         if _day_of(current) == day:
@@ -169,7 +167,7 @@ def record_day(
     before = diary_snapshot(current, [e for e in earlier if e is not current]) if current else None
     entry = DiaryEntry(
         participant_id=p.id,
-        day=key,
+        day=day.day,
         version=(earlier[-1].version + 1) if earlier else 1,
         headache=day.headache,
         severity=day.severity,
@@ -245,7 +243,7 @@ def history(
     anchors = anchors_of(p, local)
     stmt = select(DiaryEntry).where(DiaryEntry.participant_id == p.id)
     if on is not None:
-        stmt = stmt.where(DiaryEntry.day == on.isoformat())
+        stmt = stmt.where(DiaryEntry.day == on)
     stmt = stmt.order_by(col(DiaryEntry.day), col(DiaryEntry.version))
     out: list[DiaryVersion] = []
     for e in session.exec(stmt):
@@ -344,7 +342,7 @@ def infuse(
         when, pid=p.id, prepared_at=prep.prepared_at, expires_at=prep.expires_at, site=local
     )
     before = participant_snapshot(session, p)
-    p.infusion_date = on.isoformat()
+    p.infusion_date = on
     session.add(p)
     session.flush()
     outcome_summary.refresh(session, [p.id])  # the windows after the infusion have dates now

@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from itertools import groupby
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ class _Version(Protocol):
     """A stored diary version: a ``DiaryEntry`` or a row of its columns."""
 
     participant_id: str
-    day: str
+    day: date
     version: int
     headache: bool
     severity: str
@@ -57,7 +57,7 @@ def diary_snapshot(current: _Version, earlier: Sequence[_Version]) -> dict[str, 
     one, so a changed or removed old version is caught by ``audit verify`` too."""
     return {
         "participant": current.participant_id,
-        "date": current.day,
+        "date": current.day.isoformat(),
         **_version_fields(current),
         "earlier": [_version_fields(e) for e in sorted(earlier, key=lambda e: e.version)],
     }
@@ -120,7 +120,7 @@ class _BatchDigest:
         self.recorded_at: set[datetime] = set()  # as text only at the end: rows share one
 
     def add(self, first: _Version) -> None:
-        row = (first.participant_id, first.day, first.headache, first.severity,
+        row = (first.participant_id, first.day.isoformat(), first.headache, first.severity,
                first.duration_hours, first.acute_medication)
         self.rows.update(("" if self.empty else ",").encode() + canonical_json(row).encode())
         self.empty = False
@@ -149,7 +149,7 @@ def diary_digests(session: Session) -> Iterator[tuple[str, bytes]]:
     dialect = session.get_bind().dialect.name
     stmt = select(*fields).order_by(
         code_point_order(col(DiaryEntry.participant_id), dialect),
-        code_point_order(col(DiaryEntry.day), dialect),
+        col(DiaryEntry.day),  # a date: ISO text's order, as the batch's rows are
         col(DiaryEntry.version),
     ).execution_options(yield_per=5000)
     batches: dict[str, _BatchDigest] = {}
@@ -166,6 +166,6 @@ def diary_digests(session: Session) -> Iterator[tuple[str, bytes]]:
         state = diary_snapshot(shown, [e for e in rows if e is not shown])
         if len(current) != 1:
             state["current_versions"] = len(current)
-        yield f"{pid}/{day}", state_digest(canonical_json(state))
+        yield f"{pid}/{day.isoformat()}", state_digest(canonical_json(state))
     for batch, digest in batches.items():
         yield f"batch/{batch}", digest.digest()

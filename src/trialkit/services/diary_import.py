@@ -151,11 +151,11 @@ def _recorded_days(session: Session, ids: Iterable[str]) -> set[tuple[str, str]]
     ordered = sorted(ids)
     days: set[tuple[str, str]] = set()
     for i in range(0, len(ordered), _CHUNK):
-        stmt = select(DiaryEntry.participant_id, DiaryEntry.day).where(
+        stmt = select(col(DiaryEntry.participant_id), col(DiaryEntry.day)).where(
             col(DiaryEntry.participant_id).in_(ordered[i : i + _CHUNK]),
             col(DiaryEntry.current).is_(True),
         )
-        days.update((pid, day) for pid, day in session.exec(stmt))
+        days.update((pid, day.isoformat()) for pid, day in session.exec(stmt))
     return days
 
 
@@ -344,8 +344,9 @@ def _store_batch(session: Session, actor: Actor, rows: Sequence[BatchRow], *, ba
     by = actor.name
     if rows:
         session.connection().execute(insert(DiaryEntry), [
-            {"participant_id": pid, "day": day, "version": 1, "headache": headache,
-             "severity": severity, "duration_hours": hours, "acute_medication": acute,
+            {"participant_id": pid, "day": date.fromisoformat(day), "version": 1,
+             "headache": headache, "severity": severity, "duration_hours": hours,
+             "acute_medication": acute,
              "recorded_by": by, "recorded_at": now, "reason": reason, "current": True}
             for pid, day, headache, severity, hours, acute in rows])
         outcome_summary.refresh(session, {row[0] for row in rows})

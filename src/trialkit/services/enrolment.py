@@ -4,7 +4,6 @@ answers with a randomization number and a random label code."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -63,7 +62,7 @@ def not_allowed(p: Participant, status: Status, step: str) -> Refused:
     if status is Status.WITHDRAWN:
         return Refused(f"{p.id} has withdrawn")
     if status is Status.INELIGIBLE:
-        return Refused(f"{p.id} is not eligible (failed {', '.join(json.loads(p.failed_json))})")
+        return Refused(f"{p.id} is not eligible (failed {', '.join(p.failed_json)})")
     if status is Status.ELIGIBLE:
         return Refused(f"{p.id} has not consented yet")
     return Refused(f"{p.id} is {status.value}: cannot {step} now")
@@ -103,20 +102,27 @@ def participant_state(p: Any, envelope: str | None) -> dict[str, Any]:
         "age": p.age,
         "sex": p.sex,
         "weight_kg": p.weight_kg,
-        "factors": json.loads(p.factors_json),
-        "answers": json.loads(p.answers_json),
+        "factors": p.factors_json,
+        "answers": p.answers_json,
         "eligible": p.eligible,
-        "failed": json.loads(p.failed_json),
-        "consent_date": p.consent_date,
+        "failed": p.failed_json,
+        "consent_date": _iso(p.consent_date),
         "consent_form_version": p.consent_form_version,
         "withdrawn": p.withdrawn_at is not None,
         "withdrawal_reason": p.withdrawal_reason,
         "randomization_number": p.randomization_number,
         "label_code": p.label_code,
         "envelope": envelope,
-        "infusion_date": p.infusion_date,
+        "infusion_date": _iso(p.infusion_date),
         "unblinded_emergency": p.unblinded_emergency,
-    } | ({"planned_infusion_date": p.planned_infusion_date} if p.planned_infusion_date else {})
+    } | ({"planned_infusion_date": _iso(p.planned_infusion_date)}
+         if p.planned_infusion_date else {})
+
+
+def _iso(day: date | None) -> str | None:
+    """A date as the audit trail records it (ISO text, as it was stored before schema
+    0013): what is hashed must not change with the column's type."""
+    return None if day is None else day.isoformat()
 
 
 @dataclass(frozen=True)
@@ -148,8 +154,8 @@ def view(p: Participant, *, dispensed: bool) -> ParticipantView:
         sex=p.sex,
         weight_kg=p.weight_kg,
         eligible=p.eligible,
-        failed=tuple(json.loads(p.failed_json)),
-        consent_date=p.consent_date,
+        failed=tuple(p.failed_json),
+        consent_date=_iso(p.consent_date),
         randomization_number=p.randomization_number,
         label_code=p.label_code,
         unblinded_emergency=p.unblinded_emergency,
@@ -207,13 +213,13 @@ def screen(
         site_code=code,
         number=number,
         stratum_code=stratum_code(code, levels, protocol),
-        factors_json=json.dumps(levels),
+        factors_json=dict(levels),
         age=age,
         sex=sex.strip().upper(),
         weight_kg=weight_kg,
-        answers_json=json.dumps(parsed, sort_keys=True),
+        answers_json=dict(parsed),
         eligible=verdict.eligible,
-        failed_json=json.dumps(list(verdict.failed)),
+        failed_json=list(verdict.failed),
         screened_at=clock.now(),
         screened_by=actor.name,
     )
@@ -284,7 +290,7 @@ def consent(
             raise Refused(f"{p.id} already consented on {p.consent_date}")
         raise not_allowed(p, status, "record consent")
     before = participant_snapshot(session, p)
-    p.consent_date, p.consent_form_version = on.isoformat(), form_version
+    p.consent_date, p.consent_form_version = on, form_version
     return _change(session, actor, p, "participant.consent", before, clock)
 
 
@@ -442,5 +448,5 @@ def plan_infusion(
     if on < today:
         raise InvalidInput(f"planned infusion date {on} is in the past (today is {today})")
     before = participant_snapshot(session, p)
-    p.planned_infusion_date = on.isoformat()
+    p.planned_infusion_date = on
     return _change(session, actor, p, "participant.plan_infusion", before, clock)

@@ -254,15 +254,11 @@ def _dispensed(session: Session, ids: Sequence[str]) -> set[str]:
 
 def _days_by_participant(rows: Sequence[Any]) -> dict[str, list[DiaryDay]]:
     by: dict[str, list[DiaryDay]] = {}
-    dates: dict[str, date] = {}
     for pid, day, headache, severity, hours, acute in rows:
-        on = dates.get(day)
-        if on is None:
-            on = dates[day] = date.fromisoformat(day)
         days = by.get(pid)
         if days is None:
             days = by[pid] = []
-        days.append(DiaryDay(on, bool(headache), severity, hours, bool(acute)))
+        days.append(DiaryDay(day, bool(headache), severity, hours, bool(acute)))
     return by
 
 
@@ -437,7 +433,7 @@ def _diary_rows(session: Session, people: Sequence[Participant], n: _Counts,
     pids = {p.id: escape_text(p.id) for p in people}
     anchors = {p.id: anchors_of(p, protocol.site_time(p.site_code)) for p in people}
     # The diary starts at consent; who never consented has none (no date is that late).
-    starts = {p.id: (consented_on(p) or date.max).isoformat() for p in people}
+    starts = {p.id: consented_on(p) or date.max for p in people}
     arms: dict[str, str] = {}
     times: dict[Any, str] = {}
     rows: list[list[Any]] = []
@@ -446,7 +442,7 @@ def _diary_rows(session: Session, people: Sequence[Participant], n: _Counts,
             session, list(by_id), with_record=True):
         if day < starts[pid]:
             continue  # before consent (an older version let it in): no diary, not exported
-        d = DiaryDay(date.fromisoformat(day), bool(headache), severity, hours, bool(acute))
+        d = DiaryDay(day, bool(headache), severity, hours, bool(acute))
         a = anchors[pid]
         w = window_of(d.day, a, rules)
         shown_at = times.get(at)
@@ -492,13 +488,13 @@ def _participant_rows(session: Session, people: Sequence[Participant], n: _Count
     rows: list[list[Any]] = []
     for p in people:
         local = protocol.site_time(p.site_code)
-        levels = json.loads(p.factors_json)
+        levels = p.factors_json
         first_prepared = prepared.get(p.id)
         rows.append([
             escape_text(p.id), t(p.site_code), t(p.stratum_code),
             *(t(levels.get(f, "")) for f in factor_ids),
             p.age, t(p.sex), p.weight_kg, _YES_NO[p.eligible],
-            t(";".join(json.loads(p.failed_json))),
+            t(";".join(p.failed_json)),
             t(status_of(p, dispensed=first_prepared is not None)),
             _YES_NO[p.unblinded_emergency],
             local.date_of(p.screened_at), p.consent_date,

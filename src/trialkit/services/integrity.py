@@ -155,7 +155,7 @@ def _strata_problem(session: Session) -> str | None:
         want = expected.get(row.code)
         if want is None:
             return f"stratum {row.code!r} is not one of the protocol's strata"
-        if row.site_code != want.site or json.loads(row.levels_json) != dict(want.levels):
+        if row.site_code != want.site or row.levels_json != dict(want.levels):
             return f"stratum {row.code!r} no longer names its site and levels"
         if row.code not in sealed:
             return f"stratum {row.code!r} has no sealed list"

@@ -45,6 +45,12 @@ _DAYS = (col(DiaryEntry.participant_id), col(DiaryEntry.day), col(DiaryEntry.hea
          col(DiaryEntry.acute_medication))
 
 
+def _date(value: date | str | None) -> date | None:
+    """A stored date. Migration 0010 builds the summaries on the schema of its day, when
+    PostgreSQL held dates as ISO text (schema 0013 made them dates)."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
 def _ord(d: date | None) -> int | None:
     return None if d is None else d.toordinal()
 
@@ -55,9 +61,8 @@ def _rows_of(people: Sequence[Any], days: dict[str, list[DiaryDay]],
     rows: list[dict[str, Any]] = []
     for pid, site, consent, randomized_at, infusion, withdrawn_at in people:
         local = protocol.site_time(site)
-        anchors = Anchors(local.date_of(randomized_at),
-                          date.fromisoformat(infusion) if infusion else None)
-        consented = date.fromisoformat(consent) if consent else date.max
+        anchors = Anchors(local.date_of(randomized_at), _date(infusion))
+        consented = _date(consent) or date.max
         left = local.date_of(withdrawn_at) if withdrawn_at else None
         mine = days.get(pid, [])
         # today only sets the days expected, which are counted at read time: any date will do
@@ -101,7 +106,7 @@ def refresh(session: Session, ids: Iterable[str]) -> None:
         days: dict[str, list[DiaryDay]] = {}
         for pid, day, headache, severity, hours, acute in rows:
             days.setdefault(pid, []).append(DiaryDay(
-                date.fromisoformat(day), bool(headache), severity, hours, bool(acute)))
+                _date(day) or date.min, bool(headache), severity, hours, bool(acute)))
         values = _rows_of(people, days, protocol)
         if values:
             conn.execute(insert(S), values)

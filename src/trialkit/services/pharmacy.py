@@ -216,7 +216,8 @@ def dispense_queue(
                 label_code=p.label_code,
                 randomized_at=protocol.site_time(p.site_code).local(p.randomized_at),
                 weight_kg=p.weight_kg,
-                infusion_date=p.planned_infusion_date,
+                infusion_date=(p.planned_infusion_date.isoformat()
+                               if p.planned_infusion_date else None),
                 unblinded_emergency=p.unblinded_emergency,
                 expired_at=protocol.site_time(p.site_code).local(expires_at)
                 if expires_at is not None else None,

@@ -30,7 +30,6 @@ does not grow with the number of diary rows.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass
@@ -224,8 +223,8 @@ def _ineligible_by_criterion(session: Session, protocol: Protocol) -> tuple[tupl
     failed: Counter[str] = Counter()
     stmt = (select_columns(col(Participant.failed_json), func.count())
             .where(col(Participant.eligible).is_(False)).group_by(col(Participant.failed_json)))
-    for text, n in session.execute(stmt):  # a row per combination of failed criteria
-        for cid in json.loads(text):
+    for ids, n in session.execute(stmt):  # a row per combination of failed criteria
+        for cid in ids:
             failed[cid] += n
     order = [c.id for c in protocol.eligibility.criteria]
     known = [(cid, failed[cid]) for cid in order if failed[cid]]

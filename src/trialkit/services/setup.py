@@ -43,7 +43,7 @@ def initialize(
         use_wal(engine)
     recovery = new_recovery_key()
     # Schema, protocol and admin in one transaction: a refused init leaves no tables behind.
-    with engine.begin() as conn:
+    with schema.migrating(engine) as conn:
         if revision is None:
             schema.upgrade_on(conn)
         session = Session(bind=conn)

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
+    Date,
     ForeignKey,
     Index,
     LargeBinary,
@@ -17,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from trialkit.store.types import UTCDateTime
+from trialkit.store.types import UTCDateTime, json_document
 
 
 def _utc(nullable: bool = False) -> Column[datetime]:
@@ -157,7 +159,7 @@ class Stratum(SQLModel, table=True):
     code: str = Field(sa_column=Column(String(64), primary_key=True))
     # None when the protocol does not stratify by site (one list serves every site).
     site_code: str | None = Field(default=None, foreign_key="site.code", nullable=True)
-    levels_json: str = Field(sa_column=Column(Text, nullable=False))
+    levels_json: dict[str, str] = Field(sa_column=Column(json_document(), nullable=False))
 
 
 class AllocationList(SQLModel, table=True):
@@ -179,7 +181,9 @@ class AllocationList(SQLModel, table=True):
     released: int | None = Field(default=None, nullable=True)
     # The design the segment was sealed with, as the protocol states it (canonical JSON);
     # None before schema 0007.
-    design: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    design: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(json_document(), nullable=True)
+    )
     sealed_policy: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     policy_hash: str = Field(sa_column=Column(String(64), nullable=False))
     root: str = Field(sa_column=Column(String(64), nullable=False))
@@ -233,16 +237,16 @@ class Participant(SQLModel, table=True):
     site_code: str = Field(foreign_key="site.code")
     number: int
     stratum_code: str = Field(sa_column=Column(String(64), nullable=False))
-    factors_json: str = Field(sa_column=Column(Text, nullable=False))
+    factors_json: dict[str, str] = Field(sa_column=Column(json_document(), nullable=False))
     age: int
     sex: str = Field(sa_column=Column(String(1), nullable=False))
     weight_kg: float
-    answers_json: str = Field(sa_column=Column(Text, nullable=False))
+    answers_json: dict[str, Any] = Field(sa_column=Column(json_document(), nullable=False))
     eligible: bool
-    failed_json: str = Field(sa_column=Column(Text, nullable=False))
+    failed_json: list[str] = Field(sa_column=Column(json_document(), nullable=False))
     screened_at: datetime = Field(sa_column=_utc())
     screened_by: str = Field(sa_column=Column(String(64), nullable=False))
-    consent_date: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    consent_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
     consent_form_version: str | None = Field(
         default=None, sa_column=Column(String(32), nullable=True)
     )
@@ -255,10 +259,8 @@ class Participant(SQLModel, table=True):
         default=None, sa_column=Column(String(16), nullable=True, unique=True)
     )
     randomized_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
-    infusion_date: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
-    planned_infusion_date: str | None = Field(
-        default=None, sa_column=Column(String(10), nullable=True)
-    )
+    infusion_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    planned_infusion_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
     unblinded_emergency: bool = Field(default=False)
 
 
@@ -341,7 +343,7 @@ class DiaryEntry(SQLModel, table=True):
     participant_id: str = Field(
         sa_column=Column(String(16), ForeignKey("participant.id"), nullable=False, index=True)
     )
-    day: str = Field(sa_column=Column(String(10), nullable=False))
+    day: date = Field(sa_column=Column(Date, nullable=False))
     version: int
     headache: bool
     severity: str = Field(sa_column=Column(String(16), nullable=False))

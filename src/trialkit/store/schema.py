@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, text
@@ -12,7 +14,7 @@ from trialkit.store.db import READONLY
 # Every revision this trialkit knows, oldest first. A test keeps it equal to Alembic's view.
 KNOWN_REVISIONS: tuple[str, ...] = (
     "0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011",
-    "0012",
+    "0012", "0013",
 )
 SCHEMA_HEAD = KNOWN_REVISIONS[-1]
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -59,9 +61,36 @@ def upgrade_on(conn: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+@contextmanager
+def migrating(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that may change the schema. SQLite changes a column's type by
+    rebuilding its table, and dropping a table that others refer to fails while foreign
+    keys are enforced, so they are off for this transaction only (SQLite's own procedure
+    for schema changes: the setting cannot change inside a transaction) and every
+    reference is checked before the commit."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        raw = conn.connection.dbapi_connection if sqlite else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise InvalidInput(
+                            f"the schema change would leave {len(broken)} broken "
+                            f"references (first: {tuple(broken[0])}); nothing was changed"
+                        )
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys = ON")
+
+
 def upgrade(engine: Engine) -> None:
     """Apply every migration up to the head, in one transaction."""
-    with engine.begin() as conn:
+    with migrating(engine) as conn:
         upgrade_on(conn)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import JSON, DateTime
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -32,3 +33,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def json_document() -> TypeEngine[Any]:
+    """A JSON document: ``jsonb`` on PostgreSQL (compared and grouped by value), JSON text
+    on SQLite. A Python ``None`` is SQL NULL, never the JSON ``null``. What is hashed or
+    signed is never read back from here as bytes: the audit trail keeps its canonical text
+    (``audit_event.before_json``/``after_json`` stay ``Text``)."""
+    return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
