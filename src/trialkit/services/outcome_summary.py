@@ -210,22 +210,26 @@ class Closing:
     lost: int
 
 
-def closing_counts(session: Session, today: dict[str, date], window: str) -> Closing:
-    """How one window closed for the randomized participants (``Closing``)."""
-    completed = prorated = lost = 0
+def closing_counts(session: Session, today: dict[str, date], windows: Sequence[str]
+                   ) -> dict[str, Closing]:
+    """How each of these windows closed for the randomized participants (``Closing``), in
+    one grouped query (per group of sites sharing a day)."""
+    totals = {w: [0, 0, 0] for w in windows}
     for y, sites in _by_yesterday(today).items():
         over = and_(col(S.end_day).is_not(None), col(S.end_day) <= y)
         stmt = sa_select(
+            col(S.window),
             func.sum(case((and_(over, col(S.last_day) == col(S.end_day)), 1), else_=0)),
             func.sum(case((col(S.prorated), 1), else_=0)),
             func.sum(case((and_(over, col(S.withdrawn_day).is_(None),
                                 col(S.prorated).is_(false())), 1), else_=0)),
-        ).where(col(S.window) == window, _of_sites(sites, today))
-        done, kept, gone = session.connection().execute(stmt).one()
-        completed += int(done or 0)
-        prorated += int(kept or 0)
-        lost += int(gone or 0)
-    return Closing(completed, prorated, lost)
+        ).where(col(S.window).in_(list(windows)), _of_sites(sites, today)
+                ).group_by(col(S.window))
+        for w, *values in session.connection().execute(stmt):
+            counts = totals[str(w)]
+            for i, v in enumerate(values):
+                counts[i] += int(v or 0)
+    return {w: Closing(*counts) for w, counts in totals.items()}
 
 
 def randomized_per_day(session: Session) -> list[tuple[date, str, int]]:

@@ -31,8 +31,8 @@ does not grow with the number of diary rows.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import astuple, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import astuple, dataclass, fields
 from datetime import date, datetime
 
 from sqlalchemy import func
@@ -142,7 +142,9 @@ class CurvePoint:
 
 
 @dataclass(frozen=True)
-class TrialStatus:
+class TrialCounts:
+    """Enrolment and the CONSORT flow: counts only (blinded)."""
+
     trial_code: str
     title: str
     training: bool
@@ -153,9 +155,15 @@ class TrialStatus:
     sites: tuple[Enrolment, ...]
     strata: tuple[Enrolment, ...]
     envelopes: tuple[StratumUse, ...] | None  # admins only: sealed, used, left per stratum
+    consort: Consort
+
+
+@dataclass(frozen=True)
+class TrialStatus(TrialCounts):
+    """The counts, and what the diaries say."""
+
     completeness: tuple[WindowCompleteness, ...]
     overdue: tuple[Overdue, ...]
-    consort: Consort
     curve: tuple[CurvePoint, ...]
 
 
@@ -267,9 +275,10 @@ def _curve(session: Session, site_codes: Iterable[str]) -> tuple[CurvePoint, ...
 
 def _consort(session: Session, protocol: Protocol, f: Flow, today: dict[str, date]
              ) -> Consort:
-    primary = outcome_summary.closing_counts(session, today, protocol.diary.primary_window.code)
     last_window = protocol.diary.windows[-1].code
-    last = outcome_summary.closing_counts(session, today, last_window)
+    closing = outcome_summary.closing_counts(
+        session, today, [protocol.diary.primary_window.code, last_window])
+    primary, last = closing[protocol.diary.primary_window.code], closing[last_window]
     return Consort(
         screened=f.screened,
         ineligible=f.ineligible,
@@ -298,19 +307,22 @@ def _consort(session: Session, protocol: Protocol, f: Flow, today: dict[str, dat
 
 
 @audits_refusals("trial.status", entity="trial")
-def trial_status(session: Session, actor: Actor, *, clock: Clock) -> TrialStatus:
-    """The whole status, blinded. Admins also see envelopes sealed, used and left per
-    stratum (to extend a list before it runs out)."""
+def trial_counts(session: Session, actor: Actor, *, clock: Clock) -> TrialCounts:
+    """The counts alone (enrolment per site and stratum, CONSORT), blinded: what the
+    dashboard paints first. Admins also see envelopes sealed, used and left per stratum."""
     require(actor, Permission.READ_STATUS)
+    return _counts(session, actor, stored_protocol(session), clock.now())
+
+
+def _site_days(protocol: Protocol, now: datetime) -> dict[str, date]:
+    return {code: protocol.site_time(code).today(now) for code in protocol.site_codes}
+
+
+def _counts(session: Session, actor: Actor, protocol: Protocol, now: datetime) -> TrialCounts:
     trial = get_trial(session)
-    protocol = stored_protocol(session)
-    now = clock.now()
-    today = {code: protocol.site_time(code).today(now) for code in protocol.site_codes}
     flows = _flows(session)
     envelopes = (tuple(stratum_usage(session, actor)) if actor.role is Role.ADMIN else None)
-    overdue = sorted(_overdue(session, actor, protocol.diary, today),
-                     key=lambda o: (not o.at_risk, -o.missing_days, o.participant_id))
-    return TrialStatus(
+    return TrialCounts(
         trial_code=trial.trial_code,
         title=trial.title,
         training=trial.training,
@@ -321,8 +333,29 @@ def trial_status(session: Session, actor: Actor, *, clock: Clock) -> TrialStatus
         sites=_sites(flows, protocol),
         strata=_strata(flows, protocol),
         envelopes=envelopes,
+        consort=_consort(session, protocol, flows.total, _site_days(protocol, now)),
+    )
+
+
+@audits_refusals("trial.status", entity="trial")
+def trial_status(session: Session, actor: Actor, *, clock: Clock,
+                 on_counts: Callable[[TrialCounts], None] | None = None) -> TrialStatus:
+    """The whole status, blinded: :func:`trial_counts`, then diary completeness, the overdue
+    list and the enrolment curve, as of the same instant and in the same transaction.
+    ``on_counts`` gets the counts as soon as they are read (a screen paints them while the
+    rest is read)."""
+    require(actor, Permission.READ_STATUS)
+    protocol = stored_protocol(session)
+    now = clock.now()
+    today = _site_days(protocol, now)
+    counts = _counts(session, actor, protocol, now)
+    if on_counts is not None:
+        on_counts(counts)
+    overdue = sorted(_overdue(session, actor, protocol.diary, today),
+                     key=lambda o: (not o.at_risk, -o.missing_days, o.participant_id))
+    return TrialStatus(
+        **{f.name: getattr(counts, f.name) for f in fields(TrialCounts)},
         completeness=_completeness(session, protocol.diary, today),
         overdue=tuple(overdue),
-        consort=_consort(session, protocol, flows.total, today),
         curve=_curve(session, protocol.site_codes),
     )

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from trialkit.services.lock import LockResult
     from trialkit.services.outcomes import ParticipantOutcomes
     from trialkit.services.pharmacy import Dispensing, QueueEntry
-    from trialkit.services.reports import TrialStatus
+    from trialkit.services.reports import TrialCounts, TrialStatus
     from trialkit.services.trial import TrialInfo
     from trialkit.services.unblinding import UnblindingEntry
     from trialkit.services.users import NewAccount, UserView
@@ -256,6 +256,14 @@ class DayHistoryLoaded(Message):
         super().__init__()
         self.on = on
         self.versions = versions
+
+
+class CountsLoaded(Message):
+    """The trial's counts (enrolment, CONSORT) were read; the diary's part follows."""
+
+    def __init__(self, counts: TrialCounts) -> None:
+        super().__init__()
+        self.counts = counts
 
 
 class StatusLoaded(Message):

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from trialkit.services.lock import LockResult
     from trialkit.services.outcomes import ParticipantOutcomes
     from trialkit.services.pharmacy import Dispensing, QueueEntry
-    from trialkit.services.reports import TrialStatus
+    from trialkit.services.reports import TrialCounts, TrialStatus
     from trialkit.services.second_factor import SecondFactorOffer
     from trialkit.services.trial import TrialInfo
     from trialkit.services.unblinding import Unblinding, UnblindingEntry
@@ -531,13 +531,15 @@ class TrialDatabase:
 
     # --- the investigator's dashboard ------------------------------------------------
 
-    def trial_status(self, actor: Actor) -> TrialStatus:
-        """Enrolment, CONSORT counts, diary completeness and the enrolment curve (blinded)."""
+    def trial_status(self, actor: Actor,
+                     on_counts: Callable[[TrialCounts], None] | None = None) -> TrialStatus:
+        """Enrolment, CONSORT counts, diary completeness and the enrolment curve (blinded),
+        from one snapshot; ``on_counts`` gets the counts first, as soon as they are read."""
         from trialkit.services.reports import trial_status
-        from trialkit.store.db import read_only
+        from trialkit.store.db import snapshot
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
-            return trial_status(session, actor, clock=self.clock)
+        with _driver_errors(self.label), snapshot(self.engine) as session:
+            return trial_status(session, actor, clock=self.clock, on_counts=on_counts)
 
     def unblindings(self, actor: Actor) -> list[UnblindingEntry]:
         """Every emergency unblinding and refused attempt (who, when, why; never the arm)."""

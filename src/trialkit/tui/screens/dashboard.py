@@ -21,14 +21,14 @@ from trialkit.figures import consort_rows, enrolment_plot
 from trialkit.tui.commands import BACK, EXPORT_DATA, LOCK_DATABASE, REFRESH
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.export import ExportDialog
-from trialkit.tui.messages import DatabaseLocked, ServiceFailed, StatusLoaded
+from trialkit.tui.messages import CountsLoaded, DatabaseLocked, ServiceFailed, StatusLoaded
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
-    from trialkit.services.reports import Consort, TrialStatus
+    from trialkit.services.reports import Consort, TrialCounts, TrialStatus
     from trialkit.tui.app import TrialkitApp
     from trialkit.tui.trial_db import TrialDatabase
 
@@ -95,16 +95,30 @@ class DashboardScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="status")
     def _load(self) -> None:
+        def counts_read(counts: TrialCounts) -> None:
+            self.post_message(CountsLoaded(counts))
+
         try:
-            status = self._db.trial_status(self._actor)
+            status = self._db.trial_status(self._actor, on_counts=counts_read)
         except TrialkitError as exc:
             self.post_message(ServiceFailed(tui_message(exc)))
         else:
             self.post_message(StatusLoaded(status))
 
+    def on_counts_loaded(self, message: CountsLoaded) -> None:
+        """Enrolment and CONSORT first, while the diary's part is read."""
+        self._fill_counts(message.counts)
+
     def on_status_loaded(self, message: StatusLoaded) -> None:
         """Fill every panel."""
         s = self._status = message.status
+        self._fill_counts(s)
+        locked = f" · LOCKED {s.locked_at:%Y-%m-%d} by {s.locked_by}" if s.locked_at else ""
+        self.query_one("#completeness", Static).update(Content(completeness_text(s) + locked))
+        self._draw_curve(s)
+        self.refresh_bindings()
+
+    def _fill_counts(self, s: TrialCounts) -> None:
         table = self.query_one("#enrolment", DataTable)
         rows = [
             (site.code, str(site.randomized), str(site.target or "—"),
@@ -115,10 +129,6 @@ class DashboardScreen(Screen[None]):
                      f"{100 * s.consort.randomized / s.target:.0f}" if s.target else "—"))
         fill_table(table, ENROLMENT_COLUMNS, rows)
         self.query_one("#consort", Static).update(Content(consort_text(s.consort)))
-        locked = f" · LOCKED {s.locked_at:%Y-%m-%d} by {s.locked_by}" if s.locked_at else ""
-        self.query_one("#completeness", Static).update(Content(completeness_text(s) + locked))
-        self._draw_curve(s)
-        self.refresh_bindings()
 
     def _draw_curve(self, s: TrialStatus) -> None:
         """Steps per site, the total and the target, to today; whole-number y ticks."""
