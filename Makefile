@@ -62,7 +62,7 @@ bench: $(STAMP) ## Run every benchmark in bench/ (all of them, even after a fail
 	    bench/randomize.py) args="--participants 10";; \
 	    bench/seal.py) args="--sites 2 --per-stratum 8 --floor-runs 1";; \
 	    bench/tui_scale.py) args="--participants 300 --small 56 --runs 1";; \
-	    bench/audit_verify.py) args="--participants 60 --runs 1";;
+	    bench/audit_verify.py) args="--participants 60 --runs 1";; \
 	    bench/status.py) args="--participants 300 --small 56 --runs 1";; \
 	    *) echo "no quick sizes for $$b: add them to the Makefile"; failed="$$failed $$b"; continue;; \
 	  esac; fi; \
