@@ -65,6 +65,16 @@ def tidy_postgres_catalogs() -> Iterator[None]:
     _vacuum_catalogs()
 
 
+@pytest.fixture(autouse=True)
+def labels_never_in_the_checkout(tmp_path_factory: pytest.TempPathFactory,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that prints labels without naming a file (the coordinator's day has the
+    pharmacist prepare) writes them to a folder of its own, never into the current folder
+    (a labels-TWH-001.pdf was once committed that way). Tests of the folder rules set or
+    unset TRIALKIT_LABEL_DIR themselves."""
+    monkeypatch.setenv("TRIALKIT_LABEL_DIR", str(tmp_path_factory.mktemp("labels")))
+
+
 @dataclass
 class SteppingClock:
     """A clock tests can move forward."""

@@ -69,20 +69,22 @@ _LATIN1 = str.maketrans(
 )
 
 
-# Where labels' PDFs are saved when no path is given (else the current folder).
+# Where labels' PDFs are saved when no path is given: this environment variable, else the
+# protocol's ``[labels] folder``, else the current folder.
 LABEL_DIR_ENV = "TRIALKIT_LABEL_DIR"
 
 
-def label_folder() -> Path:
+def label_folder(protocol_folder: str | None = None) -> Path:
     """The folder labels are saved to unless told otherwise: ``TRIALKIT_LABEL_DIR``, else the
-    current folder; absolute, so the path shown to the user says where the file is."""
-    folder = os.environ.get(LABEL_DIR_ENV, "").strip()
+    protocol's ``[labels] folder`` (``protocol_folder``), else the current folder; absolute,
+    so the path shown to the user says where the file is."""
+    folder = os.environ.get(LABEL_DIR_ENV, "").strip() or (protocol_folder or "").strip()
     return Path(folder).expanduser().absolute() if folder else Path.cwd()
 
 
-def default_label_file(participant_id: str) -> Path:
+def default_label_file(participant_id: str, protocol_folder: str | None = None) -> Path:
     """``labels-<PID>.pdf`` in :func:`label_folder`."""
-    return label_folder() / f"labels-{participant_id}.pdf"
+    return label_folder(protocol_folder) / f"labels-{participant_id}.pdf"
 
 
 @dataclass(frozen=True)

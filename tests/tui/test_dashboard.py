@@ -128,3 +128,40 @@ async def test_export_offers_the_participants_covariates(
         assert "Wrote 1 rows (1 participants)" in message, message
         header = (tmp_path / "participants.csv").read_text().splitlines()[0]
         assert header.startswith("participant_id,site,stratum,headache_type,age,sex,weight_kg")
+
+
+async def test_the_curve_has_whole_number_ticks_and_its_legend_outside_the_plot(
+    trial_with_one: Engine, clock: SteppingClock
+) -> None:
+    """The y axis counts people (whole numbers only), and the legend has a line of its own
+    above the plot: plotext's legend, drawn inside the plot's top rows, hid the target line.
+    KetHead's target is 28 per site, 56 in all."""
+    app = app_for(trial_with_one, clock)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await open_dashboard(pilot)
+        lines = screen_text(app).splitlines()
+        ticks = [m.group(1) for line in lines if (m := re.match(r"^\s*(\S+)┤", line))]
+        assert ticks and all(re.fullmatch(r"\d+", t) for t in ticks), ticks
+        assert "0" in ticks
+        legend = [line for line in lines if "target 56" in line]
+        assert len(legend) == 1
+        assert all(words in legend[0] for words in ("TWH (1 of 28)", "SHS (0 of 28)",
+                                                      "All sites (1)"))
+        top = next(i for i, line in enumerate(lines) if "┌" in line and "┐" in line)
+        bottom = next(i for i, line in enumerate(lines) if "└" in line and "┘" in line)
+        assert lines.index(legend[0]) < top
+        inside = [line.split("┤" if "┤" in line else "│", 1)[-1] for line in lines[top + 1:bottom]]
+        assert not any(re.search(r"[A-Za-z]", line) for line in inside)  # no words on the lines
+
+
+async def test_no_curve_before_the_first_randomization(
+    engine: Engine, enrolling: dict[str, Actor], admin: Actor, clock: SteppingClock
+) -> None:
+    """No empty axes (plotext's own ticks are fractions): a sentence says why."""
+    add_user(engine, admin, clock, "ivan", Role.INVESTIGATOR)
+    app = app_for(engine, clock)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await open_dashboard(pilot)
+        text = screen_text(app)
+        assert "Nobody randomized yet" in text
+        assert "┤" not in text

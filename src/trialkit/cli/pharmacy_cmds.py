@@ -366,7 +366,7 @@ def label(
         typer.Option(
             "--out",
             help="PDF file to write the labels to (default: labels-<PID>.pdf in "
-            "TRIALKIT_LABEL_DIR, else the current folder)",
+            "TRIALKIT_LABEL_DIR, else the protocol's [labels] folder, else the current folder)",
         ),
     ] = None,
 ) -> None:
@@ -374,10 +374,14 @@ def label(
     label shows the reprint count)."""
     from trialkit.labels import LABEL_DIR_ENV, default_label_file, print_note
     from trialkit.services.pharmacy import print_labels
+    from trialkit.services.trial import stored_protocol
 
     c = cli(ctx)
     if out is None:
-        path = _pdf_path(str(default_label_file(pid.strip().upper())), LABEL_DIR_ENV)
+        with c.read() as s:
+            configured = stored_protocol(s).labels.folder
+        where = LABEL_DIR_ENV if os.environ.get(LABEL_DIR_ENV) else "the protocol's [labels] folder"
+        path = _pdf_path(str(default_label_file(pid.strip().upper(), configured)), where)
     else:
         path = _pdf_path(out, "--out")
     actor = c.actor()

@@ -226,6 +226,8 @@ class Labels(_Model):
     caution: Text
     sponsor: Text
     emergency_contact: Text
+    # Where label PDFs are saved when no file is named (TRIALKIT_LABEL_DIR overrides it).
+    folder: Text | None = None
 
 
 class UI(_Model):

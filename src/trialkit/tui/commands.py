@@ -48,8 +48,11 @@ SIGN_OUT = Command(
     "sign-out", "Sign out", "End your session and return to the sign-in screen",
     "ctrl+o", "sign_out", priority=True,
 )
+# F5 refreshes every screen, as in a browser; the palette offers it. Not in the footer: 80
+# columns are shared by each screen's own keys and Sign out.
 REFRESH = Command(
-    "refresh", "Refresh", "Read what this screen shows again from the database", "f5", "refresh"
+    "refresh", "Refresh", "Read what this screen shows again from the database", "f5", "refresh",
+    show=False,
 )
 
 FIRST_SIGN_IN = Command(
@@ -299,6 +302,14 @@ UNBLINDINGS = Command(
 CANCEL = Command("cancel", "Cancel", "Close this dialog without doing anything", "escape", "cancel")
 
 APP_COMMANDS: tuple[Command, ...] = (QUIT, LOCK_SCREEN, SIGN_OUT)
+
+
+def quiet_session_keys() -> list[Binding]:
+    """The session's keys (Quit, Lock, Sign out) as a screen's own bindings, left out of its
+    footer: 80 columns hold a screen's own keys or these, not both. The home screen's footer
+    shows them, and the palette (^p) offers them everywhere; they work on every screen."""
+    return [Binding(c.key, f"app.{c.action}", c.footer or c.title, show=False, tooltip=c.help,
+                    priority=True, id=c.id) for c in APP_COMMANDS]
 ALL_COMMANDS: dict[str, Command] = {
     c.id: c
     for c in (

@@ -209,9 +209,10 @@ class ListsSealed(Message):
 class QueueLoaded(Message):
     """The dispense queue was read (blinded columns)."""
 
-    def __init__(self, entries: list[QueueEntry]) -> None:
+    def __init__(self, entries: list[QueueEntry], label_folder: Path) -> None:
         super().__init__()
         self.entries = entries
+        self.label_folder = label_folder  # where label PDFs go unless a file is named
 
 
 class EnvelopeOpened(Message):

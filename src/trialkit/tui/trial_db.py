@@ -249,6 +249,13 @@ class TrialDatabase:
         with _driver_errors(self.label), read_only(self.engine) as session:
             return stored_protocol(session)
 
+    def label_folder(self) -> Path:
+        """Where label PDFs go unless a file is named (``labels.label_folder``: the
+        environment, else the protocol's ``[labels] folder``, else the current folder)."""
+        from trialkit.labels import label_folder
+
+        return label_folder(self.protocol().labels.folder)
+
     # --- enrolment (coordinators) ------------------------------------------------------
 
     def participants(

@@ -19,18 +19,17 @@ if TYPE_CHECKING:
 class ReprintDialog(Dialog[tuple[str, Path] | None]):
     """Returns the participant id and the PDF path, or None when cancelled."""
 
-    def __init__(self, pid: str) -> None:
+    def __init__(self, pid: str, folder: Path) -> None:
         super().__init__("Reprint labels", cancel_result=None, ok_label="Reprint")
         self._pid = pid
+        self._folder = folder
 
     def fields(self) -> ComposeResult:
         """The participant and the file (default labels-<PID>.pdf in the label folder)."""
-        from trialkit.labels import label_folder
-
         yield Static(Content("Each reprint is counted on the label and audited."),
                      classes="dialog-text")
         yield Input(self._pid, placeholder="Participant id", id="reprint-pid", compact=True)
-        yield Input(placeholder=f"PDF path (default labels-<PID>.pdf in {label_folder()})",
+        yield Input(placeholder=f"PDF path (default labels-<PID>.pdf in {self._folder})",
                     id="reprint-path",
                     compact=True)
 
@@ -39,5 +38,6 @@ class ReprintDialog(Dialog[tuple[str, Path] | None]):
         pid = self.query_one("#reprint-pid", Input).value.strip().upper()
         if not pid:
             raise ValueError("Which participant's labels?")
-        text = self.query_one("#reprint-path", Input).value.strip() or default_labels_path(pid)
-        return pid, labels_path(cast("TrialkitApp", self.app).place(text))
+        text = self.query_one("#reprint-path", Input).value.strip() or default_labels_path(
+            pid, self._folder)
+        return pid, labels_path(cast("TrialkitApp", self.app).place(text), self._folder)

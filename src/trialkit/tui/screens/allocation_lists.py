@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.strata import all_strata
-from trialkit.tui.commands import BACK, EXTEND_LIST, REFRESH, SEAL_LISTS
+from trialkit.tui.commands import BACK, EXTEND_LIST, REFRESH, SEAL_LISTS, quiet_session_keys
 from trialkit.tui.dialogs.design import DesignReviewDialog
 from trialkit.tui.dialogs.seal import ExtendDialog, SealDialog, SealRequest
 from trialkit.tui.messages import (
@@ -67,7 +67,10 @@ def level_names(protocol: Protocol) -> dict[str, str]:
 class AllocationListsScreen(Screen[None]):
     """Envelope counts per stratum, with Seal lists and Extend stratum."""
 
-    BINDINGS = [c.binding() for c in (SEAL_LISTS, EXTEND_LIST, REFRESH, BACK)]
+    BINDINGS = [
+        *(c.binding() for c in (SEAL_LISTS, EXTEND_LIST, REFRESH, BACK)),
+        *quiet_session_keys(),
+    ]
 
     def __init__(self, db: TrialDatabase, actor: Actor) -> None:
         super().__init__()
@@ -89,7 +92,7 @@ class AllocationListsScreen(Screen[None]):
             yield Static("Sealing lists", id="seal-progress-label")
             yield ProgressBar(id="seal-progress", show_eta=False)
         yield Static("Reading the lists…", id="lists-summary")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Columns, then the counts."""

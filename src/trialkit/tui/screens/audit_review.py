@@ -32,6 +32,7 @@ from trialkit.tui.commands import (
     AUDIT_VERIFY,
     BACK,
     REFRESH,
+    quiet_session_keys,
 )
 from trialkit.tui.messages import ServiceFailed
 from trialkit.tui.widgets.training_banner import TrainingBanner
@@ -99,8 +100,11 @@ def event_detail(e: ReviewedEvent) -> str:
 class AuditReviewScreen(Screen[None]):
     """The audit trail, filtered and paged, with what each event changed."""
 
-    BINDINGS = [c.binding() for c in (AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS,
-                                      AUDIT_VERIFY, AUDIT_CHECKPOINT, REFRESH, BACK)]
+    BINDINGS = [
+        *(c.binding() for c in (AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS,
+                                      AUDIT_VERIFY, AUDIT_CHECKPOINT, REFRESH, BACK)),
+        *quiet_session_keys(),
+    ]
 
     def __init__(self, db: TrialDatabase, actor: Actor, sites: tuple[str, ...]) -> None:
         super().__init__()
@@ -138,7 +142,7 @@ class AuditReviewScreen(Screen[None]):
         with Horizontal(id="audit-verify-row"):
             yield ProgressBar(id="audit-verify-progress", show_eta=False)
             yield Static("Press v to verify the whole trail.", id="audit-verify-result")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Columns, then the first page."""

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from trialkit.domain.errors import TrialkitError
-from trialkit.tui.commands import APPROVE_CUSTODIAN, BACK, REFRESH
+from trialkit.tui.commands import APPROVE_CUSTODIAN, BACK, REFRESH, quiet_session_keys
 from trialkit.tui.dialogs.approve import ApprovalRequest, ApproveDialog
 from trialkit.tui.messages import CustodianApproved, CustodiansLoaded, ServiceFailed
 from trialkit.tui.trial_db import TrialDatabase
@@ -32,7 +32,10 @@ COLUMNS = ("Name", "Role", "Key fingerprint", "List keys", "State")
 class CustodiansScreen(Screen[None]):
     """The custodians, with Approve for the selected pending one."""
 
-    BINDINGS = [c.binding() for c in (APPROVE_CUSTODIAN, REFRESH, BACK)]
+    BINDINGS = [
+        *(c.binding() for c in (APPROVE_CUSTODIAN, REFRESH, BACK)),
+        *quiet_session_keys(),
+    ]
 
     def __init__(self, db: TrialDatabase, actor: Actor) -> None:
         super().__init__()
@@ -48,7 +51,7 @@ class CustodiansScreen(Screen[None]):
         yield TrainingBanner()
         yield DataTable(id="custodians", cursor_type="row", zebra_stripes=True)
         yield Static("Reading the custodians…", id="custodians-summary")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Columns, then the rows."""

@@ -18,7 +18,7 @@ from textual_plotext import PlotextPlot
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
 from trialkit.figures import consort_rows, enrolment_plot
-from trialkit.tui.commands import BACK, EXPORT_DATA, LOCK_DATABASE, REFRESH
+from trialkit.tui.commands import BACK, EXPORT_DATA, LOCK_DATABASE, REFRESH, quiet_session_keys
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.export import ExportDialog
 from trialkit.tui.messages import CountsLoaded, DatabaseLocked, ServiceFailed, StatusLoaded
@@ -60,10 +60,21 @@ def _colours(lines: int) -> list[str]:
     return [*sites, "default"]
 
 
+def curve_legend(series: list[tuple[str, str]]) -> Content:
+    """The curve's legend as a line of its own above the plot (plotext's legend sits inside
+    the plot, over whatever line runs along its top, usually the target)."""
+    parts = [Content.styled("━━ ", "" if colour == "default" else colour) + Content(label)
+             for label, colour in series]
+    return Content("   ").join(parts)
+
+
 class DashboardScreen(Screen[None]):
     """Counts, the curve, and the investigator's lock and export."""
 
-    BINDINGS = [c.binding() for c in (LOCK_DATABASE, EXPORT_DATA, REFRESH, BACK)]
+    BINDINGS = [
+        *(c.binding() for c in (LOCK_DATABASE, EXPORT_DATA, REFRESH, BACK)),
+        *quiet_session_keys(),
+    ]
 
     def __init__(self, db: TrialDatabase, actor: Actor) -> None:
         super().__init__()
@@ -84,8 +95,9 @@ class DashboardScreen(Screen[None]):
                 consort.border_title = "CONSORT"
                 yield consort
             yield Static("Reading the trial status…", id="completeness")
+            yield Static("", id="curve-legend")
             yield PlotextPlot(id="curve")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Columns, then read."""
@@ -137,12 +149,18 @@ class DashboardScreen(Screen[None]):
         plt.clear_data()
         plt.title("Randomized (cumulative)")
         data = enrolment_plot(s)
-        if data is not None:
+        legend = self.query_one("#curve-legend", Static)
+        plot.display = data is not None  # no empty axes with plotext's fractional ticks
+        if data is None:
+            legend.update("Nobody randomized yet: the curve starts at the first randomization.")
+        else:
+            series = [(line.label, colour)
+                      for line, colour in zip(data.lines, _colours(len(data.lines)), strict=True)]
+            series.append((f"target {data.target}", "red"))
+            legend.update(curve_legend(series))
             for line, colour in zip(data.lines, _colours(len(data.lines)), strict=True):
-                plt.plot(list(line.xs), list(line.ys), label=line.label, color=colour,
-                         marker="braille")
-            plt.plot([0, data.span], [data.target, data.target], label=f"target {data.target}",
-                     color="red", marker="braille")
+                plt.plot(list(line.xs), list(line.ys), color=colour, marker="braille")
+            plt.plot([0, data.span], [data.target, data.target], color="red", marker="braille")
             plt.xlim(0, data.span)
             plt.ylim(0, data.y_top)
             plt.yticks(list(data.y_ticks), [str(n) for n in data.y_ticks])

@@ -31,6 +31,7 @@ from trialkit.tui.commands import (
     NEXT_WINDOW,
     PREVIOUS_WINDOW,
     REFRESH,
+    quiet_session_keys,
 )
 from trialkit.tui.dialogs.diary_day import CorrectionDialog, HistoryDialog, describe_version
 from trialkit.tui.messages import DayHistoryLoaded, DayRecorded, DiaryLoaded, ServiceFailed
@@ -64,6 +65,7 @@ class DiaryScreen(Screen[None]):
         *(c.binding() for c in (DIARY_NONE, DIARY_MILD, DIARY_MODERATE, DIARY_SEVERE)),
         DIARY_ACUTE.binding(), DIARY_RECORD.binding(), DIARY_HISTORY.binding(),
         NEXT_WINDOW.binding(), PREVIOUS_WINDOW.binding(), REFRESH.binding(), BACK.binding(),
+        *quiet_session_keys(),
         *[Binding(str(n), f"digit({n})", str(n), show=False) for n in range(4, 10)],
         Binding("backspace", "erase", "Erase", show=False),
         Binding("left", "move(-1)", "Day before", show=False),
@@ -91,7 +93,7 @@ class DiaryScreen(Screen[None]):
         yield DiaryGrid(id="diary-grid")
         yield Static("", id="diary-entry")
         yield Static(Content(KEYS), id="diary-keys")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Read the diary."""

@@ -25,6 +25,7 @@ from trialkit.tui.commands import (
     PREPARE_AGAIN,
     REFRESH,
     REPRINT_LABELS,
+    quiet_session_keys,
 )
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
 from trialkit.tui.dialogs.password import PasswordDialog
@@ -49,8 +50,11 @@ COLUMNS = ("Site", "Participant", "Rand. no.", "Weight", "Infusion", "Randomized
 class DispenseQueueScreen(Screen[None]):
     """The dispense queue of the pharmacist's sites."""
 
-    BINDINGS = [c.binding() for c in (OPEN_ENVELOPE, PREPARE_AGAIN, REPRINT_LABELS,
-                                      EMERGENCY_UNBLIND, REFRESH, BACK)]
+    BINDINGS = [
+        *(c.binding() for c in (OPEN_ENVELOPE, PREPARE_AGAIN, REPRINT_LABELS,
+                                      EMERGENCY_UNBLIND, REFRESH, BACK)),
+        *quiet_session_keys(),
+    ]
 
     def __init__(self, db: TrialDatabase, actor: Actor) -> None:
         super().__init__()
@@ -59,6 +63,7 @@ class DispenseQueueScreen(Screen[None]):
         self._busy = False
         self._last: str | None = None
         self._entries: dict[str, QueueEntry] = {}
+        self._label_folder: Path | None = None  # read with the queue
 
     def compose(self) -> ComposeResult:
         """The queue and a line under it."""
@@ -67,7 +72,7 @@ class DispenseQueueScreen(Screen[None]):
         table: DataTable[str] = DataTable(id="queue", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static("Reading the queue…", id="queue-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Columns, then the queue."""
@@ -81,15 +86,17 @@ class DispenseQueueScreen(Screen[None]):
     def _load(self) -> None:
         try:
             entries = self._db.dispense_queue(self._actor)
+            folder = self._db.label_folder()
         except TrialkitError as exc:
             self.post_message(ServiceFailed(tui_message(exc)))
         else:
-            self.post_message(QueueLoaded(entries))
+            self.post_message(QueueLoaded(entries, folder))
 
     def on_queue_loaded(self, message: QueueLoaded) -> None:
         """Fill the table, oldest randomization first."""
         table = self.query_one("#queue", DataTable)
         self._entries = {e.participant_id: e for e in message.entries}
+        self._label_folder = message.label_folder
         fill_table(
             table, COLUMNS,
             [(e.site, e.participant_id, e.randomization_number, f"{e.weight_kg:g} kg",
@@ -206,6 +213,7 @@ class DispenseQueueScreen(Screen[None]):
         ):
             return
         screen = PreparationScreen(self._db, self._actor, message.opened, message.password,
+                                   label_folder=self._label_folder or Path.cwd(),
                                    again=message.again)
         self.app.push_screen(screen, self._prepared)
 
@@ -220,7 +228,7 @@ class DispenseQueueScreen(Screen[None]):
 
     def action_reprint_labels(self) -> None:
         """Ask which participant (and where), then print their labels again."""
-        if self._busy:
+        if self._busy or self._label_folder is None:  # read with the queue
             return
 
         def reprint(answer: tuple[str, Path] | None) -> None:
@@ -228,7 +236,7 @@ class DispenseQueueScreen(Screen[None]):
                 self._busy = True
                 self._reprint(*answer)
 
-        self.app.push_screen(ReprintDialog(self._last or ""), reprint)
+        self.app.push_screen(ReprintDialog(self._last or "", self._label_folder), reprint)
 
     @work(thread=True, exclusive=True, group="pharmacy")
     def _reprint(self, pid: str, path: Path) -> None:

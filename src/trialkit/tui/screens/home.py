@@ -45,13 +45,12 @@ class HomeScreen(Screen[None]):
     """Role-aware home. Follows the app's ``trial`` and ``actor``, so a refresh or an
     unlock that brings news (a changed role, a new site) shows at once."""
 
+    # The role panel says "Press X for ..." for each screen; the footer keeps its 80 columns
+    # for the session's keys (Quit, Lock, Sign out), shown here and not on the other screens.
     BINDINGS = [
-        USERS.binding(), PARTICIPANTS.binding(), ALLOCATION_LISTS.binding(),
-        DISPENSE_QUEUE.binding(), DASHBOARD.binding(), CUSTODIANS.binding(),
-        AUDIT_REVIEW.binding(), UNBLINDINGS.binding(),
-        # F5 still refreshes (and the palette offers it); the footer keeps its 80 columns
-        # for each role's screens and Sign out.
-        replace(REFRESH, show=False).binding(),
+        replace(c, show=False).binding()
+        for c in (USERS, PARTICIPANTS, ALLOCATION_LISTS, DISPENSE_QUEUE, DASHBOARD, CUSTODIANS,
+                  AUDIT_REVIEW, UNBLINDINGS, REFRESH)
     ]
 
     def __init__(self, db: TrialDatabase) -> None:
@@ -67,7 +66,7 @@ class HomeScreen(Screen[None]):
             with Horizontal(id="you-row"):
                 yield IdentityPanel(id="identity")
                 yield RolePanel(id="role")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Show what the app knows now, and whatever it learns later."""

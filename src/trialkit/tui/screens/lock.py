@@ -43,7 +43,7 @@ class LockScreen(Screen[SignIn]):
                          if self._second_factor else "Enter your password to unlock.")
             yield SignInForm(self._db, user_name=self._actor.name,
                              second_factor=self._second_factor, id="unlock")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Ready for the password."""

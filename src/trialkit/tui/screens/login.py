@@ -44,7 +44,7 @@ class LoginScreen(Screen[None]):
                 Content("First time here? Press F2 to sign in with your enrolment code."),
                 id="first-sign-in-hint",
             )
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Start typing at once; fill in the trial when the database answers. The read

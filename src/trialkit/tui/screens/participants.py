@@ -37,6 +37,7 @@ from trialkit.tui.commands import (
     SEARCH,
     SHOW_OUTCOMES,
     WITHDRAW,
+    quiet_session_keys,
 )
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.consent import ConsentDialog, ConsentEntry
@@ -112,10 +113,11 @@ class ParticipantsScreen(Screen[None]):
     is then filtered in memory as the user types, one page shown at a time."""
 
     BINDINGS = [
-        c.binding()
+        *(c.binding()
         for c in (SCREEN_PARTICIPANT, RECORD_CONSENT, RANDOMIZE, SCHEDULE_INFUSION,
                   RECORD_INFUSION, WITHDRAW, OPEN_DIARY, SHOW_OUTCOMES, IMPORT_DIARY,
-                  EMERGENCY_UNBLIND, SEARCH, NEXT_PAGE, PREVIOUS_PAGE, REFRESH, BACK)
+                  EMERGENCY_UNBLIND, SEARCH, NEXT_PAGE, PREVIOUS_PAGE, REFRESH, BACK)),
+        *quiet_session_keys(),
     ]
 
     def __init__(self, db: TrialDatabase, actor: Actor, sites: tuple[str, ...]) -> None:
@@ -144,7 +146,7 @@ class ParticipantsScreen(Screen[None]):
         yield ParticipantTable(id="participants", cursor_type="row", zebra_stripes=True)
         yield Static("", id="participant-page")
         yield Static("Reading the participants…", id="participant-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Columns, then read the protocol and the list."""

@@ -24,7 +24,7 @@ from trialkit.domain.dosing import format_ml, format_number
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.site_time import shown
 from trialkit.labels import LabelSheet
-from trialkit.tui.commands import BACK, RECORD_PREPARATION
+from trialkit.tui.commands import BACK, RECORD_PREPARATION, quiet_session_keys
 from trialkit.tui.messages import ServiceFailed
 from trialkit.tui.widgets.field_form import FieldForm
 from trialkit.tui.widgets.training_banner import TrainingBanner
@@ -37,24 +37,19 @@ if TYPE_CHECKING:
     from trialkit.tui.trial_db import TrialDatabase
 
 
-def default_labels_path(pid: str, *, browser: bool = False) -> str:
+def default_labels_path(pid: str, folder: Path, *, browser: bool = False) -> str:
     """Where the labels go unless told otherwise: ``labels-<PID>.pdf`` in the label folder
-    (``TRIALKIT_LABEL_DIR``, else the current folder), shown in full; in a browser session
-    the file name only (the PDF is sent to the browser, the server's folder is not the
-    user's)."""
-    from trialkit.labels import default_label_file
-
-    return f"labels-{pid}.pdf" if browser else str(default_label_file(pid))
+    (``TrialDatabase.label_folder``), shown in full; in a browser session the file name only
+    (the PDF is sent to the browser, the server's folder is not the user's)."""
+    return f"labels-{pid}.pdf" if browser else str(folder / f"labels-{pid}.pdf")
 
 
-def labels_path(text: str) -> Path:
+def labels_path(text: str, folder: Path) -> Path:
     """A .pdf file in a folder that exists, or ValueError with the user's message; a
     relative path is taken in the label folder."""
-    from trialkit.labels import label_folder
-
     path = Path(text.strip()).expanduser()
     if not path.is_absolute():
-        path = label_folder() / path
+        path = folder / path
     if path.suffix.lower() != ".pdf":
         raise ValueError(f"{text!r}: give a file name ending in .pdf")
     if path.is_dir() or not path.parent.is_dir():
@@ -94,13 +89,14 @@ class PreparationFields(FieldForm):
 class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
     """Returns the blinded labels and where they were written, or None if left unrecorded."""
 
-    BINDINGS = [RECORD_PREPARATION.binding(), BACK.binding()]
+    BINDINGS = [RECORD_PREPARATION.binding(), BACK.binding(), *quiet_session_keys()]
 
     def __init__(
         self, db: TrialDatabase, actor: Actor, opened: Dispensing, password: str,
-        *, again: bool = False,
+        *, label_folder: Path, again: bool = False,
     ) -> None:
         super().__init__()
+        self._label_folder = label_folder
         self._db = db
         self._actor = actor
         self._opened = opened
@@ -145,10 +141,11 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
                                 id="checker-code", max_length=8, compact=True)
                 yield Label("Labels PDF")
                 browser = cast("TrialkitApp", self.app).ticket is not None
-                yield Input(default_labels_path(self._opened.participant_id, browser=browser),
+                yield Input(default_labels_path(self._opened.participant_id, self._label_folder,
+                                                browser=browser),
                             id="labels-path",
                             compact=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Start at the first field."""
@@ -184,7 +181,7 @@ class PreparationScreen(Screen[tuple[LabelSheet, Path] | None]):
             if not signature.value:
                 raise ValueError(f"{checker} signs the check: they type their password.")
             path = labels_path(cast("TrialkitApp", self.app).place(
-                self.query_one("#labels-path", Input).value))
+                self.query_one("#labels-path", Input).value), self._label_folder)
         except ValueError as exc:
             self.notify(str(exc), title="Preparation", severity="error")
             return

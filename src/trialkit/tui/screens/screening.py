@@ -16,7 +16,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from trialkit.domain.eligibility import SEXES, live_verdict
 from trialkit.domain.errors import TrialkitError
-from trialkit.tui.commands import BACK, SUBMIT_SCREENING
+from trialkit.tui.commands import BACK, SUBMIT_SCREENING, quiet_session_keys
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.messages import ParticipantChanged, ServiceFailed
 from trialkit.tui.trial_db import ScreeningEntry, TrialDatabase
@@ -54,7 +54,7 @@ class ScreeningScreen(Screen["ParticipantView | None"]):
     """A new screening at one of the coordinator's sites. Dismissed with the screened
     participant, or None when left without screening."""
 
-    BINDINGS = [SUBMIT_SCREENING.binding(), BACK.binding()]
+    BINDINGS = [SUBMIT_SCREENING.binding(), BACK.binding(), *quiet_session_keys()]
 
     def __init__(
         self, db: TrialDatabase, actor: Actor, protocol: Protocol, sites: tuple[str, ...]
@@ -81,7 +81,7 @@ class ScreeningScreen(Screen["ParticipantView | None"]):
                 yield CriterionRow(criterion)
             yield Button("Screen participant (ctrl+s)", id="submit", compact=True)
         yield Static("", id="live-eligibility")
-        yield Footer()
+        yield Footer(compact=True)
 
     def _fields(self) -> ComposeResult:
         only = self._sites[0] if len(self._sites) == 1 else Select.NULL

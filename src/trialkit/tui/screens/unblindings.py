@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.site_time import shown
 from trialkit.services.unblinding import unblinding_summary
-from trialkit.tui.commands import BACK, REFRESH
+from trialkit.tui.commands import BACK, REFRESH, quiet_session_keys
 from trialkit.tui.messages import ServiceFailed, UnblindingsLoaded
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message
@@ -30,7 +30,10 @@ COLUMNS = ("#", "Participant", "Site", "When (site time)", "Who", "Role", "Outco
 class UnblindingsScreen(Screen[None]):
     """Every emergency unblinding and refused attempt, oldest first."""
 
-    BINDINGS = [c.binding() for c in (REFRESH, BACK)]
+    BINDINGS = [
+        *(c.binding() for c in (REFRESH, BACK)),
+        *quiet_session_keys(),
+    ]
 
     def __init__(self, db: TrialDatabase, actor: Actor) -> None:
         super().__init__()
@@ -43,7 +46,7 @@ class UnblindingsScreen(Screen[None]):
         yield TrainingBanner()
         yield Static("Reading the emergency unblindings…", id="unblindings-summary")
         yield DataTable(id="unblindings", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Columns, then the rows."""

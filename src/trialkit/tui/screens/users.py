@@ -15,7 +15,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from trialkit.domain.errors import TrialkitError
-from trialkit.tui.commands import ADD_USER, BACK, DISABLE_USER, ENABLE_USER, REFRESH
+from trialkit.tui.commands import (
+    ADD_USER,
+    BACK,
+    DISABLE_USER,
+    ENABLE_USER,
+    REFRESH,
+    quiet_session_keys,
+)
 from trialkit.tui.dialogs.users import (
     AddUserDialog,
     AddUserRequest,
@@ -48,7 +55,10 @@ def user_cells(u: UserView) -> tuple[str, ...]:
 class UsersScreen(Screen[None]):
     """Users, with Add, Disable and Enable."""
 
-    BINDINGS = [c.binding() for c in (ADD_USER, DISABLE_USER, ENABLE_USER, REFRESH, BACK)]
+    BINDINGS = [
+        *(c.binding() for c in (ADD_USER, DISABLE_USER, ENABLE_USER, REFRESH, BACK)),
+        *quiet_session_keys(),
+    ]
 
     def __init__(self, db: TrialDatabase, actor: Actor, sites: tuple[str, ...]) -> None:
         super().__init__()
@@ -64,7 +74,7 @@ class UsersScreen(Screen[None]):
         yield TrainingBanner()
         yield DataTable(id="users", cursor_type="row", zebra_stripes=True)
         yield Static("Reading the users…", id="users-summary")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Columns, then the rows."""
