@@ -8,8 +8,9 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from tests.builders import consented, record_baseline
-from tests.conftest import SteppingClock
+from tests.conftest import SteppingClock, add_user
 from tests.tui.conftest import app_for, arm_words, press, screen_text, screened, sign_in
+from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.diary import current_days
 from trialkit.store.db import read_only
@@ -110,3 +111,27 @@ async def test_before_consent_the_grid_refuses_a_day(
         assert "recorded 0/28 (due so far 0)" in screen_text(app)
     with read_only(engine) as s:
         assert current_days(s, pid) == []
+
+
+async def test_a_monitor_reading_a_diary_is_promised_no_entry_keys(
+    engine: Engine, enrolling: dict[str, Actor], admin: Actor, clock: SteppingClock
+) -> None:
+    """The keys line names what this user's keys do: a monitor reads (arrows, Tab,
+    history); a coordinator is told the entry keys."""
+    add_user(engine, admin, clock, "mona", Role.MONITOR)
+    with_partial_baseline(engine, enrolling["cora"], clock)
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "mona")
+        await press(pilot, "p", "d")
+        assert isinstance(app.screen, DiaryScreen)
+        text = screen_text(app)
+        assert "recorded 20/28" in text
+        assert "0 no headache" not in text and "a acute" not in text
+        assert "Keys: arrows move · Tab next window · h history" in text
+        await press(pilot, "0")  # does nothing for a reader
+        assert "recorded 20/28" in screen_text(app)
+    app = app_for(engine, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_diary(pilot)
+        assert "Keys: 0 no headache" in screen_text(app)

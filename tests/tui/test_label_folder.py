@@ -14,7 +14,7 @@ from textual.widgets import Input, Static
 
 from tests.builders import ready_to_randomize
 from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user
-from tests.tui.conftest import app_for, press, settle, sign_in
+from tests.tui.conftest import app_for, press, screen_text, settle, sign_in
 from trialkit.domain.protocol import load_protocol, protocol_from_text
 from trialkit.domain.roles import Role
 from trialkit.labels import label_folder
@@ -105,7 +105,7 @@ async def test_labels_go_to_the_protocols_folder_and_the_preview_says_where(
 ) -> None:
     saved = protocol_folder / f"labels-{randomized}.pdf"
     app = app_for(engine, clock)
-    async with app.run_test(size=(120, 36)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await sign_in(pilot, "phil")
         assert isinstance(app.screen, DispenseQueueScreen)
         await prepare(pilot)
@@ -114,6 +114,9 @@ async def test_labels_go_to_the_protocols_folder_and_the_preview_says_where(
         assert saved.read_bytes().startswith(b"%PDF")
         shown = app.screen.query_one("#labels-saved", Static).render()
         assert str(shown) == f"Written to {saved}"
+        # at 80x24 the labels scroll and the path and Close stay on screen
+        text = " ".join(screen_text(app).split())
+        assert "Written to" in text and saved.name in text and "Close" in text
         await press(pilot, "escape")
         # a reprint without a file name goes to the same folder, and the dialog says so
         await press(pilot, "l")

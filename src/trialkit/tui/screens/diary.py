@@ -44,8 +44,9 @@ if TYPE_CHECKING:
     from trialkit.services.actor import Actor
     from trialkit.tui.trial_db import DiaryView, TrialDatabase
 
-KEYS = ("Keys: 0 no headache · 1/2/3 severity, hours, a acute, Enter · h history\n"
-        "Cells: . none  m mild  M moderate  S severe (+hours)  + acute  · unrecorded")
+ENTRY_KEYS = "Keys: 0 no headache · 1/2/3 severity, hours, a acute, Enter · h history\n"
+READING_KEYS = "Keys: arrows move · Tab next window · h history\n"  # those who only read
+CELLS = "Cells: . none  m mild  M moderate  S severe (+hours)  + acute  · unrecorded"
 WRITES = frozenset({"digit", DIARY_ACUTE.action, DIARY_RECORD.action})
 
 
@@ -92,7 +93,9 @@ class DiaryScreen(Screen[None]):
         yield Static("", id="diary-window")
         yield DiaryGrid(id="diary-grid")
         yield Static("", id="diary-entry")
-        yield Static(Content(KEYS), id="diary-keys")
+        # a monitor or investigator reads: no entry keys are promised that would do nothing
+        keys = ENTRY_KEYS if self._actor.can(Permission.RECORD_DIARY) else READING_KEYS
+        yield Static(Content(keys + CELLS), id="diary-keys")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
