@@ -5,6 +5,7 @@ and a pending custodian cannot approve anyone, themselves included."""
 from __future__ import annotations
 
 from sqlalchemy import Engine
+from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -28,6 +29,11 @@ async def open_custodians(pilot: Pilot[None], name: str) -> CustodiansScreen:
     return screen
 
 
+def summary(app: App[None]) -> str:
+    """The line under the table: counts, and the key to press when there is one."""
+    return " ".join(str(app.screen.query_one("#custodians-summary").render()).split())
+
+
 async def approve_with(pilot: Pilot[None], fingerprint: str) -> None:
     await press(pilot, "a")
     dialog = pilot.app.screen
@@ -47,6 +53,7 @@ async def test_an_investigator_approves_the_first_pharmacist_by_his_fingerprint(
         await open_custodians(pilot, "iris")
         assert [r[0::4] for r in table_rows(app, "#custodians")] == [
             ["phil", "pending approval"]]
+        assert "press a to approve" in summary(app)
         assert app.screen.check_action("approve_custodian", ()) is True
         await approve_with(pilot, "0123 4567 89ab cdef")  # not the key phil made
         assert any("is not that of the key" in n for n in notifications(app))
@@ -56,6 +63,7 @@ async def test_an_investigator_approves_the_first_pharmacist_by_his_fingerprint(
         assert [r[0::4] for r in table_rows(app, "#custodians")] == [
             ["phil", "approved by iris"]]
         assert app.screen.check_action("approve_custodian", ()) is None  # nothing pending
+        assert "0 pending approval." in summary(app) and "press a" not in summary(app)
     assert [e.user_name for e in events(engine, "custodian.approve")] == ["iris"]
     assert [e.user_name for e in events(engine, "custodian.approve.refused")] == ["iris"]
 

@@ -315,6 +315,8 @@ async def test_unblinding_needs_a_reason_and_shows_the_arm_in_the_dialog_only(
         await settle(pilot)
         assert "UNBLINDED — you only" in screen_text(app)
         assert any(a.name in screen_text(app) for a in ARMS)
+        # done: Close only (a Cancel beside it would cancel nothing)
+        assert "Close" in screen_text(app) and "Cancel" not in screen_text(app)
         await press(pilot, "enter")
         assert isinstance(app.screen, DispenseQueueScreen)
         assert not any(a.name in screen_text(app) for a in ARMS)

@@ -95,4 +95,5 @@ class UnblindDialog(Dialog[bool]):
         answer.add_class("shown")
         ok = self.query_one("#ok", Button)
         ok.label = "Close"
+        self.query_one("#cancel", Button).display = False  # done: nothing left to cancel
         ok.focus()

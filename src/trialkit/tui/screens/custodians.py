@@ -83,8 +83,10 @@ class CustodiansScreen(Screen[None]):
         )
         pending = sum(1 for c in message.custodians if c.pending)
         text = f"{len(self._rows)} custodians, {pending} pending approval."
-        text += (f" Select one and press {APPROVE_CUSTODIAN.key} to approve."
-                 if message.refusal is None else f" {message.refusal}.")
+        if message.refusal is not None:
+            text += f" {message.refusal}."
+        elif pending:  # nothing to approve: no key promised
+            text += f" Select one and press {APPROVE_CUSTODIAN.key} to approve."
         self.query_one("#custodians-summary", Static).update(Content(text))
         self.refresh_bindings()
 
