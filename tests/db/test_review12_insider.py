@@ -179,3 +179,41 @@ def test_a_spent_step_rolled_back_in_the_database_is_refused_or_found(
     except AuthenticationFailed:
         return
     assert not verify(engine).ok
+
+
+def test_wrong_codes_sent_in_parallel_are_each_counted(
+    engine: Engine, clock: SteppingClock, admin: Actor  # noqa: F811
+) -> None:
+    """Someone holding pia's password but not her phone sends six guesses at once, hoping
+    parallel requests slip past the failure count (which sets the delay): each is refused,
+    counted and recorded."""
+    phone = enrolled(engine, admin, clock, "pia")
+    good = phone.at(clock.now())
+    guesses = [f"{(int(good) + k) % 1_000_000:06d}" for k in range(1, 7)]
+    start = threading.Barrier(len(guesses))
+    said: list[str] = []
+
+    def attempt(code: str) -> None:
+        start.wait()
+        try:
+            sign_in(engine, "pia", clock, code)
+            said.append("in")
+        except Exception as exc:  # noqa: BLE001 (what reaches the face is the point)
+            said.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=attempt, args=(g,)) for g in guesses]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(said) == len(guesses)
+    assert all(s == f"SignInRefused: {WRONG_WITH_CODE}" or
+               s.startswith("SignInLocked: too many wrong passwords for 'pia': wait")
+               for s in said), said
+    user = _user(engine, "pia")
+    fails = [e for e in _events(engine, "login.fail") if e.entity_id == "pia"]
+    refused = [e for e in _events(engine, "login.refused") if e.entity_id == "pia"]
+    # every guess is either counted as a failure or refused while waiting, on the record
+    assert len(fails) + len(refused) == len(guesses)
+    assert user.failed_logins == len(fails) >= 4  # a delay set after the fourth
+    assert user.locked_until is not None
