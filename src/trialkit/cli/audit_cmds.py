@@ -1,7 +1,5 @@
 """``trialkit audit verify|log|checkpoint``."""
 
-from __future__ import annotations
-
 import dataclasses
 import itertools
 import json
@@ -172,7 +170,7 @@ def _given(text: str | None, *, upper: bool = False) -> str | None:
     return (shown.upper() if upper else shown) or None
 
 
-def _print_json(events: Iterator[ReviewedEvent]) -> None:
+def _print_json(events: Iterator["ReviewedEvent"]) -> None:
     """One JSON array, written an event at a time."""
     typer.echo("[", nl=False)
     for n, e in enumerate(events):
@@ -192,7 +190,7 @@ def _print_json(events: Iterator[ReviewedEvent]) -> None:
 TEXT_FIELDS = 60
 
 
-def _print_text(events: Iterator[ReviewedEvent], *, training: bool) -> None:
+def _print_text(events: Iterator["ReviewedEvent"], *, training: bool) -> None:
     """One line per event, then its changed fields indented below it. Stored text is shown
     escaped: one event is one line, whatever its fields hold."""
     from trialkit.domain.audit_diff import describe

@@ -2,8 +2,6 @@
 with exact predictability and imbalance figures, before sealing (on a protocol file) or on
 a trial. Names no arm."""
 
-from __future__ import annotations
-
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated

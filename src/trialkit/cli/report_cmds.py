@@ -3,7 +3,6 @@ shown here is blinded; only ``export --unblinded`` (after lock, custodians only)
 arm, and only into the file."""
 
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -38,6 +37,8 @@ def _svg_path(text: str) -> Path:
 
 def _write_text(path: Path, content: str) -> None:
     """Write atomically (the usual file permissions); a failure is one clear line."""
+    import secrets  # here, not at import: hashlib's OpenSSL load slows every --help
+
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     try:
         partial.write_text(content, encoding="utf-8")

@@ -1,7 +1,5 @@
 """``trialkit user add|activate|list|disable|enable|passwd``."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,7 +13,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Manage users (admin).", no_args_is_help=True)
 
 
-def _show_code(c: Cli, account: NewAccount, done: str) -> None:
+def _show_code(c: Cli, account: "NewAccount", done: str) -> None:
     """The one-time code, shown here once: handed to its owner out of band."""
     until = account.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     c.emit(
