@@ -250,3 +250,26 @@ async def test_a_monitor_writes_a_signed_checkpoint_from_the_review(
         assert arm_words(written.read_text()) == []
         with read_only(engine) as s:
             check_checkpoint(s, checkpoint, written.name)  # holds: raises otherwise
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36)])
+async def test_every_event_column_is_on_screen_at_80_and_at_120_columns(
+    engine: Engine, clock: SteppingClock, admin: Actor, dispensed: str,
+    size: tuple[int, int],
+) -> None:
+    """Under 110 columns the events sit above what changed (side by side at 80 columns the
+    events showed no action); at 120 they sit side by side."""
+    add_user(engine, admin, clock, "iris", Role.INVESTIGATOR)
+    app = app_for(engine, clock)
+    async with app.run_test(size=size) as pilot:
+        await open_review(pilot, "iris")
+        events = app.screen.query_one("#audit-events")
+        detail = app.screen.query_one("#audit-detail-box")
+        assert events.max_scroll_x == 0  # no column beyond the right edge
+        text = screen_text(app)
+        assert all(h in text for h in ("Seq", "When (UTC)", "User", "Action", "About"))
+        assert "trial.create" in text
+        if size[0] < 110:
+            assert detail.region.y >= events.region.bottom
+        else:
+            assert detail.region.x >= events.region.right

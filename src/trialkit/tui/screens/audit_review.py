@@ -102,9 +102,12 @@ class AuditReviewScreen(Screen[None]):
 
     BINDINGS = [
         *(c.binding() for c in (AUDIT_FILTER, AUDIT_TIMELINE, AUDIT_SIGN_INS,
-                                      AUDIT_VERIFY, AUDIT_CHECKPOINT, REFRESH, BACK)),
+                                AUDIT_VERIFY, AUDIT_CHECKPOINT, REFRESH, BACK)),
         *quiet_session_keys(),
     ]
+    # Under 110 columns the events and what changed are stacked (trialkit.tcss): side by
+    # side at 80 columns the events showed no action.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
     def __init__(self, db: TrialDatabase, actor: Actor, sites: tuple[str, ...]) -> None:
         super().__init__()
