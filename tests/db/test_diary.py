@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import Date, bindparam, text
 from sqlmodel import col, select
 
 from tests.builders import PROTOCOL, baseline_days, baseline_in
@@ -692,6 +692,61 @@ def test_an_imported_row_changed_behind_trialkits_back_fails_verification(
     report = verified(box)
     assert not report.ok
     assert f"diary 'batch/{r.batch}'" in (report.problem or "")
+
+
+_COPY_ROW = text(
+    "INSERT INTO diary_entry (participant_id, day, version, headache, severity, "
+    "duration_hours, acute_medication, recorded_by, recorded_at, reason, current) "
+    "SELECT :to_pid, :to_day, version, headache, severity, duration_hours, acute_medication, "
+    "recorded_by, recorded_at, reason, current FROM diary_entry "
+    "WHERE participant_id = :pid AND day = :day").bindparams(
+        bindparam("to_day", type_=Date), bindparam("day", type_=Date))
+
+
+def _event_of(box: Box, entity_id: str) -> int:
+    return int(box.conn.execute(text("SELECT max(seq) FROM audit_event WHERE entity_id = :e"),
+                                {"e": entity_id}).scalar_one())
+
+
+@pytest.mark.parametrize(("to", "to_day"), [
+    ("same", date(2026, 3, 1)),  # read before the file's rows
+    ("same", date(2026, 3, 5)),  # read after its last row: the batch was already complete
+    ("other", date(2026, 3, 2)),  # another participant's day, read after the batch was complete
+])
+def test_a_row_added_to_an_imported_file_is_caught_at_its_batch(
+    box: Box, to: str, to_day: date
+) -> None:
+    """verify closes a batch once it holds as many rows as its event recorded: a row added
+    with the file's mark, wherever it sorts, is still caught at that file's event."""
+    pid = box.consented()
+    other = box.consented(site="SHS")
+    box.clock.advance(days=3)
+    r = import_text(box, HEADER + "".join(
+        f"{pid},2026-03-0{d},yes,mild,5,no\n" for d in (2, 3, 4)))
+    assert verified(box).ok
+    box.conn.execute(_COPY_ROW, {"to_pid": pid if to == "same" else other, "to_day": to_day,
+                                 "pid": pid, "day": date(2026, 3, 3)})
+    report = verified(box)
+    assert not report.ok
+    assert f"diary 'batch/{r.batch}'" in (report.problem or "")
+    assert report.bad_seq == _event_of(box, f"batch/{r.batch}")
+
+
+def test_a_row_moved_between_two_imported_files_is_caught_at_the_first(box: Box) -> None:
+    pid = box.consented()
+    box.clock.advance(days=5)
+    first = import_text(box, HEADER + "".join(
+        f"{pid},2026-03-0{d},yes,mild,5,no\n" for d in (2, 3)))
+    second = import_text(box, HEADER + "".join(
+        f"{pid},2026-03-0{d},no,none,0,no\n" for d in (4, 5)))
+    assert verified(box).ok
+    box.conn.execute(text(
+        "UPDATE diary_entry SET reason = (SELECT reason FROM diary_entry WHERE day = "
+        "'2026-03-05') WHERE day = '2026-03-02'"))
+    report = verified(box)
+    assert not report.ok
+    assert report.bad_seq == _event_of(box, f"batch/{first.batch}")
+    assert report.bad_seq < _event_of(box, f"batch/{second.batch}")
 
 
 @settings(max_examples=8, deadline=None, derandomize=True,

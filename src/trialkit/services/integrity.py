@@ -102,23 +102,33 @@ def _preparations(session: Session) -> Digests:
     return _digests((audit_key(p), preparation_snapshot(p)) for p in preparations)
 
 
+# What an entity's stream may ask of the states recorded for its kind: entity id -> the
+# digest its latest event recorded, or None (the diary closes each batch at its last row).
+Recorded = Callable[[str], bytes | None]
+
+
+def _ignore_recorded(current: Callable[[Session], Digests]
+                     ) -> Callable[[Session, Recorded], Digests]:
+    return lambda session, _recorded: current(session)
+
+
 @dataclass(frozen=True)
 class AuditedEntity:
     """How verify reads one kind of audited entity: the digest of every such entity's
     current state, streamed, and the digest of a state as an event recorded it."""
 
-    current: Callable[[Session], Digests]
+    current: Callable[[Session, Recorded], Digests]
     recorded: Callable[[str, str], bytes] = lambda _entity_id, after: state_digest(after)
 
 
 # entity name in the audit trail -> how verify reads it, in the order verify reads them
 AUDITED: dict[str, AuditedEntity] = {
-    "user": AuditedEntity(_users),
-    "trial": AuditedEntity(_trial),
-    "participant": AuditedEntity(_participants),
-    "list": AuditedEntity(_lists),
+    "user": AuditedEntity(_ignore_recorded(_users)),
+    "trial": AuditedEntity(_ignore_recorded(_trial)),
+    "participant": AuditedEntity(_ignore_recorded(_participants)),
+    "list": AuditedEntity(_ignore_recorded(_lists)),
     "diary": AuditedEntity(diary_digests, recorded_diary_digest),
-    "preparation": AuditedEntity(_preparations),
+    "preparation": AuditedEntity(_ignore_recorded(_preparations)),
 }
 # The tables whose rows those readers stream (for the progress count).
 _READ_TABLES = (User, Trial, Participant, AllocationList, DiaryEntry, Preparation)
@@ -207,7 +217,7 @@ class _AuditPass:
         self.chain = ChainWalk()
         self.signatures = SignatureWalk()
         self.times = TimeWalk()
-        self.latest: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self.latest = _Latest()
         self.bound_by: dict[str, tuple[int, datetime, str | None]] = {}
         self.trial_created = 1  # the event that stored the protocol
         self._progress = progress
@@ -220,7 +230,7 @@ class _AuditPass:
         audited = AUDITED.get(fields.entity)
         if audited is not None and fields.after_json is not None:
             digest = audited.recorded(fields.entity_id, fields.after_json)
-            self.latest[(fields.entity, fields.entity_id)] = (fields.seq, digest)
+            self.latest.note(fields.entity, fields.entity_id, fields.seq, digest)
         if fields.action == "trial.create":
             self.trial_created = fields.seq
         if fields.action == "participant.randomize":
@@ -240,13 +250,42 @@ class _AuditPass:
         return min(found, key=lambda b: b.seq) if found else None
 
 
+_SEQ = 6  # bytes of an event's seq in a _Latest value
+
+
+class _Latest:
+    """The latest state the trail recorded of every audited entity, compactly (hundreds of
+    thousands at 20,000 participants): per entity kind, entity id -> one bytes value, the
+    event's seq (6 bytes) then the state's digest. Once compared with the entity's current
+    state, only the seq is kept: a second current state under the same id (a diary batch
+    row added after its last one) is a mismatch at that event."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, dict[str, bytes]] = {entity: {} for entity in AUDITED}
+
+    def note(self, entity: str, entity_id: str, seq: int, digest: bytes) -> None:
+        self._kinds[entity][entity_id] = seq.to_bytes(_SEQ, "big") + digest
+
+    def of(self, entity: str) -> dict[str, bytes]:
+        return self._kinds[entity]
+
+    @staticmethod
+    def recorded(kind: dict[str, bytes]) -> Recorded:
+        """The digest recorded for an entity of this kind not yet compared, or None."""
+
+        def digest(entity_id: str) -> bytes | None:
+            value = kind.get(entity_id)
+            return None if value is None or len(value) == _SEQ else value[_SEQ:]
+
+        return digest
+
+
 def _first_state_mismatch(
-    session: Session, latest: dict[tuple[str, str], tuple[int, bytes]], events: int,
-    progress: _Progress,
+    session: Session, latest: _Latest, events: int, progress: _Progress,
 ) -> tuple[int, str] | None:
     """Compare every audited entity's current state with the latest one recorded, entity
     kind by kind in a fixed order; the problem at the lowest event (the first one noticed
-    among equals). Consumes ``latest``."""
+    among equals)."""
     first: tuple[int, str] | None = None
 
     def found(seq: int, why: str) -> None:
@@ -255,17 +294,23 @@ def _first_state_mismatch(
             first = (seq, why)
 
     for entity, audited in AUDITED.items():
-        for entity_id, digest in audited.current(session):
+        kind = latest.of(entity)
+        for entity_id, digest in audited.current(session, _Latest.recorded(kind)):
             progress.tick()
-            recorded = latest.pop((entity, entity_id), None)
+            recorded = kind.get(entity_id)
             if recorded is None:
                 found(events + 1, f"{entity} {entity_id!r} exists but no audit event records "
                       "it: an event is missing or the row was added outside trialkit")
-            elif digest != recorded[1]:
-                found(recorded[0], f"{entity} {entity_id!r} no longer matches this event: "
-                      "it was changed outside trialkit or a later event is missing")
-    for (entity, entity_id), (seq, _digest) in latest.items():
-        found(seq, f"{entity} {entity_id!r} recorded here no longer exists")
+                continue
+            if len(recorded) == _SEQ or digest != recorded[_SEQ:]:
+                found(int.from_bytes(recorded[:_SEQ], "big"),
+                      f"{entity} {entity_id!r} no longer matches this event: it was changed "
+                      "outside trialkit or a later event is missing")
+            kind[entity_id] = recorded[:_SEQ]
+        for entity_id, recorded in kind.items():
+            if len(recorded) > _SEQ:
+                found(int.from_bytes(recorded[:_SEQ], "big"),
+                      f"{entity} {entity_id!r} recorded here no longer exists")
     return first
 
 
