@@ -56,26 +56,26 @@ Feature: Preparing the study infusion in the research pharmacy
     Scenario: The checker must differ from the preparer
       When I record the preparation of "TWH-001" with the lots "bolus=K2403-117, infusion=K2403-118", checked by "phil"
       Then I am refused: "phil prepared it, so cannot also check it"
-      And no envelope has been opened and nothing has been recorded
+      And no envelope has been opened and nothing has been recorded but the refusal
 
     Scenario Outline: A mistake is refused before any envelope is opened
       When I record the preparation of "<participant>" with the lots "<lots>", checked by "<checker>"
       Then I am <told>: "<message>"
-      And no envelope has been opened and nothing has been recorded
+      And no envelope has been opened and <recorded>
 
       Examples:
-        | participant | lots                                | checker | told                    | message                                 |
-        | TWH-001     | bolus=K, infusion=K2403-118         | pia     | told the input is wrong | lot number 'K' for bolus                |
-        | TWH-001     | bolus=K2403 117, infusion=K2403-118 | pia     | told the input is wrong | lot number 'K2403 117' for bolus        |
-        | TWH-001     | bolus=K2403-117                     | pia     | told the input is wrong | no lot number for infusion              |
-        | TWH-001     | bolus=K2403-117, infusion=K2403-118 | cora    | refused                 | cora is a coordinator, not a pharmacist |
-        | TWH-006     | bolus=K2403-117, infusion=K2403-118 | pia     | refused                 | TWH-006 has not been randomized         |
+        | participant | lots                                | checker | told                    | message                                 | recorded                                  |
+        | TWH-001     | bolus=K, infusion=K2403-118         | pia     | told the input is wrong | lot number 'K' for bolus                | nothing has been recorded                 |
+        | TWH-001     | bolus=K2403 117, infusion=K2403-118 | pia     | told the input is wrong | lot number 'K2403 117' for bolus        | nothing has been recorded                 |
+        | TWH-001     | bolus=K2403-117                     | pia     | told the input is wrong | no lot number for infusion              | nothing has been recorded                 |
+        | TWH-001     | bolus=K2403-117, infusion=K2403-118 | cora    | refused                 | cora is a coordinator, not a pharmacist | nothing has been recorded but the refusal |
+        | TWH-006     | bolus=K2403-117, infusion=K2403-118 | pia     | refused                 | TWH-006 has not been randomized         | nothing has been recorded but the refusal |
 
     Scenario: A participant already dispensed gets a reprint, not a second opening
       Given I have recorded the preparation of "TWH-001", checked by "pia"
       When I open the envelope of "TWH-001" with my password
       Then I am refused: "TWH-001 was already dispensed"
-      And no envelope has been opened and nothing has been recorded
+      And no envelope has been opened and nothing has been recorded but the refusal
       When I print the labels of "TWH-001" again
       Then the labels say "REPRINT 1"
       And the audit trail shows that I reprinted the labels of "TWH-001"
@@ -83,7 +83,7 @@ Feature: Preparing the study infusion in the research pharmacy
     Scenario: A wrong password opens nothing
       When I open the envelope of "TWH-001" with the password "not-my-password"
       Then I am refused: "wrong password for the custodian key"
-      And no envelope has been opened and nothing has been recorded
+      And no envelope has been opened and nothing has been recorded but the refusal
 
   Rule: A preparation that expired before the infusion is prepared again
 

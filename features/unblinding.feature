@@ -25,7 +25,7 @@ Feature: Emergency unblinding
   Scenario: A wrong password unblinds nothing
     When I unblind "TWH-002" because "suspected serious adverse reaction", typing the password "guess-again-123"
     Then I am refused: "wrong password for the custodian key"
-    And "TWH-002" is not flagged as unblinded and nothing has been recorded
+    And "TWH-002" is not flagged as unblinded and nothing has been recorded but the refusal
 
   Scenario Outline: Only an unblinding custodian can unblind
     When "<who>" tries to unblind "TWH-002" because "curious"

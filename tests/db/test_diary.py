@@ -49,6 +49,9 @@ from trialkit.store.models import AuditEvent, DiaryEntry, Participant, Trial
 HEADER = "participant_id,date,headache,severity,duration_hours,acute_medication\n"
 RULES = PROTOCOL.diary
 
+# Audit events of work done: a refusal leaves a record of its own (see refused()).
+WORK = ~col(AuditEvent.action).endswith(".refused")
+
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def trial(request: pytest.FixtureRequest,
@@ -126,16 +129,28 @@ def state(box: Box) -> tuple[Any, ...]:
         people = s.exec(select(Participant.id, Participant.infusion_date,
                                Participant.randomization_number)
                         .order_by(col(Participant.id))).all()
-        events = s.exec(select(AuditEvent.seq).order_by(col(AuditEvent.seq))).all()
+        events = s.exec(select(AuditEvent.seq).where(WORK).order_by(col(AuditEvent.seq))).all()
     return list(rows), list(people), list(events)
+
+
+def actions(box: Box) -> list[str]:
+    with box.tx() as s:
+        return list(s.exec(select(AuditEvent.action).order_by(col(AuditEvent.seq))).all())
 
 
 def refused(box: Box, error: type[TrialkitError], action: Any, *args: Any,
             **kwargs: Any) -> TrialkitError:
-    before = state(box)
+    """Run an action that must be refused with ``error``; check that it changed nothing
+    but the record of the refusal (a refusal, not invalid input, leaves one)."""
+    before, records = state(box), len(actions(box))
     with pytest.raises(error) as caught:
         action(*args, **kwargs)
     assert state(box) == before
+    recorded = actions(box)[records:]
+    if isinstance(caught.value, Refused):
+        assert len(recorded) == 1 and recorded[0].endswith(".refused"), recorded
+    else:
+        assert recorded == []
     return caught.value
 
 

@@ -39,6 +39,9 @@ from trialkit.store.models import AuditEvent, Envelope, Participant
 
 PER_STRATUM = 3
 
+# Audit events of work done: a refusal leaves a record of its own (see refused()).
+WORK = ~col(AuditEvent.action).endswith(".refused")
+
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def trial(request: pytest.FixtureRequest,
@@ -64,18 +67,29 @@ def state(box: Box) -> tuple[Any, ...]:
         ]
         bound = s.exec(select(Envelope.stratum_code, Envelope.seq, Envelope.participant_id)
                        .where(col(Envelope.participant_id).is_not(None))).all()
-        events = s.exec(select(AuditEvent.seq, AuditEvent.action)
+        events = s.exec(select(AuditEvent.seq, AuditEvent.action).where(WORK)
                         .order_by(col(AuditEvent.seq))).all()
     return participants, sorted(bound), list(events)
 
 
+def actions(box: Box) -> list[str]:
+    with box.tx() as s:
+        return list(s.exec(select(AuditEvent.action).order_by(col(AuditEvent.seq))).all())
+
+
 def refused(box: Box, error: type[TrialkitError], action: Any, *args: Any,
             **kwargs: Any) -> TrialkitError:
-    """Run an action that must be refused with ``error``; check that it changed nothing."""
-    before = state(box)
+    """Run an action that must be refused with ``error``; check that it changed nothing
+    but the record of the refusal (a refusal, not invalid input, leaves one)."""
+    before, records = state(box), len(actions(box))
     with pytest.raises(error) as caught:
         action(*args, **kwargs)
     assert state(box) == before
+    recorded = actions(box)[records:]
+    if isinstance(caught.value, Refused):
+        assert len(recorded) == 1 and recorded[0].endswith(".refused"), recorded
+    else:
+        assert recorded == []
     return caught.value
 
 

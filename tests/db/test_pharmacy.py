@@ -279,11 +279,23 @@ def window(world: World) -> Iterator[Box]:
             outer.rollback()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[World]:
-    with build_world(request.param, tmp_path_factory.mktemp("pharmacy")) as w:
-        yield w
+def trial_on_each_backend(
+    folder: str, build: Callable[[str, Path], AbstractContextManager[World]] | None = None
+) -> Any:
+    """A module-scoped fixture: the trial ``build`` makes (the pharmacy's by default),
+    once per backend, in a temporary folder named ``folder``. Each test then works in a
+    :func:`window` on it."""
+
+    @pytest.fixture(scope="module", params=BACKENDS)
+    def trial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[World]:
+        with (build or build_world)(request.param, tmp_path_factory.mktemp(folder)) as w:
+            yield w
+
+    return trial
+
+
+world = trial_on_each_backend("pharmacy")
 
 
 @pytest.fixture

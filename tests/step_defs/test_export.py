@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from tests.conftest import BACKENDS, PASSWORD
+from tests.conftest import PASSWORD
 from tests.db.test_export import RANDOMIZED, build_export_world
-from tests.db.test_pharmacy import ARMS, Box, World, arm_words, window
+from tests.db.test_pharmacy import ARMS, Box, World, arm_words, trial_on_each_backend, window
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Role
@@ -70,11 +70,7 @@ class ExportWorld:
         return self.box.events()[self.events_before:]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def trial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[World]:
-    with build_export_world(request.param, tmp_path_factory.mktemp("export-bdd")) as w:
-        yield w
+trial = trial_on_each_backend("export-bdd", build_export_world)
 
 
 @pytest.fixture(autouse=True)

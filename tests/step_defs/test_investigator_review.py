@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass
 import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from tests.conftest import BACKENDS
 from tests.db.test_export import build_export_world
-from tests.db.test_pharmacy import ARM_WORDS, Box, World, window
+from tests.db.test_pharmacy import ARM_WORDS, Box, World, trial_on_each_backend, window
 from trialkit.figures import enrolment_plot
 from trialkit.services.reports import TrialStatus, trial_status
 from trialkit.services.unblinding import UnblindingEntry, unblinding_report
@@ -39,11 +38,7 @@ class Review:
         return self.status
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def trial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[World]:
-    with build_export_world(request.param, tmp_path_factory.mktemp("inv-bdd")) as w:
-        yield w
+trial = trial_on_each_backend("inv-bdd", build_export_world)
 
 
 @pytest.fixture(autouse=True)

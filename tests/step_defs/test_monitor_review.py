@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from tests.conftest import BACKENDS
-from tests.db.test_pharmacy import ARM_WORDS, Box, World, build_world, window
+from tests.db.test_pharmacy import ARM_WORDS, Box, World, trial_on_each_backend, window
 from trialkit.domain.errors import PermissionDenied, TrialkitError
 from trialkit.services.audit_review import AuditFilter, ReviewedEvent, audit_events
 from trialkit.services.integrity import VerifyReport, verify
@@ -44,11 +43,7 @@ class Review:
                                      AuditFilter(**filters)))  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def trial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[World]:
-    with build_world(request.param, tmp_path_factory.mktemp("review-bdd")) as w:
-        yield w
+trial = trial_on_each_backend("review-bdd")
 
 
 @pytest.fixture(autouse=True)

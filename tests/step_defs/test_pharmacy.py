@@ -23,8 +23,16 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from sqlmodel import col, select
 
 from tests.builders import PROTOCOL
-from tests.conftest import BACKENDS, PASSWORD
-from tests.db.test_pharmacy import ARMS, LOTS, WEIGHTS, Box, World, build_world, window
+from tests.conftest import PASSWORD
+from tests.db.test_pharmacy import (
+    ARMS,
+    LOTS,
+    WEIGHTS,
+    Box,
+    World,
+    trial_on_each_backend,
+    window,
+)
 from tests.unit.test_labels import differences, page_texts, render
 from trialkit.domain.codes import check_label_code
 from trialkit.domain.dosing import format_ml, format_number
@@ -78,11 +86,7 @@ class PharmacyWorld:
             return repr(audit.log(s, self.box.actor(reader)))
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def trial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[World]:
-    with build_world(request.param, tmp_path_factory.mktemp("pharmacy-bdd")) as w:
-        yield w
+trial = trial_on_each_backend("pharmacy-bdd")
 
 
 @pytest.fixture(autouse=True)
@@ -300,6 +304,13 @@ def refused(world: PharmacyWorld, message: str) -> None:
 def nothing_recorded(world: PharmacyWorld) -> None:
     assert world.box.state() == world.before
     assert world.new_events() == []
+
+
+@then("no envelope has been opened and nothing has been recorded but the refusal")
+def nothing_recorded_but_the_refusal(world: PharmacyWorld) -> None:
+    assert world.box.state() == world.before
+    [refusal] = world.new_events()
+    assert refusal.endswith(".refused")
 
 
 @then("no envelope has been opened")

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from tests.conftest import BACKENDS
-from tests.db.test_pharmacy import ARMS, World, build_world, window
+from tests.db.test_pharmacy import ARMS, World, trial_on_each_backend, window
 from tests.step_defs.test_pharmacy import TREATMENTS, PharmacyWorld, names_a_treatment
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.services.unblinding import Unblinding
@@ -21,11 +20,7 @@ from trialkit.services.unblinding import Unblinding
 scenarios("unblinding.feature")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def trial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[World]:
-    with build_world(request.param, tmp_path_factory.mktemp("unblinding-bdd")) as w:
-        yield w
+trial = trial_on_each_backend("unblinding-bdd")
 
 
 @pytest.fixture(autouse=True)
@@ -143,6 +138,14 @@ def refused(world: PharmacyWorld, message: str) -> None:
 def not_flagged_nothing_recorded(world: PharmacyWorld, pid: str) -> None:
     assert not world.box.participants("cora")[pid].unblinded_emergency
     assert world.box.state() == world.before and world.new_events() == []
+
+
+@then(parsers.parse('"{pid}" is not flagged as unblinded and nothing has been recorded but '
+                    'the refusal'))
+def not_flagged_but_the_refusal(world: PharmacyWorld, pid: str) -> None:
+    assert not world.box.participants("cora")[pid].unblinded_emergency
+    assert world.box.state() == world.before
+    assert world.new_events() == ["participant.unblind.refused"]
 
 
 @then(parsers.parse('"{pid}" is not flagged as unblinded'))

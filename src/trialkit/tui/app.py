@@ -315,8 +315,9 @@ class TrialkitApp(App[None]):
         limit = self.idle_seconds
         if self.actor is None or self.locked or limit is None:
             return False
-        elapsed = (time.monotonic() if now is None else now) - self._last_activity
-        if elapsed < limit:
+        # Compared as "the deadline has come", not as an elapsed difference: (t + 300) - t
+        # can come out as 299.99999999999994 in floating point.
+        if (time.monotonic() if now is None else now) < self._last_activity + limit:
             return False
         self.action_lock_screen()
         return True
