@@ -6,8 +6,11 @@ Expected codes come from pyotp for the secret shown to the user, at the test's c
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import datetime
 
+import pyotp
 import pytest
 from sqlalchemy import Engine
 
@@ -26,13 +29,14 @@ from trialkit.domain.errors import AuthenticationFailed, InvalidInput, Refused
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
 from trialkit.services.auth import WRONG_WITH_CODE
+from trialkit.services.second_factor import reset_second_factor
 from trialkit.services.users import (
     activate_user,
     create_user,
     reissue_enrolment,
     set_disabled,
 )
-from trialkit.store.db import transaction
+from trialkit.store.db import read_only, transaction
 
 
 def test_two_sign_ins_racing_on_two_connections_with_one_code_let_one_in(
@@ -154,9 +158,6 @@ def test_a_weak_password_at_activation_spends_nothing(
     assert _user(engine, "nell").activated_at is not None
 
 
-@pytest.mark.xfail(strict=True, reason="review12: a DBA who rolls totp_last_step back lets a "
-                   "spent code sign in again and verify does not notice (the step is in no "
-                   "snapshot, and verify compares only the latest state)")
 def test_a_spent_step_rolled_back_in_the_database_is_refused_or_found(
     engine: Engine, clock: SteppingClock, admin: Actor  # noqa: F811
 ) -> None:
@@ -178,7 +179,94 @@ def test_a_spent_step_rolled_back_in_the_database_is_refused_or_found(
         sign_in(engine, "pia", clock, code)
     except AuthenticationFailed:
         return
-    assert not verify(engine).ok
+    report = verify(engine)
+    assert not report.ok
+    first, second = [e.seq for e in _events(engine, "login") if e.entity_id == "pia"
+                     and e.after_json is not None][-2:]
+    # one line naming the user and both sign-ins that recorded the same step
+    assert report.bad_seq == second
+    assert report.problem is not None and "\n" not in report.problem
+    assert "'pia'" in report.problem
+    assert f"event {second}" in report.problem and f"event {first}" in report.problem
+
+
+def _steps(engine: Engine, name: str) -> list[int | None]:  # noqa: F811
+    """The time steps the signed ``login`` events recorded for ``name``, in order."""
+    return [json.loads(e.after_json).get("totp_step") for e in _events(engine, "login")
+            if e.entity_id == name and e.after_json is not None]
+
+
+def _rfc6238_step(at: datetime) -> int:
+    """RFC 6238's T for the default T0 = 0 and X = 30 s: floor(Unix time / 30)."""
+    return int(at.timestamp()) // 30
+
+
+def test_each_sign_in_records_its_time_step_and_never_the_code(
+    engine: Engine, clock: SteppingClock, admin: Actor  # noqa: F811
+) -> None:
+    """Two sign-ins a minute apart: each signed login event records the step of the code
+    accepted (RFC 6238's T), strictly rising, and neither the code nor the secret."""
+    phone = enrolled(engine, admin, clock, "pia")
+    expected, typed = [], []
+    for _ in range(2):
+        typed.append(phone.at(clock.now()))
+        expected.append(_rfc6238_step(clock.now()))
+        sign_in(engine, "pia", clock, typed[-1])
+        clock.advance(seconds=60)
+    assert _steps(engine, "pia") == expected
+    assert expected[1] == expected[0] + 2
+    for event in _events(engine, "login"):
+        recorded = f"{event.before_json} {event.after_json} {event.reason}"
+        assert phone.secret not in recorded
+        assert not any(f'"{code}"' in recorded or f" {code}" in recorded for code in typed)
+    assert verify(engine).ok
+
+
+@pytest.mark.parametrize("set_to", [None, -1])
+def test_a_step_set_back_with_no_sign_in_after_is_found(
+    engine: Engine, clock: SteppingClock, admin: Actor, set_to: int | None  # noqa: F811
+) -> None:
+    """The DBA sets the step back (to nothing, or one step earlier) and nobody signs in yet:
+    the row no longer matches what pia's last signed event recorded."""
+    from sqlalchemy import update
+
+    from trialkit.store.models import User
+
+    phone = enrolled(engine, admin, clock, "pia")
+    sign_in(engine, "pia", clock, phone.at(clock.now()))
+    spent = _rfc6238_step(clock.now())
+    with engine.begin() as c:
+        c.execute(update(User).where(User.name == "pia")  # type: ignore[arg-type]
+                  .values(totp_last_step=None if set_to is None else spent + set_to))
+    report = verify(engine)
+    assert not report.ok
+    assert report.problem is not None and "user 'pia'" in report.problem
+
+
+def test_a_reset_and_new_enrolment_in_the_same_half_minute_is_not_taken_for_a_replay(
+    engine: Engine, clock: SteppingClock, admin: Actor  # noqa: F811
+) -> None:
+    """A lost phone: phil resets pia's factor and she enrols a new one within the same 30 s
+    as her last sign-in, then signs in again. Her steps start again from the enrolment; the
+    trail is sound."""
+    from trialkit.services.second_factor import enrol_second_factor, offer_second_factor
+
+    phone = enrolled(engine, admin, clock, "pia")
+    phil_app = enrolled(engine, admin, clock, "phil")
+    sign_in(engine, "pia", clock, phone.at(clock.now()))
+    phil = sign_in(engine, "phil", clock, phil_app.at(clock.now()))
+    with transaction(engine) as s:
+        reset_second_factor(s, phil, name="pia", reason="phone lost", clock=clock)
+    pia = sign_in(engine, "pia", clock)
+    with read_only(engine) as s:
+        offer = offer_second_factor(s, pia)
+    new_phone = pyotp.TOTP(offer.secret)
+    with transaction(engine) as s:  # the same step as her last sign-in, on a new secret
+        enrol_second_factor(s, pia, password=PASSWORD, secret=offer.secret,
+                            code=new_phone.at(clock.now()), clock=clock)
+    clock.advance(seconds=30)
+    sign_in(engine, "pia", clock, new_phone.at(clock.now()))
+    assert verify(engine).ok
 
 
 def test_wrong_codes_sent_in_parallel_are_each_counted(

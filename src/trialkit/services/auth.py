@@ -97,6 +97,8 @@ def login(
         _count_failure(session, counter, user, actor, name, why, clock)
         raise SignInRefused(wrong)
     assert user is not None and actor is not None
+    # before the code's step is spent: the login event records the step it moved to
+    before = user_snapshot(session, user)
     if not second_factor_holds(session, user, password, code, clock):
         # counted and delayed exactly like a wrong password
         _count_failure(session, counter, user, actor, name,
@@ -105,7 +107,6 @@ def login(
     if user.disabled:
         _record(session, actor, name, "login.refused", "account disabled", clock)
         raise SignInLocked(f"the account {user.name!r} is disabled; ask your trial admin")
-    before = user_snapshot(session, user)
     if user.signing_public_key is None:
         actor = actor.signing_with(_make_signing_key(user, password))
     else:

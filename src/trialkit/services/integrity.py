@@ -172,6 +172,40 @@ def _strata_problem(session: Session) -> str | None:
     return None
 
 
+_ENROL = "user.totp_enrol"  # services.second_factor.ENROL (verify must not import it)
+
+
+class StepWalk:
+    """The second-factor time steps the trail recorded for each user, event by event: from
+    an enrolment on, every sign-in must record a step later than the one before it, and no
+    event an earlier one. A step set back in the database lets a spent code sign in again;
+    the sign-in then records the same step twice, and this names the user and both events."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, int | None]] = {}  # user -> (seq, step)
+        self.problem: tuple[int, str] | None = None
+
+    def step(self, seq: int, action: str, user: str, after_json: str) -> None:
+        """Note one ``user`` event's recorded state (its ``after`` document)."""
+        if self.problem is not None:
+            return
+        doc = json.loads(after_json) if '"second_factor"' in after_json else {}
+        if "second_factor" not in doc:
+            self._last.pop(user, None)  # no factor (yet, or reset): nothing to compare
+            return
+        step = doc.get("totp_step")
+        before = self._last.get(user)
+        self._last[user] = (seq, step)
+        if action == _ENROL or before is None or before[1] is None:
+            return  # an older trail recorded no step: start from here
+        if step is None or step < before[1] or (action == "login" and step == before[1]):
+            said = "no step" if step is None else f"step {step}"
+            self.problem = (seq, f"user {user!r}: the second factor's time step went back "
+                            f"(this {action} event records {said}, event {before[0]} "
+                            f"recorded step {before[1]}): it was set back outside trialkit, "
+                            "so a spent code could sign in again")
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     ok: bool
@@ -217,6 +251,7 @@ class _AuditPass:
         self.chain = ChainWalk()
         self.signatures = SignatureWalk()
         self.times = TimeWalk()
+        self.steps = StepWalk()
         self.latest = _Latest()
         self.bound_by: dict[str, tuple[int, datetime, str | None]] = {}
         self.trial_created = 1  # the event that stored the protocol
@@ -231,6 +266,8 @@ class _AuditPass:
         if audited is not None and fields.after_json is not None:
             digest = audited.recorded(fields.entity_id, fields.after_json)
             self.latest.note(fields.entity, fields.entity_id, fields.seq, digest)
+            if fields.entity == "user":
+                self.steps.step(fields.seq, fields.action, fields.entity_id, fields.after_json)
         if fields.action == "trial.create":
             self.trial_created = fields.seq
         if fields.action == "participant.randomize":
@@ -332,6 +369,9 @@ def verify(
     if trial is not None and not trial.training and back is not None:
         # a training trial's clock is stated: only a live trial's time must go forward
         return VerifyReport(False, count, head, back.seq, f"event {back.seq}: {back.why}")
+    if events.steps.problem is not None:
+        seq, why = events.steps.problem
+        return VerifyReport(False, count, head, seq, f"event {seq}: {why}")
     mismatch = _first_state_mismatch(session, events.latest, count, counter)
     counter.finish()
     if mismatch is not None:

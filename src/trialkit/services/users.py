@@ -99,6 +99,10 @@ def user_snapshot(session: Session, user: User) -> dict[str, Any]:
         # Only once enrolled (older trails recorded no such key): a fingerprint of the wrapped
         # secret, so a factor removed or swapped in the database no longer matches the trail.
         **({"second_factor": _fingerprint(user.totp_wrapped)} if user.totp_wrapped else {}),
+        # With it, the time step its last accepted code belonged to (a number, never the code
+        # or the secret): each sign-in's signed event records a later one, so a step set back
+        # in the database to let a spent code in again shows in ``audit verify``.
+        **({"totp_step": user.totp_last_step} if user.totp_wrapped else {}),
     }
 
 
