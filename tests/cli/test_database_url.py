@@ -130,7 +130,7 @@ def test_serve_passes_the_database_to_its_children_in_the_environment(
     monkeypatch.setattr("trialkit.web.gate.serve", fake_run)
     monkeypatch.setattr(context.Cli, "engine", lambda self, **_: None)
     monkeypatch.setattr(context.Cli, "trial", lambda self, **_: SimpleNamespace(
-        title="KetHead", training=True, idle_lock_minutes=15))
+        title="KetHead", training=True, idle_lock_minutes=15, second_factor=False))
     monkeypatch.delenv("TRIALKIT_DB", raising=False)
     result = CliRunner().invoke(app, ["--db", url, "serve", "--port", "8123"])
     assert result.exit_code == 0, result.output

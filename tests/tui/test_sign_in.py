@@ -9,10 +9,10 @@ from textual.widgets import Input
 
 from tests.conftest import PASSWORD, SteppingClock
 from tests.tui.conftest import app_for, screen_text, settle, sign_in, submit_password
+from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import Refused
 from trialkit.tui.screens.home import HomeScreen
 from trialkit.tui.screens.login import LoginScreen
-from trialkit.tui.trial_db import TrialDatabase
 
 TITLE_START = "A multi-centre randomized controlled trial"
 

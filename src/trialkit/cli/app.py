@@ -3,7 +3,7 @@
 Each command imports what it needs inside its body: printing help must stay fast."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -16,10 +16,7 @@ from trialkit.cli.context import (
     confirm_irreversible,
     env,
 )
-from trialkit.domain.errors import InvalidInput, TrialkitError
-
-if TYPE_CHECKING:
-    from trialkit.services.backup import BackupGap, RestoreCheck
+from trialkit.domain.errors import InvalidInput
 
 app = typer.Typer(
     name="trialkit",
@@ -87,12 +84,9 @@ def init(
 ) -> None:
     """Create the database, load the protocol and create the first admin; write the trial's
     recovery sheet once, for the sponsor's safe."""
+    from trialkit.application.maintenance import create_trial
     from trialkit.cli.context import resolve_clock
     from trialkit.domain.protocol import load_protocol
-    from trialkit.recovery_sheet import RecoverySheet, write_sheet
-    from trialkit.services.setup import initialize
-    from trialkit.store.db import check_reachable, make_engine, normalize_url, sqlite_path
-    from trialkit.store.urls import public_url
 
     c = cli(ctx)
     clock = resolve_clock(training=training)
@@ -101,32 +95,11 @@ def init(
     if recovery_sheet is not None and recovery_sheet.exists():
         raise InvalidInput(f"--recovery-sheet {recovery_sheet}: the file exists; nothing was done")
     password = ask_new_password(f"New password for {admin}: ")
-    path = sqlite_path(normalize_url(c.db))
-    existed = path is None or path.exists()
-    engine = make_engine(c.db, must_exist=False)
-    try:
-        check_reachable(engine)
-        recovery = initialize(
-            engine, loaded, admin=admin, admin_password=password, training=training, clock=clock
-        )
-        sheet_path = recovery_sheet or Path(
-            f"{loaded.protocol.trial.id}-recovery-sheet-"
-            f"{recovery.fingerprint.replace(' ', '')[:8]}.pdf"
-        )
-        write_sheet(
-            RecoverySheet(loaded.protocol.trial.id, loaded.protocol.trial.title, training,
-                          clock.now(), recovery.fingerprint, recovery.words),
-            sheet_path,
-        )
-    except BaseException:
-        engine.dispose()
-        if not existed and path is not None:
-            for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-                p.unlink(missing_ok=True)
-        raise
+    made = create_trial(c.db, loaded, admin=admin, password=password, training=training,
+                        clock=clock, recovery_sheet=recovery_sheet)
     facts = loaded.protocol
     kind = "training trial" if training else "trial"
-    where = public_url(c.db)
+    where = made.database
     c.emit(
         {
             "trial": facts.trial.id,
@@ -135,12 +108,12 @@ def init(
             "training": training,
             "admin": admin,
             "database": where,
-            "recovery_sheet": str(sheet_path),
-            "recovery_key": recovery.fingerprint,
+            "recovery_sheet": str(made.sheet),
+            "recovery_key": made.fingerprint,
         },
         f"Created {kind} {facts.trial.id} (protocol {facts.trial.version}, "
         f"sha256 {loaded.sha256[:12]}…) in {where}; admin: {admin}\n"
-        f"Recovery sheet written to {sheet_path} (key {recovery.fingerprint}): print it, "
+        f"Recovery sheet written to {made.sheet} (key {made.fingerprint}): print it, "
         "seal it in an envelope for the sponsor's safe and delete the file. It is shown only "
         "this once and never stored.",
     )
@@ -186,33 +159,27 @@ def serve(
     import shlex
     import sys
 
+    from trialkit.application.opening import public_url as public_url_of
+    from trialkit.application.trial_database import TrialDatabase
+    from trialkit.domain.clock import SystemClock
     from trialkit.web.gate import Gate, GateSettings, SignedIn, check_binding
     from trialkit.web.gate import serve as run
 
     c = cli(ctx)
     url = check_binding(host, port, public_url)
     info = c.trial()
-    engine = c.engine()
+    # The gate signs people in on the real clock, whatever this command was started with.
+    trial = TrialDatabase(engine=c.engine(), clock=SystemClock(), label=public_url_of(c.db))
 
     def sign_in(name: str, password: str, code: str | None) -> SignedIn:
-        from trialkit.domain.clock import SystemClock
-        from trialkit.services.auth import login
-        from trialkit.store.db import transaction
-
-        with transaction(engine) as s:
-            actor = login(s, name, password, clock=SystemClock(), code=code)
+        actor = trial.sign_in(name, password, code).actor
         key = actor.signing_key
         return SignedIn(actor.name, key.private_bytes_raw() if key is not None else None)
 
     def activate(name: str, code: str, password: str) -> str:
         from trialkit.cli.wording import activated_in_a_browser
-        from trialkit.domain.clock import SystemClock
-        from trialkit.services.users import activate_user
-        from trialkit.store.db import transaction
 
-        with transaction(engine) as s:
-            done = activate_user(s, name=name, code=code, new_password=password,
-                                 clock=SystemClock())
+        done = trial.activate_account(name, code, password)
         return activated_in_a_browser(done.name, done.signing_key, done.custodian_key,
                                       second_factor=info.second_factor)
 
@@ -248,26 +215,28 @@ def db_upgrade(
     new schema in the same transaction and the upgrade is audited (old and new schema, the
     backup); a refused sign-in rolls it back. Cannot be undone: asks at a terminal, and
     needs --yes without one."""
+    from trialkit.application.maintenance import (
+        pending_upgrade,
+        upgrade_backup_path,
+        upgrade_schema,
+    )
+    from trialkit.application.opening import public_url
     from trialkit.cli.context import ask_secret, resolve_clock
-    from trialkit.services.backup import upgrade_with_backup
-    from trialkit.store.schema import SCHEMA_HEAD, check_known, schema_revision
-    from trialkit.store.urls import public_url
 
     c = cli(ctx)
     engine = c.engine(check_schema=False)
-    revision = schema_revision(engine)
-    if revision is not None and revision != SCHEMA_HEAD:
-        check_known(revision)
+    revision, head = pending_upgrade(engine)
+    if revision is not None and revision != head:
         confirm_irreversible(
-            f"Upgrade the schema of {public_url(c.db)} from {revision} to {SCHEMA_HEAD}? "
+            f"Upgrade the schema of {public_url(c.db)} from {revision} to {head}? "
             "A database cannot be downgraded (a backup is taken first)",
             yes=yes, what="a schema upgrade")
     name = c.user or env("TRIALKIT_USER")
     if name is None:
         raise InvalidInput("who is acting? give --user NAME or set TRIALKIT_USER")
     password = ask_secret(f"Password for {name}: ", "TRIALKIT_PASSWORD")
-    out = backup or _upgrade_backup_path(c.db, revision or "none")
-    done = upgrade_with_backup(engine, name, password, out, clock=resolve_clock(training=False))
+    out = backup or upgrade_backup_path(c.db, revision or "none")
+    done = upgrade_schema(engine, name, password, out, clock=resolve_clock(training=False))
     if done.backup is None:
         c.emit({"schema": done.after, "upgraded": False},
                f"Database schema is at {done.after}; nothing to upgrade")
@@ -278,22 +247,6 @@ def db_upgrade(
            f"database schema upgraded from {done.before} to {done.after}")
 
 
-def _upgrade_backup_path(db: str, revision: str) -> Path:
-    """The default backup of an upgrade: beside a SQLite file, else in the current directory."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy.engine import make_url
-
-    from trialkit.store.db import normalize_url, sqlite_path
-
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = sqlite_path(normalize_url(db))
-    if path is not None:
-        return path.with_name(f"{path.name}.schema-{revision}.{stamp}.backup")
-    name = make_url(normalize_url(db)).database or "trialkit"
-    return Path.cwd() / f"{name}.schema-{revision}.{stamp}.dump"
-
-
 @app.command()
 def backup(
     ctx: typer.Context,
@@ -301,15 +254,12 @@ def backup(
 ) -> None:
     """Write a consistent backup while the trial runs (admin; audited): SQLite through its
     online backup API, PostgreSQL through pg_dump -Fc (which must be on the PATH)."""
-    from trialkit.services.backup import take_backup
+    from trialkit.application.maintenance import check_new_backup_file
 
     c = cli(ctx)
-    from trialkit.store.backup import check_new_file
-
-    check_new_file(out)
+    check_new_backup_file(out)
     actor = c.actor()
-    with c.write() as s:
-        done = take_backup(c.engine(), s, actor, out, clock=c.clock())
+    done = c.use_cases().backup(actor, out)
     c.emit({"file": str(done.path), "kind": done.kind, "bytes": done.size,
             "sha256": done.sha256, "events": done.events, "head": done.head},
            f"Backed up to {done.path} ({done.kind}, {done.size:,} bytes, sha256 "
@@ -328,22 +278,12 @@ def restore_check(
 ) -> None:
     """Open a backup read-only and verify its audit trail and allocation lists (exit 1
     naming what fails). Needs no sign-in and writes nothing to the backup."""
-    from trialkit.services.backup import check_restored
-    from trialkit.store.backup import backup_kind, restore
-    from trialkit.store.urls import public_url
+    from trialkit.application.maintenance import check_backup
+    from trialkit.application.opening import public_url
 
     c = cli(ctx)
-    kind = backup_kind(file)
-    if into is not None:
-        restore(file, into)
-        target = into
-    elif kind == "sqlite":
-        target = f"file:{file.resolve()}?mode=ro"
-    else:
-        raise InvalidInput("restore-check: a pg_dump file needs --into URL of an empty "
-                           "PostgreSQL database to restore it into")
-    done = check_restored(target)
-    where = public_url(into) if into else str(file)
+    restored = check_backup(file, into=into, live=c.db)
+    done, where, gap = restored.check, restored.database, restored.live
     facts: dict[str, object] = {
         "ok": True, "database": where, "schema": done.schema, "events": done.events,
         "head": done.head, "lists": done.lists, "envelopes": done.envelopes,
@@ -351,7 +291,6 @@ def restore_check(
     lines = [f"OK: {where} (schema {done.schema}): {done.events} audit events, chain head "
              f"{done.head[:16]}, newest event {done.newest_event}; {done.lists} lists "
              f"verified ({done.envelopes} envelopes released)"]
-    gap = _gap_to_live(c.db, into, done)
     if isinstance(gap, str):
         lines.append(f"Not compared with a live database: {gap}")
     else:
@@ -362,30 +301,6 @@ def restore_check(
         lines.append(f"Live database {public_url(c.db)} (schema {gap.schema}, {gap.events} "
                      f"audit events): {gap.describe()}.")
     c.emit(facts, "\n".join(lines))
-
-
-def _gap_to_live(db: str, into: str | None, check: "RestoreCheck") -> "BackupGap | str":
-    """What the backup lacks against the live database (--db or TRIALKIT_DB), or why it
-    was not compared (none there, unreachable, the same database as the restore)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from trialkit.services.backup import compare_with_live
-    from trialkit.store.db import make_engine
-    from trialkit.store.urls import public_url
-
-    if into is not None and db == into:
-        return "--into is the live database"
-    try:
-        engine = make_engine(db, read_only=True)
-    except TrialkitError as exc:
-        return exc.message
-    try:
-        return compare_with_live(engine, check)
-    except (TrialkitError, SQLAlchemyError) as exc:
-        message = exc.message if isinstance(exc, TrialkitError) else type(exc).__name__
-        return f"{public_url(db)}: {message}"
-    finally:
-        engine.dispose()
 
 
 def register() -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlmodel import Session
 
+    from trialkit.application.trial_database import TrialDatabase
     from trialkit.domain.clock import Clock
     from trialkit.services.actor import Actor
     from trialkit.services.trial import TrialInfo
@@ -108,25 +109,29 @@ class Cli:
     def engine(self, *, must_exist: bool = True, check_schema: bool = True) -> Engine:
         """The trial database, checked to be reachable and of this trialkit's schema."""
         if self._engine is None:
-            from trialkit.store.db import check_reachable, make_engine
-            from trialkit.store.schema import check_current
+            from trialkit.application.opening import open_engine
 
-            engine = make_engine(self.db, must_exist=must_exist, read_only=self.read_only)
-            check_reachable(engine)
-            if check_schema:
-                check_current(engine)
-            self._engine = engine
+            self._engine = open_engine(self.db, must_exist=must_exist,
+                                       read_only=self.read_only, check_schema=check_schema)
         if self._unrecorded is not None:  # every write records the reader's sign-in first
-            from trialkit.store.db import FIRST, ON_WAIT
+            from trialkit.application.unit_of_work import with_first_write
 
-            return self._engine.execution_options(
-                **{FIRST: self.record_sign_in, ON_WAIT: self._waiting})
+            return with_first_write(self._engine, self.record_sign_in, self._waiting)
         return self._engine
+
+    def use_cases(self) -> TrialDatabase:
+        """The trial's use cases (the application layer) over this database, on this
+        command's clock; a reader's sign-in not recorded yet goes first in their writes."""
+        from trialkit.application.opening import public_url
+        from trialkit.application.trial_database import TrialDatabase
+
+        return TrialDatabase(engine=self.engine(), clock=self.clock(),
+                             label=public_url(self.db))
 
     def trial(self) -> TrialInfo:
         if self._info is None:
+            from trialkit.application.unit_of_work import read_transaction as read_only
             from trialkit.services.trial import trial_info
-            from trialkit.store.db import read_only
 
             with read_only(self.engine()) as s:
                 self._info = trial_info(s)
@@ -162,8 +167,8 @@ class Cli:
 
     def sign_in(self, name: str, password: str, code: str | None) -> Actor:
         """Sign ``name`` in with the password (and a second-factor code) already read."""
+        from trialkit.application.unit_of_work import write_transaction as transaction
         from trialkit.services.auth import login
-        from trialkit.store.db import transaction
 
         clock = self.clock()
         with transaction(self.engine()) as s:
@@ -185,8 +190,8 @@ class Cli:
         :meth:`emit` record it). A sign-in that must change the account (a refusal, failures
         to forget, a second-factor code to spend) is made and recorded at once, as
         :meth:`actor` makes it."""
+        from trialkit.application.unit_of_work import read_transaction as read_only
         from trialkit.services.auth import check_sign_in
-        from trialkit.store.db import read_only
 
         name, password = self._credentials()
         code = self.second_factor_code()  # asked of everyone alike, as at any sign-in
@@ -203,7 +208,7 @@ class Cli:
         """Sign in (:meth:`reader`) and read one snapshot of the trial that never waits for
         a writer; the sign-in (and a refusal raised while reading) is recorded when the
         reading ends, before the command shows anything."""
-        from trialkit.store.db import snapshot
+        from trialkit.application.unit_of_work import snapshot_transaction as snapshot
 
         actor = self.reader()
         refusal: Callable[[Session], None] | None = None
@@ -236,14 +241,14 @@ class Cli:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction; a reader's sign-in not recorded yet goes first in it."""
-        from trialkit.store.db import transaction
+        from trialkit.application.unit_of_work import write_transaction as transaction
 
         with transaction(self.engine()) as s:
             yield s
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        from trialkit.store.db import read_only
+        from trialkit.application.unit_of_work import read_transaction as read_only
 
         with read_only(self.engine()) as s:
             yield s

@@ -16,13 +16,13 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widget import AwaitMount
 
+from trialkit.application.opening import public_url
+from trialkit.application.trial_database import SignIn, TrialDatabase
 from trialkit.domain.roles import Role
 from trialkit.domain.text import printable
-from trialkit.store.urls import public_url
 from trialkit.tui.commands import APP_COMMANDS, LOCK_SCREEN, SIGN_OUT
 from trialkit.tui.messages import LoginSucceeded, ServiceFailed, TrialHeadingRead, TrialLoaded
 from trialkit.tui.screens.login import LoginScreen
-from trialkit.tui.trial_db import SignIn, TrialDatabase
 from trialkit.tui.wording import ALL_SITES, BROWSER_DB_LABEL, NO_SITE, tui_message
 
 if TYPE_CHECKING:

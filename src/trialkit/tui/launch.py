@@ -24,13 +24,9 @@ def open_tui_lazily(db: str) -> None:
         )
 
     def open_database() -> Engine:
-        from trialkit.store.db import check_reachable, make_engine
-        from trialkit.store.schema import check_current
+        from trialkit.application.opening import open_engine
 
-        engine = make_engine(db)
-        check_reachable(engine)
-        check_current(engine)
-        return engine
+        return open_engine(db)
 
     from trialkit.tui.browser_session import ticket_from_environment
 
@@ -38,8 +34,8 @@ def open_tui_lazily(db: str) -> None:
 
     def open_for_a_browser() -> Engine:
         """The same, but a browser user is not told the server's database URL or path."""
+        from trialkit.application.opening import public_url
         from trialkit.domain.errors import TrialkitError
-        from trialkit.store.urls import public_url
 
         try:
             return open_database()

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from datetime import date
     from pathlib import Path
 
+    from trialkit.application.opening import TrialHeading
+    from trialkit.application.trial_database import DiaryView, SignIn
     from trialkit.domain.protocol import Protocol
     from trialkit.labels import LabelSheet
     from trialkit.services.allocation import SealResult, StratumUse
@@ -27,8 +29,6 @@ if TYPE_CHECKING:
     from trialkit.services.trial import TrialInfo
     from trialkit.services.unblinding import UnblindingEntry
     from trialkit.services.users import NewAccount, UserView
-    from trialkit.store.heading import TrialHeading
-    from trialkit.tui.trial_db import DiaryView, SignIn
 
 
 class TrialHeadingRead(Message):

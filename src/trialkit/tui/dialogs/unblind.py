@@ -15,10 +15,10 @@ from trialkit.tui.dialogs.dialog import Dialog
 from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
+    from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
     from trialkit.services.unblinding import Unblinding
     from trialkit.tui.app import TrialkitApp
-    from trialkit.tui.trial_db import TrialDatabase
 
 
 def describe_unblinding(u: Unblinding) -> str:

@@ -16,6 +16,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
+from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.strata import all_strata
 from trialkit.tui.commands import BACK, EXTEND_LIST, REFRESH, SEAL_LISTS, quiet_session_keys
@@ -28,7 +29,6 @@ from trialkit.tui.messages import (
     ServiceFailed,
     StrataLoaded,
 )
-from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message

@@ -41,10 +41,10 @@ from trialkit.tui.wording import tui_message
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
     from trialkit.services.integrity import VerifyReport
     from trialkit.tui.app import TrialkitApp
-    from trialkit.tui.trial_db import TrialDatabase
 
 PAGE = 200
 # Read the next page when the cursor comes this close to the last row read.

@@ -13,11 +13,11 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.commands import APPROVE_CUSTODIAN, BACK, REFRESH, quiet_session_keys
 from trialkit.tui.dialogs.approve import ApprovalRequest, ApproveDialog
 from trialkit.tui.messages import CustodianApproved, CustodiansLoaded, ServiceFailed
-from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message

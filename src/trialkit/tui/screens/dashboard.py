@@ -27,10 +27,10 @@ from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
+    from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
     from trialkit.services.reports import Consort, TrialCounts, TrialStatus
     from trialkit.tui.app import TrialkitApp
-    from trialkit.tui.trial_db import TrialDatabase
 
 
 def consort_text(c: Consort) -> str:

@@ -40,9 +40,9 @@ from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
+    from trialkit.application.trial_database import DiaryView, TrialDatabase
     from trialkit.domain.diary import WindowOutcome
     from trialkit.services.actor import Actor
-    from trialkit.tui.trial_db import DiaryView, TrialDatabase
 
 ENTRY_KEYS = "Keys: 0 no headache · 1/2/3 severity, hours, a acute, Enter · h history\n"
 READING_KEYS = "Keys: arrows move · Tab next window · h history\n"  # those who only read

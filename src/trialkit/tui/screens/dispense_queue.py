@@ -38,11 +38,11 @@ from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
+    from trialkit.application.trial_database import TrialDatabase
     from trialkit.labels import LabelSheet
     from trialkit.services.actor import Actor
     from trialkit.services.pharmacy import QueueEntry
     from trialkit.tui.app import TrialkitApp
-    from trialkit.tui.trial_db import TrialDatabase
 
 COLUMNS = ("Site", "Participant", "Rand. no.", "Weight", "Infusion", "Randomized")
 

@@ -11,6 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.commands import (
     ALLOCATION_LISTS,
@@ -24,7 +25,6 @@ from trialkit.tui.commands import (
     USERS,
 )
 from trialkit.tui.messages import ServiceFailed, TrialLoaded
-from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.identity import IdentityPanel
 from trialkit.tui.widgets.role_panel import ROLE_SCREENS, RolePanel
 from trialkit.tui.widgets.training_banner import TrainingBanner

@@ -10,8 +10,8 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from trialkit.application.trial_database import SignIn, TrialDatabase
 from trialkit.tui.messages import LoginSucceeded
-from trialkit.tui.trial_db import SignIn, TrialDatabase
 from trialkit.tui.widgets.sign_in_form import SignInForm
 from trialkit.tui.widgets.training_banner import TrainingBanner
 

@@ -9,10 +9,10 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.commands import FIRST_SIGN_IN
 from trialkit.tui.messages import ServiceFailed, TrialHeadingRead, TrialLoaded
-from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.activation_form import ActivationForm
 from trialkit.tui.widgets.sign_in_form import SignInForm
 from trialkit.tui.widgets.training_banner import TrainingBanner

@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
+from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.participant_status import Status
 from trialkit.domain.roles import Permission
@@ -60,7 +61,6 @@ from trialkit.tui.messages import (
 from trialkit.tui.participant_pages import PAGE_ROWS, ParticipantPages
 from trialkit.tui.screens.participant_rules import describe_participant, refusal
 from trialkit.tui.screens.screening import ScreeningScreen, screening_outcome
-from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message

@@ -31,10 +31,10 @@ from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
+    from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
     from trialkit.services.pharmacy import Dispensing
     from trialkit.tui.app import TrialkitApp
-    from trialkit.tui.trial_db import TrialDatabase
 
 
 def default_labels_path(pid: str, folder: Path, *, browser: bool = False) -> str:

@@ -14,12 +14,12 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
+from trialkit.application.trial_database import ScreeningEntry, TrialDatabase
 from trialkit.domain.eligibility import SEXES, live_verdict
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.commands import BACK, SUBMIT_SCREENING, quiet_session_keys
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.messages import ParticipantChanged, ServiceFailed
-from trialkit.tui.trial_db import ScreeningEntry, TrialDatabase
 from trialkit.tui.widgets.criterion_row import CriterionRow
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message

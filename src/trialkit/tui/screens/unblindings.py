@@ -21,8 +21,8 @@ from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
+    from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
-    from trialkit.tui.trial_db import TrialDatabase
 
 COLUMNS = ("#", "Participant", "Site", "When (site time)", "Who", "Role", "Outcome", "Why")
 

@@ -14,6 +14,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.commands import (
     ADD_USER,
@@ -30,7 +31,6 @@ from trialkit.tui.dialogs.users import (
     EnrolmentCodeDialog,
 )
 from trialkit.tui.messages import ServiceFailed, UserAdded, UserChanged, UsersLoaded
-from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message

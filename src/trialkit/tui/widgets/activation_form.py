@@ -8,9 +8,9 @@ from textual.app import ComposeResult
 from textual.content import Content
 from textual.widgets import Input, Static
 
+from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.messages import LoginFailed, LoginSucceeded
-from trialkit.tui.trial_db import TrialDatabase
 from trialkit.tui.widgets.field_form import FieldForm
 from trialkit.tui.wording import tui_message
 

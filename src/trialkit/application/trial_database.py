@@ -1,18 +1,23 @@
-"""The service calls the TUI makes, as plain Python run inside thread workers.
+"""The trial's use cases, one method each: the CLI, the TUI (from thread workers), the
+browser gate, the demo and the Gherkin steps call them. Each opens its read or write
+transaction (:class:`~trialkit.application.unit_of_work.UnitOfWork`), runs the service that
+checks the permission and records the audit event, and commits or rolls back.
 
 No Textual here. Services and SQLAlchemy are imported inside each call so that importing
-the TUI stays light and the first screen shows before any database work."""
+a face stays light and the TUI's first screen shows before any database work."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trialkit.application.opening import TrialHeading, read_heading
+from trialkit.application.unit_of_work import DatabaseUnavailable, UnitOfWork
 from trialkit.domain.errors import TrialkitError
 
 if TYPE_CHECKING:
@@ -40,22 +45,17 @@ if TYPE_CHECKING:
     from trialkit.services.second_factor import SecondFactorOffer
     from trialkit.services.trial import TrialInfo
     from trialkit.services.unblinding import Unblinding, UnblindingEntry
-    from trialkit.services.users import NewAccount, UserView
-    from trialkit.store.heading import TrialHeading
+    from trialkit.services.users import Activation, NewAccount, UserView
+    from trialkit.store.backup import BackupFile
 
-
-class DatabaseUnavailable(TrialkitError):
-    """The database did not answer (network, file lock, server down)."""
+__all__ = ["DatabaseUnavailable", "DiaryFileUnreadable", "DiaryView", "ScreeningEntry",
+           "SignIn", "TrialDatabase", "write_label_file"]
 
 
 class DiaryFileUnreadable(TrialkitError):
     """The diary file to import could not be read."""
 
     exit_code = 2
-
-
-class LabelsNotWritten(TrialkitError):
-    """The preparation was recorded but its labels' PDF could not be written."""
 
 
 @dataclass(frozen=True)
@@ -91,20 +91,9 @@ class DiaryView:
     severity_levels: tuple[str, ...]
 
 
-@contextmanager
-def _driver_errors(label: str) -> Iterator[None]:
-    """Turn a driver's failure into a one-line message instead of a traceback."""
-    from sqlalchemy.exc import DBAPIError
-
-    try:
-        yield
-    except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseUnavailable(f"cannot use the database {label}: {reason}") from None
-
-
 class TrialDatabase:
-    """The trial database as the TUI sees it. Every method blocks: call it from a worker.
+    """The trial database and its use cases. Every method blocks: a TUI calls it from a
+    worker.
 
     ``engine`` is an open engine, or a function that opens one: then the first call (in a
     worker, after the sign-in screen has painted) opens it, once; a failure to open is
@@ -116,39 +105,26 @@ class TrialDatabase:
     ) -> None:
         self.clock = clock
         self.label = label
+        self.uow = UnitOfWork(engine, label=label)
         self._sqlite_file = sqlite_file
-        self._engine: Engine | None = None
-        self._open: Callable[[], Engine] | None = None
-        if callable(engine):
-            self._open = engine
-        else:
-            self._engine = engine
-        self._opening = threading.Lock()
 
     @property
     def engine(self) -> Engine:
         """The engine, opened on first use."""
-        with self._opening:
-            if self._engine is None:
-                assert self._open is not None
-                self._engine = self._open()
-            return self._engine
+        return self.uow.engine
 
     def heading(self) -> TrialHeading | None:
         """The trial's title and training flag, read at once without opening the engine
         when the database is a SQLite file given by its path; else None."""
         if self._sqlite_file is None:
             return None
-        from trialkit.store.heading import read_heading
-
         return read_heading(self._sqlite_file)
 
     def trial_info(self) -> TrialInfo:
         """Title, version, sites and settings of the trial (a read-only transaction)."""
         from trialkit.services.trial import trial_info
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return trial_info(session)
 
     def sign_in(self, name: str, password: str, code: str | None = None) -> SignIn:
@@ -158,9 +134,8 @@ class TrialDatabase:
         from trialkit.services.auth import login
         from trialkit.services.second_factor import second_factor_to_enrol
         from trialkit.services.trial import trial_info
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             actor = login(session, name, password, clock=self.clock, code=code)
             return SignIn(actor=actor, trial=trial_info(session),
                           enrol_second_factor=second_factor_to_enrol(session, actor))
@@ -171,9 +146,8 @@ class TrialDatabase:
         from trialkit.services.auth import open_browser_session
         from trialkit.services.second_factor import second_factor_to_enrol
         from trialkit.services.trial import trial_info
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             actor = open_browser_session(session, name, signing_key=signing_key,
                                          clock=self.clock)
             return SignIn(actor=actor, trial=trial_info(session),
@@ -182,31 +156,33 @@ class TrialDatabase:
     def offer_second_factor(self, actor: Actor) -> SecondFactorOffer:
         """A new second-factor secret for the signed-in custodian, shown once."""
         from trialkit.services.second_factor import offer_second_factor
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return offer_second_factor(session, actor)
 
     def enrol_second_factor(self, actor: Actor, *, password: str, secret: str,
                             code: str) -> None:
         """Keep the offered secret once the app's code proves it was scanned (audited)."""
         from trialkit.services.second_factor import enrol_second_factor
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             enrol_second_factor(session, actor, password=password, secret=secret, code=code,
                                 clock=self.clock)
 
     def activate(self, name: str, code: str, password: str) -> SignIn:
         """First sign-in: the enrolment code, the password the person chooses (their own
         keys are made under it), then an ordinary sign-in with it."""
-        from trialkit.services.users import activate_user
-        from trialkit.store.db import transaction
-
-        with _driver_errors(self.label), transaction(self.engine) as session:
-            activate_user(session, name=name, code=code, new_password=password,
-                          clock=self.clock)
+        self.activate_account(name, code, password)
         return self.sign_in(name, password)
+
+    def activate_account(self, name: str, code: str, password: str) -> Activation:
+        """Activate an account with its one-time enrolment code and the password the person
+        chooses; their own keys are made under it (what the public halves are comes back)."""
+        from trialkit.services.users import activate_user
+
+        with self.uow.write() as session:
+            return activate_user(session, name=name, code=code, new_password=password,
+                                 clock=self.clock)
 
     def add_user(
         self, actor: Actor, *, name: str, role: str, sites: list[str], custodian: bool
@@ -214,20 +190,18 @@ class TrialDatabase:
         """An admin adds a user; the one-time enrolment code comes back to be shown once."""
         from trialkit.domain.roles import parse_role
         from trialkit.services.users import create_user
-        from trialkit.store.db import transaction
 
         parsed = parse_role(role)
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return create_user(session, actor, name=name, role=parsed, sites=sites,
                                custodian=custodian, clock=self.clock)
 
     def users(self, actor: Actor) -> list[UserView]:
         """Every user, as an admin lists them (never a secret)."""
         from trialkit.services.users import list_users
-        from trialkit.store.db import transaction
 
-        # A transaction: a refused listing is recorded in the audit trail.
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        # A refused listing is recorded in the audit trail (after the read rolls back).
+        with self.uow.read() as session:
             return list_users(session, actor, clock=self.clock)
 
     def set_disabled(
@@ -235,18 +209,16 @@ class TrialDatabase:
     ) -> None:
         """Disable a user (reason kept) or enable them again (audited)."""
         from trialkit.services.users import set_disabled
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             set_disabled(session, actor, name=name, disabled=disabled, reason=reason,
                          clock=self.clock)
 
     def protocol(self) -> Protocol:
         """The protocol stored with the trial (criteria, factors, consent form versions)."""
         from trialkit.services.trial import stored_protocol
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return stored_protocol(session)
 
     def label_folder(self) -> Path:
@@ -265,18 +237,16 @@ class TrialDatabase:
         """The participants this user may see (a coordinator: their own sites), filtered;
         ``limit``: only the first ones."""
         from trialkit.services.enrolment import list_participants
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return list_participants(session, actor, site=site, status=status, search=search,
                                      limit=limit)
 
     def screen(self, actor: Actor, entry: ScreeningEntry) -> ParticipantView:
         """Record a screening; the answer says the new id and whether they are eligible."""
         from trialkit.services.enrolment import screen
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return screen(
                 session, actor, site=entry.site, age=entry.age, sex=entry.sex,
                 weight_kg=entry.weight_kg, factors=entry.factors, answers=entry.answers,
@@ -286,25 +256,22 @@ class TrialDatabase:
     def consent(self, actor: Actor, pid: str, *, on: date, form_version: str) -> ParticipantView:
         """Record informed consent."""
         from trialkit.services.enrolment import consent
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return consent(session, actor, pid, on=on, form_version=form_version, clock=self.clock)
 
     def randomize(self, actor: Actor, pid: str) -> Randomization:
         """Claim the next sealed envelope: a randomization number and label code, no arm."""
         from trialkit.services.enrolment import randomize
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return randomize(session, actor, pid, clock=self.clock)
 
     def withdraw(self, actor: Actor, pid: str, *, reason: str) -> ParticipantView:
         """Withdraw a participant, keeping what was recorded."""
         from trialkit.services.enrolment import withdraw
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return withdraw(session, actor, pid, reason=reason, clock=self.clock)
 
     # --- allocation lists (admin) ------------------------------------------------------
@@ -312,17 +279,15 @@ class TrialDatabase:
     def stratum_usage(self, actor: Actor) -> list[StratumUse]:
         """Sealed, used and left envelopes per stratum (never sizes or arms)."""
         from trialkit.services.allocation import stratum_usage
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return stratum_usage(session, actor)
 
     def custodians(self, actor: Actor) -> tuple[list[CustodianView], str | None]:
         """Every custodian, and why ``actor`` may not approve one now (None: they may)."""
         from trialkit.services.custody import approval_refusal, list_custodians
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return list_custodians(session, actor), approval_refusal(session, actor)
 
     def approve_custodian(
@@ -330,9 +295,8 @@ class TrialDatabase:
     ) -> Approval:
         """Approve ``name`` as the second person (audited); hands over the list keys."""
         from trialkit.services.custody import approve_custodian
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return approve_custodian(
                 session, actor, name=name, fingerprint=fingerprint, password=password,
                 clock=self.clock,
@@ -343,9 +307,8 @@ class TrialDatabase:
         figures ``trialkit design report`` prints (no arm; no list is read)."""
         from trialkit.services.design_report import design_report
         from trialkit.services.trial import stored_protocol
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             protocol = stored_protocol(session)
         return design_report(protocol)
 
@@ -359,9 +322,8 @@ class TrialDatabase:
     ) -> SealResult:
         """Generate and seal a list per stratum; ``progress(done, total)`` after each."""
         from trialkit.services.allocation import seal_lists
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return seal_lists(
                 session, actor, per_stratum=per_stratum, block_sizes=block_sizes,
                 clock=self.clock, progress=progress,
@@ -370,9 +332,8 @@ class TrialDatabase:
     def extend_list(self, actor: Actor, *, stratum: str, count: int) -> SealResult:
         """Append envelopes to one stratum (block sizes from the protocol)."""
         from trialkit.services.allocation import extend_list
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return extend_list(
                 session, actor, stratum=stratum, count=count, block_sizes=None, clock=self.clock
             )
@@ -382,47 +343,77 @@ class TrialDatabase:
     def dispense_queue(self, actor: Actor) -> list[QueueEntry]:
         """Randomized participants awaiting preparation, oldest first (blinded columns)."""
         from trialkit.services.pharmacy import dispense_queue
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             entries = dispense_queue(session, actor, clock=self.clock)
         return sorted(entries, key=lambda e: (e.randomized_at, e.participant_id))
 
     def open_envelope(self, actor: Actor, pid: str, *, password: str) -> Dispensing:
         """Open the envelope (audited) and read the preparation instructions. UNBLINDED."""
         from trialkit.services.pharmacy import dispense
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return dispense(session, actor, pid, password=password, clock=self.clock)
+
+    def prepare(
+        self, actor: Actor, pid: str, *, password: str, lots: Mapping[str, str] | None,
+        checked_by: str | None, checker_password: str, labels_path: Path | None,
+        checker_code: str | None = None,
+    ) -> Dispensing:
+        """Open the envelope and record the preparation (the checker signs with their
+        password); with ``labels_path`` its first label print too, the labels' PDF written
+        (atomically) in the same transaction, so a failure to write undoes the record.
+        UNBLINDED."""
+        from trialkit.services.pharmacy import dispense
+
+        with self.uow.write() as session:
+            done = dispense(
+                session, actor, pid, password=password, clock=self.clock, lots=lots,
+                checked_by=checked_by, checker_password=checker_password,
+                checker_code=checker_code, print_labels=labels_path is not None,
+            )
+            if labels_path is not None and done.labels is not None:
+                write_label_file(done.labels, labels_path)  # inside: a failure undoes it
+        return done
+
+    def prepare_again(
+        self, actor: Actor, pid: str, *, password: str, reason: str, lots: Mapping[str, str],
+        checked_by: str, checker_password: str, labels_path: Path | None,
+        checker_code: str | None = None,
+    ) -> Dispensing:
+        """Prepare again: the current preparation and its labels become void, the new one is
+        recorded (the checker signs), its labels written in the same transaction when
+        ``labels_path`` is given. UNBLINDED."""
+        from trialkit.services.pharmacy import reprepare
+
+        with self.uow.write() as session:
+            done = reprepare(
+                session, actor, pid, reason=reason, password=password, clock=self.clock,
+                lots=lots, checked_by=checked_by, checker_password=checker_password,
+                checker_code=checker_code, print_labels=labels_path is not None,
+            )
+            if labels_path is not None and done.labels is not None:
+                write_label_file(done.labels, labels_path)  # inside: a failure undoes it
+        return done
 
     def record_preparation(
         self, actor: Actor, pid: str, *, password: str, lots: Mapping[str, str],
         checked_by: str, checker_password: str, labels_path: Path,
         checker_code: str | None = None,
     ) -> LabelSheet:
-        """Record the preparation (the checker signs with their password) with its first
-        label print and write the labels' PDF in the same transaction. Returns the blinded
-        label sheet only."""
-        from trialkit.services.pharmacy import dispense
-        from trialkit.store.db import transaction
-
-        with _driver_errors(self.label), transaction(self.engine) as session:
-            done = dispense(
-                session, actor, pid, password=password, clock=self.clock, lots=lots,
-                checked_by=checked_by, checker_password=checker_password,
-                checker_code=checker_code, print_labels=True,
-            )
-            assert done.labels is not None
-            _write_labels(done.labels, labels_path)  # inside: a failure undoes the record
+        """Record the preparation with its first label print (see :meth:`prepare`).
+        Returns the blinded label sheet only."""
+        done = self.prepare(actor, pid, password=password, lots=lots, checked_by=checked_by,
+                            checker_password=checker_password, labels_path=labels_path,
+                            checker_code=checker_code)
+        assert done.labels is not None
         return done.labels
 
     def read_preparation(self, actor: Actor, pid: str, *, password: str) -> Dispensing:
         """Open the envelope (audited) and read the current preparation. UNBLINDED."""
         from trialkit.services.pharmacy import read_preparation
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return read_preparation(session, actor, pid, password=password, clock=self.clock)
 
     def reprepare(
@@ -430,37 +421,28 @@ class TrialDatabase:
         checked_by: str, checker_password: str, labels_path: Path,
         checker_code: str | None = None,
     ) -> LabelSheet:
-        """Prepare again: the current preparation and its labels become void, the new one is
-        recorded (the checker signs) with its labels written in the same transaction."""
-        from trialkit.services.pharmacy import reprepare
-        from trialkit.store.db import transaction
-
-        with _driver_errors(self.label), transaction(self.engine) as session:
-            done = reprepare(
-                session, actor, pid, reason=reason, password=password, clock=self.clock,
-                lots=lots, checked_by=checked_by, checker_password=checker_password,
-                checker_code=checker_code, print_labels=True,
-            )
-            assert done.labels is not None
-            _write_labels(done.labels, labels_path)  # inside: a failure undoes the record
+        """Prepare again with new labels (see :meth:`prepare_again`); the blinded label
+        sheet only."""
+        done = self.prepare_again(actor, pid, password=password, reason=reason, lots=lots,
+                                  checked_by=checked_by, checker_password=checker_password,
+                                  labels_path=labels_path, checker_code=checker_code)
+        assert done.labels is not None
         return done.labels
 
     def reprint_labels(self, actor: Actor, pid: str, *, labels_path: Path) -> LabelSheet:
         """Print a dispensed participant's labels again (counted and audited)."""
         from trialkit.services.pharmacy import print_labels
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             sheet = print_labels(session, actor, pid, clock=self.clock)
-            _write_labels(sheet, labels_path)
+            write_label_file(sheet, labels_path)
         return sheet
 
     def unblind(self, actor: Actor, pid: str, *, reason: str, password: str) -> Unblinding:
         """Emergency unblinding: the arm for this user only, the reason audited. UNBLINDED."""
         from trialkit.services.unblinding import unblind
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return unblind(session, actor, pid, reason=reason, password=password,
                            clock=self.clock)
 
@@ -469,49 +451,48 @@ class TrialDatabase:
     def plan_infusion(self, actor: Actor, pid: str, *, on: date) -> ParticipantView:
         """Set (or move) the planned infusion day (the pharmacy queue shows it)."""
         from trialkit.services.enrolment import plan_infusion
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return plan_infusion(session, actor, pid, on=on, clock=self.clock)
 
     def infuse(self, actor: Actor, pid: str, *, on: date, at: time | None) -> date:
         """Record the infusion (study day 0); returns its day."""
         from trialkit.services.diary import infuse
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return infuse(session, actor, pid, on=on, at=at, clock=self.clock)
 
     def outcomes(self, actor: Actor, pid: str) -> ParticipantOutcomes:
         """Derived outcomes per window of one participant (blinded)."""
         from trialkit.services.outcomes import outcomes
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return outcomes(session, actor, pid, clock=self.clock)
 
     def import_diary(self, actor: Actor, path: Path) -> ImportResult:
         """Import a diary CSV file, every row or none (``ImportRejected`` lists the
         problems with their line numbers)."""
-        from trialkit.services.diary_import import import_diary
-        from trialkit.store.db import transaction
-
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise DiaryFileUnreadable(
                 f"cannot read {path}: {exc.strerror or exc}") from None
-        with _driver_errors(self.label), transaction(self.engine) as session:
-            return import_diary(session, actor, data, source=str(path), clock=self.clock)
+        return self.import_diary_data(actor, data, source=str(path))
+
+    def import_diary_data(self, actor: Actor, data: bytes, *, source: str) -> ImportResult:
+        """Import a diary CSV file already read (``source`` names it), every row or none."""
+        from trialkit.services.diary_import import import_diary
+
+        with self.uow.write() as session:
+            return import_diary(session, actor, data, source=source, clock=self.clock)
 
     def diary(self, actor: Actor, pid: str) -> DiaryView:
         """Windows, completeness and current days of one participant."""
         from trialkit.services.diary import history
         from trialkit.services.outcomes import outcomes
         from trialkit.services.trial import site_time, stored_protocol
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             result = outcomes(session, actor, pid, clock=self.clock)
             days = {v.date: v for v in history(session, actor, pid) if v.current}
             levels = stored_protocol(session).diary.severity_levels
@@ -523,17 +504,15 @@ class TrialDatabase:
     ) -> RecordedDay:
         """Record a day; a correction of a recorded day needs ``reason``."""
         from trialkit.services.diary import record_day
-        from trialkit.store.db import transaction
 
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return record_day(session, actor, pid, day, clock=self.clock, reason=reason)
 
     def day_history(self, actor: Actor, pid: str, on: date) -> list[DiaryVersion]:
         """Every version of one diary day, oldest first."""
         from trialkit.services.diary import history
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return history(session, actor, pid, on=on)
 
     # --- the investigator's dashboard ------------------------------------------------
@@ -543,18 +522,16 @@ class TrialDatabase:
         """Enrolment, CONSORT counts, diary completeness and the enrolment curve (blinded),
         from one snapshot; ``on_counts`` gets the counts first, as soon as they are read."""
         from trialkit.services.reports import trial_status
-        from trialkit.store.db import snapshot
 
-        with _driver_errors(self.label), snapshot(self.engine) as session:
+        with self.uow.snapshot() as session:
             return trial_status(session, actor, clock=self.clock, on_counts=on_counts)
 
     def unblindings(self, actor: Actor) -> list[UnblindingEntry]:
         """Every emergency unblinding and refused attempt (who, when, why; never the arm)."""
         from trialkit.services.unblinding import unblinding_report
-        from trialkit.store.db import transaction
 
         # A transaction, not read-only: a refusal is recorded in the audit trail.
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             return unblinding_report(session, actor, clock=self.clock)
 
     def lock(self, actor: Actor, checkpoint_out: Path) -> LockResult:
@@ -566,10 +543,9 @@ class TrialDatabase:
             write_checkpoint,
         )
         from trialkit.services.lock import lock_database
-        from trialkit.store.db import transaction
 
         path = checkpoint_path(checkpoint_out)
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             result = lock_database(session, actor, clock=self.clock)
             checkpoint = write_checkpoint(session, actor, clock=self.clock,
                                           purpose="database lock")
@@ -584,20 +560,26 @@ class TrialDatabase:
         returns the result and where the checkpoint went."""
         from trialkit.services.checkpoints import beside, save_checkpoint, write_checkpoint
         from trialkit.services.export import ExportFiles, export_snapshot
-        from trialkit.store.db import transaction
 
         files = ExportFiles(out)
         with files:
-            with _driver_errors(self.label):
+            with self.uow.driver_errors():
                 result = export_snapshot(self.engine, actor, kind, files, clock=self.clock,
                                       progress=progress)
             files.publish()
         path = beside(files.data)
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             checkpoint = write_checkpoint(session, actor, clock=self.clock,
                                           purpose=f"{kind} export")
         save_checkpoint(checkpoint, path)
         return result, path
+
+    def backup(self, actor: Actor, out: Path) -> BackupFile:
+        """A consistent backup while the trial runs (admin; audited once it is whole)."""
+        from trialkit.services.backup import take_backup
+
+        with self.uow.write() as session:
+            return take_backup(self.engine, session, actor, out, clock=self.clock)
 
     # --- audit review (monitor, admin, investigator) --------------------------------------
 
@@ -606,9 +588,8 @@ class TrialDatabase:
     ) -> AuditPage:
         """A page of matching events after the sequence number ``after`` (blinded)."""
         from trialkit.services.audit_review import audit_page
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return audit_page(session, actor, filters, after=after, limit=limit)
 
     def write_checkpoint(self, actor: Actor, out: Path) -> Checkpoint:
@@ -620,10 +601,9 @@ class TrialDatabase:
             save_checkpoint,
             write_checkpoint,
         )
-        from trialkit.store.db import transaction
 
         path = checkpoint_path(out)
-        with _driver_errors(self.label), transaction(self.engine) as session:
+        with self.uow.write() as session:
             checkpoint = write_checkpoint(session, actor, clock=self.clock)
         save_checkpoint(checkpoint, path)
         return checkpoint
@@ -632,18 +612,27 @@ class TrialDatabase:
         """Verify the chain, every audited record and every list (writes nothing);
         ``progress(done, total)`` is told the rows read as it goes."""
         from trialkit.services.integrity import verify
-        from trialkit.store.db import read_only
 
-        with _driver_errors(self.label), read_only(self.engine) as session:
+        with self.uow.read() as session:
             return verify(session, progress=progress)
 
 
-def _write_labels(sheet: LabelSheet, path: Path) -> None:
-    """The labels' PDF at ``path``; a failure to write is the user's message."""
+def write_label_file(sheet: LabelSheet, path: Path) -> None:
+    """Render the labels' PDF and write it at ``path`` atomically (a temporary file in the
+    same folder, then renamed): a reader never sees half a sheet. A failure is the user's
+    message and, inside a transaction, undoes what was recorded."""
+    from trialkit.domain.errors import write_failed
     from trialkit.labels import render_labels
 
     data = render_labels(sheet)
     try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise LabelsNotWritten(f"cannot write the labels to {path}: {exc.strerror}") from None
+        fd, tmp = tempfile.mkstemp(prefix=".labels-", suffix=".pdf", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        raise write_failed(err, path) from None
