@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from trialkit.tui.widgets.fitted_table import column_widths, fill_table
@@ -42,3 +44,20 @@ def test_each_width_is_the_widest_of_header_and_cells(rows: list[list[str]]) -> 
         # Each CJK character takes two cells, every other character one.
         cells = [sum(2 if ch == "日" else 1 for ch in row[i]) for row in rows]
         assert widths[i] == max([header_width, *cells])
+
+
+# What people type is shown as typed: a DataTable reads a str cell as Rich markup, so a
+# reason "[/]" broke the table, "[white on white]" hid text, "[@click=app.quit]" made a link.
+TYPED = ["[/]", "[white on white]hidden[/]", "[@click=app.quit]close[/]",
+         "diary entered in one go [batch 5b7859fb4043dd41]", "a [b]c", "plain \\[x]"]
+
+
+async def test_typed_brackets_are_shown_as_typed() -> None:
+    app = OneTable()
+    async with app.run_test(size=(120, 10)) as pilot:
+        table = app.query_one("#t", DataTable)
+        fill_table(table, ("Reason",), [(t,) for t in TYPED])
+        await pilot.pause()
+        for row, typed in enumerate(TYPED):
+            shown = Text.from_markup(table.get_cell_at(Coordinate(row, 0)))  # as DataTable reads it
+            assert shown.plain == typed and not shown.spans

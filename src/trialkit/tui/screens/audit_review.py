@@ -35,6 +35,7 @@ from trialkit.tui.commands import (
     quiet_session_keys,
 )
 from trialkit.tui.messages import ServiceFailed
+from trialkit.tui.widgets.fitted_table import literal
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message
 
@@ -256,8 +257,9 @@ class AuditReviewScreen(Screen[None]):
         table = self.query_one("#audit-events", DataTable)
         first = not self._events
         for e in message.page.events:
-            table.add_row(str(e.seq), f"{e.at:%Y-%m-%d %H:%M}", printable(e.user),
-                          printable(e.action), printable(about(e)), key=str(e.seq))
+            table.add_row(str(e.seq), f"{e.at:%Y-%m-%d %H:%M}", literal(printable(e.user)),
+                          literal(printable(e.action)), literal(printable(about(e))),
+                          key=str(e.seq))
         self._events += message.page.events
         self._next = message.page.next_after
         self._say_count()

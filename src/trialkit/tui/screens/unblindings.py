@@ -17,6 +17,7 @@ from trialkit.domain.site_time import shown
 from trialkit.services.unblinding import unblinding_summary
 from trialkit.tui.commands import BACK, REFRESH, quiet_session_keys
 from trialkit.tui.messages import ServiceFailed, UnblindingsLoaded
+from trialkit.tui.widgets.fitted_table import literal
 from trialkit.tui.widgets.training_banner import TrainingBanner
 from trialkit.tui.wording import tui_message
 
@@ -70,9 +71,9 @@ class UnblindingsScreen(Screen[None]):
         table = self.query_one("#unblindings", DataTable)
         table.clear()
         for e in message.entries:
-            table.add_row(str(e.seq), e.participant_id, e.site or "-", shown(e.at_site),
-                          e.user, e.role, "refused" if e.refused else "unblinded", e.reason,
-                          key=str(e.seq))
+            table.add_row(*map(literal, (
+                str(e.seq), e.participant_id, e.site or "-", shown(e.at_site), e.user, e.role,
+                "refused" if e.refused else "unblinded", e.reason)), key=str(e.seq))
         self.query_one("#unblindings-summary", Static).update(
             Content(unblinding_summary(message.entries)))
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.cells import cell_len
+from rich.markup import escape
 from rich.text import Text
 from textual.content import Content
 from textual.widgets import DataTable
@@ -27,6 +28,13 @@ def cell_width(cell: object) -> int:
         return cell.cell_length
     text = str(cell)
     return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+def literal(cell: object) -> object:
+    """``cell`` to be shown as written. A DataTable reads a ``str`` cell as Rich markup, so
+    a reason typed as "[/]" would break the table, "[white on white]" would hide text and
+    "[@click=...]" would make it a link; escaped, a typed bracket is only a bracket."""
+    return escape(cell) if isinstance(cell, str) else cell
 
 
 def column_widths(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[int]:
@@ -50,4 +58,4 @@ def fill_table(
     for i, (header, width) in enumerate(zip(headers, column_widths(headers, rows), strict=True)):
         table.add_column(header, width=width, key=f"column-{i}")
     for i, row in enumerate(rows):
-        table.add_row(*row, key=keys[i] if keys is not None else None)
+        table.add_row(*map(literal, row), key=keys[i] if keys is not None else None)
