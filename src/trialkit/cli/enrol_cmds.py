@@ -92,13 +92,10 @@ def consent(
     form_version: Annotated[str, typer.Option("--form-version", help="Consent form version")],
 ) -> None:
     """Record informed consent."""
-    from trialkit.services.enrolment import consent as do_consent
-
     c = cli(ctx)
     when = parse_date(on, "consent date")
     actor = c.actor()
-    with c.write() as s:
-        v = do_consent(s, actor, pid, on=when, form_version=form_version, clock=c.clock())
+    v = c.use_cases().consent(actor, pid, on=when, form_version=form_version)
     c.emit(
         {"participant_id": v.id, "consent_date": v.consent_date, "status": v.status},
         f"{v.id}: consent of {v.consent_date} recorded (form {form_version})",
@@ -111,12 +108,9 @@ def withdraw(
     reason: Annotated[str, typer.Option("--reason", help="Why the participant withdraws")],
 ) -> None:
     """Withdraw a participant (everything recorded is kept)."""
-    from trialkit.services.enrolment import withdraw as do_withdraw
-
     c = cli(ctx)
     actor = c.actor()
-    with c.write() as s:
-        v = do_withdraw(s, actor, pid, reason=reason, clock=c.clock())
+    v = c.use_cases().withdraw(actor, pid, reason=reason)
     c.emit({"participant_id": v.id, "status": v.status}, f"{v.id}: withdrawn")
 
 
@@ -124,12 +118,9 @@ def randomize(
     ctx: typer.Context, pid: Annotated[str, typer.Argument(help="Participant id")]
 ) -> None:
     """Randomize: prints the randomization number and label code, never the arm."""
-    from trialkit.services.enrolment import randomize as do_randomize
-
     c = cli(ctx)
     actor = c.actor()
-    with c.write() as s:
-        r = do_randomize(s, actor, pid, clock=c.clock())
+    r = c.use_cases().randomize(actor, pid)
     note = " (already randomized; no envelope used)" if r.already else ""
     c.emit(
         {
@@ -178,13 +169,10 @@ def schedule(
     on: Annotated[str, typer.Option("--date", help="Planned infusion day (YYYY-MM-DD)")],
 ) -> None:
     """Plan (or move) a randomized participant's infusion day; the pharmacy queue shows it."""
-    from trialkit.services.enrolment import plan_infusion
-
     c = cli(ctx)
     when = parse_date(on, "planned infusion date")
     actor = c.actor()
-    with c.write() as s:
-        v = plan_infusion(s, actor, pid, on=when, clock=c.clock())
+    v = c.use_cases().plan_infusion(actor, pid, on=when)
     c.emit(
         {"participant_id": v.id, "planned_infusion_date": when.isoformat()},
         f"{v.id}: infusion planned for {when.isoformat()}",
