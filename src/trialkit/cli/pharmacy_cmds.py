@@ -5,7 +5,6 @@ typed the command (a pharmacist or an unblinding custodian); labels are blinded.
 
 import os
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -55,19 +54,11 @@ def _pdf_path(text: str, option: str) -> Path:
 
 
 def _write_labels(sheet: "LabelSheet", path: Path) -> None:
-    """Render and write atomically; a failure is bad input and undoes the transaction."""
-    from trialkit.labels import render_labels
+    """Render and write atomically (the one writer the TUI uses too); a failure is bad
+    input and undoes the transaction."""
+    from trialkit.application.trial_database import write_label_file
 
-    data = render_labels(sheet)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".labels-", suffix=".pdf", dir=path.parent)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        from trialkit.domain.errors import write_failed
-
-        raise write_failed(err, path) from None
+    write_label_file(sheet, path)
 
 
 def _key_password(actor: "Actor", permission: "Permission", prompt: str) -> str:
