@@ -185,14 +185,12 @@ def infuse(
     for an infusion today; an earlier day without --time is accepted only if the
     preparation was good all that day."""
     from trialkit.domain.infusion_time import parse_time
-    from trialkit.services.diary import infuse as do_infuse
 
     c = cli(ctx)
     when = parse_date(on, "infusion date")
     started = parse_time(at) if at is not None else None
     actor = c.actor()
-    with c.write() as s:
-        day0 = do_infuse(s, actor, pid, on=when, at=started, clock=c.clock())
+    day0 = c.use_cases().infuse(actor, pid, on=when, at=started)
     c.emit(
         {"participant_id": pid.strip().upper(), "infusion_date": day0.isoformat()},
         f"{pid.strip().upper()}: infused on {day0} (study day 0)",

@@ -364,7 +364,6 @@ def label(
     """Print a dispensed participant's blinded labels again (pharmacist; logged, and the
     label shows the reprint count)."""
     from trialkit.labels import LABEL_DIR_ENV, default_label_file, print_note
-    from trialkit.services.pharmacy import print_labels
     from trialkit.services.trial import stored_protocol
 
     c = cli(ctx)
@@ -376,9 +375,7 @@ def label(
     else:
         path = _pdf_path(out, "--out")
     actor = c.actor()
-    with c.write() as s:
-        sheet = print_labels(s, actor, pid, clock=c.clock())
-        _write_labels(sheet, path)
+    sheet = c.use_cases().reprint_labels(actor, pid, labels_path=path)
     note = print_note(sheet.print_number, sheet.preparation_number).lower()
     c.emit(
         {
