@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
@@ -305,3 +305,33 @@ def test_wrong_codes_sent_in_parallel_are_each_counted(
     assert len(fails) + len(refused) == len(guesses)
     assert user.failed_logins == len(fails) >= 4  # a delay set after the fourth
     assert user.locked_until is not None
+
+
+def test_a_custodian_without_a_factor_cannot_unlock_the_custodian_key_with_the_password(
+    engine: Engine, clock: SteppingClock, admin: Actor  # noqa: F811
+) -> None:
+    """The protocol asks custodians for a second factor; pia, an approved custodian, has
+    not enrolled one yet and signs in with her password alone. Her custodian key (which
+    opens envelopes and list keys) is refused with the words telling her to enrol first,
+    and the refusal is recorded; once enrolled, the same password unlocks it."""
+    from trialkit.services.custody import custodian_private_key
+    from trialkit.services.second_factor import enrol_second_factor, offer_second_factor
+
+    add_user(engine, admin, clock, "pia", Role.PHARMACIST, sites=["TWH"])
+    assert _user(engine, "pia").custodian and _user(engine, "pia").totp_wrapped is None
+    pia = sign_in(engine, "pia", clock)
+    before = audit_actions(engine).count("custodian.key.refused")
+    with pytest.raises(Refused, match=r"enrol it first") as caught, transaction(engine) as s:
+        custodian_private_key(s, pia, PASSWORD)
+    assert "second factor" in caught.value.message
+    assert audit_actions(engine).count("custodian.key.refused") == before + 1
+    # the key's refusal is recorded at the system's time (it takes no clock): go on after it
+    clock.at = datetime.now(UTC) + timedelta(minutes=1)
+    with read_only(engine) as s:
+        offer = offer_second_factor(s, pia)
+    with transaction(engine) as s:
+        enrol_second_factor(s, pia, password=PASSWORD, secret=offer.secret,
+                            code=pyotp.TOTP(offer.secret).at(clock.now()), clock=clock)
+    with read_only(engine) as s:
+        assert custodian_private_key(s, pia, PASSWORD) is not None
+    assert verify(engine).ok

@@ -320,6 +320,17 @@ def test_a_checker_with_a_factor_signs_the_preparation_check_with_a_code_too(
         randomize(s, cora, v.id, clock=clock)
     phil = sign_in(engine, "phil", clock)
     lots = {p.id: "LOT-1" for p in PROTOCOL.dosing.preparations}
+    # phil, a custodian without a factor yet, opens no envelope with his password alone
+    with pytest.raises(Refused, match="phil has not enrolled the second factor.*enrol it "
+                       "first"), transaction(engine) as s:
+        dispense(s, phil, v.id, password=PASSWORD, clock=clock, lots=lots, checked_by="pia",
+                 checker_password=PASSWORD, checker_code=pia_phone.at(clock.now()))
+    with read_only(engine) as s:
+        offer = offer_second_factor(s, phil)
+    with transaction(engine) as s:
+        enrol_second_factor(s, phil, password=PASSWORD, secret=offer.secret,
+                            code=pyotp.TOTP(offer.secret).at(clock.now()), clock=clock)
+    clock.advance(seconds=30)
     with pytest.raises(Refused, match="is not signed: wrong password or code"), \
             transaction(engine) as s:
         dispense(s, phil, v.id, password=PASSWORD, clock=clock, lots=lots, checked_by="pia",

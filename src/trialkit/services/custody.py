@@ -38,6 +38,7 @@ from trialkit.domain.sealing import (
 from trialkit.services import audit
 from trialkit.services.actor import Actor, require
 from trialkit.services.refusals import audits_refusals
+from trialkit.services.trial import stored_protocol
 from trialkit.services.users import find_user, user_snapshot
 from trialkit.store.models import AllocationList, ListKeyGrant, Trial, User
 
@@ -46,8 +47,12 @@ class CustodyRefused(PermissionDenied):
     keep_record = True
 
 
+@audits_refusals("custodian.key", entity="user")
 def custodian_private_key(session: Session, actor: Actor, password: str) -> X25519PrivateKey:
-    """Unlock the actor's own custodian key with their password."""
+    """Unlock the actor's own custodian key with their password. Where the protocol gives
+    custodians a second factor, a custodian who has not enrolled one is refused: the
+    password alone opens no envelope and no list (the use case calling this names the
+    attempt in the refusal's record)."""
     user = session.get(User, actor.user_id)
     if (
         user is None
@@ -57,6 +62,12 @@ def custodian_private_key(session: Session, actor: Actor, password: str) -> X255
         or user.key_kdf is None
     ):
         raise PermissionDenied(f"{actor.name} is not an unblinding custodian")
+    if user.totp_wrapped is None and stored_protocol(session).security.custodian_totp:
+        raise Refused(
+            f"{actor.name} has not enrolled the second factor this trial's protocol asks of "
+            "custodians ([security] custodian_totp = true): enrol it first (trialkit user "
+            "totp-enrol), then open envelopes or unblind"
+        )
     keys = CustodianKeys(user.public_key, user.wrapped_private_key, user.key_kdf)
     return unwrap_private_key(keys, password)
 
