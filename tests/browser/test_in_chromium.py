@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -301,10 +302,13 @@ def test_screen_randomize_dispense_and_export_in_the_browser(
     screen.wait_for("outcomes.csv")
     screen.press("Enter")
     screen.wait_for("Wrote", "and sent them to your browser")
-    wait_for_downloads(page, got, 3)
+    wait_for_downloads(page, got, 4)
     page.screenshot(path=str(SHOTS / "export.png"))
     files = {d.suggested_filename: Path(d.path()) for d in got}
-    assert set(files) == {"outcomes.csv", "outcomes.dictionary.csv", "outcomes.manifest.json"}
+    assert set(files) == {"outcomes.csv", "outcomes.dictionary.csv", "outcomes.manifest.json",
+                          "outcomes.checkpoint.json"}
+    checkpoint = json.loads(files["outcomes.checkpoint.json"].read_text())
+    assert checkpoint["signer"] == "ivan" and not arm_words(json.dumps(checkpoint))
     rows = list(csv.DictReader(io.StringIO(files["outcomes.csv"].read_text())))
     assert not any("arm" in column.lower().split("_") for column in rows[0])
     assert {r["randomization_number"] for r in rows if r["participant_id"] == "TWH-004"} == {

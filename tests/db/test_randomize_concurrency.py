@@ -176,6 +176,7 @@ def _race_with_randomize(
     monitor = make_engine(db_url, isolation_level="AUTOCOMMIT")
     errors: list[str] = []
     done = threading.Event()
+    started = threading.Event()
 
     def randomize_now() -> None:
         try:
@@ -189,8 +190,10 @@ def _race_with_randomize(
     racer = threading.Thread(target=randomize_now)
 
     def pause(_conn: Any, _cur: Any, statement: str, *_args: Any) -> None:
-        if "pg_advisory_xact_lock" not in statement or racer.is_alive() or done.is_set():
+        # The write lock is tried first (pg_try_advisory_xact_lock), then waited for.
+        if "advisory_xact_lock" not in statement or started.is_set() or done.is_set():
             return
+        started.set()
         racer.start()
         deadline = time.monotonic() + 10
         while not done.is_set() and time.monotonic() < deadline:
@@ -217,6 +220,7 @@ def _race_with_randomize(
     finally:
         for e in (first, second, monitor):
             e.dispose()
+    assert started.is_set(), "no race: the other transaction never reached the write lock"
     return errors
 
 

@@ -30,6 +30,7 @@ COMMANDS: dict[StepAction, tuple[str, str]] = {
     "create-trial": ("to create one", "trialkit init"),
     "verify-audit": ("to find what else is wrong", "trialkit audit verify"),
     "change-own-password": ("to change it", "trialkit user passwd"),
+    "enrol-second-factor": ("to enrol it", "trialkit user totp-enrol"),
 }
 
 

@@ -19,7 +19,7 @@ Need = Literal["lots", "checker", "reason", "infusion-time", "sites", "procedure
 # What a user can do instead, named by use case.
 StepAction = Literal["prepare-again", "print-labels-again", "dispense", "extend-list",
                      "correct-diary-day", "approve-custodian", "seal-lists", "create-trial",
-                     "verify-audit", "change-own-password"]
+                     "verify-audit", "change-own-password", "enrol-second-factor"]
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,8 @@ def custodian_private_key(session: Session, actor: Actor, password: str) -> X255
     if user.totp_wrapped is None and stored_protocol(session).security.custodian_totp:
         raise Refused(
             f"{actor.name} has not enrolled the second factor this trial's protocol asks of "
-            "custodians ([security] custodian_totp = true): enrol it first (trialkit user "
-            "totp-enrol), then open envelopes or unblind"
+            "custodians: enrol it first, then open envelopes or unblind",
+            next_step=NextStep("enrol-second-factor", actor.name),
         )
     keys = CustodianKeys(user.public_key, user.wrapped_private_key, user.key_kdf)
     return unwrap_private_key(keys, password)

@@ -36,12 +36,12 @@ def open_tui_lazily(db: str) -> None:
         """The same, but a browser user is not told the server's database URL or path."""
         from trialkit.application.opening import public_url
         from trialkit.domain.errors import TrialkitError
+        from trialkit.tui.wording import without_location
 
         try:
             return open_database()
         except TrialkitError as exc:
-            exc.message = exc.message.replace(public_url(db), BROWSER_DB_LABEL)
-            exc.args = (exc.message,)
+            without_location(exc, public_url(db), BROWSER_DB_LABEL)
             raise
 
     make_app(open_database if ticket is None else open_for_a_browser, clock=SystemClock(),

@@ -27,7 +27,16 @@ ACTIONS: dict[StepAction, str] = {
     "create-trial": "the trial admin creates the trial first",
     "verify-audit": "verify the audit trail (Audit) to find what else is wrong",
     "change-own-password": "its owner changes it, signed in as themselves",
+    "enrol-second-factor": "sign in again: the app then shows the code to scan into "
+                           "your authenticator app",
 }
+
+
+def without_location(err: TrialkitError, location: str, label: str) -> None:
+    """Word ``err`` without naming ``location`` (the server's database file or URL, which a
+    browser user is not told): ``label`` stands in its place."""
+    err.message = err.message.replace(location, label)
+    err.args = (err.message,)
 
 
 def tui_message(err: TrialkitError) -> str:
