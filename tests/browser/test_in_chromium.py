@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -24,16 +23,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, Download, Page, sync_playwright
+from playwright.sync_api import Browser, Download, Page
 from pypdf import PdfReader
 
+from tests.browser.proxy import served_behind_nginx
 from tests.browser.terminal import Terminal
 from tests.db.tampering import audit_actions
-from tests.web.served import PASSWORD, Served, app_processes, free_port, serving, wait_for
+from tests.web.served import PASSWORD, Served, app_processes, free_port, wait_for
 from trialkit.demo import build_demo
 from trialkit.store.db import make_engine
 
-CHROMIUM = "/usr/bin/chromium"
 TITLE = ("A multi-centre randomized controlled trial of the efficacy and safety of "
          "intravenous ketamine for chronic daily headaches: the KetHead study")
 PREFIX = "/kethead"
@@ -82,30 +81,12 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def proxied(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`trialkit serve` behind nginx at http://127.0.0.1:PORT/kethead (nginx started here,
     on a free port, with its own configuration: no root needed)."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     port, app_port = free_port(), free_port()
     public = f"http://127.0.0.1:{port}{PREFIX}"
     folder = tmp_path_factory.mktemp("nginx")
-    conf = folder / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=folder, port=port,
-                                      location=documented_location(app_port)))
-    proxy = subprocess.Popen([nginx, "-e", str(folder / "error.log"), "-p", str(folder),
-                              "-c", str(conf)], stdin=subprocess.DEVNULL)
-    try:
-        with serving(demo_db, "--public-url", public, port=app_port) as served:
-            served.url = public
-            yield served
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    conf = NGINX_CONF.format(dir=folder, port=port, location=documented_location(app_port))
+    with served_behind_nginx(demo_db, folder, conf, public, app_port) as served:
+        yield served
 
 
 def sessions_opened(db: Path, name: str) -> int:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-import shutil
 import ssl
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -26,15 +24,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
+from tests.browser.proxy import served_behind_nginx
 from tests.browser.terminal import Terminal
 from tests.db.tampering import audit_actions
-from tests.web.served import PASSWORD, Served, app_processes, free_port, serving, wait_for
+from tests.web.served import PASSWORD, Served, app_processes, free_port, wait_for
 from trialkit.demo import build_demo
 from trialkit.store.db import make_engine
 
-CHROMIUM = "/usr/bin/chromium"
 PREFIX = "/kethead"
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".browser-screenshots"
@@ -103,31 +101,13 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def over_https(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`trialkit serve` behind the guide's nginx site at https://127.0.0.1:PORT/kethead."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     port, app_port = free_port(), free_port()
     public = f"https://127.0.0.1:{port}{PREFIX}"
     folder = tmp_path_factory.mktemp("nginx-tls")
     cert, key = self_signed(folder)
-    conf = folder / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=folder, site=documented_site(port, app_port, cert,
-                                                                         key)))
-    proxy = subprocess.Popen([nginx, "-e", str(folder / "error.log"), "-p", str(folder),
-                              "-c", str(conf)], stdin=subprocess.DEVNULL)
-    try:
-        with serving(demo_db, "--public-url", public, port=app_port) as served:
-            served.url = public
-            yield served
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    conf = NGINX_CONF.format(dir=folder, site=documented_site(port, app_port, cert, key))
+    with served_behind_nginx(demo_db, folder, conf, public, app_port) as served:
+        yield served
 
 
 def test_signed_in_over_https_and_wss(browser: Browser, over_https: Served,

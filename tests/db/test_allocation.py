@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -247,6 +247,32 @@ class Box:
     def arms(self, stratum: str, *, holder: str = "phil") -> list[str]:
         """What a custodian reads in the stratum's envelopes, in order (tests only)."""
         return [c.arm_code for c in open_all(self, holder, stratum)]
+
+
+# Audit events of work done: a refusal leaves a record of its own (see refused_changing_nothing).
+WORK = ~col(AuditEvent.action).endswith(".refused")
+
+
+def recorded_actions(box: Box) -> list[str]:
+    with box.tx() as s:
+        return list(s.exec(select(AuditEvent.action).order_by(col(AuditEvent.seq))).all())
+
+
+def refused_changing_nothing(box: Box, state: Callable[[Box], Any], error: type[TrialkitError],
+                             action: Any, *args: Any, **kwargs: Any) -> TrialkitError:
+    """Run an action that must be refused with ``error``; check that ``state`` (read with
+    ``WORK``'s events) is as it was, and that the refusal left its one record (a refusal,
+    not invalid input, leaves one)."""
+    before, records = state(box), len(recorded_actions(box))
+    with pytest.raises(error) as caught:
+        action(*args, **kwargs)
+    assert state(box) == before
+    recorded = recorded_actions(box)[records:]
+    if isinstance(caught.value, Refused):
+        assert len(recorded) == 1 and recorded[0].endswith(".refused"), recorded
+    else:
+        assert recorded == []
+    return caught.value
 
 
 @contextmanager

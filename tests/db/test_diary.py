@@ -25,7 +25,14 @@ from sqlmodel import col, select
 
 from tests.builders import PROTOCOL, baseline_days, baseline_in
 from tests.conftest import BACKENDS, PASSWORD, enrol
-from tests.db.test_allocation import Box, World, build_world, window
+from tests.db.test_allocation import (
+    WORK,
+    Box,
+    World,
+    build_world,
+    refused_changing_nothing,
+    window,
+)
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import (
     InvalidInput,
@@ -48,9 +55,6 @@ from trialkit.store.models import AuditEvent, DiaryEntry, Participant, Trial
 
 HEADER = "participant_id,date,headache,severity,duration_hours,acute_medication\n"
 RULES = PROTOCOL.diary
-
-# Audit events of work done: a refusal leaves a record of its own (see refused()).
-WORK = ~col(AuditEvent.action).endswith(".refused")
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -133,25 +137,9 @@ def state(box: Box) -> tuple[Any, ...]:
     return list(rows), list(people), list(events)
 
 
-def actions(box: Box) -> list[str]:
-    with box.tx() as s:
-        return list(s.exec(select(AuditEvent.action).order_by(col(AuditEvent.seq))).all())
-
-
 def refused(box: Box, error: type[TrialkitError], action: Any, *args: Any,
             **kwargs: Any) -> TrialkitError:
-    """Run an action that must be refused with ``error``; check that it changed nothing
-    but the record of the refusal (a refusal, not invalid input, leaves one)."""
-    before, records = state(box), len(actions(box))
-    with pytest.raises(error) as caught:
-        action(*args, **kwargs)
-    assert state(box) == before
-    recorded = actions(box)[records:]
-    if isinstance(caught.value, Refused):
-        assert len(recorded) == 1 and recorded[0].endswith(".refused"), recorded
-    else:
-        assert recorded == []
-    return caught.value
+    return refused_changing_nothing(box, state, error, action, *args, **kwargs)
 
 
 def verified(box: Box) -> integrity.VerifyReport:

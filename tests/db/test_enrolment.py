@@ -17,7 +17,14 @@ import pytest
 from sqlmodel import col, select
 
 from tests.conftest import ADMIN, BACKENDS
-from tests.db.test_allocation import Box, World, build_world, window
+from tests.db.test_allocation import (
+    WORK,
+    Box,
+    World,
+    build_world,
+    refused_changing_nothing,
+    window,
+)
 from trialkit.domain.codes import check_label_code
 from trialkit.domain.errors import (
     InvalidInput,
@@ -38,9 +45,6 @@ from trialkit.services.integrity import verify
 from trialkit.store.models import AuditEvent, Envelope, Participant
 
 PER_STRATUM = 3
-
-# Audit events of work done: a refusal leaves a record of its own (see refused()).
-WORK = ~col(AuditEvent.action).endswith(".refused")
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -72,25 +76,9 @@ def state(box: Box) -> tuple[Any, ...]:
     return participants, sorted(bound), list(events)
 
 
-def actions(box: Box) -> list[str]:
-    with box.tx() as s:
-        return list(s.exec(select(AuditEvent.action).order_by(col(AuditEvent.seq))).all())
-
-
 def refused(box: Box, error: type[TrialkitError], action: Any, *args: Any,
             **kwargs: Any) -> TrialkitError:
-    """Run an action that must be refused with ``error``; check that it changed nothing
-    but the record of the refusal (a refusal, not invalid input, leaves one)."""
-    before, records = state(box), len(actions(box))
-    with pytest.raises(error) as caught:
-        action(*args, **kwargs)
-    assert state(box) == before
-    recorded = actions(box)[records:]
-    if isinstance(caught.value, Refused):
-        assert len(recorded) == 1 and recorded[0].endswith(".refused"), recorded
-    else:
-        assert recorded == []
-    return caught.value
+    return refused_changing_nothing(box, state, error, action, *args, **kwargs)
 
 
 def withdraw_by(box: Box, pid: str, *, by: str = "cora",
