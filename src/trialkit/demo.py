@@ -3,6 +3,7 @@ open the TUI and look around. Every demo user's password is DEMO_PASSWORD (see R
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from importlib import resources
@@ -341,11 +342,13 @@ def build_demo(db: str, *, fresh: bool = False, participants: int | None = None)
     return DemoSummary(database=shown, created=True, users=users)
 
 
-def _set_up(engine: Engine, clock: DemoClock, per_stratum: int) -> None:
-    """The trial, its users (one per role) and its sealed lists, through the services."""
+def _set_up(engine: Engine, clock: DemoClock, per_stratum: int,
+            loaded: LoadedProtocol | None = None) -> None:
+    """The trial (on ``loaded``, by default KetHead's protocol), its users (one per role) and
+    its sealed lists, through the services."""
     initialize(
         engine,
-        kethead_protocol(),
+        loaded or kethead_protocol(),
         admin=DEMO_ADMIN,
         admin_password=DEMO_PASSWORD,
         training=True,
@@ -375,10 +378,28 @@ def _set_up(engine: Engine, clock: DemoClock, per_stratum: int) -> None:
         seal_lists(s, admin, per_stratum=per_stratum, block_sizes=None, clock=clock)
 
 
+_SITE_TARGET = re.compile(r"^target = (\d+).*$", re.MULTILINE)
+
+
+def scaled_protocol(n: int) -> LoadedProtocol:
+    """The training trial's own copy of KetHead's protocol for a demo of ``n`` participants:
+    each site's recruitment target is KetHead's scaled from its 56 participants to ``n``
+    (rounded up), so that the dashboard's percent of target fits the demo's size. The rest
+    of the text, and KetHead's own file, are unchanged."""
+    kethead = kethead_protocol()
+    planned = sum(s.target for s in kethead.protocol.sites)
+    text = _SITE_TARGET.sub(lambda m: f"target = {-(-int(m[1]) * n // planned)}", kethead.text)
+    header = (f"# A training copy of the KetHead protocol for `trialkit demo --participants {n}`:"
+              f"\n# the site targets are KetHead's scaled from {planned} to {n} participants.\n")
+    return protocol_from_text(header + text, source=f"kethead.toml scaled to {n}")
+
+
 def _build_population(db: str, n: int) -> Generated:
-    """The demo trial with a generated history of ``n`` participants (``demo_scale``)."""
+    """The demo trial with a generated history of ``n`` participants (``demo_scale``), on
+    its own protocol copy with targets scaled to ``n`` (:func:`scaled_protocol`)."""
     now = SystemClock().now()
-    protocol = kethead_protocol().protocol
+    loaded = scaled_protocol(n)
+    protocol = loaded.protocol
     coordinators = {site: name for name, _r, sites, _c in DEMO_USERS for site in sites}
     story = plan_population(protocol, n, now=now, seed=n, coordinators=coordinators)
     # A sixth more envelopes than used: lists are never sealed to run out exactly.
@@ -386,7 +407,7 @@ def _build_population(db: str, n: int) -> Generated:
     clock = DemoClock(now - timedelta(days=SPAN_DAYS + 3))
     engine = make_engine(db, must_exist=False)
     try:
-        _set_up(engine, clock, per_stratum)
+        _set_up(engine, clock, per_stratum, loaded)
         with transaction(engine) as s:  # who acts in the story signs in
             actors = {name: login(s, name, DEMO_PASSWORD, clock=clock)
                       for name in sorted(set(coordinators.values()) | {"phil", "pia"})}

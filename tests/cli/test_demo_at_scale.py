@@ -6,6 +6,7 @@ plain SQL, independently of the generator and of the status report."""
 from __future__ import annotations
 
 import json
+import tomllib
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -59,6 +60,13 @@ def test_demo_at_scale_has_every_stage_and_verifies(db_url: str, tmp_path: Path)
     for stage in ("consented", "randomized", "infused"):  # withdrawn at several points
         assert (stage, True) in stages, stage
     assert {p[6] for p in people} == {"TWH", "SHS"}
+    # The demo's own protocol copy states a target that fits its size: KetHead's 28 per
+    # site (56 in all) scaled to 60 participants is 30 per site; KetHead's file is unchanged.
+    (stored,) = _rows(db_url, "SELECT protocol_text FROM trial")[0]
+    sites = {s["code"]: s["target"] for s in tomllib.loads(str(stored))["sites"]}
+    assert sites == {"TWH": 30, "SHS": 30}
+    shipped = tomllib.loads((Path(__file__).parents[2] / "protocols" / "kethead.toml").read_text())
+    assert {s["code"]: s["target"] for s in shipped["sites"]} == {"TWH": 28, "SHS": 28}
     assert {p[7] for p in people} == {"TWH-CM", "TWH-CDH", "SHS-CM", "SHS-CDH"}
     # Diaries: several severities, corrections kept as versions, and both complete and
     # partial follow-up (days recorded after the infusion, by participant).
