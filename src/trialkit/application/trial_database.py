@@ -610,10 +610,11 @@ class TrialDatabase:
 
     def verify_audit(self, *, progress: Callable[[int, int], None]) -> VerifyReport:
         """Verify the chain, every audited record and every list (writes nothing);
-        ``progress(done, total)`` is told the rows read as it goes."""
+        ``progress(done, total)`` is told the rows read as it goes. Reads one snapshot:
+        what is committed meanwhile is not half seen."""
         from trialkit.services.integrity import verify
 
-        with self.uow.read() as session:
+        with self.uow.snapshot() as session:
             return verify(session, progress=progress)
 
 

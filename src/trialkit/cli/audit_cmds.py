@@ -55,7 +55,7 @@ def verify(
     c.read_only = read_only
     files = [(where, read_checkpoint(where)) for where in checkpoints or []]  # bad input first
     c.trial()
-    with c.read() as s, Progress(transient=True,
+    with c.snapshot() as s, Progress(transient=True,
                                  disable=c.json or not sys.stdout.isatty()) as bar:
         held = [check_checkpoint(s, cp, where) for where, cp in files]
         task = bar.add_task("Verifying", total=None)

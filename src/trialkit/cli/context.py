@@ -253,6 +253,15 @@ class Cli:
         with read_only(self.engine()) as s:
             yield s
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read transaction that sees one state of the database throughout (PostgreSQL:
+        REPEATABLE READ, READ ONLY), without the write lock."""
+        from trialkit.application.unit_of_work import snapshot_transaction
+
+        with snapshot_transaction(self.engine()) as s:
+            yield s
+
     def emit(self, doc: Any, human: Callable[[], str] | str) -> None:
         """One JSON document with --json, else human text (TRAINING marked first). A
         reader's sign-in is recorded before anything is shown."""

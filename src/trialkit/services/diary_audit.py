@@ -184,7 +184,8 @@ _ROW_2, _ROW_3 = _COLUMNS.index("headache"), _COLUMNS.index("acute_medication") 
 _BY, _AT = _COLUMNS.index("recorded_by"), _COLUMNS.index("recorded_at")
 
 
-def diary_digests(session: Session, recorded: Callable[[str], bytes | None] | None = None
+def diary_digests(session: Session, recorded: Callable[[str], bytes | None] | None = None,
+                  *, rows_read: Callable[[int], None] | None = None
                   ) -> Iterator[tuple[str, bytes]]:
     """The digest of the state of every audited diary entity, keyed as its audit events are:
     each day entered or corrected on its own (``PID/DATE``) and each batch (``batch/ID``).
@@ -234,8 +235,15 @@ def diary_digests(session: Session, recorded: Callable[[str], bytes | None] | No
         return entity_id, state_digest(canonical_json(state))
 
     versions = session.connection().execute(stmt)  # rows, not ORM objects: a million or more
+
+    def chunks() -> Iterator[Sequence[Any]]:
+        for chunk in versions.partitions():
+            if rows_read is not None:
+                rows_read(len(chunk))
+            yield chunk
+
     day: list[Any] = []  # the versions of one participant's day, in version order
-    for row in chain(chain.from_iterable(versions.partitions()), [None]):  # None: the end
+    for row in chain(chain.from_iterable(chunks()), [None]):  # None: the end
         if row is not None and day and row[_DAY] == day[0][_DAY] and row[_PID] == day[0][_PID]:
             day.append(row)
             continue

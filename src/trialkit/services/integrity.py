@@ -107,17 +107,29 @@ def _preparations(session: Session) -> Digests:
 Recorded = Callable[[str], bytes | None]
 
 
+# Told how many more rows verify has read (for its progress).
+RowsRead = Callable[[int], None]
+
+
 def _ignore_recorded(current: Callable[[Session], Digests]
-                     ) -> Callable[[Session, Recorded], Digests]:
-    return lambda session, _recorded: current(session)
+                     ) -> Callable[[Session, Recorded, RowsRead], Digests]:
+    """A reader of one row per entity: each entity yielded is one row read."""
+
+    def read(session: Session, _recorded: Recorded, rows_read: RowsRead) -> Digests:
+        for found in current(session):
+            rows_read(1)
+            yield found
+
+    return read
 
 
 @dataclass(frozen=True)
 class AuditedEntity:
     """How verify reads one kind of audited entity: the digest of every such entity's
-    current state, streamed, and the digest of a state as an event recorded it."""
+    current state, streamed (telling ``rows_read`` the rows it reads), and the digest of a
+    state as an event recorded it."""
 
-    current: Callable[[Session, Recorded], Digests]
+    current: Callable[[Session, Recorded, RowsRead], Digests]
     recorded: Callable[[str, str], bytes] = lambda _entity_id, after: state_digest(after)
 
 
@@ -127,10 +139,12 @@ AUDITED: dict[str, AuditedEntity] = {
     "trial": AuditedEntity(_ignore_recorded(_trial)),
     "participant": AuditedEntity(_ignore_recorded(_participants)),
     "list": AuditedEntity(_ignore_recorded(_lists)),
-    "diary": AuditedEntity(diary_digests, recorded_diary_digest),
+    "diary": AuditedEntity(lambda session, recorded, rows_read: diary_digests(
+        session, recorded, rows_read=rows_read), recorded_diary_digest),
     "preparation": AuditedEntity(_ignore_recorded(_preparations)),
 }
-# The tables whose rows those readers stream (for the progress count).
+# The tables whose rows those readers stream (for the progress count: each reader tells
+# the rows it reads, the diary's versions included, as the audit walk does its events).
 _READ_TABLES = (User, Trial, Participant, AllocationList, DiaryEntry, Preparation)
 
 
@@ -221,7 +235,8 @@ _PROGRESS_EVERY = 5000  # rows between two progress calls
 
 class _Progress:
     """Counts the rows verify reads and reports every few thousand (``progress(done,
-    total)``: audit events plus the rows of every audited table)."""
+    total)``: audit events plus the rows of every audited table, counted in the same
+    snapshot; ``done`` reaches ``total`` when every row has been read)."""
 
     def __init__(self, session: Session, report: Progress | None) -> None:
         self._report = report
@@ -232,14 +247,17 @@ class _Progress:
                 self.total += session.exec(select(func.count()).select_from(table)).one()
             report(0, self.total)
 
-    def tick(self) -> None:
-        self.done += 1
-        if self._report is not None and self.done % _PROGRESS_EVERY == 0:
+    def tick(self, rows: int = 1) -> None:
+        before = self.done
+        self.done += rows
+        if self._report is not None and before // _PROGRESS_EVERY != self.done // _PROGRESS_EVERY:
             self._report(min(self.done, self.total), self.total)
 
     def finish(self) -> None:
+        """The last report: the rows read (``total`` unless rows were added or removed
+        outside trialkit, which verify reports)."""
         if self._report is not None:
-            self._report(self.total, self.total)
+            self._report(min(self.done, self.total), self.total)
 
 
 class _AuditPass:
@@ -332,8 +350,7 @@ def _first_state_mismatch(
 
     for entity, audited in AUDITED.items():
         kind = latest.of(entity)
-        for entity_id, digest in audited.current(session, _Latest.recorded(kind)):
-            progress.tick()
+        for entity_id, digest in audited.current(session, _Latest.recorded(kind), progress.tick):
             recorded = kind.get(entity_id)
             if recorded is None:
                 found(events + 1, f"{entity} {entity_id!r} exists but no audit event records "
@@ -356,7 +373,9 @@ def verify(
 ) -> VerifyReport:
     """Recompute the chain and compare stored state with the audited state. Streams: one
     pass over the audit trail, then one query per audited table, holding digests rather
-    than documents. ``progress(done, total)`` is told the rows read every few thousand."""
+    than documents. ``progress(done, total)`` is told the rows read every few thousand.
+    ``session`` should read one snapshot (``store.db.snapshot``): a change committed while
+    verify reads would otherwise look like one made outside trialkit."""
     counter = _Progress(session, progress)
     events = _AuditPass(counter)
     events.walk(session)
