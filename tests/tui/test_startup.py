@@ -7,11 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from textual.pilot import Pilot
 from textual.widgets import Static
 
 from tests.conftest import SteppingClock
-from tests.tui.conftest import app_for, new_trial, notifications, settle
+from tests.tui.conftest import app_for, new_trial, notifications, settle, sign_in
+from trialkit.application import opening
 from trialkit.cli.app import open_tui
 from trialkit.cli.context import Cli
 from trialkit.domain.clock import FixedClock, SystemClock
@@ -155,3 +157,76 @@ async def test_a_sqlite_file_shows_its_title_and_training_before_the_engine_open
     finally:
         release.set()
         engine.dispose()
+
+
+def as_typed(db_url: str) -> str:
+    """The database as a user names it: a SQLite file by its path, a server by its URL."""
+    return db_url.removeprefix("sqlite:///") if db_url.startswith("sqlite:///") else db_url
+
+
+async def until_shown(pilot: Pilot[None], words: str) -> str:
+    """The sign-in screen's trial line once it holds ``words`` (or after 30 s)."""
+    line = ""
+    for _ in range(3000):  # a glance takes milliseconds; a loaded machine is slow
+        line = str(pilot.app.screen.query_one("#login-trial", Static).render())
+        if words in line:
+            break
+        await pilot.pause(0.01)
+    return line
+
+
+async def test_trialkit_tui_shows_a_sqlite_files_title_before_the_database_opens(
+    engine: Engine, db_url: str, started: list[TrialkitApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`trialkit --db FILE tui` glances at the file (title, TRAINING) while the engine is
+    still opening (held here); a server database shows nothing before it opens."""
+    release, opened = threading.Event(), threading.Event()
+    real_open = opening.open_engine
+
+    def held_open(db: str, **options: bool) -> Engine:
+        release.wait(timeout=60)
+        opened.set()
+        return real_open(db, **options)
+
+    monkeypatch.setattr(opening, "open_engine", held_open)
+    open_tui(Cli(db=as_typed(db_url)))
+    [app] = started
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            on_sqlite = db_url.startswith("sqlite")
+            if on_sqlite:
+                assert "the KetHead study" in await until_shown(pilot, "the KetHead study")
+            else:
+                await pilot.pause(0.2)
+                assert "the KetHead study" not in await until_shown(pilot, "Reading")
+            assert not opened.is_set()
+            release.set()
+            assert "the KetHead study" in await until_shown(pilot, "the KetHead study")
+            await settle(pilot)
+            while app.trial is None and app.workers:
+                await settle(pilot)
+            assert app.trial is not None and app.trial.title.endswith("the KetHead study")
+            app.db.engine.dispose()
+    finally:
+        release.set()
+
+
+async def test_an_old_schema_is_refused_on_the_sign_in_screen(
+    engine: Engine, db_url: str, clock: SteppingClock, started: list[TrialkitApp]
+) -> None:
+    """A database one migration behind shows its title at a glance (a SQLite file), then
+    the refusal; signing in is refused too, naming the upgrade."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0012'"))
+    open_tui(Cli(db=as_typed(db_url)))
+    [app] = started
+    async with app.run_test(size=(80, 24)) as pilot:
+        line = await until_shown(pilot, "older than this trialkit")
+        assert "database schema 0012 is older than this trialkit" in line
+        assert "trialkit db upgrade" in line
+        assert app.screen.query_one("#login-trial", Static).has_class("error")
+        assert app.trial is None
+        await sign_in(pilot)
+        said = str(app.screen.query_one("#sign-in-message", Static).render())
+        assert "older than this trialkit" in said
+        assert isinstance(app.screen, LoginScreen) and app.actor is None

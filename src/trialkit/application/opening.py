@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trialkit.store.heading import TrialHeading, read_heading
-from trialkit.store.urls import public_url
+from trialkit.store.urls import plain_file, public_url
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["TrialHeading", "open_engine", "public_url", "read_heading", "sqlite_file"]
+__all__ = ["TrialHeading", "open_engine", "plain_file", "public_url", "read_heading",
+           "sqlite_file"]
 
 
 def open_engine(
@@ -32,7 +33,11 @@ def open_engine(
 
 
 def sqlite_file(db: str) -> Path | None:
-    """The SQLite file behind ``db`` (a URL or a path), or None for any other database."""
+    """The SQLite file behind ``db`` (a URL or a path), or None for any other database. A
+    plain path is answered without importing SQLAlchemy."""
+    path = plain_file(db)
+    if path is not None:
+        return path
     from trialkit.store.db import normalize_url, sqlite_path
 
     return sqlite_path(normalize_url(db))

@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlmodel import Session
 
 from trialkit.domain.errors import Busy, DiskFull, InvalidInput, Refused, TrialkitError
-from trialkit.store.urls import public_url
+from trialkit.store.urls import plain_file, public_url
 
 BUSY_TIMEOUT_MS = 30_000
 READONLY = "trialkit_readonly"
@@ -39,8 +39,9 @@ def normalize_url(db: str) -> str:
         raise InvalidInput("database: empty URL or path")
     if db.startswith("file:"):  # a SQLite URI filename: file:copy.db?mode=ro
         return f"sqlite:///{db}{'&' if '?' in db else '?'}uri=true"
-    if "://" not in db:
-        return f"sqlite:///{Path(db).expanduser().resolve()}"
+    path = plain_file(db)
+    if path is not None:
+        return f"sqlite:///{path}"
     for prefix in ("postgresql://", "postgres://"):
         if db.startswith(prefix):
             return "postgresql+psycopg://" + db[len(prefix) :]

@@ -4,6 +4,7 @@ before the database opens."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,3 +26,13 @@ def public_url(db: str | URL) -> str:
     query = {k: v for k, v in url.query.items() if k.lower() != "password"}
     bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, query)
     return bare.render_as_string(hide_password=False)
+
+
+def plain_file(db: str) -> Path | None:
+    """The SQLite file ``db`` names when it is a plain path (``trial.db``, ``~/t.db``),
+    absolute; None for a URL or a SQLite URI filename (``file:…``). Without SQLAlchemy, so
+    the TUI can glance at the file before the engine opens."""
+    db = db.strip()
+    if not db or db.startswith("file:") or "://" in db:
+        return None
+    return Path(db).expanduser().resolve()

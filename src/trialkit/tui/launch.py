@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trialkit.application.opening import plain_file
 from trialkit.domain.clock import SystemClock
 from trialkit.domain.errors import InvalidInput
 from trialkit.tui.app import make_app
@@ -16,7 +17,9 @@ if TYPE_CHECKING:
 
 def open_tui_lazily(db: str) -> None:
     """Run the TUI over ``db`` (a file path or URL). The sign-in screen paints first; its
-    first worker opens the database, checks the schema and reads the trial (TRAINING)."""
+    first worker glances at a SQLite file given by its path (title, TRAINING: the standard
+    library's sqlite3, in milliseconds), then opens the database, checks the schema and
+    reads the trial, which is what signing in waits for."""
     if "://" not in db and not Path(db).expanduser().exists():
         raise InvalidInput(
             f"no trialkit database at {Path(db).expanduser().resolve()} "
@@ -45,4 +48,4 @@ def open_tui_lazily(db: str) -> None:
             raise
 
     make_app(open_database if ticket is None else open_for_a_browser, clock=SystemClock(),
-             db_label=db, training=False, ticket=ticket).run()
+             db_label=db, training=False, ticket=ticket, sqlite_file=plain_file(db)).run()

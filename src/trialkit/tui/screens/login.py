@@ -51,7 +51,7 @@ class LoginScreen(Screen[None]):
         starts once the screen has painted: opening the database imports SQLAlchemy, which
         would otherwise hold up the first paint."""
         self.query_one(SignInForm).focus_first()
-        self.call_after_refresh(self._load_trial)
+        self.call_after_refresh(self._load_trial, glance_first=True)
 
     def action_first_sign_in(self) -> None:
         """Switch between signing in and a first sign-in with an enrolment code."""
@@ -68,10 +68,14 @@ class LoginScreen(Screen[None]):
         (activation if first else sign_in).focus_first()
 
     @work(thread=True, exclusive=True, group="trial-info")
-    def _load_trial(self) -> None:
-        heading = self._db.heading()  # a glance first (a SQLite file), the full read next
+    def _load_trial(self, *, glance_first: bool) -> None:
+        # A glance first (a SQLite file, the standard library): the full read, which
+        # imports SQLAlchemy and holds the interpreter for a while, starts once the title
+        # it found has painted.
+        heading = self._db.heading() if glance_first else None
         if heading is not None:
             self.post_message(TrialHeadingRead(heading))
+            return
         try:
             trial = self._db.trial_info()
         except TrialkitError as exc:
@@ -80,8 +84,10 @@ class LoginScreen(Screen[None]):
             self.post_message(TrialLoaded(trial))
 
     def on_trial_heading_read(self, message: TrialHeadingRead) -> None:
-        """Show the title at once; the message bubbles on so the app learns TRAINING."""
+        """Show the title at once, then read the trial in full (the schema check, what
+        signing in needs); the message bubbles on so the app learns TRAINING."""
         self.query_one("#login-trial", Static).update(Content(message.heading.title))
+        self.call_after_refresh(self._load_trial, glance_first=False)
 
     def on_trial_loaded(self, message: TrialLoaded) -> None:
         """Show the title (and the code box if custodians have a second factor); the
