@@ -111,12 +111,13 @@ def test_a_failed_audit_verify_is_one_document_with_its_details(
 
 
 def leaf_commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every command a user can run, as the words that name it (a group has commands)."""
-    subcommands = getattr(command, "commands", None)
-    if subcommands is not None:
-        return [leaf for name, sub in sorted(subcommands.items())
-                for leaf in leaf_commands(sub, (*path, name))]
-    return [path]
+    """Every command a user can run, as the words that name it (a group lists its commands
+    through Click's list_commands and get_command, which load the root's lazy ones)."""
+    if not hasattr(command, "list_commands"):
+        return [path]
+    ctx = typer.Context(command)
+    return [leaf for name in sorted(command.list_commands(ctx))
+            for leaf in leaf_commands(command.get_command(ctx, name), (*path, name))]
 
 
 def test_every_command_answers_a_bad_option_with_one_json_error(

@@ -1,11 +1,17 @@
 """The ``trialkit`` command: the scriptable face of the same services the TUI uses.
 
-Each command imports what it needs inside its body: printing help must stay fast."""
+Each command imports what it needs inside its body, and the commands of the other CLI
+modules are imported only when one of them runs or shows its own help: printing help must
+stay fast."""
 
+import functools
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from trialkit.cli.context import (
     DEFAULT_DB,
@@ -18,13 +24,136 @@ from trialkit.cli.context import (
 )
 from trialkit.domain.errors import InvalidInput
 
+# How every command is built and shown: plain Click help, no completion, no pretty traces.
+SETTINGS: dict[str, Any] = {
+    "add_completion": False, "pretty_exceptions_enable": False, "rich_markup_mode": None}
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """A command (or group) of another CLI module: ``attribute`` of ``trialkit.cli.MODULE``
+    (a command function, or a Typer app for a group), and the first sentence of its help,
+    which the root's --help lists (shortened as Click shortens any help) without importing
+    the module. tests/cli/test_lazy_help.py keeps each equal to the command's own."""
+
+    module: str
+    attribute: str
+    summary: str
+    group: bool = False
+
+
+# Typer lists a group's commands before its groups, each in the order they were added.
+ELSEWHERE: dict[str, Elsewhere] = {
+    "seal": Elsewhere("list_cmds", "seal", "Generate and seal the allocation lists (admin)."),
+    "screen": Elsewhere("enrol_cmds", "screen",
+                        "Screen a participant: prints the participant id and eligibility."),
+    "consent": Elsewhere("enrol_cmds", "consent", "Record informed consent."),
+    "withdraw": Elsewhere("enrol_cmds", "withdraw",
+                          "Withdraw a participant (everything recorded is kept)."),
+    "randomize": Elsewhere("enrol_cmds", "randomize", "Randomize: prints the randomization "
+                           "number and label code, never the arm."),
+    "participants": Elsewhere("enrol_cmds", "participants",
+                              "List participants you may see (blinded)."),
+    "schedule": Elsewhere("enrol_cmds", "schedule", "Plan (or move) a randomized "
+                          "participant's infusion day; the pharmacy queue shows it."),
+    "infuse": Elsewhere("diary_cmds", "infuse", "Record the infusion (study day 0) of a "
+                        "randomized, dispensed participant."),
+    "outcomes": Elsewhere("diary_cmds", "outcomes", "Derived outcomes per window: days "
+                          "recorded, headache days, proration, change from baseline "
+                          "(blinded)."),
+    "queue": Elsewhere("pharmacy_cmds", "queue", "Randomized participants awaiting "
+                       "preparation, oldest first (pharmacist; blinded): never prepared, or "
+                       "prepared but expired before the infusion (to prepare again)."),
+    "dispense": Elsewhere("pharmacy_cmds", "dispense", "Open a participant's sealed envelope "
+                          "(pharmacist): shows the arm and how to prepare it."),
+    "label": Elsewhere("pharmacy_cmds", "label", "Print a dispensed participant's blinded "
+                       "labels again (pharmacist; logged, and the label shows the reprint "
+                       "count)."),
+    "preparation": Elsewhere("pharmacy_cmds", "preparation", "Show a recorded preparation "
+                             "with its sealed details: arm and product lots (pharmacist; "
+                             "unblinded, logged as an opening)."),
+    "unblind": Elsewhere("pharmacy_cmds", "unblind", "Emergency unblinding of one "
+                         "participant (pharmacist or custodian investigator): the arm is "
+                         "shown to you only, the reason is logged and the participant is "
+                         "flagged in every blinded view."),
+    "status": Elsewhere("report_cmds", "status", "Enrolment per site and stratum against "
+                        "target, diary completeness, overdue diaries and the CONSORT flow "
+                        "(any role; blinded)."),
+    "lock": Elsewhere("report_cmds", "lock", "Lock the database (investigator): from now on "
+                      "no clinical data can change, and the unblinded export becomes "
+                      "possible."),
+    "export": Elsewhere("report_cmds", "export", "Export outcomes, diary or participants "
+                        "(baseline covariates and the date of each stage) as CSV with a data "
+                        "dictionary (NAME.dictionary.csv) and a manifest of SHA-256 checksums "
+                        "(NAME.manifest.json) beside it (investigator)."),
+    "user": Elsewhere("user_cmds", "app", "Manage users (admin).", group=True),
+    "audit": Elsewhere("audit_cmds", "app", "Verify and read the audit trail.", group=True),
+    "list": Elsewhere("list_cmds", "list_app", "Sealed allocation lists.", group=True),
+    "custodian": Elsewhere("list_cmds", "custodian_app",
+                           "Unblinding custodians and their keys.", group=True),
+    "design": Elsewhere("design_cmds", "design_app", "Randomization designs: what they cost "
+                        "in predictability and imbalance.", group=True),
+    "report": Elsewhere("design_cmds", "report_app", "Reports after the database lock.",
+                        group=True),
+    "diary": Elsewhere("diary_cmds", "diary_app",
+                       "The headache diary: record, import, history.", group=True),
+}
+
+
+@functools.cache
+def built(name: str) -> Any:
+    """The Click command ``name`` of :data:`ELSEWHERE`, imported and built as Typer builds
+    it inside the whole CLI (added by that name to an app with the same settings)."""
+    where = ELSEWHERE[name]
+    target = getattr(importlib.import_module(f"trialkit.cli.{where.module}"), where.attribute)
+    alone = typer.Typer(**SETTINGS)
+    if isinstance(target, typer.Typer):
+        alone.add_typer(target, name=name)
+        return typer.main.get_command(alone).commands[name]  # type: ignore[attr-defined]
+    alone.command(name)(target)
+    return typer.main.get_command(alone)  # one command and no callback: the command itself
+
+
+class LazyCommands(TyperGroup):
+    """The root group, loading the commands of :data:`ELSEWHERE` only when asked for one
+    (Click's lazy subcommands: ``list_commands`` and ``get_command``); its own help lists
+    them by their summaries. (Typer's Click types are private to it: hence ``Any``.)"""
+
+    listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """Every command, in the order Typer would list them all built."""
+        own = super().list_commands(ctx)
+        groups = [name for name in own if isinstance(self.commands[name], TyperGroup)]
+        return ([name for name in own if name not in groups]
+                + [name for name, where in ELSEWHERE.items() if not where.group]
+                + groups + [name for name, where in ELSEWHERE.items() if where.group])
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """The command, imported and built now if it lives in another module (while the
+        root's help is being written, a stand-in carrying its summary)."""
+        where = ELSEWHERE.get(cmd_name)
+        if where is None:
+            return super().get_command(ctx, cmd_name)
+        if self.listing:
+            return TyperCommand(cmd_name, help=where.summary)
+        return built(cmd_name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The root's list of commands, from the summaries: nothing is imported for it."""
+        self.listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self.listing = False
+
+
 app = typer.Typer(
     name="trialkit",
     help="Sealed, stratified randomization and headache-diary capture for the KetHead trial.",
     no_args_is_help=False,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    cls=LazyCommands,
+    **SETTINGS,
 )
 
 
@@ -301,31 +430,3 @@ def restore_check(
         lines.append(f"Live database {public_url(c.db)} (schema {gap.schema}, {gap.events} "
                      f"audit events): {gap.describe()}.")
     c.emit(facts, "\n".join(lines))
-
-
-def register() -> None:
-    from trialkit.cli import (
-        audit_cmds,
-        design_cmds,
-        diary_cmds,
-        enrol_cmds,
-        list_cmds,
-        pharmacy_cmds,
-        report_cmds,
-        user_cmds,
-    )
-
-    app.add_typer(user_cmds.app, name="user")
-    app.add_typer(audit_cmds.app, name="audit")
-    app.command("seal")(list_cmds.seal)
-    app.add_typer(list_cmds.list_app, name="list")
-    app.add_typer(list_cmds.custodian_app, name="custodian")
-    app.add_typer(design_cmds.design_app, name="design")
-    app.add_typer(design_cmds.report_app, name="report")
-    enrol_cmds.register(app)
-    diary_cmds.register(app)
-    pharmacy_cmds.register(app)
-    report_cmds.register(app)
-
-
-register()

@@ -14,12 +14,6 @@ from trialkit.domain.site_time import shown
 diary_app = typer.Typer(help="The headache diary: record, import, history.", no_args_is_help=True)
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(diary_app, name="diary")
-    app.command("infuse")(infuse)
-    app.command("outcomes")(outcomes)
-
-
 def _yes_no(value: bool) -> str:
     return "yes" if value else "no"
 

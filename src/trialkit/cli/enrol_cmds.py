@@ -28,15 +28,6 @@ def parse_date(text: str, what: str = "date") -> date:
         raise InvalidInput(f"{what} {text!r} is not a date like 2026-03-01") from None
 
 
-def register(app: typer.Typer) -> None:
-    app.command("screen")(screen)
-    app.command("consent")(consent)
-    app.command("withdraw")(withdraw)
-    app.command("randomize")(randomize)
-    app.command("participants")(participants)
-    app.command("schedule")(schedule)
-
-
 def screen(
     ctx: typer.Context,
     site: Annotated[str, typer.Option("--site", help="Site code, e.g. TWH")],

@@ -27,14 +27,6 @@ OPEN_PROMPT = "Password to open the envelope (custodian key of {}): "
 CHECKER_PROMPT = "Password of {}, who checked the preparation (signs the check): "
 
 
-def register(app: typer.Typer) -> None:
-    app.command("queue")(queue)
-    app.command("dispense")(dispense)
-    app.command("label")(label)
-    app.command("preparation")(preparation)
-    app.command("unblind")(unblind)
-
-
 def _when(at: datetime) -> str:
     # Services hand over the site's local times; shown with their zone (EST, EDT).
     return shown(at)

@@ -18,12 +18,6 @@ if TYPE_CHECKING:
     from trialkit.services.reports import TrialStatus
 
 
-def register(app: typer.Typer) -> None:
-    app.command("status")(status)
-    app.command("lock")(lock)
-    app.command("export")(export)
-
-
 def _svg_path(text: str) -> Path:
     path = Path(text).expanduser()
     if path.suffix.lower() != ".svg":
