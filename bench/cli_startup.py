@@ -65,8 +65,11 @@ class Timing:
 
 
 def clean_env() -> dict[str, str]:
-    """The caller's environment without trialkit settings or anything that slows Python."""
-    drop = ("TRIALKIT_", "PYTHONPROFILEIMPORTTIME", "PYTHONDEVMODE", "PYTHONTRACEMALLOC")
+    """The caller's environment without trialkit settings or anything that slows Python.
+    PYTHONDONTWRITEBYTECODE goes too: the warm-up runs write trialkit's bytecode cache, as
+    installing it does, where the baseline's Typer already has its own."""
+    drop = ("TRIALKIT_", "PYTHONPROFILEIMPORTTIME", "PYTHONDEVMODE", "PYTHONTRACEMALLOC",
+            "PYTHONDONTWRITEBYTECODE")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 

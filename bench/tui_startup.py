@@ -6,8 +6,9 @@ Run with the project's interpreter:  .venv/bin/python bench/tui_startup.py [--ru
 Each sample is a fresh interpreter (cold process, warm file cache) timed from just before
 the process is spawned until its form is usable: painted, the cursor in the first field,
 and (trialkit) the trial's title read from the database and shown (after its first glance
-at a SQLite file, ``TrialHeadingRead``, or the full read, ``TrialLoaded``, whichever comes
-first). The first paint is recorded too, as a phase.
+at a SQLite file, ``TrialHeadingRead``, which the sign-in screen now makes while composing
+its first frame, or the full read, ``TrialLoaded``, whichever comes first). The first paint
+is recorded too, as a phase.
 
 - trialkit: the real CLI path, `trialkit.__main__.main()` with `--db X tui` (Typer, then
   `open_tui`, then the app), on a KetHead trial made by `trialkit init` in a temporary
@@ -203,8 +204,11 @@ class Timing:
 
 def clean_env(db: str) -> dict[str, str]:
     """The caller's environment without trialkit settings or anything that slows Python
-    (TRIALKIT_CLOCK would be refused by a live trial anyway)."""
-    drop = ("TRIALKIT_", "PYTHONPROFILEIMPORTTIME", "PYTHONDEVMODE", "PYTHONTRACEMALLOC")
+    (TRIALKIT_CLOCK would be refused by a live trial anyway). PYTHONDONTWRITEBYTECODE goes
+    too: the warm-up runs write trialkit's bytecode cache, as installing it does, where the
+    baseline's Textual already has its own."""
+    drop = ("TRIALKIT_", "PYTHONPROFILEIMPORTTIME", "PYTHONDEVMODE", "PYTHONTRACEMALLOC",
+            "PYTHONDONTWRITEBYTECODE")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["BENCH_DB"] = db
     env.setdefault("TERM", "xterm-256color")

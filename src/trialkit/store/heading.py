@@ -21,9 +21,10 @@ class TrialHeading:
 
 def read_heading(path: Path) -> TrialHeading | None:
     """The heading of the trial in the SQLite file ``path``, opened read-only; None if the
-    file holds no trial or cannot be read this way (the full read then says why)."""
+    file holds no trial or cannot be read this way at once (the full read then says why).
+    Never waits for a lock: the sign-in screen reads it before its first frame."""
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
     except (sqlite3.Error, ValueError):
         return None
     try:

@@ -9,6 +9,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from trialkit.application.opening import TrialHeading
 from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
 from trialkit.tui.commands import FIRST_SIGN_IN
@@ -28,13 +29,18 @@ class LoginScreen(Screen[None]):
     def __init__(self, db: TrialDatabase) -> None:
         super().__init__()
         self._db = db
+        self._heading: TrialHeading | None = None
 
     def compose(self) -> ComposeResult:
-        """Header, banner, and a centred sign-in box."""
+        """Header, banner, and a centred sign-in box, with the trial's title from the
+        first frame when the database is a SQLite file given by its path (a glance with
+        the standard library: a millisecond, no SQLAlchemy)."""
+        self._heading = self._db.heading()
         yield Header()
         yield TrainingBanner()
         with Container(classes="centred"), Vertical(id="login-box"):
-            yield Static("Reading the trial…", id="login-trial")
+            yield Static(Content(self._heading.title) if self._heading else "Reading the trial…",
+                         id="login-trial")
             yield Static("Sign in", classes="heading", id="login-heading")
             yield SignInForm(self._db, id="sign-in")
             activation = ActivationForm(self._db, id="activate")
@@ -47,11 +53,14 @@ class LoginScreen(Screen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        """Start typing at once; fill in the trial when the database answers. The read
-        starts once the screen has painted: opening the database imports SQLAlchemy, which
-        would otherwise hold up the first paint."""
+        """Start typing at once; fill in the trial when the database answers. The full
+        read starts once the screen has painted: opening the database imports SQLAlchemy,
+        which would otherwise hold up the first paint (and, after a glance, the title's)."""
         self.query_one(SignInForm).focus_first()
-        self.call_after_refresh(self._load_trial, glance_first=True)
+        if self._heading is not None:
+            self.post_message(TrialHeadingRead(self._heading))  # the app learns TRAINING
+        else:
+            self.call_after_refresh(self._load_trial)
 
     def action_first_sign_in(self) -> None:
         """Switch between signing in and a first sign-in with an enrolment code."""
@@ -68,14 +77,7 @@ class LoginScreen(Screen[None]):
         (activation if first else sign_in).focus_first()
 
     @work(thread=True, exclusive=True, group="trial-info")
-    def _load_trial(self, *, glance_first: bool) -> None:
-        # A glance first (a SQLite file, the standard library): the full read, which
-        # imports SQLAlchemy and holds the interpreter for a while, starts once the title
-        # it found has painted.
-        heading = self._db.heading() if glance_first else None
-        if heading is not None:
-            self.post_message(TrialHeadingRead(heading))
-            return
+    def _load_trial(self) -> None:
         try:
             trial = self._db.trial_info()
         except TrialkitError as exc:
@@ -84,10 +86,10 @@ class LoginScreen(Screen[None]):
             self.post_message(TrialLoaded(trial))
 
     def on_trial_heading_read(self, message: TrialHeadingRead) -> None:
-        """Show the title at once, then read the trial in full (the schema check, what
-        signing in needs); the message bubbles on so the app learns TRAINING."""
-        self.query_one("#login-trial", Static).update(Content(message.heading.title))
-        self.call_after_refresh(self._load_trial, glance_first=False)
+        """The title is on screen from the glance: read the trial in full once it has
+        painted (the schema check, what signing in needs). The message bubbles on so the
+        app learns TRAINING."""
+        self.call_after_refresh(self._load_trial)
 
     def on_trial_loaded(self, message: TrialLoaded) -> None:
         """Show the title (and the code box if custodians have a second factor); the
