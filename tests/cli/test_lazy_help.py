@@ -104,6 +104,16 @@ def test_help_is_byte_for_byte_the_same(path: tuple[str, ...], width: int) -> No
     assert (now.exit_code, now.output) == (before.exit_code, before.output)
 
 
+@pytest.mark.parametrize("typed", [["stats"], ["dairy"], ["usr", "add"], ["diary", "recrod"]])
+def test_a_mistyped_command_gets_the_same_answer(typed: list[str]) -> None:
+    """Typer's "did you mean" names the lazy commands too."""
+    runner = CliRunner()
+    before = runner.invoke(EAGER, typed, prog_name="trialkit")
+    now = runner.invoke(app, typed, prog_name="trialkit")
+    assert before.exit_code == 2 and "Did you mean" in before.output, before.output
+    assert (now.exit_code, now.output) == (before.exit_code, before.output)
+
+
 def test_each_summary_is_the_first_sentence_of_the_commands_own_help() -> None:
     built = typer.main.get_command(EAGER)
     commands = built.commands  # type: ignore[attr-defined]

@@ -115,29 +115,32 @@ def built(name: str) -> Any:
 
 
 class LazyCommands(TyperGroup):
-    """The root group, loading the commands of :data:`ELSEWHERE` only when asked for one
-    (Click's lazy subcommands: ``list_commands`` and ``get_command``); its own help lists
-    them by their summaries. (Typer's Click types are private to it: hence ``Any``.)"""
+    """The root group. It holds the commands of :data:`ELSEWHERE` as stand-ins carrying
+    their summaries, so that its list, its help and Typer's "did you mean" name them
+    without importing anything; ``get_command`` imports and builds the real one when it
+    runs or shows its own help (Click's lazy subcommands). (Typer's Click types are private
+    to it: hence ``Any``.)"""
 
     listing = False
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        """Every command, in the order Typer would list them all built."""
-        own = super().list_commands(ctx)
-        groups = [name for name in own if isinstance(self.commands[name], TyperGroup)]
-        return ([name for name in own if name not in groups]
-                + [name for name, where in ELSEWHERE.items() if not where.group]
-                + groups + [name for name, where in ELSEWHERE.items() if where.group])
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        own = dict(self.commands)
+        groups = [name for name, command in own.items() if isinstance(command, TyperGroup)]
+        stand_ins = {name: TyperCommand(name, help=where.summary)
+                     for name, where in ELSEWHERE.items()}
+        # In the order Typer would list them all built: commands, then groups.
+        order = ([name for name in own if name not in groups]
+                 + [name for name, where in ELSEWHERE.items() if not where.group]
+                 + groups + [name for name, where in ELSEWHERE.items() if where.group])
+        self.commands = {name: own.get(name) or stand_ins[name] for name in order}
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         """The command, imported and built now if it lives in another module (while the
-        root's help is being written, a stand-in carrying its summary)."""
-        where = ELSEWHERE.get(cmd_name)
-        if where is None:
-            return super().get_command(ctx, cmd_name)
-        if self.listing:
-            return TyperCommand(cmd_name, help=where.summary)
-        return built(cmd_name)
+        root's help is being written, its stand-in)."""
+        if cmd_name in ELSEWHERE and not self.listing:
+            return built(cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         """The root's list of commands, from the summaries: nothing is imported for it."""
