@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 from textual.pilot import Pilot
 from textual.widgets import Static
 
@@ -18,6 +19,8 @@ from trialkit.cli.app import open_tui
 from trialkit.cli.context import Cli
 from trialkit.domain.clock import FixedClock, SystemClock
 from trialkit.domain.errors import InvalidInput, Refused
+from trialkit.services import trial as services_trial
+from trialkit.services.trial import TrialInfo
 from trialkit.tui.app import TrialkitApp, make_app
 from trialkit.tui.screens.login import LoginScreen
 from trialkit.tui.widgets.training_banner import TrainingBanner
@@ -230,3 +233,31 @@ async def test_an_old_schema_is_refused_on_the_sign_in_screen(
         said = str(app.screen.query_one("#sign-in-message", Static).render())
         assert "older than this trialkit" in said
         assert isinstance(app.screen, LoginScreen) and app.actor is None
+
+
+async def test_without_a_glance_the_title_shows_before_the_full_read(
+    engine: Engine, clock: SteppingClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database given by its URL (a server, or SQLite by URL) shows its title by one
+    light query once open, while the full read (models, protocol) is still under way."""
+    release, read = threading.Event(), threading.Event()
+    real_trial_info = services_trial.trial_info
+
+    def held_trial_info(session: Session) -> TrialInfo:
+        release.wait(timeout=60)
+        read.set()
+        return real_trial_info(session)
+
+    monkeypatch.setattr(services_trial, "trial_info", held_trial_info)
+    app = app_for(lambda: engine, clock)  # type: ignore[arg-type]
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert "the KetHead study" in await until_shown(pilot, "the KetHead study")
+            assert not read.is_set() and app.trial is None
+            release.set()
+            await settle(pilot)
+            while app.trial is None and app.workers:
+                await settle(pilot)
+            assert app.trial is not None and app.trial.title.endswith("the KetHead study")
+    finally:
+        release.set()

@@ -120,6 +120,15 @@ class TrialDatabase:
             return None
         return read_heading(self._sqlite_file)
 
+    def opened_heading(self) -> TrialHeading | None:
+        """The trial's title and training flag by one light query (no models, no protocol
+        parse) once the database is open and its schema checked: what the sign-in screen
+        shows of a database it could not glance at, ahead of the full read."""
+        from trialkit.store.heading import heading_in
+
+        with self.uow.read() as session:
+            return heading_in(session)
+
     def trial_info(self) -> TrialInfo:
         """Title, version, sites and settings of the trial (a read-only transaction)."""
         from trialkit.services.trial import trial_info

@@ -8,6 +8,12 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+HEADING = "SELECT trial_code, title, training FROM trial WHERE id = 1"
 
 
 @dataclass(frozen=True)
@@ -28,12 +34,25 @@ def read_heading(path: Path) -> TrialHeading | None:
     except (sqlite3.Error, ValueError):
         return None
     try:
-        row = conn.execute("SELECT trial_code, title, training FROM trial WHERE id = 1"
-                           ).fetchone()
+        row = conn.execute(HEADING).fetchone()
     except sqlite3.Error:
         return None
     finally:
         conn.close()
+    return heading_from(row)
+
+
+def heading_in(session: Session) -> TrialHeading | None:
+    """The same heading, by the same light query in an open session (any backend): no
+    models, no protocol parse."""
+    from sqlalchemy import text
+
+    row = session.connection().execute(text(HEADING)).first()
+    return heading_from(None if row is None else tuple(row))
+
+
+def heading_from(row: tuple[object, ...] | None) -> TrialHeading | None:
+    """The heading in a row of the heading query, or None if there is none."""
     if row is None or not isinstance(row[0], str) or not isinstance(row[1], str):
         return None
     return TrialHeading(row[0], row[1], bool(row[2]))

@@ -79,6 +79,10 @@ class LoginScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="trial-info")
     def _load_trial(self) -> None:
         try:
+            if self._heading is None:  # no glance: the title by a light query once open
+                heading = self._db.opened_heading()
+                if heading is not None:
+                    self.post_message(TrialHeadingRead(heading))
             trial = self._db.trial_info()
         except TrialkitError as exc:
             self.post_message(ServiceFailed(tui_message(exc)))
@@ -86,10 +90,14 @@ class LoginScreen(Screen[None]):
             self.post_message(TrialLoaded(trial))
 
     def on_trial_heading_read(self, message: TrialHeadingRead) -> None:
-        """The title is on screen from the glance: read the trial in full once it has
-        painted (the schema check, what signing in needs). The message bubbles on so the
-        app learns TRAINING."""
-        self.call_after_refresh(self._load_trial)
+        """After the glance (the title is on screen from the first frame), read the trial
+        in full once it has painted (the schema check, what signing in needs); without
+        one, the full read has just read the heading: show it. The message bubbles on so
+        the app learns TRAINING."""
+        if self._heading is not None:
+            self.call_after_refresh(self._load_trial)
+        else:
+            self.query_one("#login-trial", Static).update(Content(message.heading.title))
 
     def on_trial_loaded(self, message: TrialLoaded) -> None:
         """Show the title (and the code box if custodians have a second factor); the
