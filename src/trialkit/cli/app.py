@@ -133,7 +133,7 @@ class LazyCommands(TyperGroup):
         order = ([name for name in own if name not in groups]
                  + [name for name, where in ELSEWHERE.items() if not where.group]
                  + groups + [name for name, where in ELSEWHERE.items() if where.group])
-        self.commands = {name: own.get(name) or stand_ins[name] for name in order}
+        self.commands = {name: own[name] if name in own else stand_ins[name] for name in order}
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         """The command, imported and built now if it lives in another module (while the
