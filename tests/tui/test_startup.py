@@ -3,6 +3,9 @@ the first worker, and `trialkit tui` keeps the TRIALKIT_CLOCK rule of training t
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -261,3 +264,33 @@ async def test_without_a_glance_the_title_shows_before_the_full_read(
             assert app.trial is not None and app.trial.title.endswith("the KetHead study")
     finally:
         release.set()
+
+
+LOADED_WHEN_THE_APP_RUNS = """
+import json, sys
+from trialkit.tui.app import TrialkitApp
+
+def run(self, **_):
+    print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+
+TrialkitApp.run = run
+sys.argv = ["trialkit", "--db", sys.argv[1], "tui"]
+from trialkit.__main__ import main
+main()
+"""
+
+
+def test_trialkit_tui_starts_the_app_having_loaded_no_database_library(tmp_path: Path) -> None:
+    """`trialkit --db FILE tui` reaches the app with nothing of the database layer, the
+    models or the cryptography loaded: the first frame waits for none of them (a fact about
+    the code, read from sys.modules, not a timing)."""
+    db = tmp_path / "trial.db"
+    db.touch()
+    done = subprocess.run([sys.executable, "-c", LOADED_WHEN_THE_APP_RUNS, str(db)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "textual" in loaded  # the probe saw the app about to run
+    heavy = {"sqlalchemy", "sqlmodel", "pydantic", "alembic", "psycopg", "cryptography",
+             "argon2", "typer"}
+    assert loaded.isdisjoint(heavy), loaded & heavy
