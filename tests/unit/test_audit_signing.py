@@ -52,11 +52,15 @@ def build(plan: list[tuple[int, str, str]]) -> list[Event]:
     return trail
 
 
-def walk(trail: list[Event]) -> SignatureWalk:
-    w = SignatureWalk()
+def walk(trail: list[Event], workers: int = 0) -> SignatureWalk:
+    """The walk over ``trail``, checking signatures one by one; with ``workers`` 0 it also
+    checks that the walk with two worker threads finds the same first break."""
+    w = SignatureWalk(workers=workers)
     for fields, stored, signature in trail:
         w.step(fields, stored, signature)
     w.finish()
+    if workers == 0:
+        assert walk(trail, workers=2).first_break == w.first_break
     return w
 
 
@@ -119,3 +123,18 @@ def test_a_new_key_signed_by_itself_does_not_replace_an_old_one() -> None:
     assert found is not None and found.seq == len(trail) + 1
     assert found.why == ("its signature does not match ivan's key: the event was changed "
                          "or forged")
+
+
+def test_signatures_checked_in_threads_break_at_the_first_forgery_of_a_long_trail() -> None:
+    """Thousands of events (several chunks for the worker threads, checked out of order):
+    two forged events, far apart; the earlier one is the break."""
+    steps = 3000
+    trail = build([(i % len(PEOPLE), "participant.randomize", "") for i in range(steps)])
+    assert walk(trail, workers=2).first_break is None
+    first, second = 2600, 1800 + 3  # list positions; seq is position + 1
+    for at in (first, second):
+        fields, stored, _own = trail[at]
+        trail[at] = (fields, stored, trail[at - 1][2])  # another event's signature
+    found = walk(trail, workers=2).first_break
+    assert found is not None and found.seq == second + 1
+    assert "signature does not match" in found.why

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -267,7 +268,8 @@ class _AuditPass:
 
     def __init__(self, progress: _Progress) -> None:
         self.chain = ChainWalk()
-        self.signatures = SignatureWalk()
+        # the signatures are checked in a thread per core, alongside the walk
+        self.signatures = SignatureWalk(workers=os.cpu_count() or 1)
         self.times = TimeWalk()
         self.steps = StepWalk()
         self.latest = _Latest()
@@ -294,9 +296,11 @@ class _AuditPass:
         self._progress.tick()
 
     def walk(self, session: Session) -> None:
-        for fields, stored_hash, signature in audit.iter_signed_chain(session):
-            self.event(fields, stored_hash, signature)
-        self.signatures.finish()
+        try:
+            for fields, stored_hash, signature in audit.iter_signed_chain(session):
+                self.event(fields, stored_hash, signature)
+        finally:
+            self.signatures.finish()
 
     @property
     def first_break(self) -> ChainBreak | None:
