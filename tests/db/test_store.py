@@ -4,6 +4,9 @@ write locking, and an ``initialize`` that is all or nothing."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,7 +17,16 @@ from sqlalchemy import Engine, inspect, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import Session, select
 
-from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user, sign_in
+from tests.conftest import (
+    ADMIN,
+    BACKENDS,
+    KETHEAD,
+    PASSWORD,
+    SteppingClock,
+    add_user,
+    empty_database,
+    sign_in,
+)
 from tests.db.tampering import audit_actions, reader, verify
 from trialkit.domain.clock import FixedClock
 from trialkit.domain.errors import InvalidInput, Refused
@@ -24,7 +36,7 @@ from trialkit.services import setup
 from trialkit.services.auth import FREE_FAILURES
 from trialkit.services.setup import initialize
 from trialkit.store import schema
-from trialkit.store.db import make_engine, normalize_url, read_only, transaction
+from trialkit.store.db import ON_WAIT, make_engine, normalize_url, read_only, transaction
 from trialkit.store.models import AuditEvent, Preparation, Trial, User
 
 KOLKATA = timezone(timedelta(hours=5, minutes=30))
@@ -208,6 +220,47 @@ def test_sqlite_write_transactions_take_the_write_lock_when_they_begin(
     finally:
         other.close()
         sqlite_engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_writers_to_one_trial_queue_and_writers_to_another_trial_do_not(
+    backend: str, tmp_path: Path
+) -> None:
+    """The write lock belongs to one trial's database: a SQLite file, or a PostgreSQL
+    schema (the advisory lock is keyed by the schema too, so trials in other schemas of
+    the same server database, such as every other test's, never make a writer wait)."""
+    with ExitStack() as stack:
+        here = stack.enter_context(empty_database(backend, tmp_path, "here.db"))
+        there = stack.enter_context(empty_database(backend, tmp_path, "there.db"))
+        engines = [make_engine(url, must_exist=False) for url in (here, here, there)]
+        for e in engines:
+            stack.callback(e.dispose)
+        holder, same, other = engines
+        waited: list[str] = []
+
+        def writer(engine: Engine, name: str) -> Engine:
+            return engine.execution_options(**{ON_WAIT: lambda: waited.append(name)})
+
+        with transaction(holder) as s:
+            s.execute(text("SELECT 1"))  # the write transaction has begun: the lock is held
+            with transaction(writer(other, "other trial")) as t:
+                t.execute(text("SELECT 1"))  # another trial's writer goes ahead at once
+            assert waited == []
+            queued = threading.Thread(target=_write_once, args=(writer(same, "same trial"),))
+            queued.start()
+            deadline = time.monotonic() + 30
+            while not waited and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert waited == ["same trial"]  # it waits for the holder ...
+            assert queued.is_alive()
+        queued.join(timeout=30)  # ... and goes ahead once the holder has committed
+        assert not queued.is_alive()
+        assert waited == ["same trial"]
+
+
+def _write_once(engine: Engine) -> None:
+    with transaction(engine) as s:
+        s.execute(text("SELECT 1"))
 
 
 def test_a_missing_sqlite_file_is_not_created_by_opening_it(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, insert
 from sqlalchemy import select as select_columns
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -27,7 +27,7 @@ from trialkit.domain.clock import Clock, SystemClock
 from trialkit.domain.roles import Permission
 from trialkit.services.actor import Actor, require
 from trialkit.services.refusals import audits_refusals
-from trialkit.store.db import WRITE_LOCK_KEY, takes_write_lock_at_begin
+from trialkit.store.db import PG_WRITE_LOCK, takes_write_lock_at_begin
 from trialkit.store.models import AuditEvent
 from trialkit.store.types import UTCDateTime
 
@@ -84,7 +84,7 @@ def lock_chain(session: Session) -> None:
     trip for those that hold it."""
     conn = session.connection()
     if conn.dialect.name == "postgresql" and not takes_write_lock_at_begin(conn):
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+        conn.exec_driver_sql(PG_WRITE_LOCK)
 
 
 # The chain head and the server's time in one statement (one round trip on PostgreSQL).

@@ -138,8 +138,14 @@ def _begin_immediate(dbapi_conn: Any, on_wait: Any = None) -> None:
         dbapi_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
-# Names the PostgreSQL advisory lock every write transaction takes first (see _pg_on_begin).
+# Names the PostgreSQL advisory lock every write transaction takes first (see _pg_on_begin):
+# the two-int form, this key and the schema the trial lives in, so writers to one trial
+# queue while trials in other schemas of the same database (each test its own `t_*`
+# schema) never wait on each other. A deployment with one schema has one lock, as before.
 WRITE_LOCK_KEY = 0x7472_6B61
+_WRITE_LOCK_ARGS = f"{WRITE_LOCK_KEY}, hashtext(coalesce(current_schema(), ''))"
+PG_WRITE_LOCK = f"SELECT pg_advisory_xact_lock({_WRITE_LOCK_ARGS})"
+_PG_TRY_WRITE_LOCK = f"SELECT pg_try_advisory_xact_lock({_WRITE_LOCK_ARGS})"
 
 
 def _pg_on_begin(conn: Any) -> None:
@@ -156,11 +162,7 @@ def _pg_on_begin(conn: Any) -> None:
     if on_wait is not None:
         on_wait()
     conn.exec_driver_sql(f"SET LOCAL lock_timeout = {BUSY_TIMEOUT_MS}")
-    conn.exec_driver_sql(_PG_WRITE_LOCK)
-
-
-_PG_TRY_WRITE_LOCK = f"SELECT pg_try_advisory_xact_lock({WRITE_LOCK_KEY})"
-_PG_WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+    conn.exec_driver_sql(PG_WRITE_LOCK)
 
 
 def takes_write_lock_at_begin(conn: Connection) -> bool:
