@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass, fields
 from datetime import date, datetime
 
-from sqlalchemy import func
+from sqlalchemy import exists, func, literal_column
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
@@ -184,22 +184,18 @@ def _flows(session: Session) -> _Flows:
     """The flow (``domain.participant_status.flow``: the one status rule) of each site, each
     stratum and the whole trial. One grouped query: a row per site, stratum and combination
     of facts, never one per participant."""
-    prepared = select_columns(col(Preparation.participant_id)).distinct().subquery()
-    facts = (
+    prepared = exists().where(col(Preparation.participant_id) == col(Participant.id))
+    facts = tuple(fact.label(f"fact_{i}") for i, fact in enumerate((
         col(Participant.eligible).is_(True),
         col(Participant.consent_date).is_not(None),
         _RANDOMIZED,
-        prepared.c.participant_id.is_not(None),
+        prepared,  # a look-up in the preparation's index per participant
         col(Participant.infusion_date).is_not(None),
         col(Participant.withdrawn_at).is_not(None),
-    )
+    )))
     keys = (col(Participant.site_code), col(Participant.stratum_code))
-    stmt = (
-        select_columns(*keys, *facts, func.count())
-        .select_from(Participant)
-        .outerjoin(prepared, prepared.c.participant_id == Participant.id)
-        .group_by(*keys, *facts)
-    )
+    stmt = (select_columns(*keys, *facts, func.count())  # grouped by the facts' names: the
+            .group_by(*keys, *(literal_column(f.name) for f in facts)))  # look-up runs once
     sites: dict[str, list[tuple[Facts, int]]] = {}
     strata: dict[str, list[tuple[Facts, int]]] = {}
     everyone: list[tuple[Facts, int]] = []
