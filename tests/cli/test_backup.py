@@ -290,7 +290,7 @@ def at_revision(url: str, revision: str, sample: Engine) -> None:
     (and columns) of the sample trial its tables have."""
     engine = make_engine(url, must_exist=False)
     try:
-        with engine.begin() as conn:
+        with schema.migrating(engine) as conn:  # as trialkit migrates (0013 rebuilds tables)
             cfg = Config()
             cfg.set_main_option("script_location", str(schema.MIGRATIONS))
             cfg.attributes["connection"] = conn

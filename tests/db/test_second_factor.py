@@ -7,16 +7,19 @@ agrees with) for the secret shown to the user, at the test's clock."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyotp
 import pytest
 from sqlalchemy import Engine, update
+from sqlalchemy import text as sql
 from sqlmodel import select
 
 from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user
 from tests.db.tampering import audit_actions, verify
+from tests.db.test_store_types import migrate
 from trialkit.domain import key_wrap
 from trialkit.domain.errors import AuthenticationFailed, PermissionDenied, Refused
 from trialkit.domain.protocol import load_protocol
@@ -364,3 +367,19 @@ def test_a_code_spent_by_a_racing_sign_in_is_not_accepted_again(
     with transaction(engine) as s:
         user = s.exec(select(User).where(User.name == "pia")).one()
         assert user.totp_last_step == phone.timecode(clock.now())
+
+
+def test_a_factor_enrolled_at_schema_0013_works_after_the_upgrade_to_0014(
+    engine: Engine, admin: Actor, clock: SteppingClock
+) -> None:
+    """0014 makes the KDF parameters of the wrapped secret JSON: the same document, and the
+    password still unwraps the secret the phone shares."""
+    app = enrolled(engine, admin, clock, "pia")
+    migrate(engine, "0013")
+    with engine.connect() as conn:
+        stored = conn.execute(sql("SELECT totp_kdf FROM app_user WHERE name = 'pia'")).scalar_one()
+    assert isinstance(stored, str) and set(json.loads(stored)) >= {"alg", "salt"}
+    migrate(engine, "head")
+    assert json.loads(_user(engine, "pia").totp_kdf or "") == json.loads(stored)
+    sign_in(engine, "pia", clock, code=app.at(clock.now()))
+    assert verify(engine).ok

@@ -1,9 +1,9 @@
-"""Schema 0013 (issue 10, store types): dates are DATE, JSON documents JSON (jsonb on
-PostgreSQL), timestamps timezone-aware. A trial made at schema 0012 (built with today's
-code, then taken down to 0012: dates as ISO text, documents as JSON text, as the trialkit
-of 0012 wrote them) is upgraded on SQLite and PostgreSQL; every value reads back as it was
-written, the audit trail verifies (its hashes and signatures cover the same canonical text)
-and the exports' bytes do not change."""
+"""Schemas 0013 and 0014 (issue 10, store types): dates are DATE, JSON documents (0014: the
+users' key KDF parameters too) JSON (jsonb on PostgreSQL), timestamps timezone-aware. A
+trial made at schema 0012 (built with today's code, then taken down to 0012: dates as ISO
+text, documents as JSON text, as the trialkit of 0012 wrote them) is upgraded on SQLite and
+PostgreSQL; every value reads back as it was written, the audit trail verifies (its hashes
+and signatures cover the same canonical text) and the exports' bytes do not change."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from tests.db.tampering import verify
 from tests.db.test_export import build_export_world
 from tests.db.test_pharmacy import World
 from trialkit.domain.errors import InvalidInput
+from trialkit.domain.sealing import CustodianKeys, unwrap_private_key
 from trialkit.services.actor import Actor
 from trialkit.services.export import ExportFiles, export_table
 from trialkit.store import schema
@@ -45,7 +46,8 @@ DATES = {"participant": ["consent_date", "infusion_date", "planned_infusion_date
          "diary_entry": ["day"]}
 DOCUMENTS = {"stratum": ["levels_json"],
              "participant": ["factors_json", "answers_json", "failed_json"],
-             "allocation_list": ["design"]}
+             "allocation_list": ["design"],
+             "app_user": ["key_kdf", "signing_kdf", "totp_kdf"]}  # the last three: 0014
 TIMESTAMPS = {"participant": ["screened_at", "randomized_at", "withdrawn_at"],
               "diary_entry": ["recorded_at"], "audit_event": ["at"],
               "preparation": ["prepared_at", "checked_at", "expires_at", "voided_at"],
@@ -150,6 +152,10 @@ def test_a_trial_from_schema_0012_upgrades_reads_back_verifies_and_exports_the_s
     if engine.dialect.name == "postgresql":
         assert {types[("participant", "consent_date")], types[("diary_entry", "day")],
                 types[("participant", "factors_json")]} == {"character varying", "text"}
+        assert {types[("app_user", n)] for n in DOCUMENTS["app_user"]} == {"text"}
+    kdfs = stored_kdfs(engine)
+    # no one here has a second factor: test_second_factor upgrades a totp_kdf
+    assert {n for _user, n in kdfs} == {"key_kdf", "signing_kdf"}
 
     migrate(engine, "head")
     assert schema.schema_revision(engine) == schema.SCHEMA_HEAD
@@ -180,9 +186,28 @@ def test_a_trial_from_schema_0012_upgrades_reads_back_verifies_and_exports_the_s
     stored_days = {(d["participant_id"], d["day"].isoformat()) for d in after["diary_entry"]}
     assert days <= stored_days
 
+    # the KDF parameters are the same documents, and each custodian's password still
+    # unwraps the keys they protect (the custodian key opens an envelope's arm below)
+    assert {k: json.loads(v) for k, v in kdfs.items()} == {
+        k: v if isinstance(v, dict) else json.loads(v) for k, v in stored_kdfs(engine).items()}
+    for user in after["app_user"]:
+        if user["key_kdf"] is not None:
+            unwrap_private_key(CustodianKeys(user["public_key"], user["wrapped_private_key"],
+                                             user["key_kdf"]), PASSWORD)
+
     report = verify(engine)
     assert report.ok, report.problem
     assert exported(world, engine, clock, tmp_path / "after") == files
+
+
+def stored_kdfs(engine: Engine) -> dict[tuple[str, str], Any]:
+    """Each user's stored KDF parameters as the database gives them (text before 0014, a
+    document after), by (user, column)."""
+    names = DOCUMENTS["app_user"]
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT name, {', '.join(names)} FROM app_user")).all()
+    return {(row[0], n): v for row in rows for n, v in zip(names, row[1:], strict=True)
+            if v is not None}
 
 
 def test_a_date_or_document_that_is_not_iso_or_json_refuses_the_upgrade_and_changes_nothing(

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from trialkit.store.types import UTCDateTime, json_document
+from trialkit.store.types import JSONText, UTCDateTime, json_document
 
 
 def _utc(nullable: bool = False) -> Column[datetime]:
@@ -83,7 +83,7 @@ class User(SQLModel, table=True):
     wrapped_private_key: bytes | None = Field(
         default=None, sa_column=Column(LargeBinary, nullable=True)
     )
-    key_kdf: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    key_kdf: str | None = Field(default=None, sa_column=Column(JSONText, nullable=True))
     activated_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     enrolment_code_hash: str | None = Field(
         default=None, sa_column=Column(String(64), nullable=True)
@@ -95,7 +95,7 @@ class User(SQLModel, table=True):
     wrapped_signing_key: bytes | None = Field(
         default=None, sa_column=Column(LargeBinary, nullable=True)
     )
-    signing_kdf: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    signing_kdf: str | None = Field(default=None, sa_column=Column(JSONText, nullable=True))
     custodian_approved_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     custodian_approved_by: str | None = Field(
         default=None, sa_column=Column(String(64), nullable=True)
@@ -103,7 +103,7 @@ class User(SQLModel, table=True):
     # A custodian's second factor (TOTP): the shared secret wrapped under their password like
     # their keys, and the last time step accepted (a code is never accepted twice).
     totp_wrapped: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    totp_kdf: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    totp_kdf: str | None = Field(default=None, sa_column=Column(JSONText, nullable=True))
     totp_last_step: int | None = Field(default=None)
 
 

@@ -14,7 +14,7 @@ from trialkit.store.db import READONLY
 # Every revision this trialkit knows, oldest first. A test keeps it equal to Alembic's view.
 KNOWN_REVISIONS: tuple[str, ...] = (
     "0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011",
-    "0012", "0013",
+    "0012", "0013", "0014",
 )
 SCHEMA_HEAD = KNOWN_REVISIONS[-1]
 MIGRATIONS = Path(__file__).with_name("migrations")

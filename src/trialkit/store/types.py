@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,3 +42,24 @@ def json_document() -> TypeEngine[Any]:
     signed is never read back from here as bytes: the audit trail keeps its canonical text
     (``audit_event.before_json``/``after_json`` stay ``Text``)."""
     return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class JSONText(TypeDecorator[str]):
+    """A JSON document stored as JSON (``jsonb`` on PostgreSQL) that the code reads and writes
+    as its canonical text (keys sorted, no spaces): a wrapped key's KDF parameters, which
+    ``domain.key_wrap`` writes and parses as that text. Writing text that is not JSON fails
+    before it reaches the database."""
+
+    impl = JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(json_document())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
