@@ -21,6 +21,7 @@ DAYS = {
     "ivan": ["i", "p", "c", "l", "u"],  # investigator
     "mona": ["l", "i", "p", "u"],  # monitor
     "phil": ["p", "c"],  # pharmacist: opens on the dispense queue
+    "cora": ["p"],  # coordinator: every enrolment step on the participants screen
 }
 
 

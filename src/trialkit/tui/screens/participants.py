@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import DataTable, Header, Input, Select, Static
 
 from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
@@ -63,6 +63,7 @@ from trialkit.tui.screens.participant_rules import describe_participant, refusal
 from trialkit.tui.screens.screening import ScreeningScreen, screening_outcome
 from trialkit.tui.widgets.fitted_table import fill_table
 from trialkit.tui.widgets.training_banner import TrainingBanner
+from trialkit.tui.widgets.two_line_footer import TwoLineFooter
 from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
@@ -119,6 +120,10 @@ class ParticipantsScreen(Screen[None]):
                   EMERGENCY_UNBLIND, SEARCH, NEXT_PAGE, PREVIOUS_PAGE, REFRESH, BACK)),
         *quiet_session_keys(),
     ]
+    # Under 110 columns the footer takes two lines (trialkit.tcss): a coordinator's steps,
+    # greyed or not, and Back need about 100 columns, so one line at 80 cut them after
+    # Outcomes.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
     def __init__(self, db: TrialDatabase, actor: Actor, sites: tuple[str, ...]) -> None:
         super().__init__()
@@ -146,7 +151,7 @@ class ParticipantsScreen(Screen[None]):
         yield ParticipantTable(id="participants", cursor_type="row", zebra_stripes=True)
         yield Static("", id="participant-page")
         yield Static("Reading the participants…", id="participant-detail")
-        yield Footer(compact=True)
+        yield TwoLineFooter(compact=True)
 
     def on_mount(self) -> None:
         """Columns, then read the protocol and the list."""
