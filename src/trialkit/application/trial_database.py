@@ -210,7 +210,7 @@ class TrialDatabase:
         from trialkit.services.users import list_users
 
         # A refused listing is recorded in the audit trail (after the read rolls back).
-        with self.uow.read() as session:
+        with self.uow.snapshot() as session:
             return list_users(session, actor, clock=self.clock)
 
     def set_disabled(
@@ -247,7 +247,7 @@ class TrialDatabase:
         ``limit``: only the first ones."""
         from trialkit.services.enrolment import list_participants
 
-        with self.uow.read() as session:
+        with self.uow.snapshot() as session:
             return list_participants(session, actor, site=site, status=status, search=search,
                                      limit=limit)
 
@@ -289,14 +289,14 @@ class TrialDatabase:
         """Sealed, used and left envelopes per stratum (never sizes or arms)."""
         from trialkit.services.allocation import stratum_usage
 
-        with self.uow.read() as session:
+        with self.uow.snapshot() as session:
             return stratum_usage(session, actor)
 
     def custodians(self, actor: Actor) -> tuple[list[CustodianView], str | None]:
         """Every custodian, and why ``actor`` may not approve one now (None: they may)."""
         from trialkit.services.custody import approval_refusal, list_custodians
 
-        with self.uow.read() as session:
+        with self.uow.snapshot() as session:
             return list_custodians(session, actor), approval_refusal(session, actor)
 
     def approve_custodian(
@@ -349,13 +349,13 @@ class TrialDatabase:
 
     # --- the research pharmacy (pharmacists; unblinding also custodian investigators) -----
 
-    def dispense_queue(self, actor: Actor) -> list[QueueEntry]:
-        """Randomized participants awaiting preparation, oldest first (blinded columns)."""
+    def dispense_queue(self, actor: Actor, *, site: str | None = None) -> list[QueueEntry]:
+        """Randomized participants awaiting preparation (at ``site`` only, if given), per
+        site, oldest first (blinded columns), from one snapshot."""
         from trialkit.services.pharmacy import dispense_queue
 
-        with self.uow.read() as session:
-            entries = dispense_queue(session, actor, clock=self.clock)
-        return sorted(entries, key=lambda e: (e.randomized_at, e.participant_id))
+        with self.uow.snapshot() as session:
+            return dispense_queue(session, actor, clock=self.clock, site=site)
 
     def open_envelope(self, actor: Actor, pid: str, *, password: str) -> Dispensing:
         """Open the envelope (audited) and read the preparation instructions. UNBLINDED."""
@@ -475,7 +475,7 @@ class TrialDatabase:
         """Derived outcomes per window of one participant (blinded)."""
         from trialkit.services.outcomes import outcomes
 
-        with self.uow.read() as session:
+        with self.uow.snapshot() as session:
             return outcomes(session, actor, pid, clock=self.clock)
 
     def import_diary(self, actor: Actor, path: Path) -> ImportResult:
@@ -517,11 +517,11 @@ class TrialDatabase:
         with self.uow.write() as session:
             return record_day(session, actor, pid, day, clock=self.clock, reason=reason)
 
-    def day_history(self, actor: Actor, pid: str, on: date) -> list[DiaryVersion]:
-        """Every version of one diary day, oldest first."""
+    def day_history(self, actor: Actor, pid: str, on: date | None) -> list[DiaryVersion]:
+        """Every version of one diary day (``on``; None: of every day), oldest first."""
         from trialkit.services.diary import history
 
-        with self.uow.read() as session:
+        with self.uow.snapshot() as session:
             return history(session, actor, pid, on=on)
 
     # --- the investigator's dashboard ------------------------------------------------

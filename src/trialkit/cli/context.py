@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from trialkit.domain.errors import InvalidInput, Refused, TrialkitError
+from trialkit.domain.errors import InvalidInput, Refused
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlmodel import Session
 
+    from trialkit.application.signing_in import PendingSignIn
     from trialkit.application.trial_database import TrialDatabase
     from trialkit.domain.clock import Clock
     from trialkit.services.actor import Actor
@@ -94,7 +95,9 @@ YES_HELP = "Confirm without being asked (needed without a terminal): this cannot
 
 @dataclass
 class Cli:
-    """Options shared by every command (``--db``, ``--user``, ``--json``)."""
+    """Options shared by every command (``--db``, ``--user``, ``--json``), and the command's
+    sign-in. Commands call the application layer (:meth:`use_cases`); no transaction is
+    opened here."""
 
     db: str = DEFAULT_DB
     user: str | None = None
@@ -104,7 +107,7 @@ class Cli:
     _engine: Engine | None = field(default=None, repr=False)
     _clock: Clock | None = field(default=None, repr=False)
     _info: TrialInfo | None = field(default=None, repr=False)
-    _unrecorded: Actor | None = field(default=None, repr=False)  # see reader()
+    _pending: PendingSignIn | None = field(default=None, repr=False)  # see reader()
 
     def engine(self, *, must_exist: bool = True, check_schema: bool = True) -> Engine:
         """The trial database, checked to be reachable and of this trialkit's schema."""
@@ -113,10 +116,8 @@ class Cli:
 
             self._engine = open_engine(self.db, must_exist=must_exist,
                                        read_only=self.read_only, check_schema=check_schema)
-        if self._unrecorded is not None:  # every write records the reader's sign-in first
-            from trialkit.application.unit_of_work import with_first_write
-
-            return with_first_write(self._engine, self.record_sign_in, self._waiting)
+        if self._pending is not None:  # every write records the reader's sign-in first
+            return self._pending.bind(self._engine)
         return self._engine
 
     def use_cases(self) -> TrialDatabase:
@@ -130,11 +131,9 @@ class Cli:
 
     def trial(self) -> TrialInfo:
         if self._info is None:
-            from trialkit.application.unit_of_work import read_transaction as read_only
-            from trialkit.services.trial import trial_info
+            from trialkit.application.signing_in import read_trial_info
 
-            with read_only(self.engine()) as s:
-                self._info = trial_info(s)
+            self._info = read_trial_info(self.engine())
             self.training = self._info.training
         return self._info
 
@@ -144,10 +143,9 @@ class Cli:
         if self._clock is None:
             clock = resolve_clock(training=self.trial().training)
             if env("TRIALKIT_CLOCK") is not None:
-                from trialkit.services.trial import check_stated_time
+                from trialkit.application.signing_in import check_stated_time
 
-                with self.read() as s:
-                    check_stated_time(s, clock.now())
+                check_stated_time(self.engine(), clock.now())
             self._clock = clock
         return self._clock
 
@@ -167,12 +165,10 @@ class Cli:
 
     def sign_in(self, name: str, password: str, code: str | None) -> Actor:
         """Sign ``name`` in with the password (and a second-factor code) already read."""
-        from trialkit.application.unit_of_work import write_transaction as transaction
-        from trialkit.services.auth import login
+        from trialkit.application.signing_in import sign_in
 
         clock = self.clock()
-        with transaction(self.engine()) as s:
-            return login(s, name, password, clock=clock, code=code)
+        return sign_in(self.engine(), name, password, code, clock=clock)
 
     def second_factor_code(self) -> str | None:
         """A custodian's code from their authenticator app: TRIALKIT_TOTP, or asked of
@@ -185,89 +181,68 @@ class Cli:
 
     def reader(self) -> Actor:
         """Sign in for a command that only reads, without taking the write lock: the password
-        is checked in a read transaction and the sign-in is recorded afterwards, in a short
-        write of its own, before anything is shown (:meth:`reading`, :meth:`write` and
-        :meth:`emit` record it). A sign-in that must change the account (a refusal, failures
-        to forget, a second-factor code to spend) is made and recorded at once, as
-        :meth:`actor` makes it."""
-        from trialkit.application.unit_of_work import read_transaction as read_only
-        from trialkit.services.auth import check_sign_in
+        is checked in a read transaction and the sign-in is recorded afterwards, first in
+        the command's next write or in a short write of its own before anything is shown
+        (:meth:`reading` and :meth:`emit` record it). A sign-in that must change the account
+        (a refusal, failures to forget, a second-factor code to spend) is made and recorded
+        at once, as :meth:`actor` makes it."""
+        from trialkit.application.signing_in import PendingSignIn, check_password
 
         name, password = self._credentials()
         code = self.second_factor_code()  # asked of everyone alike, as at any sign-in
-        self.clock()  # a stated time is checked before anything else
-        with read_only(self.engine()) as s:
-            actor = check_sign_in(s, name, password)
+        clock = self.clock()  # a stated time is checked before anything else
+        actor = check_password(self.engine(), name, password)
         if actor is None:
             return self.sign_in(name, password, code)
-        self._unrecorded = actor
+        self._pending = PendingSignIn(actor, clock=clock, on_wait=self._waiting)
         return actor
 
     @contextmanager
-    def reading(self) -> Iterator[tuple[Actor, Session]]:
-        """Sign in (:meth:`reader`) and read one snapshot of the trial that never waits for
-        a writer; the sign-in (and a refusal raised while reading) is recorded when the
-        reading ends, before the command shows anything."""
-        from trialkit.application.unit_of_work import snapshot_transaction as snapshot
-
+    def reading(self) -> Iterator[tuple[Actor, TrialDatabase]]:
+        """Sign in (:meth:`reader`) for use cases that only read and never wait for a
+        writer; the sign-in is recorded when the reading ends, before the command shows
+        anything (a refusal raised while reading is recorded after it, by the use case)."""
         actor = self.reader()
-        refusal: Callable[[Session], None] | None = None
         try:
-            with snapshot(self.engine()) as s:
-                try:
-                    yield actor, s
-                except TrialkitError as exc:  # recorded after the sign-in, below
-                    refusal, exc.record_after = exc.record_after, None
-                    raise
+            yield actor, self.use_cases()
         finally:
-            if self._unrecorded is not None or refusal is not None:
-                with self.write() as s:  # the sign-in first, then the refusal
-                    if refusal is not None:
-                        refusal(s)
+            self.record_sign_in()
 
-    def record_sign_in(self, session: Session) -> None:
-        """Record a reader's sign-in not recorded yet, first in a write transaction."""
-        if self._unrecorded is None:
-            return
-        from trialkit.services.auth import record_sign_in
+    def record_sign_in(self) -> None:
+        """Record a reader's sign-in now if no write has recorded it yet."""
+        if self._pending is not None and self._engine is not None:
+            self._pending.record(self._engine)
 
-        actor, self._unrecorded = self._unrecorded, None
-        record_sign_in(session, actor, clock=self.clock())
-
-    def _waiting(self) -> None:
-        print("Waiting for another change to the trial to finish, to record your sign-in...",
-              file=sys.stderr, flush=True)
-
+    # Being moved to the application layer (issue 10): the commands not moved yet.
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A write transaction; a reader's sign-in not recorded yet goes first in it."""
-        from trialkit.application.unit_of_work import write_transaction as transaction
+        from trialkit.application.unit_of_work import write_transaction
 
-        with transaction(self.engine()) as s:
+        with write_transaction(self.engine()) as s:
             yield s
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        from trialkit.application.unit_of_work import read_transaction as read_only
+        from trialkit.application.unit_of_work import read_transaction
 
-        with read_only(self.engine()) as s:
+        with read_transaction(self.engine()) as s:
             yield s
 
     @contextmanager
     def snapshot(self) -> Iterator[Session]:
-        """A read transaction that sees one state of the database throughout (PostgreSQL:
-        REPEATABLE READ, READ ONLY), without the write lock."""
         from trialkit.application.unit_of_work import snapshot_transaction
 
         with snapshot_transaction(self.engine()) as s:
             yield s
 
+    def _waiting(self) -> None:
+        print("Waiting for another change to the trial to finish, to record your sign-in...",
+              file=sys.stderr, flush=True)
+
     def emit(self, doc: Any, human: Callable[[], str] | str) -> None:
         """One JSON document with --json, else human text (TRAINING marked first). A
         reader's sign-in is recorded before anything is shown."""
-        if self._unrecorded is not None:
-            with self.write():
-                pass
+        self.record_sign_in()
         if self.json:
             if isinstance(doc, dict) and self.training:
                 doc = {"training": True} | doc

@@ -116,12 +116,10 @@ def history(
     on: Annotated[str | None, typer.Option("--date", help="Only this date")] = None,
 ) -> None:
     """Every version of a participant's diary days, corrections included."""
-    from trialkit.services.diary import history as read_history
-
     c = cli(ctx)
     when = parse_date(on, "diary date") if on is not None else None
-    with c.reading() as (actor, s):
-        rows = read_history(s, actor, pid, on=when)
+    with c.reading() as (actor, trial):
+        rows = trial.day_history(actor, pid, when)
 
     def doc(v: Any) -> dict[str, Any]:
         return {
@@ -196,11 +194,9 @@ def outcomes(
 ) -> None:
     """Derived outcomes per window: days recorded, headache days, proration, change from
     baseline (blinded)."""
-    from trialkit.services.outcomes import outcomes as read_outcomes
-
     c = cli(ctx)
-    with c.reading() as (actor, s):
-        o = read_outcomes(s, actor, pid, clock=c.clock())
+    with c.reading() as (actor, trial):
+        o = trial.outcomes(actor, pid)
     windows = [
         {
             "window": w.window,

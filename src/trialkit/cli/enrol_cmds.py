@@ -135,11 +135,9 @@ def participants(
     search: Annotated[str | None, typer.Option("--search", help="Part of an id")] = None,
 ) -> None:
     """List participants you may see (blinded)."""
-    from trialkit.services.enrolment import list_participants
-
     c = cli(ctx)
-    with c.reading() as (actor, s):
-        rows = list_participants(s, actor, site=site, status=status, search=search)
+    with c.reading() as (actor, trial):
+        rows = trial.participants(actor, site=site, status=status, search=search)
 
     def text() -> str:
         lines = [f"{'id':<9} {'stratum':<9} {'status':<11} {'rand no':<8} {'label code':<12} flags"]

@@ -110,11 +110,9 @@ def verify(ctx: typer.Context) -> None:
 @list_app.command("status")
 def status(ctx: typer.Context) -> None:
     """Envelopes sealed, used and left per stratum."""
-    from trialkit.services.allocation import stratum_usage
-
     c = cli(ctx)
-    with c.reading() as (actor, s):
-        rows = stratum_usage(s, actor)
+    with c.reading() as (actor, trial):
+        rows = trial.stratum_usage(actor)
 
     def text() -> str:
         lines = [f"{'stratum':<10} {'sealed':>7} {'used':>6} {'left':>6}"]
@@ -247,11 +245,9 @@ def reset_factor(
 @custodian_app.command("list")
 def list_(ctx: typer.Context) -> None:
     """Every custodian: approved (by whom) or pending, their key fingerprint, list keys held."""
-    from trialkit.services.custody import list_custodians
-
     c = cli(ctx)
-    with c.reading() as (actor, s):
-        rows = list_custodians(s, actor)
+    with c.reading() as (actor, trial):
+        rows, _ = trial.custodians(actor)
 
     def text() -> str:
         lines = [f"{'name':<16} {'role':<13} {'key':<20} {'lists':>5}  state"]

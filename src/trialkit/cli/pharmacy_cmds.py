@@ -186,11 +186,9 @@ def queue(
 ) -> None:
     """Randomized participants awaiting preparation, oldest first (pharmacist; blinded):
     never prepared, or prepared but expired before the infusion (to prepare again)."""
-    from trialkit.services.pharmacy import dispense_queue
-
     c = cli(ctx)
-    with c.reading() as (actor, s):
-        rows = dispense_queue(s, actor, site=site, clock=c.clock())
+    with c.reading() as (actor, trial):
+        rows = trial.dispense_queue(actor, site=site)
 
     def text() -> str:
         if not rows:

@@ -141,12 +141,10 @@ def status(
 ) -> None:
     """Enrolment per site and stratum against target, diary completeness, overdue diaries
     and the CONSORT flow (any role; blinded)."""
-    from trialkit.services.reports import trial_status
-
     c = cli(ctx)
     path = _svg_path(figure) if figure else None
-    with c.reading() as (actor, s):
-        st = trial_status(s, actor, clock=c.clock())
+    with c.reading() as (actor, trial):
+        st = trial.trial_status(actor)
     if path is not None:
         from trialkit.figures import status_svg
 

@@ -48,21 +48,12 @@ def add(
     """Add a user and print their one-time enrolment code (--json: enrolment_code); they
     set their own password with `trialkit user activate`."""
     from trialkit.domain.roles import parse_role
-    from trialkit.services.users import create_user
 
     c = cli(ctx)
-    parsed = parse_role(role)
+    parsed = parse_role(role)  # refused before anyone signs in
     actor = c.actor()
-    with c.write() as s:
-        account = create_user(
-            s,
-            actor,
-            name=name,
-            role=parsed,
-            sites=list(site or []),
-            custodian=custodian,
-            clock=c.clock(),
-        )
+    account = c.use_cases().add_user(actor, name=name, role=parsed.value,
+                                     sites=list(site or []), custodian=custodian)
     extra = " (unblinding custodian once approved)" if account.custodian else ""
     sites = f" at {', '.join(account.sites)}" if account.sites else ""
     _show_code(c, account, f"Added {parsed.value} {name}{sites}{extra}")
@@ -75,13 +66,10 @@ def activate(
 ) -> None:
     """First sign-in: your enrolment code (TRIALKIT_ENROLMENT_CODE or a prompt) and the
     password you choose (TRIALKIT_NEW_PASSWORD or a prompt). Makes your own keys."""
-    from trialkit.services.users import activate_user
-
     c = cli(ctx)
     code = ask_secret(f"Enrolment code for {name}: ", "TRIALKIT_ENROLMENT_CODE")
     password = ask_new_password(f"Choose your password, {name}: ")
-    with c.write() as s:
-        done = activate_user(s, name=name, code=code, new_password=password, clock=c.clock())
+    done = c.use_cases().activate_account(name, code, password)
     lines = [f"Activated {name}: sign in with your new password.",
              f"Your signing key: {done.signing_key}"]
     if done.custodian_key:
@@ -100,18 +88,14 @@ def activate(
 
 def _enrol_second_factor(c: Cli, name: str, password: str) -> None:
     """Sign in, show a new secret once (URI and QR), confirm it with a code from the app."""
-    from trialkit.services.second_factor import enrol_second_factor, offer_second_factor
-
     actor = c.sign_in(name, password, env("TRIALKIT_TOTP"))
-    with c.read() as s:
-        offer = offer_second_factor(s, actor)
+    offer = c.use_cases().offer_second_factor(actor)
     if not c.json:
         typer.echo(f"Scan this with your authenticator app (shown once):\n{offer.qr_text}"
                    f"or add it by hand: {offer.uri}")
     code = ask_code("Code the app shows now: ", "TRIALKIT_TOTP_CONFIRM")
-    with c.write() as s:
-        enrol_second_factor(s, actor, password=password, secret=offer.secret, code=code,
-                            clock=c.clock())
+    c.use_cases().enrol_second_factor(actor, password=password, secret=offer.secret,
+                                      code=code)
     c.emit({"user": name, "second_factor": True, "uri": offer.uri},
            f"Second factor enrolled for {name}: sign in with your password and the code "
            "your app shows (each code once).")
@@ -133,11 +117,9 @@ def totp_enrol(ctx: typer.Context) -> None:
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
     """List users with role, sites and state."""
-    from trialkit.services.users import list_users
-
     c = cli(ctx)
-    with c.reading() as (actor, s):
-        users = list_users(s, actor, clock=c.clock())
+    with c.reading() as (actor, trial):
+        users = trial.users(actor)
 
     def text() -> str:
         lines = [f"{'name':<16} {'role':<13} {'sites':<10} state"]
@@ -150,12 +132,9 @@ def list_(ctx: typer.Context) -> None:
 
 
 def _set_disabled(ctx: typer.Context, name: str, reason: str | None, disabled: bool) -> None:
-    from trialkit.services.users import set_disabled
-
     c = cli(ctx)
     actor = c.actor()
-    with c.write() as s:
-        set_disabled(s, actor, name=name, disabled=disabled, reason=reason, clock=c.clock())
+    c.use_cases().set_disabled(actor, name=name, disabled=disabled, reason=reason)
     c.emit({"user": name, "disabled": disabled}, f"{'Disabled' if disabled else 'Enabled'} {name}")
 
 
@@ -184,21 +163,17 @@ def passwd(
     """Change your own password (TRIALKIT_PASSWORD is the current one, TRIALKIT_NEW_PASSWORD
     the new one): new key pairs are made and your list keys re-wrapped. As admin with a NAME:
     a new one-time enrolment code for someone who forgot theirs (never for a custodian)."""
-    from trialkit.services.users import change_password, reissue_enrolment
+    from trialkit.application.administration import change_password, reissue_enrolment
 
     c = cli(ctx)
     actor = c.actor()
     if name is not None and name != actor.name:
-        with c.write() as s:
-            account = reissue_enrolment(s, actor, name=name, clock=c.clock())
+        account = reissue_enrolment(c.use_cases(), actor, name=name)
         _show_code(c, account, f"{name} must activate their account again")
         return
     current = ask_secret("Current password: ", "TRIALKIT_PASSWORD")
     new = ask_new_password()
-    with c.write() as s:
-        rewrapped = change_password(
-            s, actor, current_password=current, new_password=new, clock=c.clock()
-        )
+    rewrapped = change_password(c.use_cases(), actor, current=current, new=new)
     extra = f"; new keys made, {rewrapped} list keys re-wrapped" if actor.custodian else ""
     c.emit(
         {"user": actor.name, "password_changed": True, "lists_rewrapped": rewrapped},

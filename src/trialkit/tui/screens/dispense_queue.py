@@ -85,7 +85,8 @@ class DispenseQueueScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="queue")
     def _load(self) -> None:
         try:
-            entries = self._db.dispense_queue(self._actor)
+            entries = sorted(self._db.dispense_queue(self._actor),
+                             key=lambda e: (e.randomized_at, e.participant_id))
             folder = self._db.label_folder()
         except TrialkitError as exc:
             self.post_message(ServiceFailed(tui_message(exc)))
