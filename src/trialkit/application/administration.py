@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
+    from trialkit.services.custody import GrantResult, Recovery
+    from trialkit.services.list_integrity import ListCheck
+    from trialkit.services.sealed_procedure import SegmentProcedure
     from trialkit.services.users import NewAccount
 
 
@@ -31,3 +34,49 @@ def change_password(db: TrialDatabase, actor: Actor, *, current: str, new: str) 
     with db.uow.write() as session:
         return change(session, actor, current_password=current, new_password=new,
                       clock=db.clock)
+
+
+def verify_lists(db: TrialDatabase) -> tuple[list[ListCheck], list[str]]:
+    """Every list's signature and commitments checked, and what is wrong with custody (a
+    read transaction; writes nothing)."""
+    from trialkit.services.custody import custody_problems
+    from trialkit.services.list_integrity import verify_lists as check_lists
+
+    with db.uow.read() as session:
+        return check_lists(session), custody_problems(session)
+
+
+def open_procedures(db: TrialDatabase, actor: Actor, *,
+                    password: str) -> list[SegmentProcedure]:
+    """After the lock, a custodian opens the sealed procedure of every list (audited)."""
+    from trialkit.services.sealed_procedure import open_procedures as open_all
+
+    with db.uow.write() as session:
+        return open_all(session, actor, password=password, clock=db.clock)
+
+
+def reset_second_factor(db: TrialDatabase, actor: Actor, *, name: str, reason: str) -> None:
+    """A second approved custodian removes ``name``'s second factor (audited)."""
+    from trialkit.services.second_factor import reset_second_factor as reset
+
+    with db.uow.write() as session:
+        reset(session, actor, name=name, reason=reason, clock=db.clock)
+
+
+def recover_custody(db: TrialDatabase, actor: Actor, *, name: str, fingerprint: str,
+                    words: str) -> Recovery:
+    """Every list key wrapped to ``name`` from the sponsor's recovery sheet (audited)."""
+    from trialkit.services.custody import recover_custody as recover
+
+    with db.uow.write() as session:
+        return recover(session, actor, name=name, fingerprint=fingerprint, words=words,
+                       clock=db.clock)
+
+
+def grant_custodian(db: TrialDatabase, actor: Actor, *, password: str,
+                    grantee: str) -> GrantResult:
+    """Give an approved custodian the list keys they lack (audited)."""
+    from trialkit.services.custody import grant_custodian as grant
+
+    with db.uow.write() as session:
+        return grant(session, actor, password=password, grantee=grantee, clock=db.clock)

@@ -338,14 +338,14 @@ class TrialDatabase:
                 clock=self.clock, progress=progress,
             )
 
-    def extend_list(self, actor: Actor, *, stratum: str, count: int) -> SealResult:
-        """Append envelopes to one stratum (block sizes from the protocol)."""
+    def extend_list(self, actor: Actor, *, stratum: str, count: int,
+                    block_sizes: Sequence[int] | None = None) -> SealResult:
+        """Append envelopes to one stratum (block sizes: the protocol's unless given)."""
         from trialkit.services.allocation import extend_list
 
         with self.uow.write() as session:
-            return extend_list(
-                session, actor, stratum=stratum, count=count, block_sizes=None, clock=self.clock
-            )
+            return extend_list(session, actor, stratum=stratum, count=count,
+                               block_sizes=block_sizes, clock=self.clock)
 
     # --- the research pharmacy (pharmacists; unblinding also custodian investigators) -----
 

@@ -5,6 +5,7 @@ import itertools
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -47,20 +48,18 @@ def verify(
     hold."""
     from rich.progress import Progress
 
+    from trialkit.application.review import verify_trail
     from trialkit.domain.errors import IntegrityFailure
-    from trialkit.services.checkpoints import check_checkpoint, read_checkpoint
-    from trialkit.services.integrity import verify as run_verify
+    from trialkit.services.checkpoints import read_checkpoint
 
     c = cli(ctx)
     c.read_only = read_only
     files = [(where, read_checkpoint(where)) for where in checkpoints or []]  # bad input first
     c.trial()
-    with c.snapshot() as s, Progress(transient=True,
-                                 disable=c.json or not sys.stdout.isatty()) as bar:
-        held = [check_checkpoint(s, cp, where) for where, cp in files]
+    with Progress(transient=True, disable=c.json or not sys.stdout.isatty()) as bar:
         task = bar.add_task("Verifying", total=None)
-        report = run_verify(
-            s, expected_head=head,
+        held, report = verify_trail(
+            c.use_cases(), files, expected_head=head,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if not report.ok:
@@ -97,14 +96,12 @@ def checkpoint(
     `audit verify --checkpoint FILE` proves nothing it counted was removed or rewritten.
     Audited (audit.checkpoint); it says nothing about arms."""
     from trialkit.domain.credentials import key_fingerprint
-    from trialkit.services.checkpoints import checkpoint_path, save_checkpoint, write_checkpoint
+    from trialkit.services.checkpoints import checkpoint_path
 
     c = cli(ctx)
-    path = checkpoint_path(out)
+    path = checkpoint_path(out)  # bad input before anyone signs in
     actor = c.actor()
-    with c.write() as s:
-        cp = write_checkpoint(s, actor, clock=c.clock())
-    save_checkpoint(cp, path)
+    cp = c.use_cases().write_checkpoint(actor, path)
     c.emit(
         {"checkpoint": str(path), "events": cp.events, "head": cp.head,
          "at": cp.at.isoformat(), "signer": cp.signer, "public_key": cp.public_key},
@@ -138,12 +135,8 @@ def log(
 ) -> None:
     """Show audit events, each with the fields it changed (monitor, admin, investigator).
     Streams: a trial of any size prints as it is read."""
-    from trialkit.services.audit_review import (
-        AuditFilter,
-        audit_events,
-        check_filters,
-        time_bound,
-    )
+    from trialkit.application.review import audit_events, check_filters
+    from trialkit.services.audit_review import AuditFilter, time_bound
 
     c = cli(ctx)
     filters = AuditFilter(
@@ -152,11 +145,9 @@ def log(
         site=_given(site, upper=True), entity=_given(entity), entity_id=_given(entity_id),
         sign_ins=sign_ins,
     )
-    with c.read() as s:
-        check_filters(s, filters)  # bad input is told before the sign-in is recorded
+    check_filters(c.use_cases(), filters)  # bad input is told before the sign-in is recorded
     actor = c.actor()
-    with c.read() as s:
-        events = audit_events(s, actor, filters, newest=limit)
+    with closing(audit_events(c.use_cases(), actor, filters, newest=limit)) as events:
         first = next(events, None)  # a failure is told before anything is printed
         stream = itertools.chain([] if first is None else [first], events)
         if c.json:
@@ -223,12 +214,11 @@ def unblindings(ctx: typer.Context) -> None:
     (monitor, admin, investigator). Never the arm, whoever asks."""
     from trialkit.domain.site_time import shown
     from trialkit.domain.text import printable as p
-    from trialkit.services.unblinding import unblinding_report, unblinding_summary
+    from trialkit.services.unblinding import unblinding_summary
 
     c = cli(ctx)
     actor = c.actor()
-    with c.write() as s:  # a refusal is recorded in the audit trail
-        entries = unblinding_report(s, actor, clock=c.clock())
+    entries = c.use_cases().unblindings(actor)  # a refusal is recorded in the audit trail
     doc = [{"seq": e.seq, "participant": e.participant_id, "site": e.site,
             "at": e.at.isoformat(), "at_site": shown(e.at_site), "user": e.user,
             "role": e.role, "outcome": "refused" if e.refused else "unblinded",

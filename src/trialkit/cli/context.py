@@ -19,6 +19,8 @@ import typer
 from trialkit.domain.errors import InvalidInput, Refused
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from sqlalchemy import Engine
     from sqlmodel import Session
 
@@ -122,12 +124,14 @@ class Cli:
 
     def use_cases(self) -> TrialDatabase:
         """The trial's use cases (the application layer) over this database, on this
-        command's clock; a reader's sign-in not recorded yet goes first in their writes."""
+        command's clock (resolved when first read: a command that never asks the time never
+        checks TRIALKIT_CLOCK); a reader's sign-in not recorded yet goes first in their
+        writes."""
         from trialkit.application.opening import public_url
         from trialkit.application.trial_database import TrialDatabase
 
-        return TrialDatabase(engine=self.engine(), clock=self.clock(),
-                             label=public_url(self.db))
+        clock = self._clock if self._clock is not None else CommandClock(self)
+        return TrialDatabase(engine=self.engine(), clock=clock, label=public_url(self.db))
 
     def trial(self) -> TrialInfo:
         if self._info is None:
@@ -251,6 +255,17 @@ class Cli:
         if self.training:
             typer.echo("TRAINING — not for clinical use")
         typer.echo(human if isinstance(human, str) else human())
+
+
+@dataclass(frozen=True)
+class CommandClock:
+    """The command's clock (:meth:`Cli.clock`), resolved when a use case first asks the
+    time."""
+
+    command: Cli
+
+    def now(self) -> datetime:
+        return self.command.clock().now()
 
 
 def resolve_clock(*, training: bool) -> Clock:

@@ -73,10 +73,7 @@ def report(
     if protocol is not None:
         loaded = load_protocol(protocol).protocol
     else:
-        from trialkit.services.trial import stored_protocol
-
-        with c.read() as s:
-            loaded = stored_protocol(s)
+        loaded = c.use_cases().protocol()
     design = chosen_design(loaded, procedure=procedure, mti=mti, block_sizes=_sizes(block_sizes),
                            p=_probability(p), urn_lambda=urn_lambda)
     path = _pdf_path(out) if out else None
@@ -110,8 +107,9 @@ def randomization(
     import csv
     import io
 
+    from trialkit.application.review import randomization_report
     from trialkit.cli.context import ask_secret
-    from trialkit.services.randomization_report import CSV_COLUMNS, csv_rows, randomization_report
+    from trialkit.services.randomization_report import CSV_COLUMNS, csv_rows
 
     path = Path(out).expanduser()
     if path.suffix.lower() not in (".pdf", ".csv"):
@@ -122,8 +120,7 @@ def randomization(
     actor = c.actor()
     password = ask_secret(f"Password of {actor.name} (unlocks your custodian key): ",
                           "TRIALKIT_PASSWORD")
-    with c.write() as s:
-        result = randomization_report(s, actor, password=password, clock=c.clock())
+    result = randomization_report(c.use_cases(), actor, password=password)
     if path.suffix.lower() == ".csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

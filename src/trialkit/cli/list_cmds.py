@@ -43,30 +43,24 @@ def seal(
     """Generate and seal the allocation lists (admin). Prints counts only."""
     from rich.progress import Progress
 
-    from trialkit.services.allocation import extend_list, seal_lists
-
     c = cli(ctx)
     sizes = _sizes(block_sizes)
     if extend is not None and count is None:
         raise InvalidInput("--extend needs --count N")
     actor = c.actor()
-    with c.write() as s:
-        if extend is not None:
-            assert count is not None
-            result = extend_list(
-                s, actor, stratum=extend, count=count, block_sizes=sizes, clock=c.clock()
+    trial = c.use_cases()
+    if extend is not None:
+        assert count is not None
+        result = trial.extend_list(actor, stratum=extend, count=count, block_sizes=sizes)
+    else:
+        with Progress(transient=True, disable=c.json or not sys.stdout.isatty()) as bar:
+            task = bar.add_task("Sealing lists", total=None)
+            result = trial.seal_lists(
+                actor,
+                per_stratum=per_stratum,
+                block_sizes=sizes,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        else:
-            with Progress(transient=True, disable=c.json or not sys.stdout.isatty()) as bar:
-                task = bar.add_task("Sealing lists", total=None)
-                result = seal_lists(
-                    s,
-                    actor,
-                    per_stratum=per_stratum,
-                    block_sizes=sizes,
-                    clock=c.clock(),
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )
     verb = "Extended" if extend else "Sealed"
     c.emit(
         {
@@ -85,14 +79,11 @@ def seal(
 @list_app.command("verify")
 def verify(ctx: typer.Context) -> None:
     """Check every list's signature and commitments (exit 1 naming what fails)."""
-    from trialkit.services.custody import custody_problems
-    from trialkit.services.list_integrity import verify_lists
+    from trialkit.application.administration import verify_lists
 
     c = cli(ctx)
     c.trial()
-    with c.read() as s:
-        checks = verify_lists(s)
-        custody = custody_problems(s)
+    checks, custody = verify_lists(c.use_cases())
     bad = [x for x in checks if x.problem]
     if bad:
         first = bad[0]
@@ -131,13 +122,12 @@ def status(ctx: typer.Context) -> None:
 def procedure(ctx: typer.Context) -> None:
     """After the lock, a custodian opens the sealed procedure: per list, the blocks drawn and
     where each begins and ends (audited; no arm)."""
-    from trialkit.services.sealed_procedure import open_procedures
+    from trialkit.application.administration import open_procedures
 
     c = cli(ctx)
     actor = c.actor()
     password = ask_secret("Your password (unlocks your custodian key): ", "TRIALKIT_PASSWORD")
-    with c.write() as s:
-        segments = open_procedures(s, actor, password=password, clock=c.clock())
+    segments = open_procedures(c.use_cases(), actor, password=password)
 
     def text() -> str:
         lines = []
@@ -205,16 +195,12 @@ def approve(
     """Approve a new custodian as the second person (an approved custodian, or an
     investigator for the first one): check the key fingerprint they read out to you. An
     approving custodian hands them every list key (your password unlocks them)."""
-    from trialkit.services.custody import approve_custodian
-
     c = cli(ctx)
     fingerprint = _read_out(name, fingerprint)
     actor = c.actor()
     password = ask_secret("Your password (unlocks the list keys you hold): ", "TRIALKIT_PASSWORD")
-    with c.write() as s:
-        r = approve_custodian(
-            s, actor, name=name, fingerprint=fingerprint, password=password, clock=c.clock()
-        )
+    r = c.use_cases().approve_custodian(actor, name=name, fingerprint=fingerprint,
+                                        password=password)
     c.emit(
         {"custodian": r.name, "approved_by": r.approved_by, "fingerprint": r.fingerprint,
          "lists_wrapped": r.lists_wrapped},
@@ -231,12 +217,11 @@ def reset_factor(
 ) -> None:
     """A lost phone: as a second approved custodian, remove NAME's second factor (never an
     admin); NAME then enrols a new one with `trialkit user totp-enrol`. Audited."""
-    from trialkit.services.second_factor import reset_second_factor
+    from trialkit.application.administration import reset_second_factor
 
     c = cli(ctx)
     actor = c.actor()
-    with c.write() as s:
-        reset_second_factor(s, actor, name=name, reason=reason, clock=c.clock())
+    reset_second_factor(c.use_cases(), actor, name=name, reason=reason)
     c.emit({"custodian": name, "second_factor": False, "reset_by": actor.name},
            f"Reset {name}'s second factor; they enrol a new one with "
            "`trialkit user totp-enrol`")
@@ -285,8 +270,8 @@ def recover(
     """Restore custody from the sponsor's recovery sheet: every list key is wrapped to a
     custodian whose key fingerprint you checked, who is approved by the sheet if nobody
     approved them yet (an investigator or approved custodian signs in; audited)."""
+    from trialkit.application.administration import recover_custody
     from trialkit.domain.recovery import recovery_private_key, words_on_sheet
-    from trialkit.services.custody import recover_custody
 
     c = cli(ctx)
     fingerprint = _read_out(name, fingerprint)
@@ -304,10 +289,7 @@ def recover(
         words = ask_secret("The 24 words of the recovery sheet: ", "TRIALKIT_RECOVERY_WORDS")
     recovery_private_key(words)  # mistyped words: bad input before anyone signs in
     actor = c.actor()
-    with c.write() as s:
-        r = recover_custody(
-            s, actor, name=name, fingerprint=fingerprint, words=words, clock=c.clock()
-        )
+    r = recover_custody(c.use_cases(), actor, name=name, fingerprint=fingerprint, words=words)
     c.emit(
         {"custodian": r.custodian, "lists_wrapped": r.lists, "recovery_key": r.fingerprint},
         f"Custody restored: {r.lists} list keys wrapped to {r.custodian} "
@@ -318,13 +300,12 @@ def recover(
 @custodian_app.command("grant")
 def grant(ctx: typer.Context, name: Annotated[str, typer.Argument(help="New custodian")]) -> None:
     """Give an approved custodian the list keys they lack (your password unlocks them)."""
-    from trialkit.services.custody import grant_custodian
+    from trialkit.application.administration import grant_custodian
 
     c = cli(ctx)
     actor = c.actor()
     password = ask_secret("Your password (unlocks your custodian key): ", "TRIALKIT_PASSWORD")
-    with c.write() as s:
-        r = grant_custodian(s, actor, password=password, grantee=name, clock=c.clock())
+    r = grant_custodian(c.use_cases(), actor, password=password, grantee=name)
     c.emit(
         {"custodian": r.grantee, "lists_granted": r.lists},
         f"Granted {r.lists} list keys to {r.grantee}",
