@@ -543,9 +543,9 @@ class TrialDatabase:
         with self.uow.write() as session:
             return unblinding_report(session, actor, clock=self.clock)
 
-    def lock(self, actor: Actor, checkpoint_out: Path) -> LockResult:
-        """Lock the database (audited; once) and, as the CLI does, write a signed checkpoint
-        of the trail as locked to ``checkpoint_out`` (never over a file: checked first)."""
+    def lock(self, actor: Actor, checkpoint_out: Path) -> tuple[LockResult, Checkpoint]:
+        """Lock the database (audited; once) and write a signed checkpoint of the trail as
+        locked to ``checkpoint_out`` (never over a file: checked first); returns both."""
         from trialkit.services.checkpoints import (
             checkpoint_path,
             save_checkpoint,
@@ -559,14 +559,16 @@ class TrialDatabase:
             checkpoint = write_checkpoint(session, actor, clock=self.clock,
                                           purpose="database lock")
         save_checkpoint(checkpoint, path)
-        return result
+        return result, checkpoint
 
     def export(
-        self, actor: Actor, kind: str, out: Path, *, progress: Callable[[int, int], None]
+        self, actor: Actor, kind: str, out: Path, *, progress: Callable[[int, int], None],
+        unblinded: bool = False, password: str | None = None,
     ) -> tuple[ExportResult, Path]:
-        """Write a blinded export (data, dictionary, manifest; files appear once committed)
-        and, as the CLI does, a signed checkpoint beside it (``NAME.checkpoint.json``);
-        returns the result and where the checkpoint went."""
+        """Write an export (data, dictionary, manifest; files appear once committed; with
+        ``unblinded`` the arm too, after the lock, a custodian's ``password`` unlocking
+        their key) and a signed checkpoint beside it (``NAME.checkpoint.json``); returns the
+        result and where the checkpoint went."""
         from trialkit.services.checkpoints import beside, save_checkpoint, write_checkpoint
         from trialkit.services.export import ExportFiles, export_snapshot
 
@@ -574,7 +576,8 @@ class TrialDatabase:
         with files:
             with self.uow.driver_errors():
                 result = export_snapshot(self.engine, actor, kind, files, clock=self.clock,
-                                      progress=progress)
+                                         unblinded=unblinded, password=password,
+                                         progress=progress)
             files.publish()
         path = beside(files.data)
         with self.uow.write() as session:

@@ -53,7 +53,7 @@ def verify(
     from trialkit.services.checkpoints import read_checkpoint
 
     c = cli(ctx)
-    c.read_only = read_only
+    c.copy_read_only = read_only
     files = [(where, read_checkpoint(where)) for where in checkpoints or []]  # bad input first
     c.trial()
     with Progress(transient=True, disable=c.json or not sys.stdout.isatty()) as bar:

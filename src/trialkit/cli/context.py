@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy import Engine
-    from sqlmodel import Session
 
     from trialkit.application.signing_in import PendingSignIn
     from trialkit.application.trial_database import TrialDatabase
@@ -98,18 +97,18 @@ YES_HELP = "Confirm without being asked (needed without a terminal): this cannot
 @dataclass
 class Cli:
     """Options shared by every command (``--db``, ``--user``, ``--json``), and the command's
-    sign-in. Commands call the application layer (:meth:`use_cases`); no transaction is
-    opened here."""
+    sign-in. Commands call the application layer (:meth:`use_cases`), which does the
+    database work; none is done here."""
 
     db: str = DEFAULT_DB
     user: str | None = None
     json: bool = False
     training: bool = False
-    read_only: bool = False
+    copy_read_only: bool = False  # audit verify --read-only
     _engine: Engine | None = field(default=None, repr=False)
     _clock: Clock | None = field(default=None, repr=False)
     _info: TrialInfo | None = field(default=None, repr=False)
-    _pending: PendingSignIn | None = field(default=None, repr=False)  # see reader()
+    _pending: PendingSignIn | None = field(default=None, repr=False)  # see sign_in_to_read()
 
     def engine(self, *, must_exist: bool = True, check_schema: bool = True) -> Engine:
         """The trial database, checked to be reachable and of this trialkit's schema."""
@@ -117,7 +116,7 @@ class Cli:
             from trialkit.application.opening import open_engine
 
             self._engine = open_engine(self.db, must_exist=must_exist,
-                                       read_only=self.read_only, check_schema=check_schema)
+                                       read_only=self.copy_read_only, check_schema=check_schema)
         if self._pending is not None:  # every write records the reader's sign-in first
             return self._pending.bind(self._engine)
         return self._engine
@@ -183,11 +182,11 @@ class Cli:
             code = input("Code from your authenticator app (custodians; Enter if none): ")
         return code
 
-    def reader(self) -> Actor:
+    def sign_in_to_read(self) -> Actor:
         """Sign in for a command that only reads, without taking the write lock: the password
-        is checked in a read transaction and the sign-in is recorded afterwards, first in
+        is checked without writing and the sign-in is recorded afterwards, first in
         the command's next write or in a short write of its own before anything is shown
-        (:meth:`reading` and :meth:`emit` record it). A sign-in that must change the account
+        (:meth:`as_reader` and :meth:`emit` record it). A sign-in that must change the account
         (a refusal, failures to forget, a second-factor code to spend) is made and recorded
         at once, as :meth:`actor` makes it."""
         from trialkit.application.signing_in import PendingSignIn, check_password
@@ -202,11 +201,11 @@ class Cli:
         return actor
 
     @contextmanager
-    def reading(self) -> Iterator[tuple[Actor, TrialDatabase]]:
-        """Sign in (:meth:`reader`) for use cases that only read and never wait for a
+    def as_reader(self) -> Iterator[tuple[Actor, TrialDatabase]]:
+        """Sign in (:meth:`sign_in_to_read`) for use cases that only read and never wait for a
         writer; the sign-in is recorded when the reading ends, before the command shows
         anything (a refusal raised while reading is recorded after it, by the use case)."""
-        actor = self.reader()
+        actor = self.sign_in_to_read()
         try:
             yield actor, self.use_cases()
         finally:
@@ -216,28 +215,6 @@ class Cli:
         """Record a reader's sign-in now if no write has recorded it yet."""
         if self._pending is not None and self._engine is not None:
             self._pending.record(self._engine)
-
-    # Being moved to the application layer (issue 10): the commands not moved yet.
-    @contextmanager
-    def write(self) -> Iterator[Session]:
-        from trialkit.application.unit_of_work import write_transaction
-
-        with write_transaction(self.engine()) as s:
-            yield s
-
-    @contextmanager
-    def read(self) -> Iterator[Session]:
-        from trialkit.application.unit_of_work import read_transaction
-
-        with read_transaction(self.engine()) as s:
-            yield s
-
-    @contextmanager
-    def snapshot(self) -> Iterator[Session]:
-        from trialkit.application.unit_of_work import snapshot_transaction
-
-        with snapshot_transaction(self.engine()) as s:
-            yield s
 
     def _waiting(self) -> None:
         print("Waiting for another change to the trial to finish, to record your sign-in...",

@@ -45,23 +45,22 @@ def record(
     """Record one diary day; correcting a recorded day needs --reason (the old version is
     kept)."""
     from trialkit.domain.diary import read_day
-    from trialkit.services.diary import diary_rules, record_day
 
     c = cli(ctx)
     when = parse_date(on, "diary date")
     actor = c.actor()
-    with c.write() as s:
-        day, problems = read_day(
-            when,
-            headache=headache,
-            severity=severity,
-            duration_hours=hours,
-            acute_medication=acute_medication,
-            rules=diary_rules(s),
-        )
-        if day is None:
-            raise InvalidInput(f"{pid.strip().upper()} {when}: " + "; ".join(problems))
-        r = record_day(s, actor, pid, day, reason=reason, clock=c.clock())
+    trial = c.use_cases()
+    day, problems = read_day(
+        when,
+        headache=headache,
+        severity=severity,
+        duration_hours=hours,
+        acute_medication=acute_medication,
+        rules=trial.protocol().diary,  # the protocol's diary rules, fixed at init
+    )
+    if day is None:
+        raise InvalidInput(f"{pid.strip().upper()} {when}: " + "; ".join(problems))
+    r = trial.record_day(actor, pid, day, reason=reason)
     verb = "corrected" if r.corrected else "recorded"
     counted = "a headache day" if r.headache_day else "not a headache day"
     where = f"window {r.window}" if r.window else "in no outcome window"
@@ -92,7 +91,6 @@ def import_file(
 ) -> None:
     """Import diary days from a CSV file: every row or none (each bad row is reported
     with its line number)."""
-    from trialkit.services.diary_import import import_diary
 
     c = cli(ctx)
     try:
@@ -100,8 +98,7 @@ def import_file(
     except OSError as err:
         raise InvalidInput(f"cannot read {file}: {err.strerror or err}") from None
     actor = c.actor()
-    with c.write() as s:
-        r = import_diary(s, actor, data, source=str(file), clock=c.clock())
+    r = c.use_cases().import_diary_data(actor, data, source=str(file))
     c.emit(
         {"file": r.source, "sha256": r.sha256, "rows": r.rows, "participants": r.participants},
         f"Imported {r.rows} diary days of {r.participants} participants from {r.source} "
@@ -118,7 +115,7 @@ def history(
     """Every version of a participant's diary days, corrections included."""
     c = cli(ctx)
     when = parse_date(on, "diary date") if on is not None else None
-    with c.reading() as (actor, trial):
+    with c.as_reader() as (actor, trial):
         rows = trial.day_history(actor, pid, when)
 
     def doc(v: Any) -> dict[str, Any]:
@@ -195,7 +192,7 @@ def outcomes(
     """Derived outcomes per window: days recorded, headache days, proration, change from
     baseline (blinded)."""
     c = cli(ctx)
-    with c.reading() as (actor, trial):
+    with c.as_reader() as (actor, trial):
         o = trial.outcomes(actor, pid)
     windows = [
         {

@@ -46,23 +46,14 @@ def screen(
     ] = None,
 ) -> None:
     """Screen a participant: prints the participant id and eligibility."""
-    from trialkit.services.enrolment import screen as do_screen
+    from trialkit.application.trial_database import ScreeningEntry
 
     c = cli(ctx)
     factors, answers = parse_pairs(stratum_factor, "stratum factor"), parse_pairs(answer, "answer")
     actor = c.actor()
-    with c.write() as s:
-        v = do_screen(
-            s,
-            actor,
-            site=site,
-            age=age,
-            sex=sex,
-            weight_kg=weight_kg,
-            factors=factors,
-            answers=answers,
-            clock=c.clock(),
-        )
+    v = c.use_cases().screen(actor, ScreeningEntry(site=site, age=age, sex=sex,
+                                                   weight_kg=weight_kg, factors=factors,
+                                                   answers=answers))
     verdict = "eligible" if v.eligible else f"NOT eligible (failed: {', '.join(v.failed)})"
     c.emit(
         {
@@ -136,7 +127,7 @@ def participants(
 ) -> None:
     """List participants you may see (blinded)."""
     c = cli(ctx)
-    with c.reading() as (actor, trial):
+    with c.as_reader() as (actor, trial):
         rows = trial.participants(actor, site=site, status=status, search=search)
 
     def text() -> str:

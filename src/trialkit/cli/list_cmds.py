@@ -102,7 +102,7 @@ def verify(ctx: typer.Context) -> None:
 def status(ctx: typer.Context) -> None:
     """Envelopes sealed, used and left per stratum."""
     c = cli(ctx)
-    with c.reading() as (actor, trial):
+    with c.as_reader() as (actor, trial):
         rows = trial.stratum_usage(actor)
 
     def text() -> str:
@@ -231,7 +231,7 @@ def reset_factor(
 def list_(ctx: typer.Context) -> None:
     """Every custodian: approved (by whom) or pending, their key fingerprint, list keys held."""
     c = cli(ctx)
-    with c.reading() as (actor, trial):
+    with c.as_reader() as (actor, trial):
         rows, _ = trial.custodians(actor)
 
     def text() -> str:

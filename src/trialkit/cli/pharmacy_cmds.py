@@ -18,7 +18,6 @@ from trialkit.domain.site_time import shown
 
 if TYPE_CHECKING:
     from trialkit.domain.roles import Permission
-    from trialkit.labels import LabelSheet
     from trialkit.services.actor import Actor
     from trialkit.services.pharmacy import Dispensing, PreparationRecord
 
@@ -45,17 +44,9 @@ def _pdf_path(text: str, option: str) -> Path:
     return path
 
 
-def _write_labels(sheet: "LabelSheet", path: Path) -> None:
-    """Render and write atomically (the one writer the TUI uses too); a failure is bad
-    input and undoes the transaction."""
-    from trialkit.application.trial_database import write_label_file
-
-    write_label_file(sheet, path)
-
-
 def _key_password(actor: "Actor", permission: "Permission", prompt: str) -> str:
     """The actor's password again, to unlock their custodian key: asked before any
-    transaction starts (a prompt must not hold the database), and not at all from someone
+    use case starts (a prompt must not hold the database), and not at all from someone
     the service will refuse anyway (it audits the refusal)."""
     if not actor.can(permission):
         return ""
@@ -64,7 +55,7 @@ def _key_password(actor: "Actor", permission: "Permission", prompt: str) -> str:
 
 def _checker_password(actor: "Actor", checked_by: str | None) -> str:
     """The checker's own password, their signature of the check: asked (or read from
-    TRIALKIT_CHECKER_PASSWORD) before any transaction starts, and only when a checker is
+    TRIALKIT_CHECKER_PASSWORD) before any use case starts, and only when a checker is
     named by someone the service will not refuse anyway."""
     from trialkit.domain.roles import Permission
 
@@ -187,7 +178,7 @@ def queue(
     """Randomized participants awaiting preparation, oldest first (pharmacist; blinded):
     never prepared, or prepared but expired before the infusion (to prepare again)."""
     c = cli(ctx)
-    with c.reading() as (actor, trial):
+    with c.as_reader() as (actor, trial):
         rows = trial.dispense_queue(actor, site=site)
 
     def text() -> str:
@@ -270,8 +261,6 @@ def dispense(
     --reason TEXT an expired (or spoilt) preparation is made again from the same envelope.
     Needs your password again to unlock your custodian key."""
     from trialkit.domain.roles import Permission
-    from trialkit.services.pharmacy import dispense as do_dispense
-    from trialkit.services.pharmacy import reprepare
 
     c = cli(ctx)
     out = _pdf_path(label_out, "--label-out") if label_out else None
@@ -290,37 +279,19 @@ def dispense(
     password = _key_password(actor, Permission.DISPENSE, OPEN_PROMPT.format(actor.name))
     checker_password = _checker_password(actor, checked_by)
     checker_code = _checker_code(c, checker_password)
-    with c.write() as s:
-        if again:
-            assert lots is not None and checked_by is not None
-            d = reprepare(
-                s,
-                actor,
-                pid,
-                reason=reason or "",
-                password=password,
-                clock=c.clock(),
-                lots=lots,
-                checked_by=checked_by,
-                checker_password=checker_password,
-                checker_code=checker_code,
-                print_labels=out is not None,
-            )
-        else:
-            d = do_dispense(
-                s,
-                actor,
-                pid,
-                password=password,
-                clock=c.clock(),
-                lots=lots,
-                checked_by=checked_by,
-                checker_password=checker_password,
-                checker_code=checker_code,
-                print_labels=out is not None,
-            )
-        if out is not None and d.labels is not None:
-            _write_labels(d.labels, out)
+    trial = c.use_cases()  # the labels' PDF is written before the record is committed
+    if again:
+        assert lots is not None and checked_by is not None
+        d = trial.prepare_again(
+            actor, pid, reason=reason or "", password=password, lots=lots,
+            checked_by=checked_by, checker_password=checker_password,
+            checker_code=checker_code, labels_path=out,
+        )
+    else:
+        d = trial.prepare(
+            actor, pid, password=password, lots=lots, checked_by=checked_by,
+            checker_password=checker_password, checker_code=checker_code, labels_path=out,
+        )
 
     def text() -> str:
         lines = _dispensing_text(d)
@@ -354,12 +325,10 @@ def label(
     """Print a dispensed participant's blinded labels again (pharmacist; logged, and the
     label shows the reprint count)."""
     from trialkit.labels import LABEL_DIR_ENV, default_label_file, print_note
-    from trialkit.services.trial import stored_protocol
 
     c = cli(ctx)
     if out is None:
-        with c.read() as s:
-            configured = stored_protocol(s).labels.folder
+        configured = c.use_cases().protocol().labels.folder
         where = LABEL_DIR_ENV if os.environ.get(LABEL_DIR_ENV) else "the protocol's [labels] folder"
         path = _pdf_path(str(default_label_file(pid.strip().upper(), configured)), where)
     else:
@@ -384,13 +353,11 @@ def preparation(
     """Show a recorded preparation with its sealed details: arm and product lots
     (pharmacist; unblinded, logged as an opening)."""
     from trialkit.domain.roles import Permission
-    from trialkit.services.pharmacy import read_preparation
 
     c = cli(ctx)
     actor = c.actor()
     password = _key_password(actor, Permission.DISPENSE, OPEN_PROMPT.format(actor.name))
-    with c.write() as s:
-        d = read_preparation(s, actor, pid, password=password, clock=c.clock())
+    d = c.use_cases().read_preparation(actor, pid, password=password)
     record = d.record
     assert record is not None
     c.emit(_dispensing_doc(d), lambda: "\n".join(_dispensing_text(d) + _record_text(record)))
@@ -409,7 +376,6 @@ def unblind(
     every blinded view. Cannot be undone: asks at a terminal, and needs --yes without one."""
     from trialkit.domain.roles import Permission
     from trialkit.services.unblinding import check_reason
-    from trialkit.services.unblinding import unblind as do_unblind
 
     c = cli(ctx)
     check_reason(reason)
@@ -419,8 +385,7 @@ def unblind(
     actor = c.actor()
     prompt = f"Re-enter the password of {actor.name} to unblind: "
     password = _key_password(actor, Permission.UNBLIND, prompt)
-    with c.write() as s:
-        u = do_unblind(s, actor, pid, reason=reason, password=password, clock=c.clock())
+    u = c.use_cases().unblind(actor, pid, reason=reason, password=password)
 
     def text() -> str:
         lines = [

@@ -143,7 +143,7 @@ def status(
     and the CONSORT flow (any role; blinded)."""
     c = cli(ctx)
     path = _svg_path(figure) if figure else None
-    with c.reading() as (actor, trial):
+    with c.as_reader() as (actor, trial):
         st = trial.trial_status(actor)
     if path is not None:
         from trialkit.figures import status_svg
@@ -167,8 +167,7 @@ def lock(
     unblinded export becomes possible. Cannot be undone: asks at a terminal, and needs
     --yes without one; audited. Writes a signed checkpoint of the audit trail as locked
     (keep it outside the database: `audit verify --checkpoint FILE`)."""
-    from trialkit.services.checkpoints import checkpoint_path, save_checkpoint, write_checkpoint
-    from trialkit.services.lock import lock_database
+    from trialkit.services.checkpoints import checkpoint_path
 
     c = cli(ctx)
     info = c.trial()
@@ -177,11 +176,7 @@ def lock(
         f"Lock {info.trial_code} now? No clinical data can change after this, and it "
         "cannot be undone", yes=yes, what="the database lock")
     actor = c.actor()
-    with c.write() as s:
-        r = lock_database(s, actor, clock=c.clock())
-        cp = write_checkpoint(s, actor, clock=c.clock(),
-                              purpose="database lock")
-    save_checkpoint(cp, path)
+    r, cp = c.use_cases().lock(actor, path)
     c.emit(
         {
             "trial": r.trial_code,
@@ -242,31 +237,22 @@ def export(
     from rich.progress import Progress
 
     from trialkit.domain.roles import Permission
-    from trialkit.services.checkpoints import beside, save_checkpoint, write_checkpoint
-    from trialkit.services.export import ExportFiles, check_kind, export_snapshot
+    from trialkit.services.export import ExportFiles, check_kind
 
     c = cli(ctx)
     check_kind(kind, unblinded=unblinded)
-    files = ExportFiles(out)
-    actor = c.reader()  # its sign-in is recorded with the export's event, after the reading
+    data = ExportFiles(out).data  # bad input before anyone signs in
+    actor = c.sign_in_to_read()  # recorded with the export's event, after the reading
     password = None
     if unblinded and actor.custodian and actor.can(Permission.EXPORT):
         password = ask_secret(f"Password of {actor.name} (unlocks your custodian key): ",
                               "TRIALKIT_PASSWORD")
-    with files:
-        bar = Progress(console=Console(stderr=True), transient=True,
-                       disable=c.json or not sys.stderr.isatty())
-        with bar:
-            task = bar.add_task(f"Exporting {kind}", total=None)
-            r = export_snapshot(
-                c.engine(), actor, kind, files, clock=c.clock(), unblinded=unblinded,
-                password=password,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        files.publish()
-    path = beside(files.data)
-    with c.write() as s:
-        cp = write_checkpoint(s, actor, clock=c.clock(),
-                              purpose=f"{kind} export")
-    save_checkpoint(cp, path)
+    bar = Progress(console=Console(stderr=True), transient=True,
+                   disable=c.json or not sys.stderr.isatty())
+    with bar:
+        task = bar.add_task(f"Exporting {kind}", total=None)
+        r, path = c.use_cases().export(
+            actor, kind, data, unblinded=unblinded, password=password,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     c.emit(_export_doc(r, path), lambda: _export_text(r, path))

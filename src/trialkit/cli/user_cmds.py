@@ -118,7 +118,7 @@ def totp_enrol(ctx: typer.Context) -> None:
 def list_(ctx: typer.Context) -> None:
     """List users with role, sites and state."""
     c = cli(ctx)
-    with c.reading() as (actor, trial):
+    with c.as_reader() as (actor, trial):
         users = trial.users(actor)
 
     def text() -> str:

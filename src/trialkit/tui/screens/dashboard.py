@@ -194,7 +194,7 @@ class DashboardScreen(Screen[None]):
         code = app.trial.trial_code.lower() if app.trial else "trial"
         checkpoint = Path(app.place(f"{code}-lock.checkpoint.json"))
         try:
-            result = self._db.lock(app.actor or self._actor, checkpoint)
+            result, _ = self._db.lock(app.actor or self._actor, checkpoint)
         except TrialkitError as exc:
             self.post_message(ServiceFailed(tui_message(exc)))
         else:
