@@ -86,8 +86,9 @@ class UnitOfWork:
                 f"cannot use the database {self.label}: {reason}") from None
 
 
-# The transactions themselves, for a face that holds an engine (the CLI's context): the same
-# ones UnitOfWork opens, without the driver-error wording the CLI leaves to its entry point.
+# The transactions themselves on an engine, for a command's sign-in
+# (:mod:`trialkit.application.signing_in`): the same ones UnitOfWork opens, without the
+# driver-error wording the CLI leaves to its entry point.
 
 def write_transaction(engine: Engine) -> AbstractContextManager[Session]:
     """A write transaction holding the write lock from its start (``store.db.transaction``)."""
@@ -101,13 +102,6 @@ def read_transaction(engine: Engine) -> AbstractContextManager[Session]:
     from trialkit.store.db import read_only
 
     return read_only(engine)
-
-
-def snapshot_transaction(engine: Engine) -> AbstractContextManager[Session]:
-    """A read transaction that sees one state of the database (``store.db.snapshot``)."""
-    from trialkit.store.db import snapshot
-
-    return snapshot(engine)
 
 
 def with_first_write(engine: Engine, first: Callable[[Session], None],
