@@ -105,10 +105,10 @@ def build(path: Path, n: int, days: int) -> None:
     )
     from trialkit.domain.clock import SystemClock
     from trialkit.domain.eligibility import answered_criteria
-    from trialkit.services.allocation import extend_list
-    from trialkit.services.auth import login
-    from trialkit.services.diary_import import record_days
-    from trialkit.services.enrolment import consent, randomize, screen
+    from trialkit.services.administration.sign_in import login
+    from trialkit.services.diary.file_import import record_days
+    from trialkit.services.enrolment.allocation import extend_list
+    from trialkit.services.enrolment.participants import consent, randomize, screen
     from trialkit.store.db import make_engine, transaction
 
     build_demo(str(path))

@@ -51,11 +51,11 @@ from trialkit.domain.clock import FixedClock
 from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services import integrity
-from trialkit.services.auth import login
-from trialkit.services.diary_import import import_diary
-from trialkit.services.enrolment import consent, screen
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import login
+from trialkit.services.diary.file_import import import_diary
+from trialkit.services.enrolment.participants import consent, screen
+from trialkit.services.integrity import verification
 from trialkit.store.db import make_engine, normalize_url, read_only, transaction
 from trialkit.store.models import AuditEvent, DiaryEntry
 
@@ -199,7 +199,7 @@ def check(url: str, rows: int) -> tuple[bool, str]:
             events = s.exec(select(func.count()).select_from(AuditEvent)
                             .where(AuditEvent.entity == "diary")).one()
             started = time.perf_counter()
-            report = integrity.verify(s)
+            report = verification.verify(s)
             took = time.perf_counter() - started
     finally:
         engine.dispose()

@@ -39,12 +39,12 @@ from trialkit.domain.diary import DiaryDay
 from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services import envelopes, pharmacy
-from trialkit.services.allocation import seal_lists
-from trialkit.services.auth import login
-from trialkit.services.diary_import import record_days
-from trialkit.services.enrolment import consent, randomize, screen
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import login
+from trialkit.services.diary.file_import import record_days
+from trialkit.services.enrolment.allocation import seal_lists
+from trialkit.services.enrolment.participants import consent, randomize, screen
+from trialkit.services.pharmacy import dispensing, envelopes
 from trialkit.store.db import make_engine, transaction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def main() -> int:
         (envelopes, "check_list", "list re-verification"),
         (envelopes, "open_envelope", "envelope decryption"),
         (envelopes, "commitment", "commitment re-check"),
-        (pharmacy, "seal_details", "sealing the lots"),
+        (dispensing, "seal_details", "sealing the lots"),
     ):
         setattr(module, name, watch.wrap(label, getattr(module, name)))
 
@@ -159,7 +159,7 @@ def main() -> int:
             for pid in pids:
                 begin = time.perf_counter()
                 with transaction(engine) as s:
-                    done = pharmacy.dispense(s, phil, pid, password=PASSWORD, clock=clock,
+                    done = dispensing.dispense(s, phil, pid, password=PASSWORD, clock=clock,
                                              lots=LOTS, checked_by="pia",
                                              checker_password=PASSWORD)
                 per_call.append(time.perf_counter() - begin)

@@ -7,7 +7,8 @@ Set-up (not timed): a KetHead trial with 20,000 randomized participants (both si
 headache types, randomized over two years, all infused the next day; 2 % withdrawn after
 their follow-up, 0.5 % emergency-unblinded), each with 112 diary days (the 28 baseline days
 and days 1-84 after the infusion: 2.24 M rows, varied headache, severity, duration and
-acute medication). The schema comes from trialkit's migrations (``services.setup.initialize``
+acute medication). The schema comes from trialkit's migrations
+(``services.administration.setup.initialize``
 creates the trial through ``store.schema``); participants and diary days are bulk-inserted
 with the bare driver (sqlite3 executemany, psycopg COPY). The clock is after everyone's last
 window. On SQLite a file; on PostgreSQL (URL from TRIALKIT_TEST_PG_URL or the local default)
@@ -117,8 +118,8 @@ def create_trial(url: str) -> None:
     from trialkit.domain.clock import FixedClock
     from trialkit.domain.protocol import load_protocol
     from trialkit.domain.roles import Role
-    from trialkit.services.auth import login
-    from trialkit.services.setup import initialize
+    from trialkit.services.administration.setup import initialize
+    from trialkit.services.administration.sign_in import login
     from trialkit.store.db import make_engine, transaction
 
     clock = FixedClock(BUILT_AT)
@@ -297,9 +298,9 @@ def reset_peak() -> bool:
 
 def run_service(url: str, out: Path, profile: bool) -> dict[str, Any]:
     from trialkit.domain.clock import FixedClock
-    from trialkit.services.auth import login
-    from trialkit.services.export import ExportFiles, export_table
-    from trialkit.services.trial import stored_protocol
+    from trialkit.services.administration.sign_in import login
+    from trialkit.services.administration.trial import stored_protocol
+    from trialkit.services.exports.datasets import ExportFiles, export_table
     from trialkit.store.db import make_engine, read_only, transaction
 
     clock = FixedClock(AS_OF)

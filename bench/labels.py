@@ -4,7 +4,7 @@ Run with the project's interpreter:  .venv/bin/python bench/labels.py [--partici
 
 Builds ``--participants`` (default 200) label sheets from protocols/kethead.toml, each with
 its own participant id, randomization number, random label code, weight and times, and
-times ``trialkit.labels.render_labels`` on each (one PDF of two labels per participant,
+times ``trialkit.render.labels.render_labels`` on each (one PDF of two labels per participant,
 QR symbol included: the PDF bytes a pharmacist's `dispense --label-out` writes).
 
 The baseline is what fpdf2 costs for the same output without content: one document per
@@ -30,7 +30,7 @@ from fpdf import FPDF
 from trialkit.domain.codes import new_label_code
 from trialkit.domain.dosing import dose_plan
 from trialkit.domain.protocol import load_protocol
-from trialkit.labels import PAGE_H, PAGE_W, LabelSheet, label_sheet, render_labels
+from trialkit.render.labels import PAGE_H, PAGE_W, LabelSheet, label_sheet, render_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 KETHEAD = ROOT / "protocols" / "kethead.toml"

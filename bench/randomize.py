@@ -41,12 +41,12 @@ from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.errors import InvalidInput
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services import integrity
-from trialkit.services.allocation import seal_lists
-from trialkit.services.auth import login
-from trialkit.services.diary_import import record_days
-from trialkit.services.enrolment import consent, randomize, screen
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import login
+from trialkit.services.diary.file_import import record_days
+from trialkit.services.enrolment.allocation import seal_lists
+from trialkit.services.enrolment.participants import consent, randomize, screen
+from trialkit.services.integrity import verification
 from trialkit.store.db import check_reachable, make_engine, normalize_url, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, Participant
 
@@ -115,7 +115,7 @@ def violations(url: str) -> list[str]:
                              .where(col(Participant.randomization_number).is_not(None))).all()
             events = Counter(s.exec(select(AuditEvent.entity_id)
                                     .where(AuditEvent.action == "participant.randomize")).all())
-            report = integrity.verify(s)
+            report = verification.verify(s)
     finally:
         engine.dispose()
     problems = [f"{p} holds {n} envelopes"

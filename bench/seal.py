@@ -41,9 +41,9 @@ from trialkit.domain.clock import SystemClock
 from trialkit.domain.protocol import LoadedProtocol, protocol_from_text
 from trialkit.domain.roles import Role
 from trialkit.domain.sealing import ENVELOPE_PLAINTEXT_LEN, NONCE_LEN, STRATUM_WIDTH
-from trialkit.services.allocation import SealResult, seal_lists
-from trialkit.services.auth import login
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import login
+from trialkit.services.enrolment.allocation import SealResult, seal_lists
 from trialkit.store.db import make_engine, transaction
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ them, the same folder tui_scale.py's ``--keep`` uses).
 Timed: ``python -m trialkit --db FILE status`` signed in as the investigator (password from
 the environment), from start to exit, the two sizes alternating after a warm-up round.
 Prints min/median/max of each and the ratio of the medians (goal: at most 2x). The status
-counts in the database (services.outcome_summary), so the ratio measures what still grows
+counts in the database (services.diary.window_summary), so the ratio measures what still grows
 with the trial. Exit status 1 only if a run fails; the ratio is reported, never gated on."""
 
 from __future__ import annotations

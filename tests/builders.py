@@ -14,9 +14,9 @@ from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import SealResult, seal_lists
-from trialkit.services.diary_import import record_days
-from trialkit.services.enrolment import ParticipantView, consent, screen
+from trialkit.services.diary.file_import import record_days
+from trialkit.services.enrolment.allocation import SealResult, seal_lists
+from trialkit.services.enrolment.participants import ParticipantView, consent, screen
 from trialkit.store.db import transaction
 from trialkit.store.models import Participant
 

@@ -20,10 +20,10 @@ from trialkit.domain.clock import Clock
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.auth import actor_for, login, unlock_signing_key
-from trialkit.services.custody import approve_custodian, approved_custodians
-from trialkit.services.setup import initialize
-from trialkit.services.users import activate_user, create_user
+from trialkit.services.administration.custody import approve_custodian, approved_custodians
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import actor_for, login, unlock_signing_key
+from trialkit.services.administration.users import activate_user, create_user
 from trialkit.store.db import make_engine, normalize_url, transaction
 from trialkit.store.models import User
 

@@ -28,16 +28,16 @@ from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.protocol import LoadedProtocol, Protocol, load_protocol, protocol_from_text
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import seal_lists
-from trialkit.services.auth import actor_for, login, unlock_signing_key
-from trialkit.services.custody import approve_custodian
-from trialkit.services.diary import infuse
-from trialkit.services.diary_import import record_days
-from trialkit.services.enrolment import consent, randomize, screen
-from trialkit.services.pharmacy import dispense, dispense_queue
-from trialkit.services.preparations import dispensed_ids
-from trialkit.services.setup import found_trial, initialize
-from trialkit.services.users import activate_user, create_user, find_user
+from trialkit.services.administration.custody import approve_custodian
+from trialkit.services.administration.setup import found_trial, initialize
+from trialkit.services.administration.sign_in import actor_for, login, unlock_signing_key
+from trialkit.services.administration.users import activate_user, create_user, find_user
+from trialkit.services.diary.entries import infuse
+from trialkit.services.diary.file_import import record_days
+from trialkit.services.enrolment.allocation import seal_lists
+from trialkit.services.enrolment.participants import consent, randomize, screen
+from trialkit.services.pharmacy.dispensing import dispense, dispense_queue
+from trialkit.services.pharmacy.preparations import dispensed_ids
 from trialkit.store.db import (
     check_reachable,
     make_engine,

@@ -38,13 +38,19 @@ from trialkit.domain.sealing import (
 )
 from trialkit.domain.site_time import SiteTime
 from trialkit.domain.strata import stratum_code
-from trialkit.services import audit, outcome_summary
 from trialkit.services.actor import Actor
-from trialkit.services.custody import custodian_private_key
-from trialkit.services.diary_audit import batch_reason, batch_snapshot, diary_snapshot, utc_text
-from trialkit.services.enrolment import participant_state
-from trialkit.services.envelopes import seal_details
-from trialkit.services.preparations import preparation_snapshot
+from trialkit.services.administration.custody import custodian_private_key
+from trialkit.services.diary import window_summary
+from trialkit.services.diary.audit_snapshots import (
+    batch_reason,
+    batch_snapshot,
+    diary_snapshot,
+    utc_text,
+)
+from trialkit.services.enrolment.participants import participant_state
+from trialkit.services.integrity import audit
+from trialkit.services.pharmacy.envelopes import seal_details
+from trialkit.services.pharmacy.preparations import preparation_snapshot
 from trialkit.store.models import DiaryEntry, Envelope, ListKeyGrant, Participant, Preparation
 
 # Where participants end up, with weights (per 100). Every stage appears once N is at least
@@ -547,7 +553,7 @@ def store_population(session: Session, story: _Story, *, actors: dict[str, Actor
     for p in plans:
         diaries.add(p, today)
     diaries.flush()
-    outcome_summary.rebuild(session)  # what the status counts, from the stored diaries
+    window_summary.rebuild(session)  # what the status counts, from the stored diaries
     _prepare(session, story, plans, password, lots, pharmacist, checker)
     story.events.sort(key=lambda e: (e[0], e[1]))
     events = audit.record_dated(session, [(at, who, change) for at, _i, who, change

@@ -15,7 +15,7 @@ from tests.cli.test_cli import assert_done, assert_refused, live, live_db, trial
 from tests.conftest import ADMIN, SteppingClock, add_user, sign_in
 from tests.db.tampering import audit_actions
 from trialkit.domain.roles import Role
-from trialkit.services.enrolment import withdraw
+from trialkit.services.enrolment.participants import withdraw
 from trialkit.store.db import transaction
 
 __all__ = ["live", "live_db"]  # fixtures

@@ -36,9 +36,9 @@ from tests.cli.test_cli import assert_done, assert_refused, trialkit
 from tests.conftest import ADMIN, BACKENDS, KETHEAD, PASSWORD, PG_URL, SteppingClock, sign_in
 from tests.db.tampering import reader
 from trialkit.domain.protocol import load_protocol
-from trialkit.services import audit
-from trialkit.services.enrolment import randomize
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.integrity import audit
 from trialkit.store import schema
 from trialkit.store.db import make_engine, normalize_url, transaction
 

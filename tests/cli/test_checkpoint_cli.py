@@ -17,7 +17,7 @@ from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user, si
 from tests.db.tampering import attack
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
 from trialkit.store.db import make_engine
 
 CLOCK = "2026-03-02T12:00:00Z"

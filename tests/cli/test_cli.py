@@ -25,7 +25,7 @@ from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock
 from tests.db.tampering import attack, audit_actions, reader, set_event
 from tests.enrolment import enrolment_code
 from trialkit.domain.protocol import load_protocol
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
 from trialkit.store.db import make_engine
 
 NEW_PASSWORD = "a-fresh-long-password"

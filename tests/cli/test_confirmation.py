@@ -21,7 +21,7 @@ from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user, si
 from tests.db.tampering import reader
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
 from trialkit.store.db import make_engine
 
 INVESTIGATOR = "ivan"

@@ -16,7 +16,7 @@ from tests.cli.test_cli import Run, assert_refused, state_of, trialkit
 from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock
 from tests.db.tampering import reader
 from trialkit.domain.protocol import load_protocol
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
 from trialkit.store.db import make_engine
 
 # What README tells every trainee: the one password of every demo user.

@@ -24,7 +24,7 @@ from tests.cli.test_pharmacy_cli import audit_actions, invoke
 from tests.conftest import ADMIN, PASSWORD
 from tests.db.test_export import RANDOMIZED, build_export_world
 from tests.db.test_pharmacy import ARMS, arm_words
-from trialkit.services.export import DIARY_COLUMNS, OUTCOME_COLUMNS
+from trialkit.services.exports.datasets import DIARY_COLUMNS, OUTCOME_COLUMNS
 
 TRAINING = "TRAINING — not for clinical use\n"
 

@@ -26,8 +26,8 @@ from tests.builders import consented, record_baseline, seal, staff
 from tests.conftest import PASSWORD, SteppingClock, add_user
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.audit import first_break
-from trialkit.services.enrolment import randomize
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.integrity.audit import first_break
 from trialkit.store.db import make_engine, read_only, transaction
 
 WAITING = "Waiting for another change to the trial to finish, to record your sign-in..."

@@ -19,7 +19,7 @@ from trialkit.cli.app import app
 from trialkit.cli.wording import error_line
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.protocol import load_protocol
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
 from trialkit.store.db import make_engine
 
 RFC_SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # base32 of b"12345678901234567890"

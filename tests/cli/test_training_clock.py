@@ -16,7 +16,7 @@ from tests.conftest import ADMIN, KETHEAD, PASSWORD
 from tests.db.tampering import reader
 from trialkit.domain.clock import FixedClock
 from trialkit.domain.protocol import load_protocol
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
 from trialkit.store.db import make_engine
 
 CREATED = datetime(2027, 1, 5, 10, 0, tzinfo=UTC)

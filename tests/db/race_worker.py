@@ -52,9 +52,9 @@ from sqlmodel import col, select
 from trialkit.domain.clock import Clock, parse_clock
 from trialkit.domain.diary import DiaryDay
 from trialkit.services.actor import Actor
-from trialkit.services.auth import login
-from trialkit.services.diary_import import record_days
-from trialkit.services.enrolment import consent, randomize, screen
+from trialkit.services.administration.sign_in import login
+from trialkit.services.diary.file_import import record_days
+from trialkit.services.enrolment.participants import consent, randomize, screen
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, Participant
 

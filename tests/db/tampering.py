@@ -14,8 +14,8 @@ from sqlalchemy import Connection, Engine, select, text
 from sqlmodel import Session
 
 from trialkit.domain.audit_chain import ChainFields, event_hash
-from trialkit.services import integrity
-from trialkit.services.integrity import VerifyReport
+from trialkit.services.integrity import verification
+from trialkit.services.integrity.verification import VerifyReport
 from trialkit.store.db import READONLY, read_only
 from trialkit.store.models import AuditEvent, User
 
@@ -67,12 +67,12 @@ def rehearse(engine: Engine) -> Iterator[Connection]:
 
 def verify(engine: Engine, *, expected_head: str | None = None) -> VerifyReport:
     with read_only(engine) as s:
-        return integrity.verify(s, expected_head=expected_head)
+        return verification.verify(s, expected_head=expected_head)
 
 
 def verify_on(conn: Connection, *, expected_head: str | None = None) -> VerifyReport:
     with Session(bind=conn) as s:
-        return integrity.verify(s, expected_head=expected_head)
+        return verification.verify(s, expected_head=expected_head)
 
 
 def events(conn: Connection) -> list[dict[str, Any]]:

@@ -62,31 +62,31 @@ from trialkit.domain.sealing import (
     unwrap_private_key,
 )
 from trialkit.domain.strata import all_strata
-from trialkit.services import integrity
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import (
+from trialkit.services.administration.custody import (
+    CustodyRefused,
+    approve_custodian,
+    grant_custodian,
+    lists_held,
+)
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import login
+from trialkit.services.enrolment.allocation import (
     SealResult,
     StratumUse,
     extend_list,
     seal_lists,
     stratum_usage,
 )
-from trialkit.services.auth import login
-from trialkit.services.custody import (
-    CustodyRefused,
-    approve_custodian,
-    grant_custodian,
-    lists_held,
-)
-from trialkit.services.enrolment import (
+from trialkit.services.enrolment.participants import (
     ParticipantView,
     Randomization,
     consent,
     randomize,
     screen,
 )
-from trialkit.services.list_integrity import ListCheck, verify_lists
-from trialkit.services.setup import initialize
+from trialkit.services.integrity import verification
+from trialkit.services.integrity.list_verification import ListCheck, verify_lists
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AllocationList, AuditEvent, Envelope, ListKeyGrant, User
 
@@ -220,9 +220,9 @@ class Box:
         with self.tx() as s:
             return verify_lists(s)
 
-    def verify(self) -> integrity.VerifyReport:
+    def verify(self) -> verification.VerifyReport:
         with self.tx() as s:
-            return integrity.verify(s)
+            return verification.verify(s)
 
     def add_pharmacist(self, name: str, *, approve: bool = True) -> Actor:
         with self.tx() as s:

@@ -24,8 +24,10 @@ from tests.db.test_pharmacy import ARM_WORDS, LOTS, Box, World, build_world, win
 from trialkit.domain.audit_diff import SEALED, FieldChange, field_changes
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import InvalidInput, PermissionDenied
-from trialkit.services import audit
-from trialkit.services.audit_review import (
+from trialkit.services.diary.entries import record_day
+from trialkit.services.diary.file_import import import_diary
+from trialkit.services.integrity import audit
+from trialkit.services.integrity.audit_review import (
     AuditFilter,
     ReviewedEvent,
     audit_events,
@@ -33,8 +35,6 @@ from trialkit.services.audit_review import (
     participant_timeline,
     time_bound,
 )
-from trialkit.services.diary import record_day
-from trialkit.services.diary_import import import_diary
 from trialkit.store.db import read_only
 from trialkit.store.models import AuditEvent
 
@@ -136,7 +136,7 @@ def test_a_diary_file_of_two_participants_shows_each_only_their_own_rows(box: Bo
 
 def consented_in(box: Box, site: str) -> str:
     from tests.builders import eligible_answers
-    from trialkit.services.enrolment import consent, screen
+    from trialkit.services.enrolment.participants import consent, screen
 
     cora = box.actor("cora")
     with box.tx() as s:

@@ -49,9 +49,9 @@ from trialkit.domain.errors import AuthenticationFailed
 from trialkit.domain.passwords import hash_password
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services import integrity
-from trialkit.services.setup import initialize
-from trialkit.services.users import set_disabled
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.users import set_disabled
+from trialkit.services.integrity import verification
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent
 
@@ -457,7 +457,7 @@ def test_an_edited_protocol_text_fails_verification(engine: Engine) -> None:
             _update(_Trial).values(protocol_text=_Trial.protocol_text + "\n# block_sizes = [2]")
         )
     with read_only(engine) as s:
-        report = integrity.verify(s)
+        report = verification.verify(s)
     assert not report.ok
     assert report.bad_seq == 2  # trial.create, which stored the protocol
     assert "protocol text" in (report.problem or "")

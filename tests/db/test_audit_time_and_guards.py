@@ -27,9 +27,9 @@ from trialkit.domain.clock import SystemClock
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.auth import login
-from trialkit.services.setup import initialize
-from trialkit.services.users import set_disabled
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import login
+from trialkit.services.administration.users import set_disabled
 from trialkit.store.db import make_engine, normalize_url, transaction
 from trialkit.store.models import AuditEvent
 

@@ -61,11 +61,11 @@ from trialkit.domain.sealing import (
     unwrap_data_key,
     unwrap_private_key,
 )
-from trialkit.services import audit
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import seal_lists, stratum_usage
-from trialkit.services.auth import login
-from trialkit.services.enrolment import list_participants
+from trialkit.services.administration.sign_in import login
+from trialkit.services.enrolment.allocation import seal_lists, stratum_usage
+from trialkit.services.enrolment.participants import list_participants
+from trialkit.services.integrity import audit
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AllocationList, Envelope, ListKeyGrant, Trial, User
 

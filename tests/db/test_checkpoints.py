@@ -36,9 +36,9 @@ from trialkit.domain.errors import (
     PermissionDenied,
     TrialkitError,
 )
-from trialkit.services import integrity
-from trialkit.services.checkpoints import check_checkpoint, write_checkpoint
-from trialkit.services.users import change_password
+from trialkit.services.administration.users import change_password
+from trialkit.services.integrity import verification
+from trialkit.services.integrity.checkpoints import check_checkpoint, write_checkpoint
 from trialkit.store.models import AuditEvent, User
 
 WHERE = "kept.checkpoint.json"
@@ -58,13 +58,13 @@ def check(box: Box, cp: Checkpoint) -> None:
     """What ``audit verify --checkpoint`` does: the checkpoint, then the whole verify."""
     with Session(bind=box.conn) as s:
         check_checkpoint(s, cp, WHERE)
-        report = integrity.verify(s)
+        report = verification.verify(s)
     assert report.ok, report.problem
 
 
 def plain_verify_ok(box: Box) -> bool:
     with Session(bind=box.conn) as s:
-        report = integrity.verify(s)
+        report = verification.verify(s)
     assert report.ok, report.problem
     return True
 
@@ -177,7 +177,7 @@ def test_deleting_a_mid_chain_opening_and_recomputing_the_hashes_is_caught(
     # The chain alone is consistent again, but the renumbered events' authors signed
     # their old hashes: signatures catch it too, the checkpoint says what was lost.
     with Session(bind=box.conn) as s:
-        alone = integrity.verify(s)
+        alone = verification.verify(s)
     assert not alone.ok
     assert alone.problem is not None and "signature does not match" in alone.problem
     message = failure(box, cp)

@@ -19,9 +19,9 @@ from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.roles import Role
 from trialkit.domain.sealing import CustodianKeys, unwrap_private_key
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import extend_list
-from trialkit.services.custody import approve_custodian, list_custodians
-from trialkit.services.users import change_password, reissue_enrolment
+from trialkit.services.administration.custody import approve_custodian, list_custodians
+from trialkit.services.administration.users import change_password, reissue_enrolment
+from trialkit.services.enrolment.allocation import extend_list
 from trialkit.store.db import read_only, transaction
 from trialkit.store.models import AllocationList, AuditEvent, ListKeyGrant, User
 

@@ -17,15 +17,15 @@ from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user, si
 from trialkit.domain.errors import PermissionDenied
 from trialkit.domain.protocol import protocol_from_text
 from trialkit.domain.roles import Role
-from trialkit.services import integrity
-from trialkit.services.allocation import extend_list, seal_lists
-from trialkit.services.enrolment import randomize
-from trialkit.services.export import ExportFiles, export_table
-from trialkit.services.list_integrity import verify_lists
-from trialkit.services.lock import lock_database
-from trialkit.services.pharmacy import dispense
-from trialkit.services.randomization_report import csv_rows, randomization_report
-from trialkit.services.setup import initialize
+from trialkit.services.administration.database_lock import lock_database
+from trialkit.services.administration.setup import initialize
+from trialkit.services.enrolment.allocation import extend_list, seal_lists
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.exports.datasets import ExportFiles, export_table
+from trialkit.services.exports.randomization_report import csv_rows, randomization_report
+from trialkit.services.integrity import verification
+from trialkit.services.integrity.list_verification import verify_lists
+from trialkit.services.pharmacy.dispensing import dispense
 from trialkit.store.db import make_engine, read_only, transaction
 
 DESIGNS = {
@@ -80,7 +80,7 @@ def test_each_procedure_seals_randomizes_dispenses_verifies_and_reports(
             opened[pid] = dispense(s, phil, pid, password=PASSWORD, clock=clock).arm_code
     with read_only(engine) as s:
         assert [c.problem for c in verify_lists(s)] == [None] * 5
-        assert integrity.verify(s).ok
+        assert verification.verify(s).ok
 
     with transaction(engine) as s:
         lock_database(s, iris, clock=clock)

@@ -42,14 +42,14 @@ from trialkit.domain.errors import (
     TrialkitError,
 )
 from trialkit.domain.roles import Role
-from trialkit.services import integrity
-from trialkit.services.auth import login
-from trialkit.services.diary import history, infuse, record_day
-from trialkit.services.diary_import import ImportRejected, import_diary, record_days
-from trialkit.services.enrolment import list_participants, withdraw
-from trialkit.services.export import ExportFiles, export_table
-from trialkit.services.outcomes import outcomes
-from trialkit.services.pharmacy import dispense
+from trialkit.services.administration.sign_in import login
+from trialkit.services.diary.entries import history, infuse, record_day
+from trialkit.services.diary.file_import import ImportRejected, import_diary, record_days
+from trialkit.services.diary.outcomes import outcomes
+from trialkit.services.enrolment.participants import list_participants, withdraw
+from trialkit.services.exports.datasets import ExportFiles, export_table
+from trialkit.services.integrity import verification
+from trialkit.services.pharmacy.dispensing import dispense
 from trialkit.store.db import transaction
 from trialkit.store.models import AuditEvent, DiaryEntry, Participant, Trial
 
@@ -142,7 +142,7 @@ def refused(box: Box, error: type[TrialkitError], action: Any, *args: Any,
     return refused_changing_nothing(box, state, error, action, *args, **kwargs)
 
 
-def verified(box: Box) -> integrity.VerifyReport:
+def verified(box: Box) -> verification.VerifyReport:
     return box.verify()
 
 

@@ -34,14 +34,14 @@ from trialkit.domain.errors import (
     Refused,
     TrialkitError,
 )
-from trialkit.services.enrolment import (
+from trialkit.services.enrolment.participants import (
     ParticipantView,
     Randomization,
     consent,
     list_participants,
     withdraw,
 )
-from trialkit.services.integrity import verify
+from trialkit.services.integrity.verification import verify
 from trialkit.store.models import AuditEvent, Envelope, Participant
 
 PER_STRATUM = 3

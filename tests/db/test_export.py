@@ -49,11 +49,11 @@ from trialkit.domain.errors import (
     Refused,
 )
 from trialkit.domain.protocol import PARTICIPANT_FIELDS
-from trialkit.services import integrity
-from trialkit.services.diary import infuse, record_day
-from trialkit.services.diary_import import import_diary
-from trialkit.services.enrolment import consent, randomize, screen, withdraw
-from trialkit.services.export import (
+from trialkit.services.administration.database_lock import LockResult, lock_database
+from trialkit.services.diary.entries import infuse, record_day
+from trialkit.services.diary.file_import import import_diary
+from trialkit.services.enrolment.participants import consent, randomize, screen, withdraw
+from trialkit.services.exports.datasets import (
     DIARY_COLUMNS,
     OUTCOME_COLUMNS,
     ExportFiles,
@@ -62,9 +62,9 @@ from trialkit.services.export import (
     escape_text,
     export_table,
 )
-from trialkit.services.lock import LockResult, lock_database
-from trialkit.services.pharmacy import dispense, print_labels
-from trialkit.services.unblinding import unblind
+from trialkit.services.integrity import verification
+from trialkit.services.pharmacy.dispensing import dispense, print_labels
+from trialkit.services.pharmacy.unblinding import unblind
 from trialkit.store.db import transaction
 from trialkit.store.models import AuditEvent, DiaryEntry, Participant, Preparation, Trial
 
@@ -595,7 +595,7 @@ def test_changing_the_lock_outside_trialkit_is_caught(box: Box) -> None:
 def test_verification_still_passes_on_a_trial_that_was_never_locked(box: Box) -> None:
     assert box.verify().ok
     with box.tx() as s:
-        assert integrity.verify(s).ok
+        assert verification.verify(s).ok
         assert s.exec(select(AuditEvent).where(AuditEvent.action == "trial.lock")).all() == []
 
 

@@ -16,8 +16,8 @@ from tests.builders import consented, record_baseline, seal, staff
 from tests.conftest import SteppingClock, add_user, sign_in
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.enrolment import randomize
-from trialkit.services.export import ExportFiles, export_snapshot
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.exports.datasets import ExportFiles, export_snapshot
 from trialkit.store.db import make_engine, transaction
 
 

@@ -19,19 +19,19 @@ from sqlmodel import Session
 from trialkit.domain.errors import AuthenticationFailed, Refused, TrialkitError
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import extend_list
-from trialkit.services.auth import MAX_DELAY
-from trialkit.services.custody import approve_custodian, grant_custodian
-from trialkit.services.enrolment import randomize
-from trialkit.services.pharmacy import dispense
-from trialkit.services.sealed_procedure import open_procedures
-from trialkit.services.unblinding import unblind
-from trialkit.services.users import (
+from trialkit.services.administration.custody import approve_custodian, grant_custodian
+from trialkit.services.administration.sign_in import MAX_DELAY
+from trialkit.services.administration.users import (
     activate_user,
     create_user,
     reissue_enrolment,
     set_disabled,
 )
+from trialkit.services.enrolment.allocation import extend_list
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.exports.sealed_procedure import open_procedures
+from trialkit.services.pharmacy.dispensing import dispense
+from trialkit.services.pharmacy.unblinding import unblind
 from trialkit.store.db import read_only, transaction
 
 from ..builders import ready_to_randomize, seal

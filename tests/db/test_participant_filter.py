@@ -13,7 +13,7 @@ from tests.builders import staff
 from tests.conftest import SteppingClock
 from tests.tui.conftest import screened
 from trialkit.services.actor import Actor
-from trialkit.services.enrolment import list_participants
+from trialkit.services.enrolment.participants import list_participants
 from trialkit.store.db import read_only
 
 

@@ -51,15 +51,21 @@ from trialkit.domain.infusion_time import PreparationExpired
 from trialkit.domain.procedures import Block
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.labels import LabelSheet, render_labels
-from trialkit.services import audit, integrity
+from trialkit.render.labels import LabelSheet, render_labels
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import seal_lists
-from trialkit.services.auth import FREE_FAILURES, login
-from trialkit.services.diary import infuse
-from trialkit.services.enrolment import ParticipantView, list_participants, randomize, withdraw
-from trialkit.services.envelopes import EnvelopeBroken
-from trialkit.services.pharmacy import (
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import FREE_FAILURES, login
+from trialkit.services.diary.entries import infuse
+from trialkit.services.enrolment.allocation import seal_lists
+from trialkit.services.enrolment.participants import (
+    ParticipantView,
+    list_participants,
+    randomize,
+    withdraw,
+)
+from trialkit.services.integrity import audit, verification
+from trialkit.services.pharmacy.checks import PharmacyRefused
+from trialkit.services.pharmacy.dispensing import (
     Dispensing,
     QueueEntry,
     dispense,
@@ -68,10 +74,9 @@ from trialkit.services.pharmacy import (
     read_preparation,
     reprepare,
 )
-from trialkit.services.pharmacy_checks import PharmacyRefused
-from trialkit.services.preparations import current_preparation
-from trialkit.services.setup import initialize
-from trialkit.services.unblinding import Unblinding, unblind
+from trialkit.services.pharmacy.envelopes import EnvelopeBroken
+from trialkit.services.pharmacy.preparations import current_preparation
+from trialkit.services.pharmacy.unblinding import Unblinding, unblind
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, Participant, Preparation, Trial, User
 
@@ -258,9 +263,9 @@ class Box:
                                .where(col(AuditEvent.action).endswith(".refused"))
                                .order_by(col(AuditEvent.seq))).all())
 
-    def verify(self) -> integrity.VerifyReport:
+    def verify(self) -> verification.VerifyReport:
         with self.tx() as s:
-            return integrity.verify(s)
+            return verification.verify(s)
 
     def refused(self, kind: type[TrialkitError], action: Callable[[], Any]) -> TrialkitError:
         """Do ``action``, expecting it to raise ``kind``; the error."""
@@ -988,8 +993,8 @@ def test_the_queue_shows_the_infusion_day_the_coordinator_planned(
 ) -> None:
     from trialkit.domain.errors import InvalidInput as _InvalidInput
     from trialkit.domain.errors import Refused as _Refused
-    from trialkit.services.enrolment import plan_infusion
-    from trialkit.services.pharmacy import dispense_queue
+    from trialkit.services.enrolment.participants import plan_infusion
+    from trialkit.services.pharmacy.dispensing import dispense_queue
 
     team = staff(engine, admin, clock)
     seal(engine, admin, clock, per_stratum=4)
@@ -1009,4 +1014,4 @@ def test_the_queue_shows_the_infusion_day_the_coordinator_planned(
         [entry] = [e for e in dispense_queue(s, team["phil"], clock=clock)
                    if e.participant_id == pid]
         assert entry.infusion_date == tomorrow.isoformat()
-        assert integrity.verify(s).ok
+        assert verification.verify(s).ok

@@ -31,10 +31,10 @@ from tests.db.race_worker import (
     consent_many,
     record_baselines,
 )
-from trialkit.services import integrity
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import extend_list, stratum_usage
-from trialkit.services.enrolment import randomize, withdraw
+from trialkit.services.enrolment.allocation import extend_list, stratum_usage
+from trialkit.services.enrolment.participants import randomize, withdraw
+from trialkit.services.integrity import verification
 from trialkit.store.db import make_engine, read_only, transaction
 
 WORKERS = 8
@@ -121,7 +121,7 @@ def test_racing_processes_take_each_envelope_once_in_order(
     }  # one stratum: envelope k went with randomization number k
     assert {pid: next(iter(answers[pid]))[0] for pid in pids} == state.number_of
     with read_only(engine) as s:
-        report = integrity.verify(s)
+        report = verification.verify(s)
         usage = {u.stratum: (u.used, u.left) for u in stratum_usage(s, admin)}
     assert report.ok, report.problem
     assert usage[STRATUM] == (PARTICIPANTS, ENVELOPES - PARTICIPANTS)
@@ -241,7 +241,7 @@ def test_randomize_and_withdraw_of_one_participant_do_not_deadlock(
     assert errors == []
     check_allocation(engine)
     with read_only(engine) as s:
-        assert integrity.verify(s).ok
+        assert verification.verify(s).ok
 
 
 @pytest.mark.slow
@@ -262,4 +262,4 @@ def test_randomize_while_its_stratum_is_extended_does_not_deadlock(
     state = check_allocation(engine)
     assert state.used == {STRATUM: 1}
     with read_only(engine) as s:
-        assert integrity.verify(s).ok
+        assert verification.verify(s).ok

@@ -35,8 +35,8 @@ from tests.db.race_worker import (
     consent_many,
     record_baselines,
 )
-from trialkit.services import integrity
 from trialkit.services.actor import Actor
+from trialkit.services.integrity import verification
 from trialkit.store.db import read_only, sqlite_path
 from trialkit.store.models import Participant
 
@@ -129,7 +129,7 @@ def test_killed_randomizers_leave_nothing_half_done(
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     with read_only(engine) as s:
-        report = integrity.verify(s)
+        report = verification.verify(s)
     assert report.ok, report.problem
     # Most kills must land inside a randomization, or this proves little.
     assert in_flight >= KILLS // 4, f"only {in_flight} of {KILLS} kills landed mid-randomization"

@@ -24,10 +24,10 @@ from trialkit.domain.recovery import new_recovery_key, recovery_private_key, wor
 from trialkit.domain.roles import Role
 from trialkit.domain.sealing import CustodianKeys, unwrap_private_key
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import extend_list
-from trialkit.services.custody import approve_custodian, recover_custody
-from trialkit.services.setup import initialize
-from trialkit.services.users import set_disabled
+from trialkit.services.administration.custody import approve_custodian, recover_custody
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.users import set_disabled
+from trialkit.services.enrolment.allocation import extend_list
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AllocationList, AuditEvent, ListKeyGrant, Trial, User
 

@@ -22,22 +22,22 @@ from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.allocation import seal_lists, stratum_usage
-from trialkit.services.audit import log
-from trialkit.services.diary import history, record_day
-from trialkit.services.enrolment import (
+from trialkit.services.administration.database_lock import lock_database
+from trialkit.services.administration.users import list_users
+from trialkit.services.diary.entries import history, record_day
+from trialkit.services.diary.outcomes import outcomes
+from trialkit.services.enrolment.allocation import seal_lists, stratum_usage
+from trialkit.services.enrolment.participants import (
     consent,
     list_participants,
     randomize,
     screen,
     withdraw,
 )
-from trialkit.services.lock import lock_database
-from trialkit.services.outcomes import outcomes
-from trialkit.services.pharmacy import dispense, dispense_queue
-from trialkit.services.reports import trial_status
-from trialkit.services.unblinding import unblind, unblinding_report
-from trialkit.services.users import list_users
+from trialkit.services.exports.status import trial_status
+from trialkit.services.integrity.audit import log
+from trialkit.services.pharmacy.dispensing import dispense, dispense_queue
+from trialkit.services.pharmacy.unblinding import unblind, unblinding_report
 from trialkit.store.db import transaction
 from trialkit.store.models import AuditEvent
 

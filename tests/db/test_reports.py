@@ -1,4 +1,4 @@
-"""The trial status (``services.reports``) and its figure (``figures``), on SQLite and (with
+"""The trial status (``services.exports.status``) and its figure (``figures``), on SQLite and (with
 TRIALKIT_TEST_PG_URL) on PostgreSQL, over the world of ``test_export``: eight screened (one
 screen failure), six randomized (one withdrawn before the infusion), four infused on day 0,
 "today" day 37 after the infusion, with the follow-up diary that module describes."""
@@ -17,10 +17,10 @@ from tests.conftest import BACKENDS
 from tests.db.test_export import FOLLOW_UP_DAYS, build_export_world
 from tests.db.test_pharmacy import Box, World, arm_words, window
 from trialkit.domain.errors import PermissionDenied
-from trialkit.figures import status_svg
-from trialkit.services.enrolment import withdraw
-from trialkit.services.lock import lock_database
-from trialkit.services.reports import (
+from trialkit.render.figures import status_svg
+from trialkit.services.administration.database_lock import lock_database
+from trialkit.services.enrolment.participants import withdraw
+from trialkit.services.exports.status import (
     Consort,
     CurvePoint,
     Overdue,

@@ -28,9 +28,9 @@ from tests.db.test_second_factor import (  # noqa: F401 (fixtures)
 from trialkit.domain.errors import AuthenticationFailed, InvalidInput, Refused
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.auth import WRONG_WITH_CODE
-from trialkit.services.second_factor import reset_second_factor
-from trialkit.services.users import (
+from trialkit.services.administration.second_factor import reset_second_factor
+from trialkit.services.administration.sign_in import WRONG_WITH_CODE
+from trialkit.services.administration.users import (
     activate_user,
     create_user,
     reissue_enrolment,
@@ -249,7 +249,10 @@ def test_a_reset_and_new_enrolment_in_the_same_half_minute_is_not_taken_for_a_re
     """A lost phone: phil resets pia's factor and she enrols a new one within the same 30 s
     as her last sign-in, then signs in again. Her steps start again from the enrolment; the
     trail is sound."""
-    from trialkit.services.second_factor import enrol_second_factor, offer_second_factor
+    from trialkit.services.administration.second_factor import (
+        enrol_second_factor,
+        offer_second_factor,
+    )
 
     phone = enrolled(engine, admin, clock, "pia")
     phil_app = enrolled(engine, admin, clock, "phil")
@@ -314,8 +317,11 @@ def test_a_custodian_without_a_factor_cannot_unlock_the_custodian_key_with_the_p
     not enrolled one yet and signs in with her password alone. Her custodian key (which
     opens envelopes and list keys) is refused with the words telling her to enrol first,
     and the refusal is recorded; once enrolled, the same password unlocks it."""
-    from trialkit.services.custody import custodian_private_key
-    from trialkit.services.second_factor import enrol_second_factor, offer_second_factor
+    from trialkit.services.administration.custody import custodian_private_key
+    from trialkit.services.administration.second_factor import (
+        enrol_second_factor,
+        offer_second_factor,
+    )
 
     add_user(engine, admin, clock, "pia", Role.PHARMACIST, sites=["TWH"])
     assert _user(engine, "pia").custodian and _user(engine, "pia").totp_wrapped is None

@@ -25,14 +25,14 @@ from trialkit.domain.errors import AuthenticationFailed, PermissionDenied, Refus
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.auth import WRONG_WITH_CODE, login
-from trialkit.services.second_factor import (
+from trialkit.services.administration.second_factor import (
     enrol_second_factor,
     offer_second_factor,
     reset_second_factor,
 )
-from trialkit.services.setup import initialize
-from trialkit.services.users import change_password
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import WRONG_WITH_CODE, login
+from trialkit.services.administration.users import change_password
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, User
 
@@ -310,8 +310,8 @@ def test_a_checker_with_a_factor_signs_the_preparation_check_with_a_code_too(
     """A second pharmacist's check is signed as a sign-in is: their password alone is not
     enough once they have a factor (the check is refused and nothing is recorded)."""
     from tests.builders import PROTOCOL, ready_to_randomize, seal
-    from trialkit.services.enrolment import randomize
-    from trialkit.services.pharmacy import dispense
+    from trialkit.services.enrolment.participants import randomize
+    from trialkit.services.pharmacy.dispensing import dispense
 
     pia_phone = enrolled(engine, admin, clock, "pia")
     add_user(engine, admin, clock, "phil", Role.PHARMACIST, sites=["TWH"])
@@ -352,7 +352,7 @@ def test_a_code_spent_by_a_racing_sign_in_is_not_accepted_again(
     """Two sign-ins with one code at the same moment (on PostgreSQL both may read the old
     last step): the step is spent by a conditional write, so the one that writes second
     fails even though the user it read still shows the old step."""
-    from trialkit.services.second_factor import second_factor_holds
+    from trialkit.services.administration.second_factor import second_factor_holds
 
     phone = enrolled(engine, admin, clock, "pia")
     code = phone.at(clock.now())

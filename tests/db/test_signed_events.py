@@ -40,7 +40,7 @@ from trialkit.domain.audit_signing import signed_message
 from trialkit.domain.errors import PermissionDenied
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.users import create_user
+from trialkit.services.administration.users import create_user
 from trialkit.store import schema
 from trialkit.store.db import transaction
 from trialkit.store.models import DiaryEntry

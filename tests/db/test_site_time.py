@@ -24,17 +24,17 @@ from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import InvalidInput
 from trialkit.domain.protocol import protocol_from_text
 from trialkit.domain.roles import Role
-from trialkit.labels import render_labels
+from trialkit.render.labels import render_labels
 from trialkit.services.actor import Actor
-from trialkit.services.auth import login
-from trialkit.services.diary import history, infuse, record_day
-from trialkit.services.diary_import import import_diary, record_days
-from trialkit.services.enrolment import consent, randomize, screen
-from trialkit.services.lock import lock_database
-from trialkit.services.outcomes import outcomes
-from trialkit.services.pharmacy import dispense_queue, print_labels
-from trialkit.services.setup import initialize
-from trialkit.services.trial import stored_protocol
+from trialkit.services.administration.database_lock import lock_database
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import login
+from trialkit.services.administration.trial import stored_protocol
+from trialkit.services.diary.entries import history, infuse, record_day
+from trialkit.services.diary.file_import import import_diary, record_days
+from trialkit.services.diary.outcomes import outcomes
+from trialkit.services.enrolment.participants import consent, randomize, screen
+from trialkit.services.pharmacy.dispensing import dispense_queue, print_labels
 from trialkit.store.db import make_engine, transaction
 
 

@@ -1,6 +1,6 @@
 """The status report's diary counts (completeness per window, the participants behind with
 their diary, CONSORT's completed and analysed, the enrolment curve) are counted by the
-database from per-window summaries the services keep current (``services.outcome_summary``).
+database from per-window summaries the services keep current (``services.diary.window_summary``).
 Here, on SQLite and PostgreSQL, varied diaries (mixed severities and durations, acute
 medication, corrections, days before consent or after withdrawal refused), withdrawals at
 every point of the follow-up and the clock moving on, and every count must equal an
@@ -38,9 +38,9 @@ from tests.db.test_export import RANDOMIZED, build_export_world
 from tests.db.test_pharmacy import World, window
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import InvalidInput, Refused
-from trialkit.services.diary import record_day
-from trialkit.services.enrolment import withdraw
-from trialkit.services.reports import TrialStatus, trial_status
+from trialkit.services.diary.entries import record_day
+from trialkit.services.enrolment.participants import withdraw
+from trialkit.services.exports.status import TrialStatus, trial_status
 from trialkit.store.models import DiaryEntry, Participant
 
 RULES = PROTOCOL.diary

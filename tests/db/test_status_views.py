@@ -23,13 +23,13 @@ from tests.db.test_allocation import Box, World, build_world, window
 from trialkit.cli.report_cmds import status_text
 from trialkit.domain.errors import Refused
 from trialkit.domain.roles import Role
-from trialkit.services.auth import login
-from trialkit.services.diary import infuse
-from trialkit.services.enrolment import list_participants, withdraw
-from trialkit.services.export import stream_outcomes
-from trialkit.services.outcomes import outcomes
-from trialkit.services.pharmacy import dispense
-from trialkit.services.reports import trial_status
+from trialkit.services.administration.sign_in import login
+from trialkit.services.diary.entries import infuse
+from trialkit.services.diary.outcomes import outcomes
+from trialkit.services.enrolment.participants import list_participants, withdraw
+from trialkit.services.exports.datasets import stream_outcomes
+from trialkit.services.exports.status import trial_status
+from trialkit.services.pharmacy.dispensing import dispense
 from trialkit.store.db import transaction
 from trialkit.tui.screens.dashboard import consort_text
 

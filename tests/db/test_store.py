@@ -32,9 +32,9 @@ from trialkit.domain.clock import FixedClock
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services import setup
-from trialkit.services.auth import FREE_FAILURES
-from trialkit.services.setup import initialize
+from trialkit.services.administration import setup
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import FREE_FAILURES
 from trialkit.store import schema
 from trialkit.store.db import ON_WAIT, make_engine, normalize_url, read_only, transaction
 from trialkit.store.models import AuditEvent, Preparation, Trial, User

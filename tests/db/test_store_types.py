@@ -27,7 +27,7 @@ from tests.db.test_pharmacy import World
 from trialkit.domain.errors import InvalidInput
 from trialkit.domain.sealing import CustodianKeys, unwrap_private_key
 from trialkit.services.actor import Actor
-from trialkit.services.export import ExportFiles, export_table
+from trialkit.services.exports.datasets import ExportFiles, export_table
 from trialkit.store import schema
 from trialkit.store.db import transaction
 from trialkit.store.models import (

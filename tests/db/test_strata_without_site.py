@@ -16,13 +16,13 @@ from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user, si
 from trialkit.domain.errors import Refused
 from trialkit.domain.protocol import protocol_from_text
 from trialkit.domain.roles import Role
-from trialkit.services import integrity
-from trialkit.services.allocation import seal_lists, stratum_usage
-from trialkit.services.enrolment import randomize
-from trialkit.services.list_integrity import verify_lists
-from trialkit.services.pharmacy import dispense
-from trialkit.services.reports import trial_status
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
+from trialkit.services.enrolment.allocation import seal_lists, stratum_usage
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.exports.status import trial_status
+from trialkit.services.integrity import verification
+from trialkit.services.integrity.list_verification import verify_lists
+from trialkit.services.pharmacy.dispensing import dispense
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import Envelope, Stratum
 
@@ -82,7 +82,7 @@ def test_a_trial_wide_list_serves_coordinators_of_every_site(
     assert opened.envelope == "CM #2" and opened.arm_code in {"KET", "PLA"}
     with read_only(trial) as s:
         assert [c.problem for c in verify_lists(s)] == [None, None]
-        report = integrity.verify(s)
+        report = verification.verify(s)
         assert report.ok, report.problem
         status = trial_status(s, alice, clock=clock)
     assert [(e.code, e.randomized) for e in status.strata] == [("CM", 3), ("CDH", 0)]

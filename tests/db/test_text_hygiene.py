@@ -25,12 +25,12 @@ from trialkit.domain.errors import InvalidInput, ProtocolFileError
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.text import plain_text, printable
 from trialkit.services.actor import Actor
-from trialkit.services.audit import record
-from trialkit.services.diary import record_day
-from trialkit.services.diary_import import import_diary
-from trialkit.services.enrolment import consent, list_participants, withdraw
-from trialkit.services.unblinding import unblind
-from trialkit.services.users import set_disabled, validate_name
+from trialkit.services.administration.users import set_disabled, validate_name
+from trialkit.services.diary.entries import record_day
+from trialkit.services.diary.file_import import import_diary
+from trialkit.services.enrolment.participants import consent, list_participants, withdraw
+from trialkit.services.integrity.audit import record
+from trialkit.services.pharmacy.unblinding import unblind
 from trialkit.store.db import transaction
 from trialkit.store.models import AuditEvent
 

@@ -1,4 +1,5 @@
-"""The emergency-unblinding report (``services.unblinding.unblinding_report``): who unblinded
+"""The emergency-unblinding report (``services.pharmacy.unblinding.unblinding_report``): who
+unblinded
 which participant, when and why, and every refused attempt, for those who may read the
 audit trail — never an arm, before the lock or after it — on both backends.
 
@@ -16,8 +17,8 @@ import pytest
 from tests.conftest import ADMIN, BACKENDS
 from tests.db.test_pharmacy import ARM_WORDS, Box, World, build_world, window
 from trialkit.domain.errors import PermissionDenied, TrialkitError
-from trialkit.services.lock import lock_database
-from trialkit.services.unblinding import UnblindingEntry, unblinding_report
+from trialkit.services.administration.database_lock import lock_database
+from trialkit.services.pharmacy.unblinding import UnblindingEntry, unblinding_report
 
 READERS = ("mona", "iris", "ivan", ADMIN)
 # The protocol's words: both KetHead sites keep Toronto time.

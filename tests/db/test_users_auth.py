@@ -23,10 +23,9 @@ from trialkit.domain.errors import (
 )
 from trialkit.domain.roles import Role
 from trialkit.domain.sealing import CustodianKeys, unwrap_private_key
-from trialkit.services import audit
 from trialkit.services.actor import Actor
-from trialkit.services.auth import FREE_FAILURES, delay_after, unlock_signing_key
-from trialkit.services.users import (
+from trialkit.services.administration.sign_in import FREE_FAILURES, delay_after, unlock_signing_key
+from trialkit.services.administration.users import (
     activate_user,
     change_password,
     create_user,
@@ -34,6 +33,7 @@ from trialkit.services.users import (
     reissue_enrolment,
     set_disabled,
 )
+from trialkit.services.integrity import audit
 from trialkit.store.db import read_only, transaction
 from trialkit.store.models import User
 

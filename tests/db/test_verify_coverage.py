@@ -21,9 +21,9 @@ from tests.builders import ready_to_randomize, seal, staff
 from tests.conftest import PASSWORD, SteppingClock
 from tests.db.tampering import verify, verify_on
 from trialkit.domain.errors import Refused
-from trialkit.services import integrity
 from trialkit.services.actor import Actor
-from trialkit.services.enrolment import randomize
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.integrity import verification
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import Envelope
 
@@ -168,7 +168,7 @@ def test_verify_reports_its_progress_up_to_every_row_it_reads(
                        for t in tables)
     seen: list[tuple[int, int]] = []
     with read_only(engine) as s:
-        assert integrity.verify(s, progress=lambda done, total: seen.append((done, total))).ok
+        assert verification.verify(s, progress=lambda done, total: seen.append((done, total))).ok
     assert seen[0] == (0, expected)
     assert seen[-1] == (expected, expected)
     assert [done for done, _total in seen] == sorted(done for done, _total in seen)

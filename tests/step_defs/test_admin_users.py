@@ -22,7 +22,7 @@ from tests.tui.test_users import add_through_dialog, select_user, until
 from trialkit.domain.errors import AuthenticationFailed, TrialkitError
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.users import activate_user
+from trialkit.services.administration.users import activate_user
 from trialkit.store.db import transaction
 from trialkit.tui.dialogs.users import EnrolmentCodeDialog
 

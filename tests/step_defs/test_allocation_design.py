@@ -25,13 +25,13 @@ from trialkit.domain.sealing import (
     unwrap_data_key,
     unwrap_private_key,
 )
-from trialkit.services import integrity
-from trialkit.services.allocation import extend_list, key_info, seal_lists
-from trialkit.services.enrolment import randomize
-from trialkit.services.lock import lock_database
-from trialkit.services.pharmacy import dispense
-from trialkit.services.sealed_procedure import SegmentProcedure, open_procedures
-from trialkit.services.setup import initialize
+from trialkit.services.administration.database_lock import lock_database
+from trialkit.services.administration.setup import initialize
+from trialkit.services.enrolment.allocation import extend_list, key_info, seal_lists
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.exports.sealed_procedure import SegmentProcedure, open_procedures
+from trialkit.services.integrity import verification
+from trialkit.services.pharmacy.dispensing import dispense
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, Envelope, ListKeyGrant, User
 
@@ -279,7 +279,7 @@ def pharmacist_opens(world: DesignWorld, name: str, stratum: str) -> None:
 def lists_and_audit_intact(world: DesignWorld) -> None:
     assert [c.problem for c in world.checks()] == [None, None]
     with read_only(world.engine) as s:
-        report = integrity.verify(s)
+        report = verification.verify(s)
     assert report.ok, report.problem
     with read_only(world.engine) as s:
         after = s.exec(select(AuditEvent.after_json)

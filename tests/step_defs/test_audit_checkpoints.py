@@ -16,8 +16,8 @@ from tests.db.tampering import EVENTS, attack, delete_event, events, rehash, shi
 from trialkit.domain.checkpoint import Checkpoint
 from trialkit.domain.errors import IntegrityFailure, InvalidInput, TrialkitError
 from trialkit.domain.roles import Role
-from trialkit.services import integrity
-from trialkit.services.checkpoints import check_checkpoint, write_checkpoint
+from trialkit.services.integrity import verification
+from trialkit.services.integrity.checkpoints import check_checkpoint, write_checkpoint
 from trialkit.store.db import read_only, transaction
 
 scenarios("audit_checkpoints.feature")
@@ -64,7 +64,7 @@ def against_checkpoint(audit: Audit) -> None:
     assert audit.brought is not None
     with read_only(audit.engine) as s:
         check_checkpoint(s, audit.brought, KEPT)
-        report = integrity.verify(s)
+        report = verification.verify(s)
     assert report.ok, report.problem
 
 
@@ -119,7 +119,7 @@ def other_trial(audit: Audit, code: str) -> None:
 @then("the trail alone still verifies")
 def still(audit: Audit) -> None:
     with read_only(audit.engine) as s:
-        report = integrity.verify(s)
+        report = verification.verify(s)
     assert report.ok, report.problem
 
 
@@ -127,7 +127,7 @@ def still(audit: Audit) -> None:
       "signatures")
 def alone(audit: Audit) -> None:
     with read_only(audit.engine) as s:
-        report = integrity.verify(s)
+        report = verification.verify(s)
     assert not report.ok
     assert report.problem is not None and "signature does not match" in report.problem
 

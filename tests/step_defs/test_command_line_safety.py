@@ -33,7 +33,7 @@ from tests.db.tampering import reader
 from trialkit.domain.clock import parse_clock
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
 from trialkit.store.db import make_engine, normalize_url
 
 scenarios("command_line_safety.feature")

@@ -19,13 +19,13 @@ from tests.db.tampering import verify
 from trialkit.domain.errors import PermissionDenied, TrialkitError
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services.auth import login
-from trialkit.services.second_factor import (
+from trialkit.services.administration.second_factor import (
     enrol_second_factor,
     offer_second_factor,
     reset_second_factor,
 )
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.sign_in import login
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent, User
 

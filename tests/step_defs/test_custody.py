@@ -30,9 +30,9 @@ from tests.db.test_custody import (
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Role
 from trialkit.domain.sealing import CustodianKeys, unwrap_private_key
-from trialkit.services.allocation import extend_list, seal_lists
-from trialkit.services.custody import approve_custodian
-from trialkit.services.users import change_password, reissue_enrolment
+from trialkit.services.administration.custody import approve_custodian
+from trialkit.services.administration.users import change_password, reissue_enrolment
+from trialkit.services.enrolment.allocation import extend_list, seal_lists
 from trialkit.store.db import read_only, transaction
 from trialkit.store.models import ListKeyGrant, User
 

@@ -21,12 +21,12 @@ from tests.step_defs.test_enrolment import EnrolmentWorld
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.roles import Role
-from trialkit.services.allocation import seal_lists
-from trialkit.services.diary import DiaryVersion, history, infuse, record_day
-from trialkit.services.diary_import import ImportRejected, import_diary
-from trialkit.services.enrolment import Randomization, randomize
-from trialkit.services.outcomes import ParticipantOutcomes, outcomes
-from trialkit.services.pharmacy import dispense
+from trialkit.services.diary.entries import DiaryVersion, history, infuse, record_day
+from trialkit.services.diary.file_import import ImportRejected, import_diary
+from trialkit.services.diary.outcomes import ParticipantOutcomes, outcomes
+from trialkit.services.enrolment.allocation import seal_lists
+from trialkit.services.enrolment.participants import Randomization, randomize
+from trialkit.services.pharmacy.dispensing import dispense
 from trialkit.store.db import read_only, transaction
 
 scenarios("diary.feature")

@@ -23,16 +23,16 @@ from trialkit.domain.errors import InvalidInput, Refused, TrialkitError
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.enrolment import (
+from trialkit.services.administration.setup import initialize
+from trialkit.services.diary.outcomes import outcomes
+from trialkit.services.enrolment.participants import (
     ParticipantView,
     consent,
     list_participants,
     screen,
     withdraw,
 )
-from trialkit.services.outcomes import outcomes
-from trialkit.services.reports import TrialStatus, trial_status
-from trialkit.services.setup import initialize
+from trialkit.services.exports.status import TrialStatus, trial_status
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.tui.screens.dashboard import consort_text
 

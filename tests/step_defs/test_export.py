@@ -25,9 +25,9 @@ from tests.db.test_pharmacy import ARMS, Box, World, arm_words, trial_on_each_ba
 from trialkit.domain.diary import DiaryDay
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Role
-from trialkit.services.diary import record_day
-from trialkit.services.export import OUTCOME_COLUMNS, ExportFiles, export_table
-from trialkit.services.lock import lock_database
+from trialkit.services.administration.database_lock import lock_database
+from trialkit.services.diary.entries import record_day
+from trialkit.services.exports.datasets import OUTCOME_COLUMNS, ExportFiles, export_table
 
 scenarios("export.feature")
 

@@ -18,9 +18,9 @@ from pytest_bdd import given, parsers, scenarios, then, when
 
 from tests.db.test_export import build_export_world
 from tests.db.test_pharmacy import ARM_WORDS, Box, World, trial_on_each_backend, window
-from trialkit.figures import enrolment_plot
-from trialkit.services.reports import TrialStatus, trial_status
-from trialkit.services.unblinding import UnblindingEntry, unblinding_report
+from trialkit.render.figures import enrolment_plot
+from trialkit.services.exports.status import TrialStatus, trial_status
+from trialkit.services.pharmacy.unblinding import UnblindingEntry, unblinding_report
 
 scenarios("investigator_review.feature")
 

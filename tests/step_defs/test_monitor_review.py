@@ -16,8 +16,8 @@ from pytest_bdd import given, parsers, scenarios, then, when
 
 from tests.db.test_pharmacy import ARM_WORDS, Box, World, trial_on_each_backend, window
 from trialkit.domain.errors import PermissionDenied, TrialkitError
-from trialkit.services.audit_review import AuditFilter, ReviewedEvent, audit_events
-from trialkit.services.integrity import VerifyReport, verify
+from trialkit.services.integrity.audit_review import AuditFilter, ReviewedEvent, audit_events
+from trialkit.services.integrity.verification import VerifyReport, verify
 
 scenarios("monitor_review.feature")
 

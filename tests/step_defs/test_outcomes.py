@@ -12,7 +12,7 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from tests.step_defs import test_diary as diary_steps
 from tests.step_defs.test_diary import COLUMNS, DiaryWorld, on
 from trialkit.domain.diary import WindowOutcome
-from trialkit.services.outcomes import ParticipantOutcomes
+from trialkit.services.diary.outcomes import ParticipantOutcomes
 
 scenarios("outcomes.feature")
 

@@ -37,10 +37,10 @@ from tests.unit.test_labels import differences, page_texts, render
 from trialkit.domain.codes import check_label_code
 from trialkit.domain.dosing import format_ml, format_number
 from trialkit.domain.errors import InvalidInput, Refused, TrialkitError
-from trialkit.labels import LabelSheet, render_labels
-from trialkit.services import audit
-from trialkit.services.diary import infuse
-from trialkit.services.pharmacy import Dispensing, reprepare
+from trialkit.render.labels import LabelSheet, render_labels
+from trialkit.services.diary.entries import infuse
+from trialkit.services.integrity import audit
+from trialkit.services.pharmacy.dispensing import Dispensing, reprepare
 from trialkit.store.models import Preparation
 
 scenarios("pharmacy.feature")

@@ -21,10 +21,15 @@ from tests.step_defs.test_enrolment import EnrolmentWorld
 from trialkit.domain.codes import check_label_code
 from trialkit.domain.errors import InvalidInput, Refused
 from trialkit.domain.roles import Role
-from trialkit.services import integrity
-from trialkit.services.allocation import SealedCount, SealResult, seal_lists, stratum_usage
-from trialkit.services.enrolment import Randomization, randomize
-from trialkit.services.list_integrity import ListCheck, verify_lists
+from trialkit.services.enrolment.allocation import (
+    SealedCount,
+    SealResult,
+    seal_lists,
+    stratum_usage,
+)
+from trialkit.services.enrolment.participants import Randomization, randomize
+from trialkit.services.integrity import verification
+from trialkit.services.integrity.list_verification import ListCheck, verify_lists
 from trialkit.store.db import read_only, transaction
 from trialkit.store.models import AllocationList, Envelope
 
@@ -272,7 +277,7 @@ def others_intact(world: RandomizationWorld) -> None:
 @then(parsers.parse('checking the audit trail fails too, naming the "{stratum}" list'))
 def audit_fails(world: RandomizationWorld, stratum: str) -> None:
     with read_only(world.engine) as s:
-        report = integrity.verify(s)
+        report = verification.verify(s)
     assert not report.ok
     assert report.problem is not None
     assert f"list {world.list_id(stratum)} ({stratum})" in report.problem

@@ -25,9 +25,9 @@ from trialkit.cli.app import app
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.recovery import new_recovery_key, recovery_private_key, words_on_sheet
 from trialkit.domain.roles import Role
-from trialkit.services.custody import recover_custody
-from trialkit.services.integrity import VerifyReport
-from trialkit.services.users import set_disabled
+from trialkit.services.administration.custody import recover_custody
+from trialkit.services.administration.users import set_disabled
+from trialkit.services.integrity.verification import VerifyReport
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import AuditEvent
 

@@ -19,7 +19,7 @@ from tests.conftest import ADMIN, SteppingClock, add_user, sign_in
 from tests.db.tampering import EVENTS, USERS, attack, events, reader, rehash, set_event, verify
 from trialkit.domain.audit_signing import signed_message
 from trialkit.domain.roles import Role
-from trialkit.services.diary_import import import_diary
+from trialkit.services.diary.file_import import import_diary
 from trialkit.store.db import transaction
 from trialkit.store.models import DiaryEntry
 

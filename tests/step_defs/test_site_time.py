@@ -14,9 +14,9 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from tests.conftest import PASSWORD
 from tests.step_defs import test_diary as diary_steps
 from tests.step_defs.test_diary import PROTOCOL, DiaryWorld, on
-from trialkit.labels import LabelSheet, render_labels
-from trialkit.services.enrolment import consent, list_participants
-from trialkit.services.pharmacy import dispense
+from trialkit.render.labels import LabelSheet, render_labels
+from trialkit.services.enrolment.participants import consent, list_participants
+from trialkit.services.pharmacy.dispensing import dispense
 from trialkit.store.db import read_only, transaction
 
 scenarios("site_time.feature")

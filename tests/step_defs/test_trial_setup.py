@@ -26,11 +26,11 @@ from trialkit.domain.errors import AccountLocked, AuthenticationFailed, Trialkit
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.audit import LogEntry, log
-from trialkit.services.integrity import verify
-from trialkit.services.setup import initialize
-from trialkit.services.trial import get_trial, trial_info
-from trialkit.services.users import list_users
+from trialkit.services.administration.setup import initialize
+from trialkit.services.administration.trial import get_trial, trial_info
+from trialkit.services.administration.users import list_users
+from trialkit.services.integrity.audit import LogEntry, log
+from trialkit.services.integrity.verification import verify
 from trialkit.store.db import make_engine, normalize_url, read_only, sqlite_path
 from trialkit.store.models import AuditEvent
 

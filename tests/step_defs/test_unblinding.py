@@ -15,7 +15,7 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from tests.db.test_pharmacy import ARMS, World, trial_on_each_backend, window
 from tests.step_defs.test_pharmacy import TREATMENTS, PharmacyWorld, names_a_treatment
 from trialkit.domain.errors import InvalidInput, Refused
-from trialkit.services.unblinding import Unblinding
+from trialkit.services.pharmacy.unblinding import Unblinding
 
 scenarios("unblinding.feature")
 

@@ -17,8 +17,8 @@ from tests.builders import eligible_answers, seal, staff
 from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock
 from trialkit.domain.protocol import load_protocol
 from trialkit.services.actor import Actor
-from trialkit.services.enrolment import ParticipantView, screen
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
+from trialkit.services.enrolment.participants import ParticipantView, screen
 from trialkit.store.db import make_engine, transaction
 from trialkit.tui.app import TrialkitApp, make_app
 

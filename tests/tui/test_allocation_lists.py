@@ -25,8 +25,8 @@ from tests.tui.conftest import (
 )
 from trialkit.cli.app import app as cli_app
 from trialkit.services.actor import Actor
-from trialkit.services.enrolment import randomize
-from trialkit.services.trial import stored_protocol
+from trialkit.services.administration.trial import stored_protocol
+from trialkit.services.enrolment.participants import randomize
 from trialkit.store.db import read_only, transaction
 from trialkit.tui.dialogs.design import DesignReviewDialog
 from trialkit.tui.dialogs.seal import ExtendDialog, SealDialog

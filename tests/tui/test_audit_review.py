@@ -27,8 +27,8 @@ from trialkit.domain.eligibility import answered_criteria
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.pharmacy import dispense
-from trialkit.services.unblinding import unblind
+from trialkit.services.pharmacy.dispensing import dispense
+from trialkit.services.pharmacy.unblinding import unblind
 from trialkit.store.db import transaction
 from trialkit.tui.screens import audit_review
 from trialkit.tui.screens.audit_review import AuditReviewScreen
@@ -229,7 +229,7 @@ async def test_a_monitor_writes_a_signed_checkpoint_from_the_review(
 ) -> None:
     """k writes the checkpoint in the current folder at once, signed with the key her
     sign-in unlocked (no password asked again), also after the lock screen."""
-    from trialkit.services.checkpoints import check_checkpoint, read_checkpoint
+    from trialkit.services.integrity.checkpoints import check_checkpoint, read_checkpoint
     from trialkit.store.db import read_only
     from trialkit.tui.screens.audit_review import AuditReviewScreen
 

@@ -17,8 +17,8 @@ from tests.conftest import SteppingClock, add_user
 from tests.tui.conftest import app_for, arm_words, press, screen_text, sign_in, table_rows
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.checkpoints import check_checkpoint, read_checkpoint
-from trialkit.services.enrolment import randomize
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.integrity.checkpoints import check_checkpoint, read_checkpoint
 from trialkit.store.db import read_only, transaction
 from trialkit.store.models import AuditEvent
 from trialkit.tui.dialogs.confirm import ConfirmDialog

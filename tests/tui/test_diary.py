@@ -12,7 +12,7 @@ from tests.conftest import SteppingClock, add_user
 from tests.tui.conftest import app_for, arm_words, press, screen_text, screened, sign_in
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.diary import current_days
+from trialkit.services.diary.entries import current_days
 from trialkit.store.db import read_only
 from trialkit.tui.dialogs.diary_day import CorrectionDialog, HistoryDialog
 from trialkit.tui.screens.diary import DiaryScreen

@@ -17,10 +17,10 @@ from tests.conftest import ADMIN, KETHEAD, PASSWORD, SteppingClock, add_user
 from tests.tui.conftest import app_for, press, screen_text, settle, sign_in
 from trialkit.domain.protocol import load_protocol, protocol_from_text
 from trialkit.domain.roles import Role
-from trialkit.labels import label_folder
+from trialkit.render.labels import label_folder
 from trialkit.services.actor import Actor
-from trialkit.services.enrolment import randomize
-from trialkit.services.setup import initialize
+from trialkit.services.administration.setup import initialize
+from trialkit.services.enrolment.participants import randomize
 from trialkit.store.db import make_engine, transaction
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
 from trialkit.tui.dialogs.password import PasswordDialog

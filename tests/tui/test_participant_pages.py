@@ -15,7 +15,7 @@ from tests.conftest import SteppingClock
 from tests.tui.conftest import app_for, press, screen_text, table_rows
 from tests.tui.test_participants import ids, open_participants
 from trialkit.services.actor import Actor
-from trialkit.services.enrolment import screen
+from trialkit.services.enrolment.participants import screen
 from trialkit.store.db import transaction
 
 ROWS_A_PAGE = 100  # what the screen promises: a page of at most a hundred rows

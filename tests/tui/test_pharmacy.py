@@ -27,10 +27,10 @@ from tests.tui.conftest import (
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.auth import login
-from trialkit.services.enrolment import randomize
-from trialkit.services.pharmacy import dispense
-from trialkit.services.preparations import current_preparation
+from trialkit.services.administration.sign_in import login
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.pharmacy.dispensing import dispense
+from trialkit.services.pharmacy.preparations import current_preparation
 from trialkit.store.db import read_only, transaction
 from trialkit.store.models import AuditEvent, Preparation, User
 from trialkit.tui.dialogs.labels import LabelPreviewDialog

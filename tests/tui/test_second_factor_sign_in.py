@@ -21,8 +21,8 @@ from tests.conftest import sign_in as service_sign_in
 from tests.tui.conftest import app_for, notifications, screen_text, settle
 from trialkit.domain.protocol import load_protocol
 from trialkit.domain.roles import Role
-from trialkit.services.second_factor import enrol_second_factor, offer_second_factor
-from trialkit.services.setup import initialize
+from trialkit.services.administration.second_factor import enrol_second_factor, offer_second_factor
+from trialkit.services.administration.setup import initialize
 from trialkit.store.db import make_engine, read_only, transaction
 from trialkit.store.models import User
 from trialkit.tui.dialogs.second_factor import SecondFactorDialog

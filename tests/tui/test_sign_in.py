@@ -83,8 +83,8 @@ async def test_first_sign_in_with_the_enrolment_code_sets_her_own_password(
     engine: Engine, clock: SteppingClock
 ) -> None:
     from trialkit.domain.roles import Role
-    from trialkit.services.auth import login
-    from trialkit.services.users import create_user
+    from trialkit.services.administration.sign_in import login
+    from trialkit.services.administration.users import create_user
     from trialkit.store.db import transaction
 
     with transaction(engine) as s:

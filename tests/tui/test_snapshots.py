@@ -21,9 +21,9 @@ from tests.conftest import sign_in as service_sign_in
 from tests.tui.conftest import app_for, press, screened, sign_in
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Role
-from trialkit.services.enrolment import randomize
-from trialkit.services.unblinding import unblind
-from trialkit.services.users import create_user, set_disabled
+from trialkit.services.administration.users import create_user, set_disabled
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.pharmacy.unblinding import unblind
 from trialkit.store.db import transaction
 from trialkit.tui.dialogs.diary_import import ImportProblemsDialog
 from trialkit.tui.dialogs.labels import LabelPreviewDialog
@@ -46,7 +46,7 @@ def fixed_label_codes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Label codes K000-0001-…, K000-0002-… in order of randomization."""
     numbers = count(1)
     monkeypatch.setattr(
-        "trialkit.services.enrolment.new_label_code",
+        "trialkit.services.enrolment.participants.new_label_code",
         lambda: f"K000-{next(numbers):04d}-X",
     )
     yield

@@ -22,8 +22,8 @@ from trialkit.cli.app import open_tui
 from trialkit.cli.context import Cli
 from trialkit.domain.clock import FixedClock, SystemClock
 from trialkit.domain.errors import InvalidInput, Refused
-from trialkit.services import trial as services_trial
-from trialkit.services.trial import TrialInfo
+from trialkit.services.administration import trial as services_trial
+from trialkit.services.administration.trial import TrialInfo
 from trialkit.tui.app import TrialkitApp, make_app
 from trialkit.tui.screens.login import LoginScreen
 from trialkit.tui.widgets.training_banner import TrainingBanner

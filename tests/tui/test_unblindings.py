@@ -12,8 +12,8 @@ from tests.conftest import sign_in as service_sign_in
 from tests.tui.conftest import app_for, arm_words, press, screen_text, sign_in, table_rows
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.enrolment import randomize
-from trialkit.services.unblinding import unblind
+from trialkit.services.enrolment.participants import randomize
+from trialkit.services.pharmacy.unblinding import unblind
 from trialkit.store.db import transaction
 from trialkit.tui.screens.home import HomeScreen
 from trialkit.tui.screens.unblindings import UnblindingsScreen

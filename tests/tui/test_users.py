@@ -19,7 +19,7 @@ from tests.tui.conftest import table_rows as rows_of
 from trialkit.domain.errors import AuthenticationFailed
 from trialkit.domain.roles import Role
 from trialkit.services.actor import Actor
-from trialkit.services.users import activate_user
+from trialkit.services.administration.users import activate_user
 from trialkit.store.db import transaction
 from trialkit.tui.dialogs.users import AddUserDialog, DisableUserDialog, EnrolmentCodeDialog
 from trialkit.tui.screens.home import HomeScreen

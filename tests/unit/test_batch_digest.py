@@ -11,7 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trialkit.services.diary_audit import batch_row_text, batch_rows, recorded_diary_digest
+from trialkit.services.diary.audit_snapshots import (
+    batch_row_text,
+    batch_rows,
+    recorded_diary_digest,
+)
 
 
 def _json_text(row: tuple[object, ...]) -> str:

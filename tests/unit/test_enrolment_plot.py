@@ -11,8 +11,8 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trialkit.figures import EnrolmentPlot, StepLine, enrolment_plot
-from trialkit.services.reports import Consort, CurvePoint, Enrolment, TrialStatus
+from trialkit.render.figures import EnrolmentPlot, StepLine, enrolment_plot
+from trialkit.services.exports.status import Consort, CurvePoint, Enrolment, TrialStatus
 
 SITES = ("TWH", "SHS", "MGH")
 FIRST = date(2026, 3, 2)

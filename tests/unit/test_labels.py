@@ -26,7 +26,7 @@ from pypdf import PdfReader
 from tests.builders import PROTOCOL
 from trialkit.domain.codes import new_label_code
 from trialkit.domain.dosing import dose_plan
-from trialkit.labels import (
+from trialkit.render.labels import (
     PAGE_H,
     PAGE_W,
     PARTICIPANT_REGIONS,

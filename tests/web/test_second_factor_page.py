@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.web.served import free_port
 from trialkit.domain.errors import AuthenticationFailed
-from trialkit.services.auth import WRONG_WITH_CODE
+from trialkit.services.administration.sign_in import WRONG_WITH_CODE
 from trialkit.web.gate import Gate, GateSettings, SignedIn
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from trialkit.domain.clock import Clock
     from trialkit.domain.protocol import LoadedProtocol
-    from trialkit.services.backup import BackupGap, RestoreCheck, Upgrade
+    from trialkit.services.integrity.backup import BackupGap, RestoreCheck, Upgrade
 
 __all__ = ["NewTrial", "RestoredBackup", "check_backup", "check_new_backup_file",
            "create_trial", "pending_upgrade", "upgrade_backup_path", "upgrade_schema"]
@@ -40,8 +40,8 @@ def create_trial(
     protocol, create the first admin and write the recovery sheet once (default
     ``TRIAL-recovery-sheet-FINGERPRINT.pdf`` here). Anything failing removes a SQLite file
     this call created."""
-    from trialkit.recovery_sheet import RecoverySheet, write_sheet
-    from trialkit.services.setup import initialize
+    from trialkit.render.recovery_sheet import RecoverySheet, write_sheet
+    from trialkit.services.administration.setup import initialize
     from trialkit.store.db import check_reachable, make_engine
 
     path = sqlite_file(db)
@@ -84,7 +84,7 @@ def pending_upgrade(engine: Engine) -> tuple[str | None, str]:
 def upgrade_schema(engine: Engine, name: str, password: str, backup_to: Path, *,
                    clock: Clock) -> Upgrade:
     """Back up, then migrate, sign the admin in and record the upgrade in one transaction."""
-    from trialkit.services.backup import upgrade_with_backup
+    from trialkit.services.integrity.backup import upgrade_with_backup
 
     return upgrade_with_backup(engine, name, password, backup_to, clock=clock)
 
@@ -124,7 +124,7 @@ def check_backup(file: Path, *, into: str | None, live: str) -> RestoredBackup:
     """Open a backup read-only (restoring it ``into`` a new database first, as a pg_dump
     file needs) and verify its audit trail and lists; then compare it with the ``live``
     database (read only)."""
-    from trialkit.services.backup import check_restored
+    from trialkit.services.integrity.backup import check_restored
     from trialkit.store.backup import backup_kind, restore
 
     kind = backup_kind(file)
@@ -146,7 +146,7 @@ def _gap_to_live(db: str, into: str | None, check: RestoreCheck) -> BackupGap | 
     there, unreachable, the same database as the restore)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from trialkit.services.backup import compare_with_live
+    from trialkit.services.integrity.backup import compare_with_live
     from trialkit.store.db import make_engine
 
     if into is not None and db == into:

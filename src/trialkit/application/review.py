@@ -15,16 +15,16 @@ if TYPE_CHECKING:
     from trialkit.application.trial_database import TrialDatabase
     from trialkit.domain.checkpoint import Checkpoint
     from trialkit.services.actor import Actor
-    from trialkit.services.audit_review import AuditFilter, ReviewedEvent
-    from trialkit.services.checkpoints import CheckpointCheck
-    from trialkit.services.integrity import VerifyReport
-    from trialkit.services.randomization_report import RandomizationReport
+    from trialkit.services.exports.randomization_report import RandomizationReport
+    from trialkit.services.integrity.audit_review import AuditFilter, ReviewedEvent
+    from trialkit.services.integrity.checkpoints import CheckpointCheck
+    from trialkit.services.integrity.verification import VerifyReport
 
 
 def randomization_report(db: TrialDatabase, actor: Actor, *,
                          password: str) -> RandomizationReport:
     """After the lock, a custodian's report of every allocation (audited; UNBLINDED)."""
-    from trialkit.services.randomization_report import randomization_report as report
+    from trialkit.services.exports.randomization_report import randomization_report as report
 
     with db.uow.write() as session:
         return report(session, actor, password=password, clock=db.clock)
@@ -37,8 +37,8 @@ def verify_trail(
     """Each checkpoint (with where it came from) checked against the trail, then the chain,
     every audited record and every list verified (``expected_head``: the chain must end
     there), all from one snapshot; writes nothing, needs no sign-in."""
-    from trialkit.services.checkpoints import check_checkpoint
-    from trialkit.services.integrity import verify
+    from trialkit.services.integrity.checkpoints import check_checkpoint
+    from trialkit.services.integrity.verification import verify
 
     with db.uow.snapshot() as session:
         held = [check_checkpoint(session, cp, where) for where, cp in checkpoints]
@@ -47,7 +47,7 @@ def verify_trail(
 
 def check_filters(db: TrialDatabase, filters: AuditFilter) -> None:
     """Refuse (bad input) audit filters that can match nothing (a read; no sign-in)."""
-    from trialkit.services.audit_review import check_filters as check
+    from trialkit.services.integrity.audit_review import check_filters as check
 
     with db.uow.read() as session:
         check(session, filters)
@@ -57,7 +57,7 @@ def audit_events(db: TrialDatabase, actor: Actor, filters: AuditFilter, *,
                  newest: int | None) -> Generator[ReviewedEvent]:
     """Every matching event, oldest first, streamed from one read transaction that stays
     open while the events are taken (close the iterator to end it early)."""
-    from trialkit.services.audit_review import audit_events as events
+    from trialkit.services.integrity.audit_review import audit_events as events
 
     with db.uow.read() as session:
         yield from events(session, actor, filters, newest=newest)

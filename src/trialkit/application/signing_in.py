@@ -28,12 +28,12 @@ if TYPE_CHECKING:
 
     from trialkit.domain.clock import Clock
     from trialkit.services.actor import Actor
-    from trialkit.services.trial import TrialInfo
+    from trialkit.services.administration.trial import TrialInfo
 
 
 def read_trial_info(engine: Engine) -> TrialInfo:
     """Title, version, sites and settings of the trial (a read transaction)."""
-    from trialkit.services.trial import trial_info
+    from trialkit.services.administration.trial import trial_info
 
     with read_transaction(engine) as session:
         return trial_info(session)
@@ -41,7 +41,7 @@ def read_trial_info(engine: Engine) -> TrialInfo:
 
 def check_stated_time(engine: Engine, at: datetime) -> None:
     """Refuse a training trial's stated time earlier than its last audit event."""
-    from trialkit.services.trial import check_stated_time as check
+    from trialkit.services.administration.trial import check_stated_time as check
 
     with read_transaction(engine) as session:
         check(session, at)
@@ -50,7 +50,7 @@ def check_stated_time(engine: Engine, at: datetime) -> None:
 def sign_in(engine: Engine, name: str, password: str, code: str | None, *,
             clock: Clock) -> Actor:
     """Sign ``name`` in (the audited sign-in; failures slow further attempts)."""
-    from trialkit.services.auth import login
+    from trialkit.services.administration.sign_in import login
 
     with write_transaction(engine) as session:
         return login(session, name, password, clock=clock, code=code)
@@ -60,7 +60,7 @@ def check_password(engine: Engine, name: str, password: str) -> Actor | None:
     """The actor when the password is right and recording the sign-in would change nothing
     but the trail (checked in a read transaction, nothing written); None when
     :func:`sign_in` must decide and record it."""
-    from trialkit.services.auth import check_sign_in
+    from trialkit.services.administration.sign_in import check_sign_in
 
     with read_transaction(engine) as session:
         return check_sign_in(session, name, password)
@@ -92,7 +92,7 @@ class PendingSignIn:
     def _record_in(self, session: Session) -> None:
         if self.recorded:
             return
-        from trialkit.services.auth import record_sign_in
+        from trialkit.services.administration.sign_in import record_sign_in
 
         self.recorded = True
         record_sign_in(session, self.actor, clock=self.clock)

@@ -27,25 +27,25 @@ if TYPE_CHECKING:
     from trialkit.domain.clock import Clock
     from trialkit.domain.diary import DiaryDay
     from trialkit.domain.protocol import Protocol
-    from trialkit.labels import LabelSheet
+    from trialkit.render.labels import LabelSheet
     from trialkit.services.actor import Actor
-    from trialkit.services.allocation import SealResult, StratumUse
-    from trialkit.services.audit_review import AuditFilter, AuditPage
-    from trialkit.services.custody import Approval, CustodianView
-    from trialkit.services.design_report import DesignReport
-    from trialkit.services.diary import DiaryVersion, RecordedDay
-    from trialkit.services.diary_import import ImportResult
-    from trialkit.services.enrolment import ParticipantView, Randomization
-    from trialkit.services.export import ExportResult
-    from trialkit.services.integrity import VerifyReport
-    from trialkit.services.lock import LockResult
-    from trialkit.services.outcomes import ParticipantOutcomes
-    from trialkit.services.pharmacy import Dispensing, QueueEntry
-    from trialkit.services.reports import TrialCounts, TrialStatus
-    from trialkit.services.second_factor import SecondFactorOffer
-    from trialkit.services.trial import TrialInfo
-    from trialkit.services.unblinding import Unblinding, UnblindingEntry
-    from trialkit.services.users import Activation, NewAccount, UserView
+    from trialkit.services.administration.custody import Approval, CustodianView
+    from trialkit.services.administration.database_lock import LockResult
+    from trialkit.services.administration.second_factor import SecondFactorOffer
+    from trialkit.services.administration.trial import TrialInfo
+    from trialkit.services.administration.users import Activation, NewAccount, UserView
+    from trialkit.services.diary.entries import DiaryVersion, RecordedDay
+    from trialkit.services.diary.file_import import ImportResult
+    from trialkit.services.diary.outcomes import ParticipantOutcomes
+    from trialkit.services.enrolment.allocation import SealResult, StratumUse
+    from trialkit.services.enrolment.design_report import DesignReport
+    from trialkit.services.enrolment.participants import ParticipantView, Randomization
+    from trialkit.services.exports.datasets import ExportResult
+    from trialkit.services.exports.status import TrialCounts, TrialStatus
+    from trialkit.services.integrity.audit_review import AuditFilter, AuditPage
+    from trialkit.services.integrity.verification import VerifyReport
+    from trialkit.services.pharmacy.dispensing import Dispensing, QueueEntry
+    from trialkit.services.pharmacy.unblinding import Unblinding, UnblindingEntry
     from trialkit.store.backup import BackupFile
 
 __all__ = ["DatabaseUnavailable", "DiaryFileUnreadable", "DiaryView", "ScreeningEntry",
@@ -131,7 +131,7 @@ class TrialDatabase:
 
     def trial_info(self) -> TrialInfo:
         """Title, version, sites and settings of the trial (a read-only transaction)."""
-        from trialkit.services.trial import trial_info
+        from trialkit.services.administration.trial import trial_info
 
         with self.uow.read() as session:
             return trial_info(session)
@@ -140,9 +140,9 @@ class TrialDatabase:
         """Check the password (and a custodian's second-factor ``code``) through the
         audited sign-in service (failures slow further attempts) and read the trial in the
         same transaction."""
-        from trialkit.services.auth import login
-        from trialkit.services.second_factor import second_factor_to_enrol
-        from trialkit.services.trial import trial_info
+        from trialkit.services.administration.second_factor import second_factor_to_enrol
+        from trialkit.services.administration.sign_in import login
+        from trialkit.services.administration.trial import trial_info
 
         with self.uow.write() as session:
             actor = login(session, name, password, clock=self.clock, code=code)
@@ -152,9 +152,9 @@ class TrialDatabase:
     def open_browser_session(self, name: str, signing_key: bytes | None) -> SignIn:
         """A browser session's user, already signed in at the serve sign-in page (which
         unlocked ``signing_key``)."""
-        from trialkit.services.auth import open_browser_session
-        from trialkit.services.second_factor import second_factor_to_enrol
-        from trialkit.services.trial import trial_info
+        from trialkit.services.administration.second_factor import second_factor_to_enrol
+        from trialkit.services.administration.sign_in import open_browser_session
+        from trialkit.services.administration.trial import trial_info
 
         with self.uow.write() as session:
             actor = open_browser_session(session, name, signing_key=signing_key,
@@ -164,7 +164,7 @@ class TrialDatabase:
 
     def offer_second_factor(self, actor: Actor) -> SecondFactorOffer:
         """A new second-factor secret for the signed-in custodian, shown once."""
-        from trialkit.services.second_factor import offer_second_factor
+        from trialkit.services.administration.second_factor import offer_second_factor
 
         with self.uow.read() as session:
             return offer_second_factor(session, actor)
@@ -172,7 +172,7 @@ class TrialDatabase:
     def enrol_second_factor(self, actor: Actor, *, password: str, secret: str,
                             code: str) -> None:
         """Keep the offered secret once the app's code proves it was scanned (audited)."""
-        from trialkit.services.second_factor import enrol_second_factor
+        from trialkit.services.administration.second_factor import enrol_second_factor
 
         with self.uow.write() as session:
             enrol_second_factor(session, actor, password=password, secret=secret, code=code,
@@ -187,7 +187,7 @@ class TrialDatabase:
     def activate_account(self, name: str, code: str, password: str) -> Activation:
         """Activate an account with its one-time enrolment code and the password the person
         chooses; their own keys are made under it (what the public halves are comes back)."""
-        from trialkit.services.users import activate_user
+        from trialkit.services.administration.users import activate_user
 
         with self.uow.write() as session:
             return activate_user(session, name=name, code=code, new_password=password,
@@ -198,7 +198,7 @@ class TrialDatabase:
     ) -> NewAccount:
         """An admin adds a user; the one-time enrolment code comes back to be shown once."""
         from trialkit.domain.roles import parse_role
-        from trialkit.services.users import create_user
+        from trialkit.services.administration.users import create_user
 
         parsed = parse_role(role)
         with self.uow.write() as session:
@@ -207,7 +207,7 @@ class TrialDatabase:
 
     def users(self, actor: Actor) -> list[UserView]:
         """Every user, as an admin lists them (never a secret)."""
-        from trialkit.services.users import list_users
+        from trialkit.services.administration.users import list_users
 
         # A refused listing is recorded in the audit trail (after the read rolls back).
         with self.uow.snapshot() as session:
@@ -217,7 +217,7 @@ class TrialDatabase:
         self, actor: Actor, *, name: str, disabled: bool, reason: str | None
     ) -> None:
         """Disable a user (reason kept) or enable them again (audited)."""
-        from trialkit.services.users import set_disabled
+        from trialkit.services.administration.users import set_disabled
 
         with self.uow.write() as session:
             set_disabled(session, actor, name=name, disabled=disabled, reason=reason,
@@ -225,7 +225,7 @@ class TrialDatabase:
 
     def protocol(self) -> Protocol:
         """The protocol stored with the trial (criteria, factors, consent form versions)."""
-        from trialkit.services.trial import stored_protocol
+        from trialkit.services.administration.trial import stored_protocol
 
         with self.uow.read() as session:
             return stored_protocol(session)
@@ -233,7 +233,7 @@ class TrialDatabase:
     def label_folder(self) -> Path:
         """Where label PDFs go unless a file is named (``labels.label_folder``: the
         environment, else the protocol's ``[labels] folder``, else the current folder)."""
-        from trialkit.labels import label_folder
+        from trialkit.render.labels import label_folder
 
         return label_folder(self.protocol().labels.folder)
 
@@ -245,7 +245,7 @@ class TrialDatabase:
     ) -> list[ParticipantView]:
         """The participants this user may see (a coordinator: their own sites), filtered;
         ``limit``: only the first ones."""
-        from trialkit.services.enrolment import list_participants
+        from trialkit.services.enrolment.participants import list_participants
 
         with self.uow.snapshot() as session:
             return list_participants(session, actor, site=site, status=status, search=search,
@@ -253,7 +253,7 @@ class TrialDatabase:
 
     def screen(self, actor: Actor, entry: ScreeningEntry) -> ParticipantView:
         """Record a screening; the answer says the new id and whether they are eligible."""
-        from trialkit.services.enrolment import screen
+        from trialkit.services.enrolment.participants import screen
 
         with self.uow.write() as session:
             return screen(
@@ -264,21 +264,21 @@ class TrialDatabase:
 
     def consent(self, actor: Actor, pid: str, *, on: date, form_version: str) -> ParticipantView:
         """Record informed consent."""
-        from trialkit.services.enrolment import consent
+        from trialkit.services.enrolment.participants import consent
 
         with self.uow.write() as session:
             return consent(session, actor, pid, on=on, form_version=form_version, clock=self.clock)
 
     def randomize(self, actor: Actor, pid: str) -> Randomization:
         """Claim the next sealed envelope: a randomization number and label code, no arm."""
-        from trialkit.services.enrolment import randomize
+        from trialkit.services.enrolment.participants import randomize
 
         with self.uow.write() as session:
             return randomize(session, actor, pid, clock=self.clock)
 
     def withdraw(self, actor: Actor, pid: str, *, reason: str) -> ParticipantView:
         """Withdraw a participant, keeping what was recorded."""
-        from trialkit.services.enrolment import withdraw
+        from trialkit.services.enrolment.participants import withdraw
 
         with self.uow.write() as session:
             return withdraw(session, actor, pid, reason=reason, clock=self.clock)
@@ -287,14 +287,14 @@ class TrialDatabase:
 
     def stratum_usage(self, actor: Actor) -> list[StratumUse]:
         """Sealed, used and left envelopes per stratum (never sizes or arms)."""
-        from trialkit.services.allocation import stratum_usage
+        from trialkit.services.enrolment.allocation import stratum_usage
 
         with self.uow.snapshot() as session:
             return stratum_usage(session, actor)
 
     def custodians(self, actor: Actor) -> tuple[list[CustodianView], str | None]:
         """Every custodian, and why ``actor`` may not approve one now (None: they may)."""
-        from trialkit.services.custody import approval_refusal, list_custodians
+        from trialkit.services.administration.custody import approval_refusal, list_custodians
 
         with self.uow.snapshot() as session:
             return list_custodians(session, actor), approval_refusal(session, actor)
@@ -303,7 +303,7 @@ class TrialDatabase:
         self, actor: Actor, *, name: str, fingerprint: str, password: str
     ) -> Approval:
         """Approve ``name`` as the second person (audited); hands over the list keys."""
-        from trialkit.services.custody import approve_custodian
+        from trialkit.services.administration.custody import approve_custodian
 
         with self.uow.write() as session:
             return approve_custodian(
@@ -314,8 +314,8 @@ class TrialDatabase:
     def design_report(self) -> DesignReport:
         """The protocol's randomization design beside the alternatives, with the exact
         figures ``trialkit design report`` prints (no arm; no list is read)."""
-        from trialkit.services.design_report import design_report
-        from trialkit.services.trial import stored_protocol
+        from trialkit.services.administration.trial import stored_protocol
+        from trialkit.services.enrolment.design_report import design_report
 
         with self.uow.read() as session:
             protocol = stored_protocol(session)
@@ -330,7 +330,7 @@ class TrialDatabase:
         progress: Callable[[int, int], None],
     ) -> SealResult:
         """Generate and seal a list per stratum; ``progress(done, total)`` after each."""
-        from trialkit.services.allocation import seal_lists
+        from trialkit.services.enrolment.allocation import seal_lists
 
         with self.uow.write() as session:
             return seal_lists(
@@ -341,7 +341,7 @@ class TrialDatabase:
     def extend_list(self, actor: Actor, *, stratum: str, count: int,
                     block_sizes: Sequence[int] | None = None) -> SealResult:
         """Append envelopes to one stratum (block sizes: the protocol's unless given)."""
-        from trialkit.services.allocation import extend_list
+        from trialkit.services.enrolment.allocation import extend_list
 
         with self.uow.write() as session:
             return extend_list(session, actor, stratum=stratum, count=count,
@@ -352,14 +352,14 @@ class TrialDatabase:
     def dispense_queue(self, actor: Actor, *, site: str | None = None) -> list[QueueEntry]:
         """Randomized participants awaiting preparation (at ``site`` only, if given), per
         site, oldest first (blinded columns), from one snapshot."""
-        from trialkit.services.pharmacy import dispense_queue
+        from trialkit.services.pharmacy.dispensing import dispense_queue
 
         with self.uow.snapshot() as session:
             return dispense_queue(session, actor, clock=self.clock, site=site)
 
     def open_envelope(self, actor: Actor, pid: str, *, password: str) -> Dispensing:
         """Open the envelope (audited) and read the preparation instructions. UNBLINDED."""
-        from trialkit.services.pharmacy import dispense
+        from trialkit.services.pharmacy.dispensing import dispense
 
         with self.uow.write() as session:
             return dispense(session, actor, pid, password=password, clock=self.clock)
@@ -373,7 +373,7 @@ class TrialDatabase:
         password); with ``labels_path`` its first label print too, the labels' PDF written
         (atomically) in the same transaction, so a failure to write undoes the record.
         UNBLINDED."""
-        from trialkit.services.pharmacy import dispense
+        from trialkit.services.pharmacy.dispensing import dispense
 
         with self.uow.write() as session:
             done = dispense(
@@ -393,7 +393,7 @@ class TrialDatabase:
         """Prepare again: the current preparation and its labels become void, the new one is
         recorded (the checker signs), its labels written in the same transaction when
         ``labels_path`` is given. UNBLINDED."""
-        from trialkit.services.pharmacy import reprepare
+        from trialkit.services.pharmacy.dispensing import reprepare
 
         with self.uow.write() as session:
             done = reprepare(
@@ -420,7 +420,7 @@ class TrialDatabase:
 
     def read_preparation(self, actor: Actor, pid: str, *, password: str) -> Dispensing:
         """Open the envelope (audited) and read the current preparation. UNBLINDED."""
-        from trialkit.services.pharmacy import read_preparation
+        from trialkit.services.pharmacy.dispensing import read_preparation
 
         with self.uow.write() as session:
             return read_preparation(session, actor, pid, password=password, clock=self.clock)
@@ -440,7 +440,7 @@ class TrialDatabase:
 
     def reprint_labels(self, actor: Actor, pid: str, *, labels_path: Path) -> LabelSheet:
         """Print a dispensed participant's labels again (counted and audited)."""
-        from trialkit.services.pharmacy import print_labels
+        from trialkit.services.pharmacy.dispensing import print_labels
 
         with self.uow.write() as session:
             sheet = print_labels(session, actor, pid, clock=self.clock)
@@ -449,7 +449,7 @@ class TrialDatabase:
 
     def unblind(self, actor: Actor, pid: str, *, reason: str, password: str) -> Unblinding:
         """Emergency unblinding: the arm for this user only, the reason audited. UNBLINDED."""
-        from trialkit.services.unblinding import unblind
+        from trialkit.services.pharmacy.unblinding import unblind
 
         with self.uow.write() as session:
             return unblind(session, actor, pid, reason=reason, password=password,
@@ -459,21 +459,21 @@ class TrialDatabase:
 
     def plan_infusion(self, actor: Actor, pid: str, *, on: date) -> ParticipantView:
         """Set (or move) the planned infusion day (the pharmacy queue shows it)."""
-        from trialkit.services.enrolment import plan_infusion
+        from trialkit.services.enrolment.participants import plan_infusion
 
         with self.uow.write() as session:
             return plan_infusion(session, actor, pid, on=on, clock=self.clock)
 
     def infuse(self, actor: Actor, pid: str, *, on: date, at: time | None) -> date:
         """Record the infusion (study day 0); returns its day."""
-        from trialkit.services.diary import infuse
+        from trialkit.services.diary.entries import infuse
 
         with self.uow.write() as session:
             return infuse(session, actor, pid, on=on, at=at, clock=self.clock)
 
     def outcomes(self, actor: Actor, pid: str) -> ParticipantOutcomes:
         """Derived outcomes per window of one participant (blinded)."""
-        from trialkit.services.outcomes import outcomes
+        from trialkit.services.diary.outcomes import outcomes
 
         with self.uow.snapshot() as session:
             return outcomes(session, actor, pid, clock=self.clock)
@@ -490,16 +490,16 @@ class TrialDatabase:
 
     def import_diary_data(self, actor: Actor, data: bytes, *, source: str) -> ImportResult:
         """Import a diary CSV file already read (``source`` names it), every row or none."""
-        from trialkit.services.diary_import import import_diary
+        from trialkit.services.diary.file_import import import_diary
 
         with self.uow.write() as session:
             return import_diary(session, actor, data, source=source, clock=self.clock)
 
     def diary(self, actor: Actor, pid: str) -> DiaryView:
         """Windows, completeness and current days of one participant."""
-        from trialkit.services.diary import history
-        from trialkit.services.outcomes import outcomes
-        from trialkit.services.trial import site_time, stored_protocol
+        from trialkit.services.administration.trial import site_time, stored_protocol
+        from trialkit.services.diary.entries import history
+        from trialkit.services.diary.outcomes import outcomes
 
         with self.uow.read() as session:
             result = outcomes(session, actor, pid, clock=self.clock)
@@ -512,14 +512,14 @@ class TrialDatabase:
         self, actor: Actor, pid: str, day: DiaryDay, *, reason: str | None
     ) -> RecordedDay:
         """Record a day; a correction of a recorded day needs ``reason``."""
-        from trialkit.services.diary import record_day
+        from trialkit.services.diary.entries import record_day
 
         with self.uow.write() as session:
             return record_day(session, actor, pid, day, clock=self.clock, reason=reason)
 
     def day_history(self, actor: Actor, pid: str, on: date | None) -> list[DiaryVersion]:
         """Every version of one diary day (``on``; None: of every day), oldest first."""
-        from trialkit.services.diary import history
+        from trialkit.services.diary.entries import history
 
         with self.uow.snapshot() as session:
             return history(session, actor, pid, on=on)
@@ -530,14 +530,14 @@ class TrialDatabase:
                      on_counts: Callable[[TrialCounts], None] | None = None) -> TrialStatus:
         """Enrolment, CONSORT counts, diary completeness and the enrolment curve (blinded),
         from one snapshot; ``on_counts`` gets the counts first, as soon as they are read."""
-        from trialkit.services.reports import trial_status
+        from trialkit.services.exports.status import trial_status
 
         with self.uow.snapshot() as session:
             return trial_status(session, actor, clock=self.clock, on_counts=on_counts)
 
     def unblindings(self, actor: Actor) -> list[UnblindingEntry]:
         """Every emergency unblinding and refused attempt (who, when, why; never the arm)."""
-        from trialkit.services.unblinding import unblinding_report
+        from trialkit.services.pharmacy.unblinding import unblinding_report
 
         # A transaction, not read-only: a refusal is recorded in the audit trail.
         with self.uow.write() as session:
@@ -546,12 +546,12 @@ class TrialDatabase:
     def lock(self, actor: Actor, checkpoint_out: Path) -> tuple[LockResult, Checkpoint]:
         """Lock the database (audited; once) and write a signed checkpoint of the trail as
         locked to ``checkpoint_out`` (never over a file: checked first); returns both."""
-        from trialkit.services.checkpoints import (
+        from trialkit.services.administration.database_lock import lock_database
+        from trialkit.services.integrity.checkpoints import (
             checkpoint_path,
             save_checkpoint,
             write_checkpoint,
         )
-        from trialkit.services.lock import lock_database
 
         path = checkpoint_path(checkpoint_out)
         with self.uow.write() as session:
@@ -569,8 +569,12 @@ class TrialDatabase:
         ``unblinded`` the arm too, after the lock, a custodian's ``password`` unlocking
         their key) and a signed checkpoint beside it (``NAME.checkpoint.json``); returns the
         result and where the checkpoint went."""
-        from trialkit.services.checkpoints import beside, save_checkpoint, write_checkpoint
-        from trialkit.services.export import ExportFiles, export_snapshot
+        from trialkit.services.exports.datasets import ExportFiles, export_snapshot
+        from trialkit.services.integrity.checkpoints import (
+            beside,
+            save_checkpoint,
+            write_checkpoint,
+        )
 
         files = ExportFiles(out)
         with files:
@@ -588,7 +592,7 @@ class TrialDatabase:
 
     def backup(self, actor: Actor, out: Path) -> BackupFile:
         """A consistent backup while the trial runs (admin; audited once it is whole)."""
-        from trialkit.services.backup import take_backup
+        from trialkit.services.integrity.backup import take_backup
 
         with self.uow.write() as session:
             return take_backup(self.engine, session, actor, out, clock=self.clock)
@@ -599,7 +603,7 @@ class TrialDatabase:
         self, actor: Actor, filters: AuditFilter, *, after: int | None, limit: int
     ) -> AuditPage:
         """A page of matching events after the sequence number ``after`` (blinded)."""
-        from trialkit.services.audit_review import audit_page
+        from trialkit.services.integrity.audit_review import audit_page
 
         with self.uow.read() as session:
             return audit_page(session, actor, filters, after=after, limit=limit)
@@ -608,7 +612,7 @@ class TrialDatabase:
         """Write a signed checkpoint of the audit trail to ``out`` (never over a file),
         signed with the key the actor's sign-in unlocked, audited; the file appears once
         the event is committed."""
-        from trialkit.services.checkpoints import (
+        from trialkit.services.integrity.checkpoints import (
             checkpoint_path,
             save_checkpoint,
             write_checkpoint,
@@ -624,7 +628,7 @@ class TrialDatabase:
         """Verify the chain, every audited record and every list (writes nothing);
         ``progress(done, total)`` is told the rows read as it goes. Reads one snapshot:
         what is committed meanwhile is not half seen."""
-        from trialkit.services.integrity import verify
+        from trialkit.services.integrity.verification import verify
 
         with self.uow.snapshot() as session:
             return verify(session, progress=progress)
@@ -635,7 +639,7 @@ def write_label_file(sheet: LabelSheet, path: Path) -> None:
     same folder, then renamed): a reader never sees half a sheet. A failure is the user's
     message and, inside a transaction, undoes what was recorded."""
     from trialkit.domain.errors import write_failed
-    from trialkit.labels import render_labels
+    from trialkit.render.labels import render_labels
 
     data = render_labels(sheet)
     try:

@@ -13,7 +13,7 @@ import typer
 from trialkit.cli.context import cli
 
 if TYPE_CHECKING:
-    from trialkit.services.audit_review import ReviewedEvent
+    from trialkit.services.integrity.audit_review import ReviewedEvent
 
 Opt = str | None
 
@@ -50,7 +50,7 @@ def verify(
 
     from trialkit.application.review import verify_trail
     from trialkit.domain.errors import IntegrityFailure
-    from trialkit.services.checkpoints import read_checkpoint
+    from trialkit.services.integrity.checkpoints import read_checkpoint
 
     c = cli(ctx)
     c.copy_read_only = read_only
@@ -96,7 +96,7 @@ def checkpoint(
     `audit verify --checkpoint FILE` proves nothing it counted was removed or rewritten.
     Audited (audit.checkpoint); it says nothing about arms."""
     from trialkit.domain.credentials import key_fingerprint
-    from trialkit.services.checkpoints import checkpoint_path
+    from trialkit.services.integrity.checkpoints import checkpoint_path
 
     c = cli(ctx)
     path = checkpoint_path(out)  # bad input before anyone signs in
@@ -136,7 +136,7 @@ def log(
     """Show audit events, each with the fields it changed (monitor, admin, investigator).
     Streams: a trial of any size prints as it is read."""
     from trialkit.application.review import audit_events, check_filters
-    from trialkit.services.audit_review import AuditFilter, time_bound
+    from trialkit.services.integrity.audit_review import AuditFilter, time_bound
 
     c = cli(ctx)
     filters = AuditFilter(
@@ -214,7 +214,7 @@ def unblindings(ctx: typer.Context) -> None:
     (monitor, admin, investigator). Never the arm, whoever asks."""
     from trialkit.domain.site_time import shown
     from trialkit.domain.text import printable as p
-    from trialkit.services.unblinding import unblinding_summary
+    from trialkit.services.pharmacy.unblinding import unblinding_summary
 
     c = cli(ctx)
     actor = c.actor()

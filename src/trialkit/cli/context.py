@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from trialkit.application.trial_database import TrialDatabase
     from trialkit.domain.clock import Clock
     from trialkit.services.actor import Actor
-    from trialkit.services.trial import TrialInfo
+    from trialkit.services.administration.trial import TrialInfo
 
 DEFAULT_DB = "trialkit.db"
 

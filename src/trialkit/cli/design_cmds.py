@@ -67,7 +67,7 @@ def report(
     """The protocol's randomization design beside big stick, block urn, maximal, Efron and
     complete randomization: exact predictability and imbalance (no arm, no list opened)."""
     from trialkit.domain.protocol import load_protocol
-    from trialkit.services.design_report import chosen_design, design_report
+    from trialkit.services.enrolment.design_report import chosen_design, design_report
 
     c = cli(ctx)
     if protocol is not None:
@@ -80,7 +80,7 @@ def report(
     result = design_report(loaded, design=design, n=n)
     doc = result.as_dict()
     if path is not None:
-        from trialkit.design_pdf import write_design_pdf
+        from trialkit.render.design_pdf import write_design_pdf
 
         write_design_pdf(result, path)
         doc["pdf"] = str(path)
@@ -109,7 +109,7 @@ def randomization(
 
     from trialkit.application.review import randomization_report
     from trialkit.cli.context import ask_secret
-    from trialkit.services.randomization_report import CSV_COLUMNS, csv_rows
+    from trialkit.services.exports.randomization_report import CSV_COLUMNS, csv_rows
 
     path = Path(out).expanduser()
     if path.suffix.lower() not in (".pdf", ".csv"):
@@ -128,7 +128,7 @@ def randomization(
         writer.writerows(csv_rows(result))
         path.write_text(buffer.getvalue(), encoding="utf-8")
     else:
-        from trialkit.design_pdf import write_randomization_pdf
+        from trialkit.render.design_pdf import write_randomization_pdf
 
         write_randomization_pdf(result, path)
     used = sum(1 for e in result.envelopes if e.participant_id)

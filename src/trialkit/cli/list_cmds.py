@@ -173,7 +173,7 @@ FINGERPRINT_HELP = (
 def _read_out(name: str, fingerprint: str | None) -> str:
     """The fingerprint given, or asked for at a terminal; checked for form before anyone
     signs in, so a mistyped one writes nothing."""
-    from trialkit.services.custody import normal_fingerprint
+    from trialkit.services.administration.custody import normal_fingerprint
 
     if fingerprint is None:
         if not sys.stdin.isatty():

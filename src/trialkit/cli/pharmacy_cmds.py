@@ -19,7 +19,7 @@ from trialkit.domain.site_time import shown
 if TYPE_CHECKING:
     from trialkit.domain.roles import Permission
     from trialkit.services.actor import Actor
-    from trialkit.services.pharmacy import Dispensing, PreparationRecord
+    from trialkit.services.pharmacy.dispensing import Dispensing, PreparationRecord
 
 UNBLINDED = "UNBLINDED - for the research pharmacy only: do not show this to blinded staff"
 OPEN_PROMPT = "Password to open the envelope (custodian key of {}): "
@@ -324,7 +324,7 @@ def label(
 ) -> None:
     """Print a dispensed participant's blinded labels again (pharmacist; logged, and the
     label shows the reprint count)."""
-    from trialkit.labels import LABEL_DIR_ENV, default_label_file, print_note
+    from trialkit.render.labels import LABEL_DIR_ENV, default_label_file, print_note
 
     c = cli(ctx)
     if out is None:
@@ -375,7 +375,7 @@ def unblind(
     the arm is shown to you only, the reason is logged and the participant is flagged in
     every blinded view. Cannot be undone: asks at a terminal, and needs --yes without one."""
     from trialkit.domain.roles import Permission
-    from trialkit.services.unblinding import check_reason
+    from trialkit.services.pharmacy.unblinding import check_reason
 
     c = cli(ctx)
     check_reason(reason)

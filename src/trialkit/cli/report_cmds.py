@@ -14,8 +14,8 @@ from trialkit.domain.errors import InvalidInput, write_failed
 from trialkit.domain.site_time import shown
 
 if TYPE_CHECKING:
-    from trialkit.services.export import ExportResult
-    from trialkit.services.reports import TrialStatus
+    from trialkit.services.exports.datasets import ExportResult
+    from trialkit.services.exports.status import TrialStatus
 
 
 def _svg_path(text: str) -> Path:
@@ -120,7 +120,7 @@ def status_text(st: "TrialStatus") -> str:
         lines.append(f"  {o.participant_id:<9} {o.site:<5} {o.window:<8} {o.missing_days:>3} "
                      f"day{'s' if o.missing_days != 1 else ' '} missing, last day {last}{risk}")
     c = st.consort
-    from trialkit.figures import consort_rows
+    from trialkit.render.figures import consort_rows
 
     reasons = ", ".join(f"{cid} {n}" for cid, n in c.ineligible_by_criterion) or "none"
     rows = consort_rows(c)
@@ -146,7 +146,7 @@ def status(
     with c.as_reader() as (actor, trial):
         st = trial.trial_status(actor)
     if path is not None:
-        from trialkit.figures import status_svg
+        from trialkit.render.figures import status_svg
 
         _write_text(path, status_svg(st))
     doc = _status_doc(st) | {"figure": str(path) if path else None}
@@ -167,7 +167,7 @@ def lock(
     unblinded export becomes possible. Cannot be undone: asks at a terminal, and needs
     --yes without one; audited. Writes a signed checkpoint of the audit trail as locked
     (keep it outside the database: `audit verify --checkpoint FILE`)."""
-    from trialkit.services.checkpoints import checkpoint_path
+    from trialkit.services.integrity.checkpoints import checkpoint_path
 
     c = cli(ctx)
     info = c.trial()
@@ -237,7 +237,7 @@ def export(
     from rich.progress import Progress
 
     from trialkit.domain.roles import Permission
-    from trialkit.services.export import ExportFiles, check_kind
+    from trialkit.services.exports.datasets import ExportFiles, check_kind
 
     c = cli(ctx)
     check_kind(kind, unblinded=unblinded)

@@ -8,7 +8,7 @@ from trialkit.cli.context import Cli, ask_code, ask_new_password, ask_secret, cl
 from trialkit.domain.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from trialkit.services.users import NewAccount
+    from trialkit.services.administration.users import NewAccount
 
 app = typer.Typer(help="Manage users (admin).", no_args_is_help=True)
 

@@ -14,7 +14,8 @@ so that it can be sealed like any list.
 - ``complete``: every allocation independent, with the ratio's probabilities (any ratio).
 
 A sealed segment releases the envelopes asked for and holds the rest back (see
-``services.allocation``). Every procedure but ``complete`` carries on until its sequence is
+``services.enrolment.allocation``). Every procedure but ``complete`` carries on until its sequence
+is
 balanced again (a whole block), so a stratum extended any number of times is one sequence of
 the procedure, within its imbalance limit. Every probability is a fraction drawn exactly
 with :meth:`RandomSource.randbelow`.

@@ -39,7 +39,8 @@ class TrialkitError(Exception):
     # When True, the transaction commits what the service recorded about the refusal
     # (a failed sign-in count, an audit event) before the error reaches the user.
     keep_record = False
-    # Set by ``services.refusals`` on a refusal that left no record: the store runs it in a
+    # Set by ``services.integrity.refusals`` on a refusal that left no record: the store runs it in
+    # a
     # transaction of its own after the refused one has rolled back (the argument is that
     # transaction's session).
     record_after: Callable[[Any], None] | None = None

@@ -237,7 +237,7 @@ def transaction(bind: Engine | Connection) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error, except that an error
     flagged ``keep_record`` (a refused sign-in, an audited refusal) commits what the service
     recorded about the refusal before it is raised. An error carrying ``record_after`` (see
-    ``services.refusals``) has it run in a small transaction of its own once this one has
+    ``services.integrity.refusals``) has it run in a small transaction of its own once this one has
     rolled back, so the record of a refusal outlives the refused work.
 
     ``bind`` is normally the engine. A connection already inside a transaction gives the

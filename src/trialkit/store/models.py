@@ -305,7 +305,7 @@ class Preparation(SQLModel, table=True):
 class DiaryWindowSummary(SQLModel, table=True):
     """What a randomized participant's diary says of one window, kept current in the same
     transaction as every change it depends on (a diary day, randomization, infusion,
-    withdrawal) by ``services.outcome_summary``: derived, never edited, never audited (the
+    withdrawal) by ``services.diary.window_summary``: derived, never edited, never audited (the
     diary, the participant and their audit events are the record; the summary can be
     rebuilt from them at any time). Dates are day numbers (``date.toordinal()``) so either
     backend can do arithmetic on them. Blinded: nothing here depends on an arm."""

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from trialkit.domain.clock import Clock
     from trialkit.services.actor import Actor
-    from trialkit.services.trial import TrialInfo
+    from trialkit.services.administration.trial import TrialInfo
     from trialkit.tui.browser_session import Ticket
 
 ResultT = TypeVar("ResultT")

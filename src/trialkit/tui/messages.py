@@ -16,19 +16,23 @@ if TYPE_CHECKING:
     from trialkit.application.opening import TrialHeading
     from trialkit.application.trial_database import DiaryView, SignIn
     from trialkit.domain.protocol import Protocol
-    from trialkit.labels import LabelSheet
-    from trialkit.services.allocation import SealResult, StratumUse
-    from trialkit.services.custody import Approval, CustodianView
-    from trialkit.services.design_report import DesignReport
-    from trialkit.services.diary import DiaryVersion
-    from trialkit.services.enrolment import ParticipantFilter, ParticipantView, Randomization
-    from trialkit.services.lock import LockResult
-    from trialkit.services.outcomes import ParticipantOutcomes
-    from trialkit.services.pharmacy import Dispensing, QueueEntry
-    from trialkit.services.reports import TrialCounts, TrialStatus
-    from trialkit.services.trial import TrialInfo
-    from trialkit.services.unblinding import UnblindingEntry
-    from trialkit.services.users import NewAccount, UserView
+    from trialkit.render.labels import LabelSheet
+    from trialkit.services.administration.custody import Approval, CustodianView
+    from trialkit.services.administration.database_lock import LockResult
+    from trialkit.services.administration.trial import TrialInfo
+    from trialkit.services.administration.users import NewAccount, UserView
+    from trialkit.services.diary.entries import DiaryVersion
+    from trialkit.services.diary.outcomes import ParticipantOutcomes
+    from trialkit.services.enrolment.allocation import SealResult, StratumUse
+    from trialkit.services.enrolment.design_report import DesignReport
+    from trialkit.services.enrolment.participants import (
+        ParticipantFilter,
+        ParticipantView,
+        Randomization,
+    )
+    from trialkit.services.exports.status import TrialCounts, TrialStatus
+    from trialkit.services.pharmacy.dispensing import Dispensing, QueueEntry
+    from trialkit.services.pharmacy.unblinding import UnblindingEntry
 
 
 class TrialHeadingRead(Message):

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from trialkit.services.enrolment import ParticipantFilter
+from trialkit.services.enrolment.participants import ParticipantFilter
 
 if TYPE_CHECKING:
-    from trialkit.services.enrolment import ParticipantView
+    from trialkit.services.enrolment.participants import ParticipantView
 
 PAGE_ROWS = 100
 

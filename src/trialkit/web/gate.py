@@ -5,7 +5,7 @@ textual-serve runs one app process per browser WebSocket. This gate wraps its pu
 lets nothing start before its user signed in:
 
 - a sign-in page served by the gate itself, checking the name and password through the
-  same audited, throttled service as the TUI (``services.auth.login``);
+  same audited, throttled service as the TUI (``services.administration.sign_in.login``);
 - a signed, expiring session cookie (HttpOnly, SameSite=Strict, Secure over https);
 - the Host header and the Origin of every request with a body and of every WebSocket must
   be the public URL's (no cross-site page, no DNS rebinding);

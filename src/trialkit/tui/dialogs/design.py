@@ -15,7 +15,7 @@ from textual.widgets import Button, Static
 from trialkit.tui.dialogs.dialog import Dialog
 
 if TYPE_CHECKING:
-    from trialkit.services.design_report import DesignReport
+    from trialkit.services.enrolment.design_report import DesignReport
 
 
 def _value(v: object) -> str:

@@ -16,7 +16,7 @@ from trialkit.tui.dialogs.dialog import Dialog
 if TYPE_CHECKING:
     from datetime import date
 
-    from trialkit.services.diary import DiaryVersion
+    from trialkit.services.diary.entries import DiaryVersion
 
 
 def describe_version(v: DiaryVersion) -> str:

@@ -17,7 +17,7 @@ from trialkit.tui.wording import tui_message
 if TYPE_CHECKING:
     from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
-    from trialkit.services.export import ExportResult
+    from trialkit.services.exports.datasets import ExportResult
     from trialkit.tui.app import TrialkitApp
 
 
@@ -34,7 +34,7 @@ class ExportDialog(Dialog[bool]):
 
     def fields(self) -> ComposeResult:
         """Kind, path, progress."""
-        from trialkit.services.export import KINDS
+        from trialkit.services.exports.datasets import KINDS
 
         self._kinds = KINDS
         yield Select([(k, k) for k in KINDS], value="outcomes", allow_blank=False,

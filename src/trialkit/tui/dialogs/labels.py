@@ -15,14 +15,14 @@ from trialkit.tui.dialogs.dialog import Dialog
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from trialkit.labels import LabelSheet
+    from trialkit.render.labels import LabelSheet
     from trialkit.tui.app import TrialkitApp
 
 
 def label_text(sheet: LabelSheet) -> str:
     """The labels' words exactly as their PDF prints them (``labels.label_lines``, the one
     source of a label's content), one block per label; never an arm, never a lot."""
-    from trialkit.labels import label_lines
+    from trialkit.render.labels import label_lines
 
     return "\n\n".join("\n".join(lines) for lines in label_lines(sheet))
 

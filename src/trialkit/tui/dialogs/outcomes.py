@@ -14,7 +14,7 @@ from trialkit.tui.dialogs.dialog import Dialog
 from trialkit.tui.widgets.fitted_table import fill_table
 
 if TYPE_CHECKING:
-    from trialkit.services.outcomes import ParticipantOutcomes
+    from trialkit.services.diary.outcomes import ParticipantOutcomes
 
 COLUMNS = ("Window", "From", "To", "Expected", "Recorded", "Headache days", "Mod/sev",
            "Acute", "Per 28 days", "Change")

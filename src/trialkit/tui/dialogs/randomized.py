@@ -11,7 +11,7 @@ from textual.widgets import Static
 from trialkit.tui.dialogs.dialog import Dialog
 
 if TYPE_CHECKING:
-    from trialkit.services.enrolment import Randomization
+    from trialkit.services.enrolment.participants import Randomization
 
 
 def describe_randomization(r: Randomization) -> str:

@@ -12,7 +12,7 @@ from textual.widgets import Input, Static
 from trialkit.tui.dialogs.dialog import Dialog
 
 if TYPE_CHECKING:
-    from trialkit.services.second_factor import SecondFactorOffer
+    from trialkit.services.administration.second_factor import SecondFactorOffer
 
 
 class SecondFactorDialog(Dialog[tuple[str, str] | None]):

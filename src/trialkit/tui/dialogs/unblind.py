@@ -17,7 +17,7 @@ from trialkit.tui.wording import tui_message
 if TYPE_CHECKING:
     from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
-    from trialkit.services.unblinding import Unblinding
+    from trialkit.services.pharmacy.unblinding import Unblinding
     from trialkit.tui.app import TrialkitApp
 
 

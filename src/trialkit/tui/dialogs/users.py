@@ -1,6 +1,7 @@
 """The admin's user dialogs: adding a user, the one-time enrolment code shown once, and
 disabling a user (with a reason for the audit trail). Which names, roles, sites and
-custodian flags are allowed is the service's rule (``services.users.create_user``): the
+custodian flags are allowed is the service's rule (``services.administration.users.create_user``):
+the
 form only collects what is typed and shows the service's one-line refusal."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from trialkit.domain.roles import Role
 from trialkit.tui.dialogs.dialog import Dialog
 
 if TYPE_CHECKING:
-    from trialkit.services.users import NewAccount
+    from trialkit.services.administration.users import NewAccount
 
 
 @dataclass(frozen=True)

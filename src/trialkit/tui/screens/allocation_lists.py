@@ -36,7 +36,7 @@ from trialkit.tui.wording import tui_message
 if TYPE_CHECKING:
     from trialkit.domain.protocol import Protocol
     from trialkit.services.actor import Actor
-    from trialkit.services.allocation import StratumUse
+    from trialkit.services.enrolment.allocation import StratumUse
 
 COLUMNS = ("Stratum", "Levels", "Sealed", "Used", "Left", "")
 EXHAUSTED = "EXHAUSTED"

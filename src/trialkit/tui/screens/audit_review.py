@@ -23,7 +23,12 @@ from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Selec
 from trialkit.domain.audit_diff import describe
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.text import printable
-from trialkit.services.audit_review import AuditFilter, AuditPage, ReviewedEvent, time_bound
+from trialkit.services.integrity.audit_review import (
+    AuditFilter,
+    AuditPage,
+    ReviewedEvent,
+    time_bound,
+)
 from trialkit.tui.commands import (
     AUDIT_CHECKPOINT,
     AUDIT_FILTER,
@@ -44,7 +49,7 @@ if TYPE_CHECKING:
 
     from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
-    from trialkit.services.integrity import VerifyReport
+    from trialkit.services.integrity.verification import VerifyReport
     from trialkit.tui.app import TrialkitApp
 
 PAGE = 200

@@ -24,7 +24,7 @@ from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
-    from trialkit.services.custody import CustodianView
+    from trialkit.services.administration.custody import CustodianView
 
 COLUMNS = ("Name", "Role", "Key fingerprint", "List keys", "State")
 

@@ -17,7 +17,7 @@ from textual_plotext import PlotextPlot
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.roles import Permission
-from trialkit.figures import consort_rows, enrolment_plot
+from trialkit.render.figures import consort_rows, enrolment_plot
 from trialkit.tui.commands import BACK, EXPORT_DATA, LOCK_DATABASE, REFRESH, quiet_session_keys
 from trialkit.tui.dialogs.confirm import ConfirmDialog
 from trialkit.tui.dialogs.export import ExportDialog
@@ -29,7 +29,7 @@ from trialkit.tui.wording import tui_message
 if TYPE_CHECKING:
     from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
-    from trialkit.services.reports import Consort, TrialCounts, TrialStatus
+    from trialkit.services.exports.status import Consort, TrialCounts, TrialStatus
     from trialkit.tui.app import TrialkitApp
 
 

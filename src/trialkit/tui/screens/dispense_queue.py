@@ -39,9 +39,9 @@ from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.application.trial_database import TrialDatabase
-    from trialkit.labels import LabelSheet
+    from trialkit.render.labels import LabelSheet
     from trialkit.services.actor import Actor
-    from trialkit.services.pharmacy import QueueEntry
+    from trialkit.services.pharmacy.dispensing import QueueEntry
     from trialkit.tui.app import TrialkitApp
 
 COLUMNS = ("Site", "Participant", "Rand. no.", "Weight", "Infusion", "Randomized")

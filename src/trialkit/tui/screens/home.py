@@ -33,7 +33,7 @@ from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
-    from trialkit.services.trial import TrialInfo
+    from trialkit.services.administration.trial import TrialInfo
     from trialkit.tui.app import TrialkitApp
 
 

@@ -24,7 +24,7 @@ from trialkit.tui.commands import (
 )
 
 if TYPE_CHECKING:
-    from trialkit.services.enrolment import ParticipantView
+    from trialkit.services.enrolment.participants import ParticipantView
 
 
 def describe_participant(p: ParticipantView) -> str:

@@ -21,7 +21,7 @@ from trialkit.application.trial_database import TrialDatabase
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.participant_status import Status
 from trialkit.domain.roles import Permission
-from trialkit.services.enrolment import ParticipantFilter
+from trialkit.services.enrolment.participants import ParticipantFilter
 from trialkit.tui.commands import (
     BACK,
     EMERGENCY_UNBLIND,
@@ -69,7 +69,7 @@ from trialkit.tui.wording import tui_message
 if TYPE_CHECKING:
     from trialkit.domain.protocol import Protocol
     from trialkit.services.actor import Actor
-    from trialkit.services.enrolment import ParticipantView
+    from trialkit.services.enrolment.participants import ParticipantView
 
 # The statuses the enrolment service reports, in the order a participant goes through them
 # ("dispensed": the pharmacy has prepared the infusion, alike for every arm).
@@ -554,7 +554,7 @@ class ParticipantsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="enrolment")
     def _step(self, call: Callable[[], StepRecorded]) -> None:
-        from trialkit.services.diary_import import ImportRejected
+        from trialkit.services.diary.file_import import ImportRejected
 
         try:
             message = call()

@@ -23,7 +23,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from trialkit.domain.dosing import format_ml, format_number
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.site_time import shown
-from trialkit.labels import LabelSheet
+from trialkit.render.labels import LabelSheet
 from trialkit.tui.commands import BACK, RECORD_PREPARATION, quiet_session_keys
 from trialkit.tui.messages import ServiceFailed
 from trialkit.tui.widgets.field_form import FieldForm
@@ -33,7 +33,7 @@ from trialkit.tui.wording import tui_message
 if TYPE_CHECKING:
     from trialkit.application.trial_database import TrialDatabase
     from trialkit.services.actor import Actor
-    from trialkit.services.pharmacy import Dispensing
+    from trialkit.services.pharmacy.dispensing import Dispensing
     from trialkit.tui.app import TrialkitApp
 
 

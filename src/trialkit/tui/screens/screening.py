@@ -27,7 +27,7 @@ from trialkit.tui.wording import tui_message
 if TYPE_CHECKING:
     from trialkit.domain.protocol import Protocol
     from trialkit.services.actor import Actor
-    from trialkit.services.enrolment import ParticipantView
+    from trialkit.services.enrolment.participants import ParticipantView
 
 SEX_NAMES = {"F": "F (female)", "M": "M (male)"}
 

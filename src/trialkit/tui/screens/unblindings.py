@@ -1,6 +1,7 @@
 """The emergency-unblinding report (monitor, admin, investigator): who unblinded which
 participant, when and why, and every refused attempt. Blinded: the report holds no arm
-(``services.unblinding.unblinding_report`` never reads one), whoever reads it and whenever."""
+(``services.pharmacy.unblinding.unblinding_report`` never reads one), whoever reads it and
+whenever."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from trialkit.domain.errors import TrialkitError
 from trialkit.domain.site_time import shown
-from trialkit.services.unblinding import unblinding_summary
+from trialkit.services.pharmacy.unblinding import unblinding_summary
 from trialkit.tui.commands import BACK, REFRESH, quiet_session_keys
 from trialkit.tui.messages import ServiceFailed, UnblindingsLoaded
 from trialkit.tui.widgets.fitted_table import literal

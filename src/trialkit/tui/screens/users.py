@@ -1,6 +1,7 @@
 """The admin's users screen: every user with role, sites, whether the account may sign in,
 whether it was activated or still awaits enrolment, and custodian status; add a user (the
-one-time enrolment code shown once), disable, enable. The services decide (``services.users``:
+one-time enrolment code shown once), disable, enable. The services decide
+(``services.administration.users``:
 who may manage users, valid names, roles and sites, not disabling oneself) and audit every
 change and refusal; the screen greys out only what does not apply to the selected row."""
 
@@ -37,7 +38,7 @@ from trialkit.tui.wording import tui_message
 
 if TYPE_CHECKING:
     from trialkit.services.actor import Actor
-    from trialkit.services.users import UserView
+    from trialkit.services.administration.users import UserView
 
 COLUMNS = ("Name", "Role", "Sites", "Account", "Sign-in", "Custodian")
 

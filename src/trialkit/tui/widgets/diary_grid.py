@@ -15,7 +15,7 @@ from textual.widget import Widget
 if TYPE_CHECKING:
     from textual.app import RenderResult
 
-    from trialkit.services.diary import DiaryVersion
+    from trialkit.services.diary.entries import DiaryVersion
 
 SEVERITY_MARKS = (".", "m", "M", "S")
 UNRECORDED = "·"

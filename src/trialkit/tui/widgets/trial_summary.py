@@ -13,7 +13,7 @@ from textual.content import Content
 from textual.widgets import DataTable, Static
 
 if TYPE_CHECKING:
-    from trialkit.services.trial import TrialInfo
+    from trialkit.services.administration.trial import TrialInfo
 
 
 class TrialSummary(Vertical):

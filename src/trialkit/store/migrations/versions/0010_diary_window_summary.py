@@ -45,7 +45,7 @@ def upgrade() -> None:
     # the services use, reading only columns this revision has.
     from sqlmodel import Session
 
-    from trialkit.services.outcome_summary import rebuild
+    from trialkit.services.diary.window_summary import rebuild
 
     with Session(bind=op.get_bind()) as session:
         rebuild(session)
